@@ -1,0 +1,969 @@
+/*
+ * readmongo.c - the readmongo service: read-only HTTP access to allowlisted
+ * MongoDB collections through mongo-c-driver.  The config hooks run in the
+ * master and in every worker; everything else runs in a worker process, on
+ * its loop thread and on the service's own query threads.
+ *
+ *   GET /readmongo                      the database and allowlist
+ *   GET /readmongo/{coll}?filter=&projection=&sort=&limit=&skip=
+ *   GET /readmongo/{coll}/{id}[?projection=]
+ *
+ * The driver blocks, so the loop never calls it.  handle() checks the
+ * request completely on the loop thread (allowlist, JSON parameters, refused
+ * operators, limits: readmongo_query.c) and answers 400/403/404 at once;
+ * only a valid query becomes a job on a bounded queue (503 when full).  A
+ * few threads per worker take jobs, run them with a client from the
+ * worker's mongoc_client_pool, render the JSON response body, and put the
+ * job on a done list; an ev_async wakes the loop, which answers the
+ * requests.  Only the loop thread ever touches a cd_request.
+ *
+ * Time is bounded everywhere, so a down or frozen database is reported in
+ * about two seconds and a graceful stop never waits on the database for
+ * long: a job that waited longer than queue_timeout in the queue gets 503
+ * without touching the database; server selection (503), connect, socket
+ * reads (504) and the server's own maxTimeMS (504) have short timeouts from
+ * the config.  The driver's monitor threads notice when the database comes
+ * back, so the service recovers by itself.
+ *
+ * Process-wide driver state: mongoc_init is called in init (a worker is a
+ * freshly exec'd process with no threads yet) and mongoc_cleanup in the last
+ * destroy, after every query thread has been joined.  Several readmongo
+ * sections may share one worker, hence the reference count below, which
+ * only the loop thread touches.
+ *
+ * The client pool is created by the first query thread that needs it, not
+ * in init: for a mongodb+srv:// URI the driver resolves DNS SRV records
+ * while creating the pool, and init must never wait on the network (the
+ * worker must come up and serve other routes while MongoDB or DNS is
+ * down).  For a plain mongodb:// URI creating the pool does no I/O; the
+ * driver connects lazily from its own monitor threads.
+ */
+#include "services/readmongo.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <limits.h>
+#include <mongoc/mongoc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "services/service.h"
+
+/* Driver library users in this process (loop thread only); see above. */
+static int mongoc_users;
+
+enum { RM_FIND, RM_GET };
+
+typedef struct rm_job rm_job;
+typedef struct rm_state rm_state;
+
+struct rm_job {
+    rm_job *next;
+    cd_request *req; /* loop thread only */
+    int kind;        /* RM_FIND or RM_GET */
+    char coll[128];
+    bson_t filter;
+    bson_t opts; /* projection, sort, limit, skip, maxTimeMS */
+    long long limit, skip;
+    long long queued_at_ms;
+    /* The result, written by the query thread. */
+    int status;
+    char *body; /* bson_malloc'd JSON */
+    size_t body_len;
+};
+
+struct rm_state {
+    cd_service *svc;
+    const cd_readmongo_conf *conf;
+    mongoc_uri_t *uri; /* the config's URI with our timeouts applied */
+
+    pthread_mutex_t pool_lock; /* only the query threads take it */
+    mongoc_client_pool_t *pool;
+    char pool_error[256];
+
+    pthread_mutex_t lock; /* queue, done list, shutdown */
+    pthread_cond_t cond;
+    rm_job *head, *tail; /* waiting for a thread */
+    size_t queued;
+    rm_job *done; /* answered by the loop, any order */
+    int shutdown;
+
+    pthread_t *threads;
+    size_t nthreads;
+    ev_async done_w;
+    size_t in_flight; /* loop thread only: jobs not yet answered */
+    int stopping;     /* loop thread only */
+    atomic_int unreachable; /* last query failed to reach the database */
+
+    char *param; /* loop thread only: one query parameter, decoded */
+    size_t param_len;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- JSON bodies ---- */
+
+/* {"error":"msg","status":N}, bson_malloc'd. */
+static char *error_body(int status, const char *msg, size_t *len)
+{
+    bson_string_t *b = bson_string_new("{\"error\":");
+
+    cd_readmongo__json_string(b, msg);
+    bson_string_append_printf(b, ",\"status\":%d}", status);
+    *len = b->len;
+    return bson_string_free(b, false);
+}
+
+static void respond_error(cd_request *req, int status, const char *msg)
+{
+    size_t len;
+    char *body = error_body(status, msg, &len);
+
+    cd_request_respond(req, status, "application/json", body, len);
+    bson_free(body);
+}
+
+static void job_fail(rm_job *job, int status, const char *msg)
+{
+    bson_free(job->body);
+    job->status = status;
+    job->body = error_body(status, msg, &job->body_len);
+}
+
+static void job_free(rm_job *job)
+{
+    bson_destroy(&job->filter);
+    bson_destroy(&job->opts);
+    bson_free(job->body);
+    free(job);
+}
+
+/* ---- config (master and worker) ---- */
+
+static void *rm_conf_new(void)
+{
+    cd_readmongo_conf *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->threads = 2;
+    c->queue_size = 64;
+    c->queue_timeout_ms = 2000;
+    c->default_limit = 20;
+    c->max_limit = 1000;
+    c->max_skip = 100000;
+    c->max_time_ms = 1000;
+    c->server_selection_timeout_ms = -1;
+    c->connect_timeout_ms = -1;
+    c->socket_timeout_ms = -1;
+    c->max_filter_size = 16 * 1024;
+    c->max_filter_depth = 16;
+    c->max_response_size = 8 * 1024 * 1024;
+    return c;
+}
+
+static void rm_conf_free(void *conf)
+{
+    cd_readmongo_conf *c = conf;
+
+    if (!c)
+        return;
+    free(c->uri);
+    free(c->database);
+    for (size_t i = 0; i < c->ncollections; i++)
+        free(c->collections[i]);
+    free(c->collections);
+    free(c);
+}
+
+/* "a, b c" -> the allowlist.  Returns 0 or -1 with err. */
+static int set_collections(cd_readmongo_conf *c, const char *value, char *err, size_t errlen)
+{
+    char *copy = strdup(value), *save = NULL;
+    int rc = -1;
+
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < c->ncollections; i++)
+        free(c->collections[i]);
+    c->ncollections = 0;
+    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        if (!cd_readmongo__valid_collection(tok)) {
+            snprintf(err, errlen,
+                     "collections: '%.64s' is not a collection name this service accepts "
+                     "(letters, digits, _ . -; not system.*)",
+                     tok);
+            goto out;
+        }
+        char **n = realloc(c->collections, (c->ncollections + 1) * sizeof *n);
+        if (!n) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        c->collections = n;
+        if (!(c->collections[c->ncollections] = strdup(tok))) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        c->ncollections++;
+    }
+    rc = 0;
+out:
+    free(copy);
+    return rc;
+}
+
+static int set_string(char **dst, const char *value, char *err, size_t errlen)
+{
+    char *s = strdup(value);
+
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static int set_duration(long long *dst, const char *key, const char *value, long long min,
+                        long long max, char *err, size_t errlen)
+{
+    long long v;
+
+    if (cd_parse_duration_ms(value, &v) < 0 || v < min || v > max) {
+        snprintf(err, errlen, "%s: expected a duration from %lldms to %llds (e.g. 500ms, 2s), got '%s'",
+                 key, min, max / 1000, value);
+        return -1;
+    }
+    *dst = v;
+    return 0;
+}
+
+static int set_size(long long *dst, const char *key, const char *value, long long min,
+                    long long max, char *err, size_t errlen)
+{
+    long long v;
+
+    if (cd_parse_size(value, &v) < 0 || v < min || v > max) {
+        snprintf(err, errlen, "%s: expected a size from %lld to %lld bytes (e.g. 16k, 8m), got '%s'",
+                 key, min, max, value);
+        return -1;
+    }
+    *dst = v;
+    return 0;
+}
+
+static int set_int(long long *dst, const char *key, const char *value, long long min,
+                   long long max, char *err, size_t errlen)
+{
+    if (cd_parse_int(value, min, max, dst) < 0) {
+        snprintf(err, errlen, "%s: expected an integer from %lld to %lld, got '%s'", key, min, max,
+                 value);
+        return -1;
+    }
+    return 0;
+}
+
+static int rm_conf_set(void *conf, const char *key, const char *value, char *err, size_t errlen)
+{
+    cd_readmongo_conf *c = conf;
+
+    if (strcmp(key, "uri") == 0)
+        return set_string(&c->uri, value, err, errlen);
+    if (strcmp(key, "database") == 0) {
+        if (!value[0] || strpbrk(value, "/\\. \"$")) {
+            snprintf(err, errlen, "database: '%s' is not a valid database name", value);
+            return -1;
+        }
+        return set_string(&c->database, value, err, errlen);
+    }
+    if (strcmp(key, "collections") == 0)
+        return set_collections(c, value, err, errlen);
+    if (strcmp(key, "threads") == 0)
+        return set_int(&c->threads, key, value, 1, 64, err, errlen);
+    if (strcmp(key, "queue_size") == 0)
+        return set_int(&c->queue_size, key, value, 1, 100000, err, errlen);
+    if (strcmp(key, "queue_timeout") == 0)
+        return set_duration(&c->queue_timeout_ms, key, value, 1, 600000, err, errlen);
+    if (strcmp(key, "default_limit") == 0)
+        return set_int(&c->default_limit, key, value, 1, 100000, err, errlen);
+    if (strcmp(key, "max_limit") == 0)
+        return set_int(&c->max_limit, key, value, 1, 100000, err, errlen);
+    if (strcmp(key, "max_skip") == 0)
+        return set_int(&c->max_skip, key, value, 0, 1000000000, err, errlen);
+    if (strcmp(key, "max_time") == 0)
+        return set_duration(&c->max_time_ms, key, value, 1, 600000, err, errlen);
+    if (strcmp(key, "server_selection_timeout") == 0)
+        return set_duration(&c->server_selection_timeout_ms, key, value, 1, 600000, err, errlen);
+    if (strcmp(key, "connect_timeout") == 0)
+        return set_duration(&c->connect_timeout_ms, key, value, 1, 600000, err, errlen);
+    if (strcmp(key, "socket_timeout") == 0)
+        return set_duration(&c->socket_timeout_ms, key, value, 1, 600000, err, errlen);
+    if (strcmp(key, "max_filter_size") == 0)
+        return set_size(&c->max_filter_size, key, value, 2, 1024 * 1024, err, errlen);
+    if (strcmp(key, "max_filter_depth") == 0)
+        return set_int(&c->max_filter_depth, key, value, 1, 100, err, errlen);
+    if (strcmp(key, "max_response_size") == 0)
+        return set_size(&c->max_response_size, key, value, 1024, 1024LL * 1024 * 1024, err,
+                        errlen);
+    return -2;
+}
+
+/* A timeout: the config key if set, else the URI's option, else dflt. */
+static long long pick_timeout(long long configured, const mongoc_uri_t *uri, const char *opt,
+                              long long dflt)
+{
+    if (configured >= 0)
+        return configured;
+    int32_t v = mongoc_uri_get_option_as_int32(uri, opt, -1);
+    return v > 0 ? v : dflt;
+}
+
+/* Runs in the master too.  URI parsing is pure string work in libmongoc (no
+ * threads, sockets or DNS, even for mongodb+srv), so it is safe before
+ * mongoc_init and before the fork/exec of the workers. */
+static int rm_conf_check(void *conf, char *err, size_t errlen)
+{
+    cd_readmongo_conf *c = conf;
+    mongoc_uri_t *uri = NULL;
+    bson_error_t berr;
+    int rc = -1;
+
+    if (!c->uri && set_string(&c->uri, "mongodb://127.0.0.1:27017", err, errlen) < 0)
+        goto out;
+    if (!(uri = mongoc_uri_new_with_error(c->uri, &berr))) {
+        snprintf(err, errlen, "uri: %s", berr.message);
+        goto out;
+    }
+    if (c->ncollections == 0) {
+        snprintf(err, errlen,
+                 "collections: list the collections this service may read (none are readable "
+                 "by default)");
+        goto out;
+    }
+    if (c->default_limit > c->max_limit) {
+        snprintf(err, errlen, "default_limit (%lld) is above max_limit (%lld)", c->default_limit,
+                 c->max_limit);
+        goto out;
+    }
+    if (!c->database) {
+        const char *db = mongoc_uri_get_database(uri);
+        if (set_string(&c->database, db && db[0] ? db : "demo", err, errlen) < 0)
+            goto out;
+    }
+    c->server_selection_timeout_ms =
+        pick_timeout(c->server_selection_timeout_ms, uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 2000);
+    c->connect_timeout_ms =
+        pick_timeout(c->connect_timeout_ms, uri, MONGOC_URI_CONNECTTIMEOUTMS, 1000);
+    /* The socket timeout must leave the server time to report maxTimeMS
+     * itself (a clean 504 that keeps the connection) before the driver gives
+     * up on the socket (which drops it). */
+    c->socket_timeout_ms = pick_timeout(c->socket_timeout_ms, uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                        c->max_time_ms + 1000 > 2000 ? c->max_time_ms + 1000 : 2000);
+    if (c->socket_timeout_ms <= c->max_time_ms) {
+        snprintf(err, errlen, "socket_timeout (%lldms) must be longer than max_time (%lldms)",
+                 c->socket_timeout_ms, c->max_time_ms);
+        goto out;
+    }
+    if (c->server_selection_timeout_ms > INT32_MAX || c->connect_timeout_ms > INT32_MAX ||
+        c->socket_timeout_ms > INT32_MAX) {
+        snprintf(err, errlen, "a timeout is too long");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (uri)
+        mongoc_uri_destroy(uri);
+    return rc;
+}
+
+/* ---- query threads ---- */
+
+/* The pool, created on first use (see the top of the file).  A failed
+ * creation is retried by the next job. */
+static mongoc_client_pool_t *get_pool(rm_state *st, char *err, size_t errlen)
+{
+    mongoc_client_pool_t *pool;
+    bson_error_t berr;
+
+    pthread_mutex_lock(&st->pool_lock);
+    if (!st->pool) {
+        st->pool = mongoc_client_pool_new_with_error(st->uri, &berr);
+        if (st->pool) {
+            mongoc_client_pool_set_error_api(st->pool, MONGOC_ERROR_API_VERSION_2);
+            mongoc_client_pool_max_size(st->pool, (uint32_t)st->nthreads);
+        } else {
+            snprintf(err, errlen, "database client: %s", berr.message);
+        }
+    }
+    pool = st->pool;
+    pthread_mutex_unlock(&st->pool_lock);
+    return pool;
+}
+
+/* Appends the cursor's documents to docs.  Returns the count; sets
+ * *truncated when the next document would pass max_response_size, and
+ * fails the job on a document libbson cannot render. */
+static long long render_docs(rm_state *st, rm_job *job, mongoc_cursor_t *cur, bson_string_t *docs,
+                             int *truncated)
+{
+    const bson_t *doc;
+    long long n = 0;
+
+    while (mongoc_cursor_next(cur, &doc)) {
+        size_t len;
+        char *json = bson_as_relaxed_extended_json(doc, &len);
+        if (!json) {
+            job_fail(job, 502, "a document could not be converted to JSON");
+            return n;
+        }
+        if ((long long)(docs->len + len + 1) > st->conf->max_response_size) {
+            bson_free(json);
+            *truncated = 1;
+            break;
+        }
+        if (n > 0)
+            bson_string_append_c(docs, ',');
+        bson_string_append(docs, json);
+        bson_free(json);
+        n++;
+    }
+    return n;
+}
+
+static void run_job(rm_state *st, rm_job *job)
+{
+    const cd_readmongo_conf *c = st->conf;
+    mongoc_client_pool_t *pool;
+    mongoc_client_t *client = NULL;
+    mongoc_collection_t *coll = NULL;
+    mongoc_cursor_t *cur = NULL;
+    bson_string_t *docs = NULL;
+    bson_error_t berr;
+    char msg[sizeof berr.message + 64];
+    long long started = now_ms();
+
+    if (started - job->queued_at_ms > c->queue_timeout_ms) {
+        job_fail(job, 503, "the service is overloaded: the query waited too long for a thread");
+        goto out;
+    }
+    if (!(pool = get_pool(st, msg, sizeof msg))) {
+        atomic_store(&st->unreachable, 1);
+        job_fail(job, 503, msg);
+        goto out;
+    }
+    client = mongoc_client_pool_pop(pool);
+    coll = mongoc_client_get_collection(client, c->database, job->coll);
+    cur = mongoc_collection_find_with_opts(coll, &job->filter, &job->opts, NULL);
+    docs = bson_string_new(NULL);
+    int truncated = 0;
+    long long n = render_docs(st, job, cur, docs, &truncated);
+    if (job->body) /* render_docs failed the job */
+        goto out;
+    if (mongoc_cursor_error(cur, &berr)) {
+        int timed_out = now_ms() - started >= c->socket_timeout_ms * 9 / 10;
+        int status = cd_readmongo__error_status(&berr, timed_out);
+        if (status == 503 || (status == 504 && berr.domain == MONGOC_ERROR_STREAM))
+            atomic_store(&st->unreachable, 1);
+        if (status == 503)
+            snprintf(msg, sizeof msg, "database unavailable: %s", berr.message);
+        else if (status == 504)
+            snprintf(msg, sizeof msg, "query exceeded its time budget: %s", berr.message);
+        else if (status == 400)
+            snprintf(msg, sizeof msg, "query rejected by the database: %s", berr.message);
+        else
+            snprintf(msg, sizeof msg, "database error: %s", berr.message);
+        job_fail(job, status, msg);
+        goto out;
+    }
+    atomic_store(&st->unreachable, 0);
+
+    if (job->kind == RM_GET) {
+        if (n == 0) {
+            job_fail(job, 404, "no document with this _id");
+            goto out;
+        }
+        job->status = 200;
+        job->body_len = docs->len;
+        job->body = bson_string_free(docs, false);
+        docs = NULL;
+        goto out;
+    }
+
+    bson_string_t *b = bson_string_new("{\"collection\":");
+    cd_readmongo__json_string(b, job->coll);
+    bson_string_append_printf(b, ",\"count\":%lld,\"limit\":%lld,\"skip\":%lld,\"truncated\":%s,"
+                                 "\"documents\":[",
+                              n, job->limit, job->skip, truncated ? "true" : "false");
+    bson_string_append(b, docs->str);
+    bson_string_append(b, "]}");
+    job->status = 200;
+    job->body_len = b->len;
+    job->body = bson_string_free(b, false);
+
+out:
+    if (docs)
+        bson_string_free(docs, true);
+    if (cur)
+        mongoc_cursor_destroy(cur);
+    if (coll)
+        mongoc_collection_destroy(coll);
+    if (client)
+        mongoc_client_pool_push(pool, client);
+}
+
+static void *query_thread(void *arg)
+{
+    rm_state *st = arg;
+
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        while (!st->head && !st->shutdown)
+            pthread_cond_wait(&st->cond, &st->lock);
+        /* At shutdown the loop is gone: jobs left are freed by destroy. */
+        if (st->shutdown)
+            break;
+        rm_job *job = st->head;
+        st->head = job->next;
+        if (!st->head)
+            st->tail = NULL;
+        st->queued--;
+        pthread_mutex_unlock(&st->lock);
+
+        run_job(st, job);
+
+        pthread_mutex_lock(&st->lock);
+        job->next = st->done;
+        st->done = job;
+        /* Under the lock, so destroy (which sets shutdown under it) knows
+         * no thread touches the loop afterwards. */
+        if (!st->shutdown)
+            ev_async_send(st->svc->loop, &st->done_w);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* ---- loop thread ---- */
+
+static void done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    rm_state *st = (rm_state *)((char *)w - offsetof(rm_state, done_w));
+    rm_job *list;
+
+    (void)revents;
+    pthread_mutex_lock(&st->lock);
+    list = st->done;
+    st->done = NULL;
+    pthread_mutex_unlock(&st->lock);
+
+    while (list) {
+        rm_job *job = list;
+        list = job->next;
+        cd_request_respond(job->req, job->status, "application/json", job->body, job->body_len);
+        job_free(job);
+        /* While jobs are out, the watcher keeps the loop alive. */
+        if (--st->in_flight == 0)
+            ev_unref(loop);
+    }
+}
+
+/* Reads query parameter key into st->param.  Returns its length, -1 when
+ * absent, or answers 400 and returns -2. */
+static int get_param(rm_state *st, cd_request *req, const char *key)
+{
+    char msg[128];
+    int n = cd_request_query_param(req, key, st->param, st->param_len);
+
+    if (n == -2) {
+        snprintf(msg, sizeof msg, "%s is larger than %lld bytes or badly percent-encoded", key,
+                 st->conf->max_filter_size);
+        respond_error(req, 400, msg);
+    }
+    return n;
+}
+
+/* Parses JSON parameter key into doc (initialised either way).  Returns 0
+ * (absent counts), or answers 400 and returns -1. */
+static int get_doc_param(rm_state *st, cd_request *req, const char *key, bson_t *doc)
+{
+    char msg[512];
+    int n = get_param(st, req, key);
+
+    if (n < 0) {
+        bson_init(doc);
+        return n == -1 ? 0 : -1;
+    }
+    if (cd_readmongo__parse_doc(key, st->param, (size_t)n, (size_t)st->conf->max_filter_size,
+                                (int)st->conf->max_filter_depth, doc, msg, sizeof msg) < 0) {
+        respond_error(req, 400, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* limit or skip into *out (dflt when absent).  Returns 0, or answers 400
+ * and returns -1. */
+static int get_count_param(rm_state *st, cd_request *req, const char *key, long long dflt,
+                           long long max, long long *out)
+{
+    char msg[128];
+    int n = get_param(st, req, key);
+
+    if (n == -2)
+        return -1;
+    if (n == -1) {
+        *out = dflt;
+        return 0;
+    }
+    int rc = cd_readmongo__parse_count(st->param, max, out);
+    if (rc == -EINVAL) {
+        snprintf(msg, sizeof msg, "%s must be a non-negative integer", key);
+        respond_error(req, 400, msg);
+        return -1;
+    }
+    if (rc == -ERANGE) {
+        snprintf(msg, sizeof msg, "%s must be at most %lld", key, max);
+        respond_error(req, 400, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void respond_index(rm_state *st, cd_request *req)
+{
+    bson_string_t *b = bson_string_new("{\"database\":");
+
+    cd_readmongo__json_string(b, st->conf->database);
+    bson_string_append(b, ",\"collections\":[");
+    for (size_t i = 0; i < st->conf->ncollections; i++) {
+        if (i)
+            bson_string_append_c(b, ',');
+        cd_readmongo__json_string(b, st->conf->collections[i]);
+    }
+    bson_string_append(b, "]}");
+    cd_request_respond(req, 200, "application/json", b->str, b->len);
+    bson_string_free(b, true);
+}
+
+static int allowed(const cd_readmongo_conf *c, const char *coll)
+{
+    for (size_t i = 0; i < c->ncollections; i++)
+        if (strcmp(c->collections[i], coll) == 0)
+            return 1;
+    return 0;
+}
+
+/* Builds the job for a valid request, or answers the request and returns
+ * NULL. */
+static rm_job *build_job(rm_state *st, cd_request *req)
+{
+    const cd_readmongo_conf *c = st->conf;
+    char id[1024], msg[256];
+    bson_t projection, sort, filter;
+    long long limit = 0, skip = 0;
+    rm_job *job = NULL;
+    int ok = 0;
+
+    bson_init(&projection);
+    bson_init(&sort);
+    bson_init(&filter);
+    if (!(job = calloc(1, sizeof *job))) {
+        respond_error(req, 503, "out of memory");
+        goto out;
+    }
+    bson_init(&job->filter);
+    bson_init(&job->opts);
+
+    int kind = cd_readmongo__split_path(cd_request_subpath(req), job->coll, sizeof job->coll, id,
+                                        sizeof id);
+    if (kind == 0) {
+        respond_index(st, req);
+        goto out;
+    }
+    if (kind < 0) {
+        respond_error(req, kind == -ENAMETOOLONG ? 414 : 404,
+                      kind == -ENAMETOOLONG ? "path segment too long"
+                                            : "no such resource: use /{collection} or "
+                                              "/{collection}/{id}");
+        goto out;
+    }
+    /* The allowlist comes first: nothing about a refused collection reaches
+     * the database, not even its name. */
+    if (!allowed(c, job->coll)) {
+        if (cd_readmongo__valid_collection(job->coll))
+            snprintf(msg, sizeof msg, "collection '%s' is not readable through this service",
+                     job->coll);
+        else
+            snprintf(msg, sizeof msg, "this collection is not readable through this service");
+        respond_error(req, 403, msg);
+        goto out;
+    }
+
+    if (get_doc_param(st, req, "projection", &projection) < 0)
+        goto out;
+    if (kind == 2) {
+        int n = get_param(st, req, "filter");
+        if (n == -2)
+            goto out;
+        if (n >= 0 || get_param(st, req, "sort") >= 0 || get_param(st, req, "skip") >= 0) {
+            respond_error(req, 400, "filter, sort and skip do not apply to a lookup by id");
+            goto out;
+        }
+        job->kind = RM_GET;
+        job->limit = 1;
+        cd_readmongo__id_filter(id, &job->filter);
+    } else {
+        if (get_doc_param(st, req, "filter", &filter) < 0 ||
+            get_doc_param(st, req, "sort", &sort) < 0 ||
+            get_count_param(st, req, "limit", c->default_limit, LLONG_MAX / 2, &limit) < 0 ||
+            get_count_param(st, req, "skip", 0, c->max_skip, &skip) < 0)
+            goto out;
+        if (limit == 0) {
+            respond_error(req, 400, "limit must be at least 1");
+            goto out;
+        }
+        job->kind = RM_FIND;
+        job->limit = limit > c->max_limit ? c->max_limit : limit;
+        job->skip = skip;
+        bson_concat(&job->filter, &filter);
+        if (!bson_empty(&sort))
+            BSON_APPEND_DOCUMENT(&job->opts, "sort", &sort);
+        if (skip)
+            BSON_APPEND_INT64(&job->opts, "skip", skip);
+    }
+    if (!bson_empty(&projection))
+        BSON_APPEND_DOCUMENT(&job->opts, "projection", &projection);
+    BSON_APPEND_INT64(&job->opts, "limit", job->limit);
+    BSON_APPEND_INT64(&job->opts, "maxTimeMS", c->max_time_ms);
+    job->req = req;
+    ok = 1;
+
+out:
+    bson_destroy(&projection);
+    bson_destroy(&sort);
+    bson_destroy(&filter);
+    if (!ok && job) {
+        job_free(job);
+        job = NULL;
+    }
+    return job;
+}
+
+static void rm_handle(cd_service *svc, cd_request *req)
+{
+    rm_state *st = svc->state;
+    rm_job *job = build_job(st, req);
+
+    if (!job)
+        return;
+    job->queued_at_ms = now_ms();
+    pthread_mutex_lock(&st->lock);
+    if (st->queued >= (size_t)st->conf->queue_size) {
+        pthread_mutex_unlock(&st->lock);
+        job_free(job);
+        respond_error(req, 503, "the service is overloaded: its query queue is full");
+        return;
+    }
+    if (st->tail)
+        st->tail->next = job;
+    else
+        st->head = job;
+    st->tail = job;
+    st->queued++;
+    pthread_cond_signal(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+    if (st->in_flight++ == 0)
+        ev_ref(svc->loop);
+}
+
+/* mongoc's log lines go through ours.  Called from any thread. */
+static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
+                          void *data)
+{
+    (void)data;
+    if (level <= MONGOC_LOG_LEVEL_CRITICAL)
+        cd_warn("mongoc %s: %s", domain, message);
+    else if (level == MONGOC_LOG_LEVEL_WARNING)
+        cd_debug("mongoc %s: %s", domain, message); /* e.g. endSessions at exit */
+}
+
+/* Frees everything init built.  The query threads must be joined. */
+static void state_free(rm_state *st)
+{
+    rm_job *lists[2] = {st->head, st->done};
+
+    for (int i = 0; i < 2; i++) {
+        while (lists[i]) {
+            rm_job *job = lists[i];
+            lists[i] = job->next;
+            job_free(job); /* its request died with the loop */
+        }
+    }
+    if (st->pool)
+        mongoc_client_pool_destroy(st->pool);
+    if (st->uri)
+        mongoc_uri_destroy(st->uri);
+    pthread_mutex_destroy(&st->pool_lock);
+    pthread_mutex_destroy(&st->lock);
+    pthread_cond_destroy(&st->cond);
+    free(st->threads);
+    free(st->param);
+    free(st);
+}
+
+/* Joins the first n query threads after telling them to stop. */
+static void join_threads(rm_state *st, size_t n)
+{
+    pthread_mutex_lock(&st->lock);
+    st->shutdown = 1;
+    pthread_cond_broadcast(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(st->threads[i], NULL);
+}
+
+static int rm_init(cd_service *svc, char *err, size_t errlen)
+{
+    const cd_readmongo_conf *c = svc->conf;
+    rm_state *st = NULL;
+    bson_error_t berr;
+    sigset_t all, old;
+    size_t started = 0;
+    int rc = 0;
+
+    if (mongoc_users++ == 0) {
+        mongoc_init();
+        mongoc_log_set_handler(mongoc_log_cb, NULL);
+    }
+    if (!(st = calloc(1, sizeof *st))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    st->svc = svc;
+    st->conf = c;
+    pthread_mutex_init(&st->pool_lock, NULL);
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_cond_init(&st->cond, NULL);
+    st->param_len = (size_t)c->max_filter_size + 1;
+    st->nthreads = (size_t)c->threads;
+    if (!(st->param = malloc(st->param_len)) ||
+        !(st->threads = calloc(st->nthreads, sizeof *st->threads))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!(st->uri = mongoc_uri_new_with_error(c->uri, &berr))) {
+        snprintf(err, errlen, "uri: %s", berr.message);
+        goto fail;
+    }
+    mongoc_uri_set_option_as_int32(st->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                   (int32_t)c->server_selection_timeout_ms);
+    mongoc_uri_set_option_as_int32(st->uri, MONGOC_URI_CONNECTTIMEOUTMS,
+                                   (int32_t)c->connect_timeout_ms);
+    mongoc_uri_set_option_as_int32(st->uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                   (int32_t)c->socket_timeout_ms);
+    if (!mongoc_uri_get_appname(st->uri))
+        mongoc_uri_set_appname(st->uri, "clusterd");
+
+    ev_async_init(&st->done_w, done_cb);
+    ev_async_start(svc->loop, &st->done_w);
+    ev_unref(svc->loop); /* idle, it must not keep the loop alive */
+
+    /* Signals belong to the loop thread; the query threads (and the driver
+     * threads they start) inherit a full mask. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (; started < st->nthreads; started++) {
+        rc = pthread_create(&st->threads[started], NULL, query_thread, st);
+        if (rc != 0)
+            break;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started < st->nthreads) {
+        snprintf(err, errlen, "pthread_create() failed: %s (errno %d)", strerror(rc), rc);
+        join_threads(st, started);
+        ev_ref(svc->loop);
+        ev_async_stop(svc->loop, &st->done_w);
+        goto fail;
+    }
+    svc->state = st;
+    cd_info("%s: %zu query threads, database '%s', %zu collections, server selection %lldms, "
+            "socket %lldms, maxTimeMS %lld",
+            svc->name, st->nthreads, c->database, c->ncollections,
+            c->server_selection_timeout_ms, c->socket_timeout_ms, c->max_time_ms);
+    return 0;
+
+fail:
+    if (st)
+        state_free(st);
+    if (--mongoc_users == 0)
+        mongoc_cleanup();
+    return -1;
+}
+
+/* Graceful stop has begun.  Nothing needs cutting short: every queued job
+ * finishes or fails within queue_timeout plus its query budget, so the
+ * worker's drain completes on its own; requests arriving meanwhile (the
+ * last ones on keep-alive connections) are still served, so a rolling
+ * restart fails none of them. */
+static void rm_stop(cd_service *svc)
+{
+    rm_state *st = svc->state;
+
+    st->stopping = 1;
+    if (st->in_flight)
+        cd_debug("%s: stopping with %zu queries in flight", svc->name, st->in_flight);
+}
+
+/* The loop is gone: the threads are told to stop, finish the job in hand
+ * (bounded by the timeouts) and are joined; no request is answered, the
+ * worker has freed them with their connections.  The loop is not touched. */
+static void rm_destroy(cd_service *svc)
+{
+    rm_state *st = svc->state;
+
+    if (!st)
+        return;
+    join_threads(st, st->nthreads);
+    state_free(st);
+    svc->state = NULL;
+    if (--mongoc_users == 0)
+        mongoc_cleanup();
+}
+
+static const char *rm_degraded(cd_service *svc)
+{
+    rm_state *st = svc->state;
+
+    return st && atomic_load(&st->unreachable) ? "database unreachable" : NULL;
+}
+
+const cd_service_type cd_service_readmongo = {
+    .name = "readmongo",
+    .methods = CD_M_GET | CD_M_HEAD,
+    .conf_new = rm_conf_new,
+    .conf_set = rm_conf_set,
+    .conf_check = rm_conf_check,
+    .conf_free = rm_conf_free,
+    .init = rm_init,
+    .handle = rm_handle,
+    .stop = rm_stop,
+    .destroy = rm_destroy,
+    .degraded = rm_degraded,
+};

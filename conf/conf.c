@@ -1,0 +1,409 @@
+/*
+ * conf.c - INI config parsing with libinih (master and workers).
+ *
+ * inih calls us once per key; we record every (section, key, value, line)
+ * and interpret them afterwards, because a service section's keys can only
+ * be handed to its type once `type =` is known, wherever it stands.  inih's
+ * handler gets no line numbers in Debian's build, so our reader counts lines
+ * as inih pulls them: when the handler runs, the last line read is the one
+ * being handled.
+ */
+#include "conf/conf.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/util.h"
+
+#define CONF_MAX_FILE (1 << 20)
+
+typedef struct kv {
+    char *section, *key, *value;
+    int line;
+} kv;
+
+typedef struct parse_state {
+    const char *path;
+    const char *text, *cur, *end;
+    int line;      /* lines handed to inih so far */
+    int long_line; /* first line that was too long, or 0 */
+    kv *kvs;
+    size_t nkv, cap;
+    int oom;
+} parse_state;
+
+static char *reader(char *str, int num, void *stream)
+{
+    parse_state *ps = stream;
+    if (ps->cur >= ps->end || ps->long_line)
+        return NULL;
+    const char *nl = memchr(ps->cur, '\n', (size_t)(ps->end - ps->cur));
+    size_t n = nl ? (size_t)(nl - ps->cur + 1) : (size_t)(ps->end - ps->cur);
+    ps->line++;
+    if (n >= (size_t)num) {
+        ps->long_line = ps->line;
+        return NULL;
+    }
+    memcpy(str, ps->cur, n);
+    str[n] = '\0';
+    ps->cur += n;
+    return str;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    parse_state *ps = user;
+    if (ps->nkv == ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 32;
+        kv *n = realloc(ps->kvs, cap * sizeof *n);
+        if (!n) {
+            ps->oom = 1;
+            return 0;
+        }
+        ps->kvs = n;
+        ps->cap = cap;
+    }
+    kv *e = &ps->kvs[ps->nkv];
+    e->section = strdup(section);
+    e->key = strdup(name);
+    e->value = strdup(value);
+    e->line = ps->line;
+    if (!e->section || !e->key || !e->value) {
+        free(e->section);
+        free(e->key);
+        free(e->value);
+        ps->oom = 1;
+        return 0;
+    }
+    ps->nkv++;
+    return 1;
+}
+
+static int fail(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
+{
+    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", path, line) : snprintf(err, errlen, "%s: ", path);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int dur(const kv *e, long long min, long long *out, const char *path, char *err, size_t errlen)
+{
+    if (cd_parse_duration_ms(e->value, out) < 0 || *out < min)
+        return fail(err, errlen, path, e->line,
+                    "%s: bad duration '%s' (expected e.g. 500ms, 30s, 2m; at least %lldms)", e->key,
+                    e->value, min);
+    return 0;
+}
+
+static int size(const kv *e, long long min, long long max, size_t *out, const char *path, char *err,
+                size_t errlen)
+{
+    long long v;
+    if (cd_parse_size(e->value, &v) < 0 || v < min || v > max)
+        return fail(err, errlen, path, e->line, "%s: bad size '%s' (expected e.g. 512, 64k, 1m; %lld..%lld)",
+                    e->key, e->value, min, max);
+    *out = (size_t)v;
+    return 0;
+}
+
+static int integer(const kv *e, long long min, long long max, int *out, const char *path, char *err,
+                   size_t errlen)
+{
+    long long v;
+    if (cd_parse_int(e->value, min, max, &v) < 0)
+        return fail(err, errlen, path, e->line, "%s: bad number '%s' (expected %lld..%lld)", e->key, e->value,
+                    min, max);
+    *out = (int)v;
+    return 0;
+}
+
+static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
+{
+    const char *p = c->path;
+    const char *k = e->key;
+    if (strcmp(k, "listen") == 0) {
+        if (strlen(e->value) >= sizeof c->listen || cd_parse_listen(e->value, &c->addr, &c->addrlen) < 0)
+            return fail(err, errlen, p, e->line, "listen: bad address '%s' (expected host:port)", e->value);
+        strcpy(c->listen, e->value);
+        return 0;
+    }
+    if (strcmp(k, "workers") == 0) {
+        if (strcmp(e->value, "auto") == 0) {
+            c->workers = 0;
+            return 0;
+        }
+        return integer(e, 1, 1024, &c->workers, p, err, errlen);
+    }
+    if (strcmp(k, "backlog") == 0)
+        return integer(e, 1, 65535, &c->backlog, p, err, errlen);
+    if (strcmp(k, "max_connections") == 0)
+        return integer(e, 1, 1000000, &c->max_connections, p, err, errlen);
+    if (strcmp(k, "graceful_timeout") == 0)
+        return dur(e, 0, &c->graceful_timeout_ms, p, err, errlen);
+    if (strcmp(k, "header_timeout") == 0)
+        return dur(e, 1, &c->header_timeout_ms, p, err, errlen);
+    if (strcmp(k, "keepalive_timeout") == 0)
+        return dur(e, 0, &c->keepalive_timeout_ms, p, err, errlen);
+    if (strcmp(k, "heartbeat_interval") == 0)
+        return dur(e, 10, &c->heartbeat_interval_ms, p, err, errlen);
+    if (strcmp(k, "heartbeat_timeout") == 0)
+        return dur(e, 100, &c->heartbeat_timeout_ms, p, err, errlen);
+    if (strcmp(k, "max_header_size") == 0)
+        return size(e, 256, 1 << 20, &c->max_header_size, p, err, errlen);
+    if (strcmp(k, "max_body_size") == 0)
+        return size(e, 0, 1LL << 30, &c->max_body_size, p, err, errlen);
+    return fail(err, errlen, p, e->line, "unknown key '%s' in [cluster]", k);
+}
+
+static int valid_route(const char *r)
+{
+    if (r[0] != '/')
+        return 0;
+    size_t n = strlen(r);
+    if (n > 1 && r[n - 1] == '/')
+        return 0;
+    for (const char *s = r; *s; s++)
+        if (*s == '?' || *s == '#' || *s <= ' ' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Builds the service of section kvs[first..] (all entries with that section). */
+static int build_service(cd_conf *c, parse_state *ps, size_t first, cd_conf_service *svc, char *err,
+                         size_t errlen)
+{
+    const char *sect = ps->kvs[first].section;
+    const kv *type_kv = NULL, *route_kv = NULL;
+    for (size_t i = first; i < ps->nkv; i++) {
+        kv *e = &ps->kvs[i];
+        if (strcmp(e->section, sect) != 0)
+            continue;
+        if (strcmp(e->key, "type") == 0)
+            type_kv = e;
+        else if (strcmp(e->key, "route") == 0)
+            route_kv = e;
+    }
+    svc->line = ps->kvs[first].line;
+    svc->name = strdup(sect);
+    if (!svc->name)
+        return fail(err, errlen, c->path, 0, "out of memory");
+    const char *tname = type_kv ? type_kv->value : sect;
+    svc->type = cd_service_lookup(tname);
+    if (!svc->type) {
+        if (type_kv)
+            return fail(err, errlen, c->path, type_kv->line, "unknown service type '%s'", tname);
+        return fail(err, errlen, c->path, svc->line,
+                    "unknown section [%s] (not [cluster], and no 'type =' naming a service type)", sect);
+    }
+    char defroute[300];
+    snprintf(defroute, sizeof defroute, "/%s", sect);
+    const char *route = route_kv ? route_kv->value : defroute;
+    if (!valid_route(route))
+        return fail(err, errlen, c->path, route_kv ? route_kv->line : svc->line,
+                    "route: bad route '%s' (must start with '/', no trailing '/', no spaces)", route);
+    for (size_t i = 0; i < c->nservices; i++)
+        if (strcmp(c->services[i].route, route) == 0)
+            return fail(err, errlen, c->path, route_kv ? route_kv->line : svc->line,
+                        "route '%s' is already used by [%s]", route, c->services[i].name);
+    svc->route = strdup(route);
+    if (!svc->route)
+        return fail(err, errlen, c->path, 0, "out of memory");
+    svc->route_len = strlen(route);
+    svc->conf = svc->type->conf_new ? svc->type->conf_new() : NULL;
+    if (svc->type->conf_new && !svc->conf)
+        return fail(err, errlen, c->path, 0, "out of memory");
+    for (size_t i = first; i < ps->nkv; i++) {
+        kv *e = &ps->kvs[i];
+        if (strcmp(e->section, sect) != 0 || strcmp(e->key, "type") == 0 || strcmp(e->key, "route") == 0)
+            continue;
+        char why[256] = "";
+        int rc = svc->type->conf_set ? svc->type->conf_set(svc->conf, e->key, e->value, why, sizeof why) : -2;
+        if (rc == -2)
+            return fail(err, errlen, c->path, e->line, "unknown key '%s' for a %s service", e->key, tname);
+        if (rc < 0)
+            return fail(err, errlen, c->path, e->line, "%s: %s", e->key, why[0] ? why : "bad value");
+    }
+    if (svc->type->conf_check) {
+        char why[256] = "";
+        if (svc->type->conf_check(svc->conf, why, sizeof why) < 0)
+            return fail(err, errlen, c->path, svc->line, "[%s]: %s", sect, why[0] ? why : "invalid");
+    }
+    return 0;
+}
+
+static void defaults(cd_conf *c)
+{
+    strcpy(c->listen, "127.0.0.1:8080");
+    cd_parse_listen(c->listen, &c->addr, &c->addrlen);
+    c->workers = 0;
+    c->backlog = 511;
+    c->graceful_timeout_ms = 30000;
+    c->header_timeout_ms = 10000;
+    c->keepalive_timeout_ms = 75000;
+    c->heartbeat_interval_ms = 1000;
+    c->heartbeat_timeout_ms = 10000;
+    c->max_header_size = 16 * 1024;
+    c->max_body_size = 1024 * 1024;
+    c->max_connections = 4096;
+}
+
+static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
+{
+    /* Duplicate keys within a section, and a section that starts again after
+     * another one (inih hands us a repeated [name] as more keys of it). */
+    for (size_t i = 0; i < ps->nkv; i++) {
+        int starts = i == 0 || strcmp(ps->kvs[i].section, ps->kvs[i - 1].section) != 0;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(ps->kvs[i].section, ps->kvs[j].section) != 0)
+                continue;
+            if (starts)
+                return fail(err, errlen, c->path, ps->kvs[i].line, "section [%s] appears twice (first at line %d)",
+                            ps->kvs[i].section, ps->kvs[j].line);
+            if (strcmp(ps->kvs[i].key, ps->kvs[j].key) == 0)
+                return fail(err, errlen, c->path, ps->kvs[i].line, "duplicate key '%s' (first at line %d)",
+                            ps->kvs[i].key, ps->kvs[j].line);
+        }
+    }
+    size_t nsect = 0;
+    for (size_t i = 0; i < ps->nkv; i++)
+        if (i == 0 || strcmp(ps->kvs[i].section, ps->kvs[i - 1].section) != 0)
+            nsect++;
+    c->services = calloc(nsect ? nsect : 1, sizeof *c->services);
+    if (!c->services)
+        return fail(err, errlen, c->path, 0, "out of memory");
+    for (size_t i = 0; i < ps->nkv; i++) {
+        kv *e = &ps->kvs[i];
+        if (e->section[0] == '\0')
+            return fail(err, errlen, c->path, e->line, "key '%s' outside any section", e->key);
+        if (strcmp(e->section, "cluster") == 0) {
+            if (cluster_key(c, e, err, errlen) < 0)
+                return -1;
+            continue;
+        }
+        if (i > 0 && strcmp(e->section, ps->kvs[i - 1].section) == 0)
+            continue; /* a section is built from its first key */
+        if (build_service(c, ps, i, &c->services[c->nservices], err, errlen) < 0) {
+            c->nservices++; /* so cd_conf_free releases the partial one */
+            return -1;
+        }
+        c->nservices++;
+    }
+    if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms)
+        return fail(err, errlen, c->path, 0, "heartbeat_timeout must be longer than heartbeat_interval");
+    if (c->nservices == 0)
+        return fail(err, errlen, c->path, 0, "no service sections: nothing to serve");
+    return 0;
+}
+
+int cd_conf_load_text(const char *path, const char *text, size_t len, cd_conf **out, char *err, size_t errlen)
+{
+    int rc = -1;
+    parse_state ps = {.path = path, .text = text, .cur = text, .end = text + len};
+    cd_conf *c = calloc(1, sizeof *c);
+    if (!c)
+        return fail(err, errlen, path, 0, "out of memory");
+    defaults(c);
+    c->path = strdup(path);
+    c->text = malloc(len + 1);
+    if (!c->path || !c->text) {
+        fail(err, errlen, path, 0, "out of memory");
+        goto out;
+    }
+    memcpy(c->text, text, len);
+    c->text[len] = '\0';
+    c->text_len = len;
+    if (memchr(text, '\0', len)) {
+        fail(err, errlen, path, 0, "file contains a NUL byte");
+        goto out;
+    }
+    int line = ini_parse_stream(reader, &ps, handler, &ps);
+    if (ps.oom) {
+        fail(err, errlen, path, 0, "out of memory");
+        goto out;
+    }
+    if (ps.long_line) {
+        fail(err, errlen, path, ps.long_line, "line too long (at most %d characters)", INI_MAX_LINE - 2);
+        goto out;
+    }
+    if (line > 0) {
+        fail(err, errlen, path, line, "syntax error (expected [section], key = value, or a ; comment)");
+        goto out;
+    }
+    if (line < 0) {
+        fail(err, errlen, path, 0, "cannot parse");
+        goto out;
+    }
+    if (interpret(c, &ps, err, errlen) < 0)
+        goto out;
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    for (size_t i = 0; i < ps.nkv; i++) {
+        free(ps.kvs[i].section);
+        free(ps.kvs[i].key);
+        free(ps.kvs[i].value);
+    }
+    free(ps.kvs);
+    cd_conf_free(c);
+    return rc;
+}
+
+int cd_conf_load_file(const char *path, cd_conf **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fail(err, errlen, path, 0, "cannot open: %s", strerror(errno));
+    char *buf = malloc(CONF_MAX_FILE + 1);
+    if (!buf) {
+        fclose(f);
+        return fail(err, errlen, path, 0, "out of memory");
+    }
+    size_t n = fread(buf, 1, CONF_MAX_FILE + 1, f);
+    int rerr = ferror(f) ? errno : 0;
+    fclose(f);
+    int rc;
+    if (rerr)
+        rc = fail(err, errlen, path, 0, "cannot read: %s", strerror(rerr));
+    else if (n > CONF_MAX_FILE)
+        rc = fail(err, errlen, path, 0, "file too large (over %d bytes)", CONF_MAX_FILE);
+    else
+        rc = cd_conf_load_text(path, buf, n, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void cd_conf_free(cd_conf *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nservices; i++) {
+        cd_conf_service *s = &c->services[i];
+        if (s->conf && s->type && s->type->conf_free)
+            s->type->conf_free(s->conf);
+        free(s->name);
+        free(s->route);
+    }
+    free(c->services);
+    free(c->path);
+    free(c->text);
+    free(c);
+}
+
+int cd_conf_workers(const cd_conf *c)
+{
+    if (c->workers > 0)
+        return c->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

@@ -1,0 +1,60 @@
+/*
+ * conf.h - the configuration: parsed once, read-only afterwards.
+ *
+ * The master loads the file (cd_conf_load_file); the text it validated is
+ * kept in the cd_conf and handed to each exec'd worker, which parses the same
+ * bytes again (cd_conf_load_text) so master and workers never disagree even
+ * if the file changed on disk meanwhile.  Every error names file:line.
+ */
+#ifndef CD_CONF_H
+#define CD_CONF_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "services/service.h"
+
+typedef struct cd_conf_service {
+    char *name;  /* section name */
+    char *route; /* path prefix */
+    size_t route_len;
+    const cd_service_type *type;
+    void *conf; /* the type's own parsed config */
+    int line;   /* where the section starts */
+} cd_conf_service;
+
+typedef struct cd_conf {
+    char *path; /* for messages */
+    char *text; /* the exact bytes parsed, NUL-terminated */
+    size_t text_len;
+
+    char listen[128];
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int workers; /* 0 = auto (number of CPUs) */
+    int backlog;
+    long long graceful_timeout_ms;
+    long long header_timeout_ms;
+    long long keepalive_timeout_ms;
+    long long heartbeat_interval_ms;
+    long long heartbeat_timeout_ms;
+    size_t max_header_size;
+    size_t max_body_size;
+    int max_connections;
+
+    cd_conf_service *services;
+    size_t nservices;
+} cd_conf;
+
+/* Reads and parses path.  Returns 0 and *out, or -1 with "file:line: why"
+ * (or "file: why") in err.  Caller frees with cd_conf_free. */
+int cd_conf_load_file(const char *path, cd_conf **out, char *err, size_t errlen);
+/* Parses text (len bytes) as if read from path.  Same contract. */
+int cd_conf_load_text(const char *path, const char *text, size_t len, cd_conf **out, char *err,
+                      size_t errlen);
+void cd_conf_free(cd_conf *c);
+
+/* The number of workers to run: c->workers, or the CPU count for auto. */
+int cd_conf_workers(const cd_conf *c);
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * util.c - see util.h.
+ */
+#include "core/util.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* Parses the leading unsigned decimal of s; *end is left after it. */
+static int parse_number(const char *s, long long *out, const char **end)
+{
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *e;
+    unsigned long long v = strtoull(s, &e, 10);
+    if (errno || v > (unsigned long long)LLONG_MAX)
+        return -1;
+    *out = (long long)v;
+    *end = e;
+    return 0;
+}
+
+static int scale(long long v, long long mult, long long *out)
+{
+    if (v > LLONG_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int cd_parse_duration_ms(const char *s, long long *out)
+{
+    long long v;
+    const char *u;
+    if (parse_number(s, &v, &u) < 0)
+        return -1;
+    if (*u == '\0' || strcmp(u, "s") == 0)
+        return scale(v, 1000, out);
+    if (strcmp(u, "ms") == 0)
+        return scale(v, 1, out);
+    if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
+        return scale(v, 60000, out);
+    if (strcmp(u, "h") == 0)
+        return scale(v, 3600000, out);
+    return -1;
+}
+
+int cd_parse_size(const char *s, long long *out)
+{
+    long long v;
+    const char *u;
+    if (parse_number(s, &v, &u) < 0)
+        return -1;
+    long long mult;
+    switch (tolower((unsigned char)*u)) {
+    case '\0': return scale(v, 1, out);
+    case 'b': mult = 1; break;
+    case 'k': mult = 1024; break;
+    case 'm': mult = 1024 * 1024; break;
+    case 'g': mult = 1024LL * 1024 * 1024; break;
+    default: return -1;
+    }
+    u++;
+    if (mult != 1 && (*u == 'b' || *u == 'B'))
+        u++;
+    if (*u != '\0')
+        return -1;
+    return scale(v, mult, out);
+}
+
+int cd_parse_int(const char *s, long long min, long long max, long long *out)
+{
+    const char *p = s;
+    int neg = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    long long v;
+    const char *e;
+    if (parse_number(p, &v, &e) < 0 || *e != '\0')
+        return -1;
+    if (neg)
+        v = -v;
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cd_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *port;
+    memset(ss, 0, sizeof *ss);
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+            return -1;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon) {
+            strcpy(host, "0.0.0.0");
+            port = s;
+        } else {
+            if ((size_t)(colon - s) >= sizeof host)
+                return -1;
+            memcpy(host, s, (size_t)(colon - s));
+            host[colon - s] = '\0';
+            if (host[0] == '\0' || strcmp(host, "*") == 0)
+                strcpy(host, "0.0.0.0");
+            port = colon + 1;
+        }
+    }
+    long long p;
+    if (cd_parse_int(port, 1, 65535, &p) < 0)
+        return -1;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((unsigned short)p);
+        *len = sizeof *in4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((unsigned short)p);
+        *len = sizeof *in6;
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0) {
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in4->sin_port = htons((unsigned short)p);
+        *len = sizeof *in4;
+        return 0;
+    }
+    return -1;
+}
+
+int cd_set_nonblock(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+    return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+int cd_set_cloexec(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0)
+        return -errno;
+    fl = on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC;
+    return fcntl(fd, F_SETFD, fl) < 0 ? -errno : 0;
+}
+
+int cd_listen_reuseport(const struct sockaddr *addr, socklen_t len, int backlog)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 || bind(fd, addr, len) < 0 ||
+        listen(fd, backlog) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+char *cd_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}

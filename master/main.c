@@ -1,0 +1,86 @@
+/*
+ * main.c - clusterd's entry point: the command line, then master mode.
+ * The master re-executes this binary as `clusterd --worker SLOT GEN` for
+ * each worker (see spawn.c); that mode goes straight to cd_worker_main.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "master/master.h"
+#include "worker/worker.h"
+
+#define CD_VERSION "0.1.0"
+#define EXIT_USAGE 2
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clusterd [-w N|auto] [-c FILE] [-t] [-h] [-V]\n"
+            "  -w N     number of worker processes (auto = one per CPU); overrides the config\n"
+            "  -c FILE  configuration file (default conf/services.ini)\n"
+            "  -t       check the configuration and exit (0 ok, 2 error)\n"
+            "  -h       this help\n"
+            "  -V       print the version\n"
+            "signals: TERM/INT graceful stop, QUIT immediate stop, HUP reload,\n"
+            "         TTIN/TTOU one worker more/fewer\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--worker") == 0) {
+        long long slot, gen;
+        if (cd_parse_int(argv[2], 0, 1 << 20, &slot) < 0 || cd_parse_int(argv[3], 0, 1LL << 31, &gen) < 0)
+            return EXIT_USAGE;
+        return cd_worker_main((int)slot, (unsigned)gen);
+    }
+    const char *conf_path = "conf/services.ini";
+    int workers = 0, test = 0, opt;
+    while ((opt = getopt(argc, argv, "w:c:thV")) != -1) {
+        switch (opt) {
+        case 'w': {
+            long long n;
+            if (strcmp(optarg, "auto") == 0) {
+                workers = -1;
+            } else if (cd_parse_int(optarg, 1, 1024, &n) == 0) {
+                workers = (int)n;
+            } else {
+                fprintf(stderr, "clusterd: -w: expected a number from 1 to 1024, or auto (got '%s')\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
+        case 'c': conf_path = optarg; break;
+        case 't': test = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("clusterd %s\n", CD_VERSION); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "clusterd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cd_conf *conf = NULL;
+    char err[512];
+    if (cd_conf_load_file(conf_path, &conf, err, sizeof err) < 0) {
+        fprintf(stderr, "clusterd: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (workers == -1) {
+        conf->workers = 0; /* -w auto: the CPU count, whatever the file says */
+        workers = cd_conf_workers(conf);
+    }
+    if (test) {
+        printf("clusterd: the configuration file %s syntax is ok (%zu service(s), %d worker(s))\n", conf_path,
+               conf->nservices, workers ? workers : cd_conf_workers(conf));
+        cd_conf_free(conf);
+        return 0;
+    }
+    return cd_master_main(conf, conf_path, workers);
+}

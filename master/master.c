@@ -1,0 +1,631 @@
+/*
+ * master.c - the master's loop (master process).
+ *
+ * Everything the master does is a reaction on its libev default loop:
+ *   signals   TERM/INT graceful stop, QUIT immediate stop, HUP reload,
+ *             TTIN/TTOU one worker more/fewer, USR1 reopen logs
+ *   children  a worker exited: respawn with backoff, or stop on boot failure
+ *   channels  READY, HEARTBEAT, BOOTFAIL from workers
+ *   tick      every 250 ms: kill workers whose heartbeat stopped or whose
+ *             drain overran, and notice when a stop is complete
+ * Signal handlers only queue (libev's ev_signal); the work happens here.
+ *
+ * Reload (HUP) is a rolling restart: the new config is validated first (a bad
+ * one changes nothing); then, one slot at a time, a worker of the new
+ * generation starts on the slot's listener, and only when it is READY is the
+ * old one told to drain.  The listener never closes, so nothing is refused.
+ */
+#include "master/master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "worker/worker.h"
+
+#define TICK 0.25
+#define BACKOFF_BASE 0.1  /* first respawn delay, seconds */
+#define BACKOFF_MAX 30.0  /* cap on the respawn delay */
+#define STABLE_AFTER 10.0 /* a worker up this long resets its slot's backoff */
+#define QUIT_GRACE 1.0    /* SIGQUIT: workers get this long before SIGKILL */
+
+static void spawn_slot(cd_master *m, cd_slot *s);
+static void reload_step(cd_master *m);
+static double backoff(unsigned fails);
+static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static double now(cd_master *m) { return ev_now(m->loop); }
+
+static cd_proc *find_proc(cd_master *m, pid_t pid)
+{
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->pid == pid)
+            return p;
+    return NULL;
+}
+
+static void proc_free(cd_master *m, cd_proc *p)
+{
+    cd_proc **pp = &m->procs;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    if (p->chan_fd >= 0) {
+        ev_io_stop(m->loop, &p->chan_w);
+        close(p->chan_fd);
+    }
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].current == p)
+            m->slots[i].current = NULL;
+    free(p->dec);
+    free(p);
+}
+
+static int count_ready(cd_master *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->active; i++)
+        if (m->slots[i].current && m->slots[i].current->state == PROC_READY)
+            n++;
+    return n;
+}
+
+/* ---- listeners ---- */
+
+static int open_slot(cd_master *m, int i)
+{
+    if (i >= CD_MAX_SLOTS) {
+        cd_err("cannot add slot %d: at most %d workers", i, CD_MAX_SLOTS);
+        return -1;
+    }
+    cd_slot *s = &m->slots[i];
+    if (s->fd >= 0)
+        return 0;
+    int fd = cd_listen_reuseport((struct sockaddr *)&m->conf->addr, m->conf->addrlen, m->conf->backlog);
+    if (fd < 0) {
+        cd_log_errno(CD_LOG_ERR, -fd, "bind/listen", "cannot listen on %s for slot %d", m->conf->listen, i);
+        return -1;
+    }
+    s->fd = fd;
+    return 0;
+}
+
+static void steer(cd_master *m)
+{
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].fd >= 0) {
+            int rc = cd_steer_set(m->slots[i].fd, m->active);
+            if (rc < 0)
+                cd_log_errno(CD_LOG_WARN, -rc, "setsockopt(SO_ATTACH_REUSEPORT_CBPF)",
+                             "cannot steer connections; the kernel will spread them over all listeners");
+            return; /* one socket carries the group's program */
+        }
+}
+
+/* ---- workers ---- */
+
+static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_slot *s = t->data;
+    cd_master *m = s->m;
+    if (!m->stopping && s->wanted && !s->current)
+        spawn_slot(m, s);
+}
+
+static void spawn_slot(cd_master *m, cd_slot *s)
+{
+    s->current = cd_spawn_worker(m, s);
+    if (!s->current) {
+        /* fork failed (logged): try again after a backoff */
+        s->fails++;
+        ev_timer_stop(m->loop, &s->respawn_w);
+        ev_timer_set(&s->respawn_w, backoff(s->fails), 0.);
+        ev_timer_start(m->loop, &s->respawn_w);
+    }
+}
+
+static double backoff(unsigned fails)
+{
+    double d = BACKOFF_BASE;
+    for (unsigned i = 1; i < fails && d < BACKOFF_MAX; i++)
+        d *= 2;
+    if (d > BACKOFF_MAX)
+        d = BACKOFF_MAX;
+    /* Full jitter in [d/2, d]: slots crashing together do not respawn together. */
+    return d / 2 + (d / 2) * ((double)random() / (double)RAND_MAX);
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "status 0x%x", status);
+}
+
+static void begin_stop(cd_master *m, int immediate, int code);
+
+static void maybe_done(cd_master *m)
+{
+    if (m->stopping && !m->procs)
+        ev_break(m->loop, EVBREAK_ALL);
+}
+
+static void proc_exited(cd_master *m, cd_proc *p, int status)
+{
+    char how[128];
+    describe_status(status, how, sizeof how);
+    cd_slot *s = p->slot < m->nslots ? &m->slots[p->slot] : NULL;
+    int was_current = s && s->current == p;
+    proc_state state = p->state;
+    pid_t pid = p->pid;
+    int bootfail = WIFEXITED(status) && WEXITSTATUS(status) == CD_EXIT_BOOTFAIL;
+    double uptime = now(m) - p->started;
+    unsigned gen = p->generation;
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", p->bootfail[0] ? p->bootfail : "no reason given");
+    proc_free(m, p);
+
+    if (m->stopping || state == PROC_DRAINING) {
+        int level = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ? CD_LOG_INFO : CD_LOG_WARN;
+        cd_log(level, "worker pid %d (slot %d, generation %u) %s", (int)pid, s ? s->index : -1, gen, how);
+    } else if (bootfail && state == PROC_STARTING && m->reloading) {
+        cd_err("reload aborted: the new worker for slot %d failed to boot: %s; the rest keeps the old generation",
+               s->index, reason);
+        m->reload_failed = 1;
+        m->reloading = 0;
+    } else if (bootfail && state == PROC_STARTING) {
+        cd_err("worker for slot %d failed to boot: %s; stopping (not respawning a worker that cannot start)",
+               s ? s->index : -1, reason);
+        begin_stop(m, 0, 1);
+    } else {
+        cd_warn("worker pid %d (slot %d) %s after %.1fs", (int)pid, s ? s->index : -1, how, uptime);
+        if (m->reloading && state == PROC_STARTING) {
+            cd_err("reload aborted: the new worker for slot %d died before READY", s->index);
+            m->reloading = 0;
+            m->reload_failed = 1;
+        }
+    }
+    if (s && s->retiring && !s->current && !m->stopping) {
+        /* Scaled down and drained: now the listener can go. */
+        int busy = 0;
+        for (cd_proc *q = m->procs; q; q = q->next)
+            busy |= q->slot == s->index;
+        if (!busy) {
+            close(s->fd);
+            s->fd = -1;
+            s->retiring = 0;
+            cd_info("slot %d retired", s->index);
+        }
+    }
+    if (s && was_current && s->wanted && !m->stopping) {
+        if (uptime >= STABLE_AFTER)
+            s->fails = 0;
+        s->fails++;
+        double delay = s->fails == 1 ? 0.0 : backoff(s->fails);
+        if (delay > 0)
+            cd_warn("respawning slot %d in %.0f ms (crash %u in a row)", s->index, delay * 1000, s->fails);
+        ev_timer_stop(m->loop, &s->respawn_w);
+        ev_timer_set(&s->respawn_w, delay, 0.);
+        ev_timer_start(m->loop, &s->respawn_w);
+    }
+    if (m->reloading)
+        reload_step(m);
+    maybe_done(m);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = w->data;
+    cd_proc *p = find_proc(m, w->rpid);
+    if (!p) {
+        cd_debug("reaped unknown child %d", w->rpid);
+        return;
+    }
+    proc_exited(m, p, w->rstatus);
+}
+
+static void send_stop(cd_master *m, cd_proc *p)
+{
+    if (p->state == PROC_DRAINING)
+        return;
+    p->state = PROC_DRAINING;
+    p->drain_deadline = now(m) + (double)m->conf->graceful_timeout_ms / 1000.0 + 1.0;
+    int rc = p->chan_fd >= 0 ? cd_ipc_send(p->chan_fd, CD_MSG_STOP, NULL, 0) : -EPIPE;
+    if (rc < 0) {
+        /* The channel is gone or stuck: the signal says the same thing. */
+        kill(p->pid, SIGTERM);
+    }
+}
+
+static void all_ready_check(cd_master *m, int was)
+{
+    int ready = count_ready(m);
+    if (ready == m->active && was < m->active && !m->reloading)
+        cd_notice("all %d workers ready on %s", m->active, m->conf->listen);
+}
+
+void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    cd_proc *p = io->data;
+    cd_master *m = p->m;
+    long n = cd_ipc_read(p->dec, p->chan_fd);
+    if (n == -EAGAIN)
+        return;
+    if (n <= 0) {
+        /* EOF: the worker is gone or going; its exit status comes via SIGCHLD. */
+        ev_io_stop(loop, io);
+        close(p->chan_fd);
+        p->chan_fd = -1;
+        return;
+    }
+    cd_ipc_msg msg;
+    int rc;
+    while ((rc = cd_ipc_next(p->dec, &msg)) > 0) {
+        switch (msg.type) {
+        case CD_MSG_READY: {
+            int was = count_ready(m);
+            if (p->state == PROC_STARTING)
+                p->state = PROC_READY;
+            p->last_heartbeat = now(m);
+            cd_info("worker pid %d for slot %d is ready", (int)p->pid, p->slot);
+            if (m->reloading)
+                reload_step(m);
+            all_ready_check(m, was);
+            if (m->stopping) /* started before the stop: stop it too */
+                send_stop(m, p);
+            break;
+        }
+        case CD_MSG_HEARTBEAT:
+            p->last_heartbeat = now(m);
+            if (msg.len == sizeof p->stats)
+                memcpy(&p->stats, msg.payload, sizeof p->stats);
+            break;
+        case CD_MSG_BOOTFAIL:
+            snprintf(p->bootfail, sizeof p->bootfail, "%.*s", (int)msg.len, (const char *)msg.payload);
+            break;
+        default:
+            cd_warn("worker pid %d sent unknown message type %u", (int)p->pid, msg.type);
+        }
+    }
+    if (rc < 0) {
+        cd_err("garbage on the channel of worker pid %d (%s); killing it", (int)p->pid, strerror(-rc));
+        ev_io_stop(loop, io);
+        kill(p->pid, SIGKILL);
+    }
+}
+
+/* ---- tick: hung workers and overdue drains ---- */
+
+static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = t->data;
+    double n = now(m);
+    double hb_timeout = (double)m->conf->heartbeat_timeout_ms / 1000.0;
+    for (cd_proc *p = m->procs; p; p = p->next) {
+        if (p->hung)
+            continue;
+        if (p->state == PROC_DRAINING) {
+            if (n > p->drain_deadline) {
+                cd_warn("worker pid %d (slot %d) still draining past its deadline; killing it", (int)p->pid,
+                        p->slot);
+                kill(p->pid, SIGKILL);
+                p->hung = 1;
+            }
+            continue;
+        }
+        if (n - p->last_heartbeat > hb_timeout) {
+            cd_err("worker pid %d (slot %d) %s for %.1fs; killing it", (int)p->pid, p->slot,
+                   p->state == PROC_STARTING ? "has not become ready" : "missed its heartbeats",
+                   n - p->last_heartbeat);
+            kill(p->pid, SIGKILL);
+            p->hung = 1;
+        }
+    }
+}
+
+/* ---- stop ---- */
+
+static void stop_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = t->data;
+    for (cd_proc *p = m->procs; p; p = p->next) {
+        cd_warn("stop deadline: killing worker pid %d (slot %d)", (int)p->pid, p->slot);
+        kill(p->pid, SIGKILL);
+    }
+}
+
+static void begin_stop(cd_master *m, int immediate, int code)
+{
+    if (code > m->exit_code)
+        m->exit_code = code;
+    if (m->stopping && !immediate)
+        return;
+    m->stopping = 1;
+    m->reloading = 0;
+    for (int i = 0; i < m->nslots; i++)
+        ev_timer_stop(m->loop, &m->slots[i].respawn_w);
+    double grace = immediate ? QUIT_GRACE : (double)m->conf->graceful_timeout_ms / 1000.0 + 0.5;
+    cd_notice("%s stop: %s", immediate ? "immediate" : "graceful",
+              immediate ? "workers exit now" : "finishing in-flight requests");
+    for (cd_proc *p = m->procs; p; p = p->next) {
+        if (immediate)
+            kill(p->pid, SIGQUIT);
+        else
+            send_stop(m, p);
+    }
+    ev_timer_stop(m->loop, &m->stop_deadline_w);
+    ev_timer_set(&m->stop_deadline_w, grace, 0.);
+    ev_timer_start(m->loop, &m->stop_deadline_w);
+    maybe_done(m);
+}
+
+/* ---- reload ---- */
+
+static void reload_step(cd_master *m)
+{
+    while (m->reloading && m->reload_next < m->active) {
+        cd_slot *s = &m->slots[m->reload_next];
+        cd_proc *cur = s->current;
+        if (cur && cur->generation == m->generation) {
+            if (cur->state != PROC_READY)
+                return; /* wait for READY (or its death, which aborts) */
+            /* The new one is serving: retire the old ones of this slot. */
+            for (cd_proc *p = m->procs; p; p = p->next)
+                if (p->slot == s->index && p != cur)
+                    send_stop(m, p);
+            m->reload_next++;
+            continue;
+        }
+        if (!s->wanted) {
+            m->reload_next++;
+            continue;
+        }
+        /* Start the new generation on the same listener; the old worker keeps
+         * serving until the new one is READY. */
+        cd_proc *old = cur;
+        s->current = cd_spawn_worker(m, s);
+        if (!s->current) {
+            s->current = old;
+            cd_err("reload aborted at slot %d: cannot start a worker", s->index);
+            m->reloading = 0;
+            m->reload_failed = 1;
+            return;
+        }
+        return;
+    }
+    if (m->reloading) {
+        m->reloading = 0;
+        cd_notice("reload done: %d workers on generation %u", m->active, m->generation);
+        if (m->reload_pending) {
+            m->reload_pending = 0;
+            raise(SIGHUP);
+        }
+    }
+}
+
+static void apply_scale(cd_master *m, int target);
+
+static void reload(cd_master *m)
+{
+    if (m->stopping)
+        return;
+    if (m->reloading) {
+        cd_notice("reload requested during a reload: it will follow");
+        m->reload_pending = 1;
+        return;
+    }
+    char err[512];
+    cd_conf *nc = NULL;
+    cd_notice("reloading %s", m->conf_path);
+    if (cd_conf_load_file(m->conf_path, &nc, err, sizeof err) < 0) {
+        cd_err("reload failed, keeping the current configuration: %s", err);
+        return;
+    }
+    if (strcmp(nc->listen, m->conf->listen) != 0 || nc->backlog != m->conf->backlog) {
+        cd_err("reload failed, keeping the current configuration: %s: listen/backlog changed (%s -> %s); "
+               "that needs a restart",
+               m->conf_path, m->conf->listen, nc->listen);
+        cd_conf_free(nc);
+        return;
+    }
+    int fd = cd_spawn_conf_memfd(nc->text, nc->text_len);
+    if (fd < 0) {
+        cd_log_errno(CD_LOG_ERR, -fd, "memfd_create", "reload failed, keeping the current configuration");
+        cd_conf_free(nc);
+        return;
+    }
+    close(m->conf_memfd);
+    m->conf_memfd = fd;
+    cd_conf_free(m->conf);
+    m->conf = nc;
+    m->generation++;
+    m->reloading = 1;
+    m->reload_failed = 0;
+    m->reload_next = 0;
+    int target = m->cli_workers ? m->cli_workers : cd_conf_workers(nc);
+    if (target != m->active)
+        apply_scale(m, target);
+    reload_step(m);
+}
+
+/* ---- scaling ---- */
+
+static void apply_scale(cd_master *m, int target)
+{
+    if (target < 1)
+        target = 1;
+    while (m->active < target) {
+        int i = m->active;
+        if (i < m->nslots && m->slots[i].retiring) {
+            /* Its old worker is still draining; take the slot back. */
+            m->slots[i].retiring = 0;
+        }
+        if (open_slot(m, i) < 0)
+            break;
+        cd_slot *s = &m->slots[i];
+        s->wanted = 1;
+        s->fails = 0;
+        m->active++;
+        steer(m);
+        if (!s->current)
+            spawn_slot(m, s);
+        cd_info("scaled up to %d workers", m->active);
+    }
+    while (m->active > target) {
+        cd_slot *s = &m->slots[m->active - 1];
+        m->active--;
+        steer(m); /* no new connections for this slot from now on */
+        s->wanted = 0;
+        s->retiring = 1;
+        ev_timer_stop(m->loop, &s->respawn_w);
+        if (s->current)
+            send_stop(m, s->current);
+        int busy = 0;
+        for (cd_proc *p = m->procs; p; p = p->next)
+            busy |= p->slot == s->index;
+        if (!busy) {
+            close(s->fd);
+            s->fd = -1;
+            s->retiring = 0;
+        }
+        cd_info("scaled down to %d workers", m->active);
+    }
+}
+
+/* ---- signals ---- */
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = w->data;
+    switch (w->signum) {
+    case SIGTERM:
+    case SIGINT:
+        begin_stop(m, 0, 0);
+        break;
+    case SIGQUIT:
+        begin_stop(m, 1, 0);
+        break;
+    case SIGHUP:
+        reload(m);
+        break;
+    case SIGTTIN:
+        if (!m->stopping)
+            apply_scale(m, m->active + 1);
+        break;
+    case SIGTTOU:
+        if (!m->stopping && m->active > 1)
+            apply_scale(m, m->active - 1);
+        else if (!m->stopping)
+            cd_notice("SIGTTOU ignored: already at one worker");
+        break;
+    case SIGUSR1:
+        cd_notice("SIGUSR1: logs go to stderr; nothing to reopen");
+        break;
+    default:
+        break;
+    }
+}
+
+int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
+{
+    cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1};
+    cd_master *m = &master;
+    cd_log_role(-1, 0);
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+    m->loop = ev_default_loop(EVFLAG_AUTO);
+    if (!m->loop) {
+        cd_err("cannot create the event loop");
+        return 1;
+    }
+    m->slots = calloc(CD_MAX_SLOTS, sizeof *m->slots);
+    if (!m->slots) {
+        cd_err("out of memory");
+        return 1;
+    }
+    m->nslots = CD_MAX_SLOTS;
+    for (int i = 0; i < CD_MAX_SLOTS; i++) {
+        m->slots[i].index = i;
+        m->slots[i].fd = -1;
+        m->slots[i].m = m;
+        ev_init(&m->slots[i].respawn_w, respawn_cb);
+        m->slots[i].respawn_w.data = &m->slots[i];
+    }
+    m->conf_memfd = cd_spawn_conf_memfd(conf->text, conf->text_len);
+    if (m->conf_memfd < 0) {
+        cd_log_errno(CD_LOG_ERR, -m->conf_memfd, "memfd_create", "cannot pass the config to workers");
+        return 1;
+    }
+    int n = cli_workers ? cli_workers : cd_conf_workers(conf);
+    /* All listeners first: a bind error stops us before any worker starts. */
+    for (int i = 0; i < n; i++)
+        if (open_slot(m, i) < 0) {
+            for (int k = 0; k < m->nslots; k++)
+                if (m->slots[k].fd >= 0)
+                    close(m->slots[k].fd);
+            free(m->slots);
+            close(m->conf_memfd);
+            return 1;
+        }
+    m->active = n;
+    steer(m);
+
+    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        ev_signal_init(&m->sig_w[i], signal_cb, sigs[i]);
+        m->sig_w[i].data = m;
+        ev_signal_start(m->loop, &m->sig_w[i]);
+    }
+    ev_child_init(&m->child_w, child_cb, 0, 0);
+    m->child_w.data = m;
+    ev_child_start(m->loop, &m->child_w);
+    ev_timer_init(&m->tick_w, tick_cb, TICK, TICK);
+    m->tick_w.data = m;
+    ev_timer_start(m->loop, &m->tick_w);
+    ev_init(&m->stop_deadline_w, stop_deadline_cb);
+    m->stop_deadline_w.data = m;
+
+    cd_notice("clusterd starting: %d workers on %s, config %s", n, conf->listen, conf_path);
+    for (int i = 0; i < n; i++) {
+        m->slots[i].wanted = 1;
+        spawn_slot(m, &m->slots[i]);
+    }
+    ev_run(m->loop, 0);
+
+    for (int i = 0; i < m->nslots; i++) {
+        ev_timer_stop(m->loop, &m->slots[i].respawn_w);
+        if (m->slots[i].fd >= 0)
+            close(m->slots[i].fd);
+    }
+    while (m->procs)
+        proc_free(m, m->procs);
+    free(m->slots);
+    close(m->conf_memfd);
+    cd_notice("stopped (exit code %d)", m->exit_code);
+    cd_conf_free(m->conf);
+    ev_loop_destroy(m->loop);
+    return m->exit_code;
+}

@@ -1,0 +1,102 @@
+/*
+ * master.h - the master process: listeners, worker slots, supervision.
+ *
+ * The master owns one SO_REUSEPORT listener per worker slot for the whole
+ * life of the slot, so a worker's death never resets connections queued on
+ * its listener: the next worker of the slot inherits the same socket.
+ *
+ * master.c  the loop: signals, children, channels, timers (start here)
+ * spawn.c   fork + exec of a worker with its listener, channel and config
+ * steer.c   the reuseport group's steering program (which slots get traffic)
+ */
+#ifndef CD_MASTER_H
+#define CD_MASTER_H
+
+#include <ev.h>
+#include <sys/types.h>
+
+#include "conf/conf.h"
+#include "ipc/channel.h"
+
+typedef enum proc_state {
+    PROC_STARTING, /* forked, not READY yet */
+    PROC_READY,    /* serving */
+    PROC_DRAINING, /* told to STOP, finishing its requests */
+} proc_state;
+
+typedef struct cd_master cd_master;
+
+#define CD_MAX_SLOTS 1024 /* slots are preallocated: their embedded watchers never move */
+
+/* One worker process. */
+typedef struct cd_proc {
+    cd_master *m;
+    pid_t pid;
+    int slot;
+    unsigned generation;
+    int chan_fd;
+    ev_io chan_w;
+    cd_ipc_decoder *dec;
+    proc_state state;
+    ev_tstamp started, last_heartbeat, drain_deadline;
+    cd_stats stats;
+    char bootfail[256]; /* reason a worker gave before failing to boot */
+    int hung;           /* killed for missing heartbeats */
+    struct cd_proc *next;
+} cd_proc;
+
+/* One worker slot: a listener and the worker serving it. */
+typedef struct cd_slot {
+    int index;
+    int fd;         /* the listener, -1 when the slot is closed */
+    int wanted;     /* the slot should have a worker */
+    int retiring;   /* scaled down: close the listener once its worker is gone */
+    cd_proc *current; /* the worker serving it (or starting) */
+    unsigned fails;   /* consecutive crashes, for backoff */
+    ev_timer respawn_w;
+    cd_master *m;
+} cd_slot;
+
+struct cd_master {
+    struct ev_loop *loop;
+    cd_conf *conf;
+    const char *conf_path;
+    int cli_workers; /* -w, or 0 */
+    int conf_memfd;  /* sealed copy of conf->text for workers */
+
+    cd_slot *slots;
+    int nslots; /* CD_MAX_SLOTS, allocated once */
+    int active; /* slots 0..active-1 receive traffic */
+    cd_proc *procs;
+    unsigned generation;
+
+    ev_signal sig_w[8];
+    ev_child child_w;
+    ev_timer tick_w;
+    ev_timer stop_deadline_w;
+
+    int stopping;
+    int exit_code;
+    int reloading;       /* rolling restart in progress */
+    int reload_next;     /* next slot to roll */
+    int reload_pending;  /* another HUP came during the reload */
+    int reload_failed;
+};
+
+/* Runs the master until it stops; returns the process exit code. */
+int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers);
+
+/* spawn.c: forks and execs a worker for slot s.  Returns the new proc or
+ * NULL (logged). */
+cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s);
+/* spawn.c: a sealed memfd holding text; returns fd or -errno. */
+int cd_spawn_conf_memfd(const char *text, size_t len);
+
+/* master.c: reads a worker's channel (the proc is io->data). */
+void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+/* steer.c: steers new connections to slots 0..n-1 of the group that fd
+ * belongs to.  Returns 0 or -errno. */
+int cd_steer_set(int fd, int n);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * service.h - the service vtable, and the request API services use.
+ *
+ * A service type (dummy, readmongo, ...) is one cd_service_type: a vtable of
+ * hooks called in two processes.
+ *
+ *   master and worker: conf_new/conf_set/conf_check/conf_free parse the
+ *       service's own keys of its [section].  The master validates the file;
+ *       each exec'd worker re-parses the exact bytes the master validated
+ *       (handed over in a sealed memfd), so both hold identical, read-only
+ *       configs.  conf_set gets keys other than `type` and `route`.
+ *   worker only: init (after exec, before READY; a failure is a boot failure
+ *       and stops the cluster), handle (one request), stop (graceful stop has
+ *       begun), destroy (loop is gone).
+ *
+ * handle() must answer every request exactly once with cd_request_respond(),
+ * either before returning or later from a loop callback (a timer, an
+ * ev_async from a thread).  Only the loop thread may touch a cd_request.
+ * If the client went away meanwhile, cd_request_respond() just frees the
+ * request, so services never need a cancellation path.
+ *
+ * Adding a service: write services/NAME.c exporting a cd_service_type and
+ * add one line to the registry in services/registry.c.
+ */
+#ifndef CD_SERVICE_H
+#define CD_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+typedef struct cd_service cd_service;
+typedef struct cd_request cd_request;
+typedef struct cd_service_type cd_service_type;
+
+/* Method bits for cd_service_type.methods. */
+enum {
+    CD_M_GET = 1u << 0,
+    CD_M_HEAD = 1u << 1,
+    CD_M_POST = 1u << 2,
+    CD_M_PUT = 1u << 3,
+    CD_M_DELETE = 1u << 4,
+    CD_M_OPTIONS = 1u << 5,
+    CD_M_PATCH = 1u << 6,
+};
+
+struct cd_service_type {
+    const char *name; /* the `type =` value in the config */
+    unsigned methods; /* CD_M_* bits; others get 405 from the router */
+
+    /* Config (master and worker).  Return 0, or -1 with a message in err
+     * (the caller adds file:line).  conf_set returning -2 means "unknown
+     * key"; the caller words that message itself. */
+    void *(*conf_new)(void);
+    int (*conf_set)(void *conf, const char *key, const char *value, char *err, size_t errlen);
+    int (*conf_check)(void *conf, char *err, size_t errlen); /* after the section; may be NULL */
+    void (*conf_free)(void *conf);
+
+    /* Worker only. init: 0 or -1 with err (boot failure). May be NULL. */
+    int (*init)(cd_service *svc, char *err, size_t errlen);
+    void (*handle)(cd_service *svc, cd_request *req);
+    void (*stop)(cd_service *svc);    /* may be NULL */
+    void (*destroy)(cd_service *svc); /* may be NULL */
+    /* Readiness: NULL or returns a reason string when degraded. May be NULL. */
+    const char *(*degraded)(cd_service *svc);
+};
+
+/* One configured instance of a service type, in one worker. */
+struct cd_service {
+    const cd_service_type *type;
+    const char *name;  /* the section name */
+    const char *route; /* path prefix, e.g. "/dummy" */
+    size_t route_len;
+    const void *conf;    /* what conf_new/conf_set built; read-only */
+    struct ev_loop *loop; /* the worker's loop (NULL in the master) */
+    void *state;          /* the service's per-worker state, set by init */
+};
+
+/* Registry (services/registry.c). */
+const cd_service_type *cd_service_lookup(const char *type);
+extern const cd_service_type *const cd_service_types[];
+
+/* ---- Requests (implemented in worker/http.c; loop thread only) ---- */
+
+/* The request method as CD_M_* bit. */
+unsigned cd_request_method(const cd_request *r);
+/* The path (no query string), as sent (not percent-decoded), NUL-terminated. */
+const char *cd_request_path(const cd_request *r);
+/* The part of the path after the service's route prefix ("" or "/..."). */
+const char *cd_request_subpath(const cd_request *r);
+/* The raw query string after '?', or "" (NUL-terminated). */
+const char *cd_request_query(const cd_request *r);
+/* Percent-decodes query parameter `key` into out (NUL-terminated).
+ * Returns its length, -1 if absent, -2 if it does not fit or is malformed. */
+int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen);
+/* A request header by case-insensitive name, or NULL. */
+const char *cd_request_header(const cd_request *r, const char *name);
+/* The request body (may be empty); valid until the request is answered. */
+const char *cd_request_body(const cd_request *r, size_t *len);
+/* Per-request slot for the service's own pointer. */
+void cd_request_set_data(cd_request *r, void *data);
+void *cd_request_data(const cd_request *r);
+
+/* Answers the request: status, Content-Type (NULL for none), body.  The body
+ * is copied.  Exactly once per request; the request is freed inside, so `r`
+ * must not be used afterwards.  For HEAD the body is counted, not sent. */
+void cd_request_respond(cd_request *r, int status, const char *content_type, const char *body,
+                        size_t len);
+/* Convenience: a JSON error body {"error":"<msg>","status":N}. */
+void cd_request_respond_error(cd_request *r, int status, const char *msg);
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * worker.c - a worker process: boot, accept loop, channel, drain (worker).
+ *
+ * Boot: read the config the master validated from the inherited memfd,
+ * initialise every service, tell the master READY.  A boot failure is
+ * reported (BOOTFAIL) and the worker exits CD_EXIT_BOOTFAIL, which the
+ * master takes as "do not respawn".
+ *
+ * Stop: STOP on the channel or SIGTERM drains (stop accepting; the listener
+ * stays open in the master for the next worker of this slot; finish what is
+ * in flight; close idle keep-alives after a grace; exit 0), bounded by
+ * graceful_timeout.  EOF on the channel means the master died: drain with a
+ * deadline of half a second so no worker outlives its master by more than a
+ * second.  SIGQUIT exits at once.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "worker/worker.h"
+
+#define DRAIN_TICK 0.05      /* how often a draining worker checks its connections */
+#define DRAIN_IDLE_GRACE 1.0 /* idle keep-alives close after this long once draining */
+#define ORPHAN_DEADLINE 0.5
+
+static void begin_drain(cd_worker *w, double deadline);
+
+static void stop_accepting(cd_worker *w)
+{
+    ev_io_stop(w->loop, &w->accept_w);
+    ev_timer_stop(w->loop, &w->accept_retry_w);
+    w->accepting = 0;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    cd_worker *w = io->data;
+    /* Take a bounded batch so one busy listener cannot starve the rest of the loop. */
+    for (int i = 0; i < 64 && w->accepting; i++) {
+        if (w->nconns >= w->conf->max_connections) {
+            stop_accepting(w); /* conn close restarts us */
+            cd_debug("max_connections (%d) reached; not accepting", w->conf->max_connections);
+            return;
+        }
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+                return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                cd_log_errno(CD_LOG_WARN, errno, "accept4", "out of descriptors; pausing accept for 100ms");
+                stop_accepting(w);
+                ev_timer_set(&w->accept_retry_w, 0.1, 0.);
+                ev_timer_start(loop, &w->accept_retry_w);
+                return;
+            }
+            cd_log_errno(CD_LOG_ERR, errno, "accept4", "accepting on slot %d", w->slot);
+            return;
+        }
+        cd_http_conn_new(w, fd);
+    }
+}
+
+static void accept_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    cd_worker *w = t->data;
+    if (!w->draining && !w->accepting) {
+        ev_io_start(loop, &w->accept_w);
+        w->accepting = 1;
+    }
+}
+
+static void read_rss(cd_stats *st)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return;
+    unsigned long size, resident;
+    if (fscanf(f, "%lu %lu", &size, &resident) == 2)
+        st->rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    fclose(f);
+}
+
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_worker *w = t->data;
+    read_rss(&w->stats);
+    int rc = cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, sizeof w->stats);
+    if (rc == -EPIPE || rc == -ECONNRESET) {
+        w->orphan = 1;
+        begin_drain(w, ORPHAN_DEADLINE);
+    }
+}
+
+static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    cd_worker *w = io->data;
+    long n = cd_ipc_read(&w->dec, w->chan_fd);
+    if (n == -EAGAIN)
+        return;
+    if (n <= 0) {
+        ev_io_stop(loop, io);
+        if (!w->orphan)
+            cd_warn("master is gone (channel closed); draining and exiting");
+        w->orphan = 1;
+        begin_drain(w, ORPHAN_DEADLINE);
+        return;
+    }
+    cd_ipc_msg m;
+    int rc;
+    while ((rc = cd_ipc_next(&w->dec, &m)) > 0) {
+        if (m.type == CD_MSG_STOP)
+            begin_drain(w, (double)w->conf->graceful_timeout_ms / 1000.0);
+        else
+            cd_debug("ignoring channel message type %u", m.type);
+    }
+    if (rc < 0) {
+        cd_err("garbage on the channel from the master (%s); exiting", strerror(-rc));
+        ev_io_stop(loop, io);
+        w->orphan = 1;
+        begin_drain(w, ORPHAN_DEADLINE);
+    }
+}
+
+static void drain_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    cd_worker *w = t->data;
+    cd_http_drain(w, w->orphan ? 0.0 : DRAIN_IDLE_GRACE);
+    if (w->nconns == 0 && w->stats.in_flight == 0) {
+        cd_info("drained; exiting");
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    cd_worker *w = t->data;
+    cd_warn("drain deadline reached with %d connection(s) and %llu request(s) in flight; closing them",
+            w->nconns, (unsigned long long)w->stats.in_flight);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void begin_drain(cd_worker *w, double deadline)
+{
+    if (w->draining) {
+        /* Already draining: only ever shorten the deadline. */
+        double left = ev_timer_remaining(w->loop, &w->deadline_w);
+        if (deadline < left) {
+            ev_timer_stop(w->loop, &w->deadline_w);
+            ev_timer_set(&w->deadline_w, deadline, 0.);
+            ev_timer_start(w->loop, &w->deadline_w);
+        }
+        return;
+    }
+    cd_info("draining: %d connection(s), %llu request(s) in flight", w->nconns,
+            (unsigned long long)w->stats.in_flight);
+    w->draining = 1;
+    w->drain_started = ev_now(w->loop);
+    stop_accepting(w);
+    for (size_t i = 0; i < w->nservices; i++)
+        if (w->services[i].type->stop)
+            w->services[i].type->stop(&w->services[i]);
+    ev_timer_set(&w->drain_w, 0., DRAIN_TICK);
+    ev_timer_start(w->loop, &w->drain_w);
+    ev_timer_set(&w->deadline_w, deadline, 0.);
+    ev_timer_start(w->loop, &w->deadline_w);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)revents;
+    cd_worker *w = s->data;
+    if (s->signum == SIGQUIT) {
+        cd_info("SIGQUIT: exiting now");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    /* SIGTERM: from the master, or from the kernel when the master died. */
+    if (getppid() == 1 || w->orphan) {
+        w->orphan = 1;
+        begin_drain(w, ORPHAN_DEADLINE);
+    } else {
+        begin_drain(w, (double)w->conf->graceful_timeout_ms / 1000.0);
+    }
+}
+
+/* Reads the config text the master validated from the inherited memfd. */
+static int load_conf(cd_conf **out, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(CD_WORKER_FD_CONF, &st) < 0) {
+        snprintf(err, errlen, "fstat(config memfd) failed: %s", strerror(errno));
+        return -1;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t off = 0;
+    while (off < (size_t)st.st_size) {
+        ssize_t n = pread(CD_WORKER_FD_CONF, buf + off, (size_t)st.st_size - off, (off_t)off);
+        if (n <= 0) {
+            snprintf(err, errlen, "pread(config memfd) failed: %s", n < 0 ? strerror(errno) : "short");
+            free(buf);
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    close(CD_WORKER_FD_CONF);
+    const char *path = getenv("CLUSTERD_CONF_PATH");
+    int rc = cd_conf_load_text(path ? path : "(config)", buf, off, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+static void signals_reset(void)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    /* Terminal keys reach the whole process group; the master decides. */
+    int ignored[] = {SIGPIPE, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGWINCH};
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+        signal(ignored[i], SIG_IGN);
+}
+
+static int boot_fail(cd_worker *w, const char *why)
+{
+    cd_err("boot failed: %s", why);
+    cd_ipc_send(w->chan_fd, CD_MSG_BOOTFAIL, why, strlen(why));
+    return CD_EXIT_BOOTFAIL;
+}
+
+int cd_worker_main(int slot, unsigned generation)
+{
+    cd_worker wk = {.slot = slot, .generation = generation};
+    cd_worker *w = &wk;
+    cd_log_role(slot, generation);
+    signals_reset();
+    w->listen_fd = CD_WORKER_FD_LISTEN;
+    w->chan_fd = CD_WORKER_FD_CHANNEL;
+    cd_set_nonblock(w->chan_fd, 1);
+    cd_set_cloexec(w->chan_fd, 1);
+    cd_set_nonblock(w->listen_fd, 1);
+    cd_set_cloexec(w->listen_fd, 1);
+
+    char err[512];
+    cd_conf *conf = NULL;
+    if (load_conf(&conf, err, sizeof err) < 0)
+        return boot_fail(w, err);
+    w->conf = conf;
+    w->loop = ev_default_loop(EVFLAG_AUTO);
+    if (!w->loop) {
+        cd_conf_free(conf);
+        return boot_fail(w, "cannot create the event loop");
+    }
+
+    int code = CD_EXIT_BOOTFAIL;
+    size_t ninit = 0;
+    w->nservices = conf->nservices;
+    w->services = calloc(conf->nservices, sizeof *w->services);
+    if (!w->services) {
+        code = boot_fail(w, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < conf->nservices; i++) {
+        cd_service *s = &w->services[i];
+        const cd_conf_service *cs = &conf->services[i];
+        s->type = cs->type;
+        s->name = cs->name;
+        s->route = cs->route;
+        s->route_len = cs->route_len;
+        s->conf = cs->conf;
+        s->loop = w->loop;
+    }
+    if (cd_router_build(w->services, w->nservices, &w->routes) < 0) {
+        w->routes = NULL;
+        code = boot_fail(w, "out of memory");
+        goto out;
+    }
+    for (; ninit < conf->nservices; ninit++) {
+        cd_service *s = &w->services[ninit];
+        char why[256] = "";
+        if (s->type->init && s->type->init(s, why, sizeof why) < 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "service [%s] (%s): %s", s->name, s->type->name, why[0] ? why : "init failed");
+            code = boot_fail(w, msg);
+            goto out;
+        }
+    }
+
+    ev_io_init(&w->accept_w, accept_cb, w->listen_fd, EV_READ);
+    w->accept_w.data = w;
+    ev_init(&w->accept_retry_w, accept_retry_cb);
+    w->accept_retry_w.data = w;
+    ev_io_init(&w->chan_w, chan_cb, w->chan_fd, EV_READ);
+    w->chan_w.data = w;
+    double hb = (double)conf->heartbeat_interval_ms / 1000.0;
+    ev_timer_init(&w->heartbeat_w, heartbeat_cb, hb, hb);
+    w->heartbeat_w.data = w;
+    ev_init(&w->drain_w, drain_tick_cb);
+    w->drain_w.data = w;
+    ev_init(&w->deadline_w, deadline_cb);
+    w->deadline_w.data = w;
+    ev_signal_init(&w->sigterm_w, signal_cb, SIGTERM);
+    w->sigterm_w.data = w;
+    ev_signal_init(&w->sigquit_w, signal_cb, SIGQUIT);
+    w->sigquit_w.data = w;
+    ev_signal_start(w->loop, &w->sigterm_w);
+    ev_signal_start(w->loop, &w->sigquit_w);
+    ev_io_start(w->loop, &w->chan_w);
+    ev_timer_start(w->loop, &w->heartbeat_w);
+    ev_io_start(w->loop, &w->accept_w);
+    w->accepting = 1;
+    if (cd_ipc_send(w->chan_fd, CD_MSG_READY, NULL, 0) < 0) {
+        cd_warn("master is gone before READY; exiting");
+        code = 0;
+        goto out;
+    }
+    cd_debug("ready: %zu service(s)", w->nservices);
+    ev_run(w->loop, 0);
+    code = 0;
+
+out:
+    if (w->loop)
+        cd_http_close_all(w);
+    for (size_t i = 0; i < ninit; i++)
+        if (w->services[i].type->destroy)
+            w->services[i].type->destroy(&w->services[i]);
+    free(w->services);
+    free(w->routes);
+    if (w->loop)
+        ev_loop_destroy(w->loop);
+    cd_conf_free(conf);
+    return code;
+}

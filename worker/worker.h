@@ -1,0 +1,86 @@
+/*
+ * worker.h - one worker process: its context and the HTTP connection layer.
+ *
+ * A worker is clusterd exec'd in worker mode by the master (see
+ * master/spawn.c).  It inherits three fds: its slot's listener, its channel
+ * to the master, and a sealed memfd holding the config text the master
+ * validated.  It runs one libev loop: accept -> HTTP parse (llhttp) ->
+ * router -> service handler -> response, never blocking.
+ *
+ * The request path, in order: worker.c (accept_cb) -> http.c (conn_read_cb,
+ * conn_process, dispatch) -> router.c (cd_router_match) -> the service's
+ * handle() -> cd_request_respond() -> http.c (conn_flush).
+ */
+#ifndef CD_WORKER_H
+#define CD_WORKER_H
+
+#include <ev.h>
+#include <stddef.h>
+
+#include "conf/conf.h"
+#include "ipc/channel.h"
+#include "services/service.h"
+
+/* Fixed fd numbers a worker finds after exec. */
+#define CD_WORKER_FD_LISTEN 3
+#define CD_WORKER_FD_CHANNEL 4
+#define CD_WORKER_FD_CONF 5
+
+/* Exit codes a worker uses; the master reads them. */
+#define CD_EXIT_BOOTFAIL 3 /* init failed: do not respawn, stop the cluster */
+
+typedef struct cd_conn cd_conn;
+
+typedef struct cd_worker {
+    struct ev_loop *loop;
+    const cd_conf *conf;
+    int slot;
+    unsigned generation;
+    int listen_fd;
+    int chan_fd;
+
+    ev_io accept_w;
+    ev_io chan_w;
+    ev_timer heartbeat_w;
+    ev_timer drain_w;    /* while draining: closes idle keep-alives, checks for done */
+    ev_timer deadline_w; /* while draining: gives up at the deadline */
+    ev_timer accept_retry_w; /* after EMFILE: try accepting again shortly */
+    ev_signal sigterm_w, sigquit_w;
+    cd_ipc_decoder dec;
+
+    cd_service *services; /* one per configured service, in config order */
+    size_t nservices;
+    cd_service **routes; /* the same, longest route first (router.c) */
+
+    cd_stats stats;
+    cd_conn *conns; /* all open connections (doubly linked) */
+    int nconns;
+    int accepting;
+    int draining;
+    int orphan; /* the master is gone: drain fast and exit */
+    int exit_code;
+    ev_tstamp drain_started;
+
+    char date[40]; /* cached "Date: ..." value, refreshed once a second */
+    ev_tstamp date_at;
+} cd_worker;
+
+/* Worker entry point (main.c calls it in worker mode).  Returns the exit code. */
+int cd_worker_main(int slot, unsigned generation);
+
+/* ---- http.c ---- */
+/* Takes over an accepted, non-blocking socket. */
+void cd_http_conn_new(cd_worker *w, int fd);
+/* Graceful stop: idle connections close after a grace period, busy ones
+ * answer their current request with Connection: close. */
+void cd_http_drain(cd_worker *w, ev_tstamp idle_grace);
+/* Closes every connection at once (immediate stop). */
+void cd_http_close_all(cd_worker *w);
+
+/* ---- router.c ---- */
+/* Sorts routes so the longest prefix matches first.  Returns 0 or -ENOMEM. */
+int cd_router_build(cd_service *services, size_t n, cd_service ***routes);
+/* The service whose route is a prefix of path on a segment boundary, or NULL. */
+cd_service *cd_router_match(cd_service *const *routes, size_t n, const char *path);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * Unit tests for conf/conf.c: a valid file parses to the expected values,
+ * and every error names file:line.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf/conf.h"
+
+static cd_conf *conf;
+static char err[512];
+
+static int load(const char *text)
+{
+    cd_conf_free(conf);
+    conf = NULL;
+    err[0] = '\0';
+    return cd_conf_load_text("t.ini", text, strlen(text), &conf, err, sizeof err);
+}
+
+static void teardown(void)
+{
+    cd_conf_free(conf);
+    conf = NULL;
+}
+
+TestSuite(conf, .fini = teardown);
+
+Test(conf, parses_cluster_and_services)
+{
+    int rc = load("[cluster]\n"
+                  "listen = 127.0.0.1:9000\n"
+                  "workers = 3\n"
+                  "backlog = 128\n"
+                  "graceful_timeout = 1500ms\n"
+                  "header_timeout = 2s\n"
+                  "keepalive_timeout = 1m\n"
+                  "max_header_size = 8k\n"
+                  "max_body_size = 2m\n"
+                  "max_connections = 10\n"
+                  "\n"
+                  "[hello]\n"
+                  "type = dummy\n"
+                  "route = /hello\n"
+                  "body = {\"a\":1}\n");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_str_eq(conf->listen, "127.0.0.1:9000");
+    cr_assert_eq(conf->workers, 3);
+    cr_assert_eq(conf->backlog, 128);
+    cr_assert_eq(conf->graceful_timeout_ms, 1500);
+    cr_assert_eq(conf->header_timeout_ms, 2000);
+    cr_assert_eq(conf->keepalive_timeout_ms, 60000);
+    cr_assert_eq(conf->max_header_size, 8192);
+    cr_assert_eq(conf->max_body_size, 2 * 1024 * 1024);
+    cr_assert_eq(conf->max_connections, 10);
+    cr_assert_eq(conf->nservices, 1);
+    cr_assert_str_eq(conf->services[0].name, "hello");
+    cr_assert_str_eq(conf->services[0].route, "/hello");
+    cr_assert_str_eq(conf->services[0].type->name, "dummy");
+}
+
+Test(conf, type_and_route_default_to_the_section_name)
+{
+    cr_assert_eq(load("[dummy]\n"), -1); /* a section without keys does not exist for inih */
+    cr_assert_eq(load("[dummy]\nmax_delay = 1s\n"), 0, "%s", err);
+    cr_assert_str_eq(conf->services[0].route, "/dummy");
+    cr_assert_eq(conf->workers, 0, "workers defaults to auto");
+    cr_assert_gt(cd_conf_workers(conf), 0);
+}
+
+Test(conf, workers_auto)
+{
+    cr_assert_eq(load("[cluster]\nworkers = auto\n[dummy]\ntype = dummy\n"), 0, "%s", err);
+    cr_assert_eq(conf->workers, 0);
+}
+
+/* Each broken file and the exact "file:line: " prefix its error must carry. */
+static const struct {
+    const char *text;
+    const char *prefix;
+    const char *words;
+} bad[] = {
+    {"[cluster]\nlisten = nowhere\n[dummy]\ntype=dummy\n", "t.ini:2: ", "listen"},
+    {"[cluster]\nworkers = 0\n[dummy]\ntype=dummy\n", "t.ini:2: ", "workers"},
+    {"[cluster]\nworkers = lots\n[dummy]\ntype=dummy\n", "t.ini:2: ", "workers"},
+    {"[cluster]\ngraceful_timeout = 5 parsecs\n[dummy]\ntype=dummy\n", "t.ini:2: ", "duration"},
+    {"[cluster]\nmax_body_size = 1x\n[dummy]\ntype=dummy\n", "t.ini:2: ", "size"},
+    {"[cluster]\nmax_header_size = 10\n[dummy]\ntype=dummy\n", "t.ini:2: ", "size"},
+    {"[cluster]\n\nbogus = 1\n[dummy]\ntype=dummy\n", "t.ini:3: ", "unknown key 'bogus'"},
+    {"[dummy]\ntype = dummy\n[nosuch]\nroute = /x\n", "t.ini:4: ", "unknown section [nosuch]"},
+    {"[x]\ntype = teleport\n", "t.ini:2: ", "unknown service type 'teleport'"},
+    {"[a]\ntype = dummy\nroute = /same\n[b]\ntype = dummy\nroute = /same\n", "t.ini:6: ", "already used"},
+    {"[a]\ntype = dummy\nroute = nope\n", "t.ini:3: ", "route"},
+    {"[a]\ntype = dummy\nroute = /trailing/\n", "t.ini:3: ", "route"},
+    {"[a]\ntype = dummy\nflavour = mint\n", "t.ini:3: ", "unknown key 'flavour'"},
+    {"[a]\ntype = dummy\nmax_delay = soon\n", "t.ini:3: ", "max_delay"},
+    {"[a]\ntype = dummy\ntype = dummy\n", "t.ini:3: ", "duplicate key"},
+    {"[a]\ntype = dummy\n[cluster]\nworkers=1\n[a]\nroute=/z\n", "t.ini:6: ", "appears twice"},
+    {"[a]\ntype = dummy\nthis line has no equals sign\n", "t.ini:3: ", "syntax"},
+    {"[a\ntype = dummy\n", "t.ini:1: ", "syntax"},
+    {"orphan = 1\n[a]\ntype = dummy\n", "t.ini:1: ", "outside any section"},
+};
+
+Test(conf, every_error_names_file_and_line)
+{
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(load(bad[i].text), -1, "case %zu should fail", i);
+        cr_assert(strncmp(err, bad[i].prefix, strlen(bad[i].prefix)) == 0, "case %zu: '%s' should start with '%s'",
+                  i, err, bad[i].prefix);
+        cr_assert(strstr(err, bad[i].words) != NULL, "case %zu: '%s' should mention '%s'", i, err, bad[i].words);
+        cr_assert_null(conf);
+    }
+}
+
+Test(conf, long_line_is_reported_at_its_line)
+{
+    char text[600];
+    int n = snprintf(text, sizeof text, "[a]\ntype = dummy\nbody = ");
+    memset(text + n, 'x', 400);
+    strcpy(text + n + 400, "\n");
+    cr_assert_eq(load(text), -1);
+    cr_assert(strncmp(err, "t.ini:3: ", 9) == 0, "%s", err);
+    cr_assert(strstr(err, "too long"), "%s", err);
+}
+
+Test(conf, file_errors_name_the_file)
+{
+    cr_assert_eq(cd_conf_load_file("/nonexistent/dir/x.ini", &conf, err, sizeof err), -1);
+    cr_assert(strstr(err, "/nonexistent/dir/x.ini: cannot open") == err, "%s", err);
+}
+
+Test(conf, empty_config_has_nothing_to_serve)
+{
+    cr_assert_eq(load("[cluster]\nworkers = 2\n"), -1);
+    cr_assert(strstr(err, "no service"), "%s", err);
+}
+
+Test(conf, shipped_config_is_valid)
+{
+    const char *src = getenv("CLUSTERD_SRC");
+    char path[512];
+    snprintf(path, sizeof path, "%s/conf/services.ini", src ? src : ".");
+    int rc = cd_conf_load_file(path, &conf, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_geq(conf->nservices, 2);
+}

@@ -1,0 +1,371 @@
+/*
+ * Unit tests for worker/http.c: a worker context built by hand, one end of
+ * a socketpair handed to the HTTP layer as a connection, the test writing
+ * raw bytes on the other end and reading what comes back while it turns
+ * the loop.  Covers pipelining, chunked and split bodies, limits, timeouts
+ * and malformed input.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker/worker.h"
+
+/* ---- test services: echo (sync) and later (answers from a timer) ---- */
+
+static void echo_handle(cd_service *svc, cd_request *req)
+{
+    (void)svc;
+    size_t blen;
+    const char *body = cd_request_body(req, &blen);
+    char q[64] = "-";
+    cd_request_query_param(req, "q", q, sizeof q);
+    const char *h = cd_request_header(req, "X-Test");
+    char out[4096];
+    int n = snprintf(out, sizeof out, "m=%u sub=%s q=%s h=%s body=%.*s", cd_request_method(req),
+                     cd_request_subpath(req), q, h ? h : "-", (int)blen, body);
+    cd_request_respond(req, 200, "text/plain", out, (size_t)n);
+}
+
+typedef struct later {
+    ev_timer t;
+    cd_request *req;
+} later;
+
+static void later_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    later *l = (later *)t;
+    const char *p = cd_request_path(l->req);
+    cd_request_respond(l->req, 202, "text/plain", p, strlen(p));
+    free(l);
+}
+
+static void later_handle(cd_service *svc, cd_request *req)
+{
+    later *l = malloc(sizeof *l);
+    l->req = req;
+    ev_timer_init(&l->t, later_cb, 0.02, 0.);
+    ev_timer_start(svc->loop, &l->t);
+}
+
+static const cd_service_type echo_type = {.name = "echo", .methods = CD_M_GET | CD_M_HEAD | CD_M_POST,
+                                          .handle = echo_handle};
+static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET, .handle = later_handle};
+
+/* ---- fixture ---- */
+
+static cd_worker w;
+static cd_conf *conf;
+static cd_service services[2];
+static int client = -1;
+
+static void setup_with(const char *cluster)
+{
+    char text[1024], err[256];
+    snprintf(text, sizeof text, "[cluster]\n%s\n[dummy]\ntype = dummy\n", cluster);
+    cr_assert_eq(cd_conf_load_text("t.ini", text, strlen(text), &conf, err, sizeof err), 0, "%s", err);
+    memset(&w, 0, sizeof w);
+    w.conf = conf;
+    w.loop = ev_loop_new(EVFLAG_AUTO);
+    services[0] = (cd_service){.type = &echo_type, .name = "echo", .route = "/echo", .route_len = 5,
+                               .loop = w.loop};
+    services[1] = (cd_service){.type = &later_type, .name = "later", .route = "/later", .route_len = 6,
+                               .loop = w.loop};
+    w.services = services;
+    w.nservices = 2;
+    cr_assert_eq(cd_router_build(services, 2, &w.routes), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    client = sv[1];
+    cd_http_conn_new(&w, sv[0]);
+}
+
+static void setup(void) { setup_with("header_timeout = 10s\nkeepalive_timeout = 10s\nmax_header_size = 1k\nmax_body_size = 64"); }
+
+static void teardown(void)
+{
+    cd_http_close_all(&w);
+    /* Let pending service timers answer (into detached requests) so nothing leaks. */
+    for (int i = 0; i < 10; i++)
+        ev_run(w.loop, EVRUN_NOWAIT);
+    struct timespec ts = {0, 30 * 1000000L};
+    nanosleep(&ts, NULL);
+    ev_run(w.loop, EVRUN_NOWAIT);
+    free(w.routes);
+    ev_loop_destroy(w.loop);
+    cd_conf_free(conf);
+    conf = NULL;
+    if (client >= 0)
+        close(client);
+    client = -1;
+}
+
+TestSuite(http, .init = setup, .fini = teardown);
+
+static void put(const char *s) { cr_assert_eq(send(client, s, strlen(s), 0), (ssize_t)strlen(s)); }
+
+/* Turns the loop and collects output until `responses` HTTP status lines
+ * have arrived, EOF, or timeout_ms.  Returns the bytes (static buffer). */
+static char got[65536];
+static size_t got_len;
+static int got_eof;
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+static const char *pump(int responses, int timeout_ms)
+{
+    got_len = 0;
+    got_eof = 0;
+    got[0] = '\0';
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        ev_run(w.loop, EVRUN_NOWAIT);
+        ssize_t n = recv(client, got + got_len, sizeof got - 1 - got_len, 0);
+        if (n > 0) {
+            got_len += (size_t)n;
+            got[got_len] = '\0';
+        } else if (n == 0) {
+            got_eof = 1;
+            break;
+        }
+        if (responses > 0 && count(got, "HTTP/1.1 ") >= responses)
+            break;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms > timeout_ms)
+            break;
+        struct pollfd p = {.fd = client, .events = POLLIN};
+        poll(&p, 1, 2);
+    }
+    return got;
+}
+
+Test(http, get_keepalive_has_date_server_length)
+{
+    put("GET /echo/x?q=a%20b+c HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\n\r\n");
+    const char *r = pump(1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 200 OK\r\n") == r, "%s", r);
+    cr_assert(strstr(r, "\r\nServer: clusterd"), "%s", r);
+    cr_assert(strstr(r, "\r\nDate: "), "%s", r);
+    cr_assert(strstr(r, "GMT\r\n"), "%s", r);
+    cr_assert(strstr(r, "m=1 sub=/x q=a b c h=yes body="), "%s", r);
+    cr_assert_null(strstr(r, "Connection: close"), "HTTP/1.1 keeps the connection");
+    /* The same connection serves a second request. */
+    put("GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    r = pump(1, 1000);
+    cr_assert(strstr(r, "sub= q=-"), "%s", r);
+    cr_assert_eq(got_eof, 0);
+}
+
+Test(http, pipelined_requests_answer_in_order)
+{
+    /* A slow (timer) request between fast ones: answers must keep request order. */
+    put("GET /later/one HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET /echo/two HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET /later/three HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET /echo/four HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = pump(4, 2000);
+    cr_assert_eq(count(r, "HTTP/1.1 "), 4, "%s", r);
+    const char *a = strstr(r, "/later/one"), *b = strstr(r, "sub=/two"), *c = strstr(r, "/later/three"),
+               *d = strstr(r, "sub=/four");
+    cr_assert(a && b && c && d, "%s", r);
+    cr_assert(a < b && b < c && c < d, "out of order: %s", r);
+}
+
+Test(http, chunked_body)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    const char *r = pump(1, 1000);
+    cr_assert(strstr(r, "body=hello world"), "%s", r);
+}
+
+Test(http, content_length_body_split_across_reads)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-");
+    pump(0, 30);
+    put("Length: 10\r\n\r\n01234");
+    pump(0, 30);
+    cr_assert_eq(got_len, 0, "nothing answered before the body is complete");
+    put("56789");
+    const char *r = pump(1, 1000);
+    cr_assert(strstr(r, "body=0123456789"), "%s", r);
+}
+
+Test(http, malformed_request_gets_400_and_close)
+{
+    put("GET / HTTP/1.1\r\nHost t\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 "), "%s", r);
+    cr_assert(strstr(r, "Connection: close"), "%s", r);
+    cr_assert(got_eof, "the connection is closed");
+}
+
+Test(http, garbage_gets_400)
+{
+    put("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 "), "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http, headers_over_the_limit_get_431)
+{
+    char big[2048];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char req[4096];
+    snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", big);
+    put(req);
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 431 "), "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http, long_uri_gets_414)
+{
+    char req[4096] = "GET /echo/";
+    memset(req + 10, 'u', 2000);
+    strcpy(req + 2010, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    put(req);
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 414 "), "%s", r);
+}
+
+Test(http, body_over_the_limit_gets_413)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 65\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 413 "), "declared too large: %s", r);
+    cr_assert(got_eof);
+}
+
+Test(http, chunked_body_over_the_limit_gets_413)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n"
+        "1\r\nx\r\n0\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 413 "), "%s", r);
+}
+
+Test(http, head_has_length_but_no_body)
+{
+    put("HEAD /echo HTTP/1.1\r\nHost: t\r\n\r\nGET /echo/after HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = pump(2, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 200 OK"), "%s", r);
+    cr_assert_null(strstr(r, "m=2"), "no body for HEAD: %s", r);
+    cr_assert(strstr(r, "sub=/after"), "the next response follows the HEAD headers directly: %s", r);
+}
+
+Test(http, unknown_route_404_and_wrong_method_405)
+{
+    put("GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\nDELETE /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = pump(2, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 404 "), "%s", r);
+    cr_assert(strstr(r, "HTTP/1.1 405 "), "%s", r);
+    cr_assert(strstr(r, "Allow: GET, HEAD, POST\r\n"), "%s", r);
+    cr_assert_eq(got_eof, 0, "404 and 405 keep the connection");
+}
+
+Test(http, route_matches_on_segment_boundary)
+{
+    put("GET /echoes HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = pump(1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 404 "), "/echoes is not /echo: %s", r);
+}
+
+Test(http, http10_closes_and_connection_close_is_honoured)
+{
+    put("GET /echo HTTP/1.0\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 200 "), "%s", r);
+    cr_assert(strstr(r, "Connection: close"), "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http, client_connection_close)
+{
+    put("GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "Connection: close"), "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http, expect_100_continue)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    const char *r = pump(-1, 100);
+    cr_assert(strstr(r, "HTTP/1.1 100 Continue\r\n\r\n") == r, "%s", r);
+    put("abc");
+    r = pump(1, 1000);
+    cr_assert(strstr(r, "body=abc"), "%s", r);
+}
+
+Test(http, client_gone_while_service_works)
+{
+    put("GET /later/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    pump(0, 5);
+    close(client);
+    client = -1;
+    /* The service answers into a detached request: no crash, no leak (ASan). */
+    for (int i = 0; i < 20; i++) {
+        ev_run(w.loop, EVRUN_NOWAIT);
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(w.nconns, 0);
+    cr_assert_eq(w.stats.in_flight, 0);
+}
+
+static void setup_short(void) { setup_with("header_timeout = 100ms\nkeepalive_timeout = 200ms"); }
+
+TestSuite(http_timeouts, .init = setup_short, .fini = teardown);
+
+Test(http_timeouts, stalled_headers_get_408_and_close)
+{
+    put("GET /echo HTTP/1.1\r\nHost: t\r\n");
+    const char *r = pump(-1, 2000);
+    cr_assert(strstr(r, "HTTP/1.1 408 "), "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http_timeouts, idle_keepalive_is_closed)
+{
+    put("GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    pump(1, 1000);
+    const char *r = pump(-1, 2000);
+    cr_assert_eq(got_len, 0, "%s", r);
+    cr_assert(got_eof, "closed after keepalive_timeout");
+}
+
+Test(router, longest_prefix_on_segment_boundaries)
+{
+    cd_service s[3] = {
+        {.route = "/", .route_len = 1}, {.route = "/a", .route_len = 2}, {.route = "/a/b", .route_len = 4}};
+    cd_service **routes;
+    cr_assert_eq(cd_router_build(s, 3, &routes), 0);
+    cr_assert_eq(cd_router_match(routes, 3, "/a/b/c"), &s[2]);
+    cr_assert_eq(cd_router_match(routes, 3, "/a/bc"), &s[1]);
+    cr_assert_eq(cd_router_match(routes, 3, "/a"), &s[1]);
+    cr_assert_eq(cd_router_match(routes, 3, "/ab"), &s[0]);
+    cr_assert_null(cd_router_match(routes, 2, "/zzz"), "without \"/\" nothing catches /zzz");
+    free(routes);
+}

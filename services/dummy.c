@@ -5,10 +5,13 @@
  * of draining and concurrency, ?delay_ms=N (at most max_delay) answers after
  * an ev_timer: the loop keeps serving meanwhile.
  *
- * Config keys: body (default {"service":"dummy","ok":true}), max_delay
- * (default 10s).
+ * Config keys: body (default {"service":"dummy","ok":true}), body_file (a
+ * file whose content is the body, read by each worker when it starts, so a
+ * missing file is a boot failure), max_delay (default 10s).
  */
+#include <errno.h>
 #include <ev.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,13 +21,22 @@
 typedef struct dummy_conf {
     char *body;
     size_t body_len;
+    char *body_file;
     long long max_delay_ms;
 } dummy_conf;
+
+/* Per-worker state: the body to serve. */
+typedef struct dummy_state {
+    char *body;
+    size_t body_len;
+} dummy_state;
+
+#define BODY_FILE_MAX (1 << 20)
 
 typedef struct delayed {
     ev_timer timer;
     cd_request *req;
-    const dummy_conf *conf;
+    const dummy_state *st;
 } delayed;
 
 static void *dummy_conf_new(void)
@@ -54,6 +66,14 @@ static int dummy_conf_set(void *conf, const char *key, const char *value, char *
         c->body_len = strlen(b);
         return 0;
     }
+    if (strcmp(key, "body_file") == 0) {
+        char *b = strdup(value);
+        if (!b)
+            return -1;
+        free(c->body_file);
+        c->body_file = b;
+        return 0;
+    }
     if (strcmp(key, "max_delay") == 0) {
         if (cd_parse_duration_ms(value, &c->max_delay_ms) < 0 || c->max_delay_ms > 3600000) {
             strncpy(err, "expected a duration up to 1h, e.g. 500ms or 10s", errlen - 1);
@@ -69,7 +89,47 @@ static void dummy_conf_free(void *conf)
 {
     dummy_conf *c = conf;
     free(c->body);
+    free(c->body_file);
     free(c);
+}
+
+static int dummy_init(cd_service *svc, char *err, size_t errlen)
+{
+    const dummy_conf *c = svc->conf;
+    dummy_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return -1;
+    svc->state = st;
+    if (!c->body_file) {
+        st->body = c->body;
+        st->body_len = c->body_len;
+        return 0;
+    }
+    FILE *f = fopen(c->body_file, "re");
+    if (!f) {
+        snprintf(err, errlen, "body_file %s: %s", c->body_file, strerror(errno));
+        return -1;
+    }
+    char *buf = malloc(BODY_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, BODY_FILE_MAX + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > BODY_FILE_MAX) {
+        snprintf(err, errlen, "body_file %s: %s", c->body_file, buf ? "larger than 1m" : "out of memory");
+        free(buf);
+        return -1;
+    }
+    st->body = buf;
+    st->body_len = n;
+    return 0;
+}
+
+static void dummy_destroy(cd_service *svc)
+{
+    const dummy_conf *c = svc->conf;
+    dummy_state *st = svc->state;
+    if (st && st->body != c->body)
+        free(st->body);
+    free(st);
 }
 
 static void delayed_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -77,13 +137,14 @@ static void delayed_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     delayed *d = (delayed *)t; /* timer is the first member */
-    cd_request_respond(d->req, 200, "application/json", d->conf->body, d->conf->body_len);
+    cd_request_respond(d->req, 200, "application/json", d->st->body, d->st->body_len);
     free(d);
 }
 
 static void dummy_handle(cd_service *svc, cd_request *req)
 {
     const dummy_conf *c = svc->conf;
+    const dummy_state *st = svc->state;
     if (cd_request_subpath(req)[0] != '\0') {
         cd_request_respond_error(req, 404, "dummy has no sub-resources");
         return;
@@ -91,7 +152,7 @@ static void dummy_handle(cd_service *svc, cd_request *req)
     char buf[32];
     int n = cd_request_query_param(req, "delay_ms", buf, sizeof buf);
     if (n == -1) {
-        cd_request_respond(req, 200, "application/json", c->body, c->body_len);
+        cd_request_respond(req, 200, "application/json", st->body, st->body_len);
         return;
     }
     long long ms;
@@ -105,7 +166,7 @@ static void dummy_handle(cd_service *svc, cd_request *req)
         return;
     }
     d->req = req;
-    d->conf = c;
+    d->st = st;
     ev_timer_init(&d->timer, delayed_cb, (double)ms / 1000.0, 0.);
     ev_timer_start(svc->loop, &d->timer);
 }
@@ -116,5 +177,7 @@ const cd_service_type cd_service_dummy = {
     .conf_new = dummy_conf_new,
     .conf_set = dummy_conf_set,
     .conf_free = dummy_conf_free,
+    .init = dummy_init,
     .handle = dummy_handle,
+    .destroy = dummy_destroy,
 };

@@ -1,0 +1,502 @@
+/*
+ * Integration tests of the core: the real clusterd binary on a loopback
+ * port, driven with signals and plain HTTP.  Every wait is bounded.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+
+#define BASE_CONF                                                                                            \
+    "[cluster]\n"                                                                                            \
+    "listen = 127.0.0.1:%d\n"                                                                                \
+    "graceful_timeout = 5s\n"                                                                                \
+    "heartbeat_interval = 200ms\n"                                                                           \
+    "heartbeat_timeout = 1500ms\n"                                                                           \
+    "keepalive_timeout = 5s\n"
+
+#define DUMMY(body) "[dummy]\ntype = dummy\nroute = /dummy\nbody = " body "\n"
+
+static th_server srv;
+
+static void fini(void)
+{
+    if (srv.pid > 0)
+        th_stop(&srv, SIGKILL, 2000);
+}
+
+TestSuite(core, .fini = fini, .timeout = 60);
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int get_ok(const char *path, const char *want_body)
+{
+    th_response r;
+    th_http(&r, srv.port, "GET", path, NULL, 5000);
+    int ok = r.status == 200 && (!want_body || (r.body && strcmp(r.body, want_body) == 0));
+    th_response_free(&r);
+    return ok;
+}
+
+static int sockets_of(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[512], link[128];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        ssize_t l = readlink(p, link, sizeof link - 1);
+        if (l > 0) {
+            link[l] = '\0';
+            n += strncmp(link, "socket:", 7) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+Test(core, serves_dummy_from_every_worker)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"hello\":1}")), 0);
+    th_response r;
+    th_http(&r, srv.port, "GET", "/dummy", NULL, 2000);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"hello\":1}");
+    cr_assert(strstr(r.headers, "Content-Type: application/json"), "%s", r.headers);
+    th_response_free(&r);
+
+    pid_t w[2];
+    cr_assert_eq(th_workers(&srv, w, 2), 2);
+    int base0 = sockets_of(w[0]), base1 = sockets_of(w[1]);
+    /* 16 slow requests held open at once: both workers must be holding some. */
+    int fds[16];
+    for (int i = 0; i < 16; i++) {
+        fds[i] = connect_port(srv.port);
+        cr_assert_geq(fds[i], 0);
+        const char *req = "GET /dummy?delay_ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n";
+        cr_assert_eq(send(fds[i], req, strlen(req), 0), (ssize_t)strlen(req));
+    }
+    msleep(300);
+    int held0 = sockets_of(w[0]) - base0, held1 = sockets_of(w[1]) - base1;
+    cr_assert_eq(held0 + held1, 16, "held %d + %d", held0, held1);
+    cr_assert_gt(held0, 0, "worker 0 holds none of 16 connections");
+    cr_assert_gt(held1, 0, "worker 1 holds none of 16 connections");
+    for (int i = 0; i < 16; i++) {
+        char buf[512];
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 5000), 1);
+        ssize_t n = recv(fds[i], buf, sizeof buf - 1, 0);
+        cr_assert_gt(n, 0);
+        buf[n] = '\0';
+        cr_assert(strstr(buf, "200 OK"), "%s", buf);
+        close(fds[i]);
+    }
+    /* Each worker knows its slot. */
+    char env[8192];
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)w[i]);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f);
+        size_t n = fread(env, 1, sizeof env - 1, f);
+        fclose(f);
+        int found = 0;
+        for (size_t k = 0; k < n; k += strlen(env + k) + 1)
+            found |= strncmp(env + k, "CLUSTERD_WORKER_ID=", 19) == 0;
+        cr_assert(found, "worker %d has CLUSTERD_WORKER_ID", (int)w[i]);
+    }
+    int st = th_stop(&srv, SIGTERM, 8000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+}
+
+Test(core, killed_worker_is_replaced_and_queued_connections_survive)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"k\":1}")), 0);
+    int failures = 0, done = 0, kills = 0;
+    long long deadline = th_now_ms() + 20000;
+    for (int i = 0; i < 300 && th_now_ms() < deadline; i++) {
+        if (i % 30 == 15) {
+            /* Between two requests: nothing is accepted, so nothing may be lost. */
+            pid_t w[2];
+            int n = th_workers(&srv, w, 2);
+            if (n > 0) {
+                kill(w[kills % n], SIGKILL);
+                kills++;
+            }
+        }
+        if (get_ok("/dummy", "{\"k\":1}"))
+            done++;
+        else
+            failures++;
+    }
+    cr_assert_geq(kills, 9);
+    cr_assert_eq(failures, 0, "%d of %d requests failed across %d worker kills", failures, done + failures, kills);
+    cr_assert_eq(th_wait_workers(&srv, 2, NULL, 0, 5000), 0, "two workers again");
+    cr_assert(th_log_contains(&srv, "killed by signal 9", 0));
+}
+
+Test(core, sigterm_lets_inflight_request_finish)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF DUMMY("{\"slow\":1}")), 0);
+    int fd = connect_port(srv.port);
+    const char *req = "GET /dummy?delay_ms=1200 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+    msleep(200);
+    long long t0 = th_now_ms();
+    kill(srv.pid, SIGTERM);
+    char buf[1024];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 5000), 1);
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    cr_assert_gt(n, 0);
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "HTTP/1.1 200 OK"), "%s", buf);
+    cr_assert(strstr(buf, "{\"slow\":1}"), "%s", buf);
+    cr_assert(strstr(buf, "Connection: close"), "a draining worker closes: %s", buf);
+    close(fd);
+    int st = th_stop(&srv, 0, 5000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+    cr_assert_lt(th_now_ms() - t0, 4000);
+}
+
+/* A keep-alive client loop in a child process; reports ok/failed counts
+ * through a pipe.  A failure is any request that did not get a full answer. */
+typedef struct loop_result {
+    int ok, failed, bodies_changed;
+} loop_result;
+
+static int read_response(int fd, char *buf, size_t cap, int *closed)
+{
+    size_t len = 0;
+    long long deadline = th_now_ms() + 5000;
+    for (;;) {
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            size_t want = (size_t)(end + 4 - buf) + (cl ? (size_t)atoi(cl + 16) : 0);
+            if (len >= want) {
+                *closed = strstr(buf, "Connection: close") != NULL;
+                buf[want] = '\0';
+                return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
+            }
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long long left = deadline - th_now_ms();
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return -1;
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+}
+
+static pid_t client_loop(int port, int ms, int *rfd, const char *first_body)
+{
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        loop_result res = {0, 0, 0};
+        long long end = th_now_ms() + ms;
+        int fd = -1;
+        char buf[4096];
+        while (th_now_ms() < end && res.ok + res.failed < 200000) {
+            if (fd < 0 && (fd = connect_port(port)) < 0) {
+                res.failed++;
+                continue;
+            }
+            const char *req = "GET /dummy HTTP/1.1\r\nHost: x\r\n\r\n";
+            int closed = 0;
+            buf[0] = '\0';
+            if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+                read_response(fd, buf, sizeof buf, &closed) < 0) {
+                res.failed++;
+                closed = 1;
+            } else {
+                res.ok++;
+                char *body = strstr(buf, "\r\n\r\n") + 4;
+                if (strcmp(body, first_body) != 0)
+                    res.bodies_changed++;
+            }
+            if (closed) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        ssize_t wr = write(pfd[1], &res, sizeof res);
+        _exit(wr == sizeof res ? 0 : 1);
+    }
+    close(pfd[1]);
+    *rfd = pfd[0];
+    return pid;
+}
+
+static loop_result client_result(pid_t pid, int rfd)
+{
+    loop_result res = {-1, -1, -1};
+    struct pollfd p = {.fd = rfd, .events = POLLIN};
+    if (poll(&p, 1, 30000) == 1 && read(rfd, &res, sizeof res) != sizeof res)
+        res.ok = -1;
+    close(rfd);
+    waitpid(pid, NULL, 0);
+    return res;
+}
+
+Test(core, sighup_rolls_to_new_config_without_failed_requests)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);
+    pid_t old[2];
+    cr_assert_eq(th_workers(&srv, old, 2), 2);
+    int rfd1, rfd2;
+    pid_t c1 = client_loop(srv.port, 4000, &rfd1, "{\"v\":1}");
+    pid_t c2 = client_loop(srv.port, 4000, &rfd2, "{\"v\":1}");
+    msleep(800);
+    cr_assert_eq(th_write_conf(&srv, BASE_CONF DUMMY("{\"v\":2}"), srv.port), 0);
+    kill(srv.pid, SIGHUP);
+    cr_assert(th_log_contains(&srv, "reload done", 8000), "reload finished");
+    loop_result a = client_result(c1, rfd1), b = client_result(c2, rfd2);
+    cr_assert_gt(a.ok, 50);
+    cr_assert_gt(b.ok, 50);
+    cr_assert_eq(a.failed + b.failed, 0, "failed requests during reload: %d + %d (ok %d + %d)", a.failed, b.failed,
+                 a.ok, b.ok);
+    cr_assert_gt(a.bodies_changed + b.bodies_changed, 0, "clients saw the new body during the run");
+    cr_assert(get_ok("/dummy", "{\"v\":2}"));
+    cr_assert_eq(th_wait_workers(&srv, 2, old, 2, 8000), 0, "both workers replaced");
+}
+
+Test(core, bad_config_on_hup_keeps_the_old_one)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);
+    pid_t before[2];
+    cr_assert_eq(th_workers(&srv, before, 2), 2);
+    cr_assert_eq(th_write_conf(&srv, BASE_CONF "workers = many\n" DUMMY("{\"v\":2}"), srv.port), 0);
+    kill(srv.pid, SIGHUP);
+    cr_assert(th_log_contains(&srv, "reload failed, keeping the current configuration", 5000));
+    cr_assert(th_log_contains(&srv, "services.ini:7: workers", 0), "the error names file:line");
+    cr_assert(get_ok("/dummy", "{\"v\":1}"));
+    pid_t after[2];
+    cr_assert_eq(th_workers(&srv, after, 2), 2);
+    cr_assert(after[0] == before[0] || after[0] == before[1], "workers were not restarted");
+    cr_assert(after[1] == before[0] || after[1] == before[1], "workers were not restarted");
+}
+
+Test(core, crash_loop_backs_off)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF DUMMY("{}")), 0);
+    for (int i = 0; i < 4; i++) {
+        pid_t w[1];
+        cr_assert_eq(th_wait_workers(&srv, 1, NULL, 0, 5000), 0);
+        cr_assert_eq(th_workers(&srv, w, 1), 1);
+        kill(w[0], SIGKILL);
+        cr_assert_eq(th_wait_workers(&srv, 1, w, 1, 5000), 0, "replaced after kill %d", i + 1);
+    }
+    /* The log says each delay; they grow. */
+    FILE *f = fopen(srv.log_path, "r");
+    cr_assert_not_null(f);
+    char line[1024];
+    double d2 = -1, d4 = -1;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "respawning slot 0 in ");
+        unsigned crash;
+        double ms;
+        if (p && sscanf(p, "respawning slot 0 in %lf ms (crash %u", &ms, &crash) == 2) {
+            if (crash == 2)
+                d2 = ms;
+            if (crash == 4)
+                d4 = ms;
+        }
+    }
+    fclose(f);
+    cr_assert_geq(d2, 0, "second crash was delayed");
+    cr_assert_gt(d4, d2, "fourth delay %.0f > second %.0f", d4, d2);
+    cr_assert(get_ok("/dummy", "{}"));
+}
+
+Test(core, boot_failure_stops_the_master)
+{
+    th_server s;
+    int rc = th_start(&s, 2, NULL, NULL, BASE_CONF "[dummy]\ntype = dummy\nbody_file = /nonexistent/body.json\n");
+    /* Either it already exited during start (th_start reports -1), or it exits now. */
+    if (rc == 0) {
+        int st = th_stop(&s, 0, 5000);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "status 0x%x", st);
+    }
+    cr_assert(th_log_contains(&s, "failed to boot", 0));
+    cr_assert(th_log_contains(&s, "/nonexistent/body.json", 0));
+    cr_assert(!th_log_contains(&s, "respawning slot", 0), "no respawn after a boot failure");
+}
+
+Test(core, master_sigkill_leaves_no_worker)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{}")), 0);
+    pid_t w[2];
+    cr_assert_eq(th_workers(&srv, w, 2), 2);
+    kill(srv.pid, SIGKILL);
+    waitpid(srv.pid, NULL, 0);
+    srv.pid = 0;
+    long long t0 = th_now_ms();
+    int alive = 2;
+    while (alive && th_now_ms() - t0 < 1000) {
+        alive = 0;
+        for (int i = 0; i < 2; i++) {
+            char path[64], buf[256] = "";
+            snprintf(path, sizeof path, "/proc/%d/stat", (int)w[i]);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            if (fgets(buf, sizeof buf, f)) {
+                char *rp = strrchr(buf, ')');
+                alive += rp && rp[2] != 'Z';
+            }
+            fclose(f);
+        }
+        msleep(20);
+    }
+    cr_assert_eq(alive, 0, "%d worker(s) outlived the master by a second", alive);
+}
+
+Test(core, ttin_ttou_change_the_worker_count)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{}")), 0);
+    kill(srv.pid, SIGTTIN);
+    cr_assert_eq(th_wait_workers(&srv, 3, NULL, 0, 5000), 0, "3 after TTIN");
+    kill(srv.pid, SIGTTOU);
+    cr_assert_eq(th_wait_workers(&srv, 2, NULL, 0, 5000), 0, "2 after TTOU");
+    kill(srv.pid, SIGTTOU);
+    cr_assert_eq(th_wait_workers(&srv, 1, NULL, 0, 5000), 0, "1 after TTOU");
+    kill(srv.pid, SIGTTOU);
+    cr_assert(th_log_contains(&srv, "already at one worker", 3000));
+    for (int i = 0; i < 50; i++)
+        cr_assert(get_ok("/dummy", "{}"), "request %d after scaling down", i);
+}
+
+Test(core, hung_worker_is_killed_and_replaced)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF DUMMY("{}")), 0);
+    pid_t w[1];
+    cr_assert_eq(th_workers(&srv, w, 1), 1);
+    kill(w[0], SIGSTOP); /* its loop stops: no more heartbeats */
+    cr_assert_eq(th_wait_workers(&srv, 1, w, 1, 6000), 0, "replaced");
+    cr_assert(th_log_contains(&srv, "missed its heartbeats", 0));
+    cr_assert(get_ok("/dummy", "{}"));
+}
+
+Test(core, connection_limit_pauses_accepting)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "max_connections = 2\n" DUMMY("{}")), 0);
+    int a = connect_port(srv.port), b = connect_port(srv.port);
+    cr_assert(a >= 0 && b >= 0);
+    msleep(200); /* both accepted, idle */
+    int c = connect_port(srv.port); /* queued in the listener, not accepted */
+    const char *req = "GET /dummy HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(send(c, req, strlen(req), 0), (ssize_t)strlen(req));
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 400), 0, "not served while at the limit");
+    close(a);
+    cr_assert_eq(poll(&p, 1, 3000), 1, "served once a slot frees");
+    char buf[512];
+    ssize_t n = recv(c, buf, sizeof buf - 1, 0);
+    cr_assert_gt(n, 0);
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "200 OK"), "%s", buf);
+    close(b);
+    close(c);
+}
+
+/* ---- command line ---- */
+
+static int run(const char *const argv[], char *out, size_t outlen)
+{
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < outlen - 1 && (n = read(pfd[0], out + len, outlen - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(pfd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(cli, check_flag_version_help_and_usage)
+{
+    const char *bin = getenv("CLUSTERD_BIN");
+    cr_assert_not_null(bin);
+    char out[4096], path[] = "/tmp/clusterd-cli-XXXXXX";
+    int fd = mkstemp(path);
+    const char *bad = "[cluster]\nworkers = 2\n\n[dummy]\ntype = dummy\nmax_delay = forever\n";
+    cr_assert_eq(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+    close(fd);
+    const char *t_bad[] = {bin, "-t", "-c", path, NULL};
+    cr_assert_eq(run(t_bad, out, sizeof out), 2);
+    char want[256];
+    snprintf(want, sizeof want, "%s:6: max_delay", path);
+    cr_assert(strstr(out, want), "%s", out);
+
+    const char *src = getenv("CLUSTERD_SRC");
+    char good[512];
+    snprintf(good, sizeof good, "%s/conf/services.ini", src);
+    const char *t_good[] = {bin, "-t", "-c", good, NULL};
+    cr_assert_eq(run(t_good, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "ok"), "%s", out);
+
+    const char *v[] = {bin, "-V", NULL};
+    cr_assert_eq(run(v, out, sizeof out), 0);
+    cr_assert(strstr(out, "clusterd "), "%s", out);
+    const char *h[] = {bin, "-h", NULL};
+    cr_assert_eq(run(h, out, sizeof out), 0);
+    cr_assert(strstr(out, "usage:"), "%s", out);
+    const char *unknown[] = {bin, "--frobnicate", NULL};
+    cr_assert_eq(run(unknown, out, sizeof out), 2);
+    cr_assert(strstr(out, "usage:"), "%s", out);
+    const char *badw[] = {bin, "-w", "zero", "-c", good, NULL};
+    cr_assert_eq(run(badw, out, sizeof out), 2);
+    unlink(path);
+}

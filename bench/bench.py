@@ -1,0 +1,1396 @@
+#!/usr/bin/env python3
+"""bench.py - clusterd against nginx and Node.js cluster + Express (stdlib only).
+
+Run through bench/run.sh, which installs the peers and builds what this needs.
+It starts every available target on its own loopback port with the same
+number of worker processes, drives them with wrk in alternation (A B C A B C
+...), measures startup and worker-replacement times, and writes
+bench/results/latest.md, latest.json and latest.png.
+
+Every process it starts is in its own process group, recorded in
+WORK/pgids (run.sh's EXIT trap kills what is left), and stopped at the end.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DUMMY_BODY = '{"service":"dummy","ok":true}'
+
+WORK = None
+PGIDS_FILE = None
+ALL_PROCS = []
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+class Proc:
+    """A started process in its own process group, stopped at exit."""
+
+    def __init__(self, name, argv, env=None, cwd=None, capture=False):
+        self.name = name
+        self.lines = []  # (monotonic time, stream, text) when capture
+        self.lock = threading.Lock()
+        self.logpath = os.path.join(WORK, f"{name}.log")
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.logf = open(self.logpath, "ab")
+        self.t_start = time.monotonic()
+        if capture:
+            self.p = subprocess.Popen(argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      start_new_session=True)
+            for stream, fobj in (("out", self.p.stdout), ("err", self.p.stderr)):
+                threading.Thread(target=self._reader, args=(stream, fobj), daemon=True).start()
+        else:
+            self.p = subprocess.Popen(argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                      stdout=self.logf, stderr=self.logf, start_new_session=True)
+        self.pid = self.p.pid
+        with open(PGIDS_FILE, "a") as f:
+            f.write(f"{self.pid}\n")
+        ALL_PROCS.append(self)
+
+    def _reader(self, stream, fobj):
+        for raw in iter(fobj.readline, b""):
+            t = time.monotonic()
+            with self.lock:
+                self.lines.append((t, stream, raw.decode("utf-8", "replace").rstrip("\n")))
+            try:
+                self.logf.write(raw)
+                self.logf.flush()
+            except ValueError:
+                pass
+
+    def find_line(self, regex, after=0.0):
+        r = re.compile(regex)
+        with self.lock:
+            for t, _, line in self.lines:
+                if t >= after and r.search(line):
+                    return t, line
+        return None
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=8.0):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (workers of a dead master, ...).
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.p.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            self.logf.close()
+        except Exception:
+            pass
+
+    def tail(self, n=15):
+        try:
+            with open(self.logpath, "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def stop_all():
+    for p in reversed(ALL_PROCS):
+        try:
+            p.stop()
+        except Exception as e:  # keep stopping the others
+            log(f"stopping {p.name}: {e}")
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    out.extend(int(x) for x in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return sorted(set(out))
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    seen, todo = [], [pid]
+    while todo and len(seen) < 1000:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.append(p)
+        todo.extend(children(p))
+    return seen
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+            fields = s[s.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def status_kb(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def port_free(port):
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+_next_port = [0]
+
+
+def alloc_port():
+    """The next free loopback port from the bench range."""
+    for _ in range(2000):
+        _next_port[0] += 1
+        p = _next_port[0]
+        if port_free(p):
+            return p
+    raise RuntimeError("no free port")
+
+
+def http_get(port, path, timeout=1.0, close=True):
+    """(status, body) or (None, error)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            hdr = "Connection: close\r\n" if close else ""
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{hdr}\r\n".encode())
+            buf = b""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+                head, sep, body = buf.partition(b"\r\n\r\n")
+                if sep:
+                    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                    if m and len(body) >= int(m.group(1)):
+                        break
+            m = re.match(rb"HTTP/1\.[01] (\d{3})", buf)
+            return (int(m.group(1)) if m else None), buf.partition(b"\r\n\r\n")[2].decode("utf-8", "replace")
+    except OSError as e:
+        return None, str(e)
+
+
+# --------------------------------------------------------------------------
+# which worker answered: server-side socket inode from /proc/net/tcp, owner
+# from /proc/<pid>/fd.
+
+
+def _established_netlink(port):
+    """{client port: server-side socket inode} for ESTABLISHED IPv4 TCP
+    sockets whose local port is `port`, via NETLINK_SOCK_DIAG: the kernel
+    filters by state, so tens of thousands of TIME_WAIT entries left by the
+    Connection: close runs cost nothing (unlike reading /proc/net/tcp)."""
+    NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
+    NLM_F_REQUEST, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR = 1, 0x300, 3, 2
+    TCP_ESTABLISHED = 1
+    # inet_diag_req_v2: family, protocol, ext, pad, states, sockid (48 bytes)
+    req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 1 << TCP_ESTABLISHED)
+    req += struct.pack("!HH", port, 0) + bytes(44)
+    msg = struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + req
+    res = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(1.0)
+        nl.sendto(msg, (0, 0))
+        for _ in range(100000):
+            data = nl.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(data):
+                mlen, mtype = struct.unpack_from("=IH", data, off)
+                if mtype == NLMSG_DONE:
+                    return res
+                if mtype == NLMSG_ERROR:
+                    raise OSError(f"sock_diag error {struct.unpack_from('=i', data, off + 16)[0]}")
+                body = off + 16
+                # inet_diag_msg: family, state, timer, retrans, then sockid:
+                # sport, dport (big endian), src[16], dst[16], if, cookie[2];
+                # then expires, rqueue, wqueue, uid, inode
+                sport, dport = struct.unpack_from("!HH", data, body + 4)
+                inode = struct.unpack_from("=I", data, body + 4 + 48 + 16)[0]
+                if sport == port:
+                    res[dport] = str(inode)
+                off += (mlen + 3) & ~3
+                if mlen == 0:
+                    break
+    return res
+
+
+def server_inodes(port, client_ports):
+    try:
+        allc = _established_netlink(port)
+        return {cp: allc[cp] for cp in client_ports if cp in allc}
+    except OSError:
+        pass
+    res = {}
+    lp_hex = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[1] != lp_hex:
+                continue
+            rport = int(parts[2].split(":")[1], 16)
+            if rport in client_ports:
+                res[rport] = parts[9]
+    return res
+
+
+def inode_owners(pids):
+    owners = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    t = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if t.startswith("socket:["):
+                    owners.setdefault(t[8:-1], []).append(pid)
+        except OSError:
+            pass
+    return owners
+
+
+class Prober:
+    """Keeps `inflight` fresh connections each sending one GET; records, for
+    every answer, when it came, its status, and which process answered."""
+
+    def __init__(self, port, path, master_pid, inflight=8, timeout=2.0):
+        self.port, self.path, self.master = port, path, master_pid
+        self.inflight, self.timeout = inflight, timeout
+        self.events = []  # (t, status or None, pid or None)
+        self.failures = 0
+        self.sel = selectors.DefaultSelector()
+        self.conns = {}
+        self.req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+    def _open(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", self.port))
+        st = {"sock": s, "t0": time.monotonic(), "buf": b"", "sent": False}
+        self.conns[s.fileno()] = st
+        self.sel.register(s, selectors.EVENT_WRITE, st)
+
+    def _drop(self, st, ok, status=None):
+        try:
+            self.sel.unregister(st["sock"])
+        except (KeyError, ValueError):
+            pass
+        self.conns.pop(st["sock"].fileno(), None)
+        if not ok:
+            self.failures += 1
+            st["sock"].close()
+
+    def run(self, until, deadline, pause_on_refused=0.002):
+        """Probe until until(events) is true or time.monotonic() > deadline."""
+        try:
+            while time.monotonic() < deadline:
+                while len(self.conns) < self.inflight:
+                    self._open()
+                done = []
+                refused = False
+                for key, ev in self.sel.select(0.002):
+                    st = key.data
+                    s = st["sock"]
+                    if not st["sent"]:
+                        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if err:
+                            refused = True
+                            self._drop(st, False)
+                            continue
+                        try:
+                            s.send(self.req)
+                        except OSError:
+                            self._drop(st, False)
+                            continue
+                        st["sent"] = True
+                        self.sel.modify(s, selectors.EVENT_READ, st)
+                        continue
+                    try:
+                        d = s.recv(65536)
+                    except OSError:
+                        d = b""
+                    if not d:
+                        self._drop(st, False)
+                        continue
+                    st["buf"] += d
+                    if b"\r\n\r\n" in st["buf"]:
+                        st["t1"] = time.monotonic()
+                        done.append(st)
+                now = time.monotonic()
+                for st in list(self.conns.values()):
+                    if now - st["t0"] > self.timeout:
+                        self._drop(st, False)
+                if done:
+                    self._attribute(done)
+                    if until(self.events):
+                        return True
+                if refused:
+                    time.sleep(pause_on_refused)
+            return until(self.events)
+        finally:
+            for st in list(self.conns.values()):
+                self._drop(st, True)
+                st["sock"].close()
+            self.sel.close()
+
+    def _attribute(self, done):
+        cports = {st["sock"].getsockname()[1]: st for st in done}
+        try:
+            inodes = server_inodes(self.port, set(cports))
+        except OSError:
+            inodes = {}
+        pids = tree(self.master)
+        owners = inode_owners(pids)
+        for cp, st in cports.items():
+            m = re.match(rb"HTTP/1\.[01] (\d{3})", st["buf"])
+            status = int(m.group(1)) if m else None
+            pid = None
+            own = owners.get(inodes.get(cp, ""), [])
+            non_master = [p for p in own if p != self.master]
+            if non_master:
+                pid = non_master[0]
+            elif own:
+                pid = own[0]
+            self.events.append((st["t1"], status, pid))
+            self._drop(st, True)
+            st["sock"].close()
+
+
+# --------------------------------------------------------------------------
+# targets
+
+
+class Target:
+    """One HTTP server under test."""
+
+    key = "?"
+    label = "?"
+
+    def __init__(self, args):
+        self.args = args
+        self.unavailable = None  # reason string when it cannot run
+        self.has_readmongo = False
+        self.proc = None
+        self.port = None
+
+    def start(self, workers, port, capture=False, mongo=None, name=None):
+        raise NotImplementedError
+
+    def ready_line(self):
+        return None  # regex of the self-reported "all workers ready" line
+
+    def wait_serving(self, workers, timeout=15.0, path="/dummy"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise RuntimeError(f"{self.label} exited during start:\n{self.proc.tail()}")
+            if len(children(self.proc.pid)) >= workers:
+                st, _ = http_get(self.port, path, 0.5)
+                if st == 200:
+                    return
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.label} not serving {path} after {timeout}s:\n{self.proc.tail()}")
+
+    def workers_of(self):
+        return children(self.proc.pid)
+
+    def self_ready_time(self):
+        return None
+
+    def worker_ready_time(self, pid, after=0.0):
+        return None
+
+
+class Clusterd(Target):
+    key, label = "clusterd", "clusterd"
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.bin = args.clusterd or os.path.join(REPO, "build-release", "clusterd")
+        if not (os.path.isfile(self.bin) and os.access(self.bin, os.X_OK)):
+            self.unavailable = f"{self.bin} not built (no CMakeLists.txt yet, or the build failed)"
+        self.notify_sock = None
+        self.notify_msgs = []
+
+    def version(self):
+        try:
+            rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
+            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return (rev or "no commit") + ("+dirty" if dirty else "")
+        except Exception:
+            return "?"
+
+    def write_conf(self, path, port, workers, mongo):
+        lines = [
+            "; written by bench/bench.py",
+            "[cluster]",
+            f"listen = 127.0.0.1:{port}",
+            f"workers = {workers}",
+            "keepalive_timeout = 75s",
+            "",
+            "[dummy]",
+            "type = dummy",
+            "route = /dummy",
+            f"body = {DUMMY_BODY}",
+            "",
+        ]
+        if mongo:
+            lines += ["[readmongo]", "type = readmongo", "route = /readmongo", f"uri = {mongo['uri']}",
+                      f"database = {mongo['db']}", "collections = users, orders, products",
+                      f"threads = {mongo['threads_per_worker']}", ""]
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+
+    def check_conf(self, path):
+        try:
+            r = subprocess.run([self.bin, "-t", "-c", path], capture_output=True, text=True, timeout=10)
+            return r.returncode == 0, (r.stdout + r.stderr).strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return False, str(e)
+
+    def _notify_reader(self, sock):
+        while True:
+            try:
+                d = sock.recv(4096)
+            except OSError:
+                return
+            self.notify_msgs.append((time.monotonic(), d.decode("utf-8", "replace")))
+
+    def start(self, workers, port, capture=False, mongo=None, name=None):
+        self.port = port
+        name = name or f"clusterd-w{workers}-{port}"
+        conf = os.path.join(WORK, f"{name}.ini")
+        self.write_conf(conf, port, workers, mongo)
+        if mongo:
+            ok, msg = self.check_conf(conf)
+            if not ok:
+                log(f"clusterd rejects a [readmongo] section, running without it: {msg}")
+                self.write_conf(conf, port, workers, None)
+                mongo = None
+        self.has_readmongo = bool(mongo)
+        npath = os.path.join(WORK, f"{name}.notify")
+        if os.path.exists(npath):
+            os.unlink(npath)
+        self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_sock.bind(npath)
+        self.notify_msgs = []
+        threading.Thread(target=self._notify_reader, args=(self.notify_sock,), daemon=True).start()
+        self.proc = Proc(name, [self.bin, "-w", str(workers), "-c", conf],
+                         env={"NOTIFY_SOCKET": npath}, capture=capture)
+
+    def self_ready_time(self):
+        """sd_notify READY=1 when clusterd sends it, else its log line."""
+        for t, m in self.notify_msgs:
+            if re.search(r"(^|\n)READY=1", m):
+                return t
+        r = self.proc.find_line(r"all \d+ workers? (are )?ready")
+        return r[0] if r else None
+
+    def worker_ready_time(self, pid, after=0.0):
+        r = self.proc.find_line(rf"worker pid {pid} for slot \d+ is ready", after)
+        return r[0] if r else None
+
+
+class Nginx(Target):
+    key, label = "nginx", "nginx"
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.bin = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+        if not self.bin:
+            self.unavailable = "nginx is not installed (apt-get install nginx-light)"
+
+    def version(self):
+        r = subprocess.run([self.bin, "-v"], capture_output=True, text=True, timeout=5)
+        return (r.stderr or r.stdout).strip().split("/")[-1]
+
+    def start(self, workers, port, capture=False, mongo=None, name=None):
+        self.port = port
+        name = name or f"nginx-w{workers}-{port}"
+        prefix = os.path.join(WORK, name)
+        os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""# written by bench/bench.py
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_body_temp_path {prefix}/client_body;
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    default_type application/json;
+    location = /dummy {{ return 200 '{DUMMY_BODY}'; }}
+  }}
+}}
+""")
+        self.proc = Proc(name, [self.bin, "-p", prefix + "/", "-c", conf, "-e", f"{prefix}/error.log"],
+                         capture=capture)
+
+
+class Node(Target):
+    key, label = "node", "node cluster+express"
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.bin = shutil.which("node")
+        self.dir = os.path.join(BENCH, "node")
+        if not self.bin:
+            self.unavailable = "node is not installed"
+        elif not os.path.isdir(os.path.join(self.dir, "node_modules", "express")):
+            self.unavailable = "bench/node/node_modules missing (run: npm ci --prefix bench/node)"
+
+    def version(self):
+        return subprocess.run([self.bin, "--version"], capture_output=True, text=True, timeout=5).stdout.strip()
+
+    def start(self, workers, port, capture=False, mongo=None, name=None):
+        self.port = port
+        name = name or f"node-w{workers}-{port}"
+        env = {"PORT": str(port), "WORKERS": str(workers), "HOST": "127.0.0.1"}
+        if mongo:
+            env["MONGO_URI"] = mongo["uri"]
+        self.has_readmongo = bool(mongo)
+        self.proc = Proc(name, [self.bin, os.path.join(self.dir, "server.js")], env=env, cwd=self.dir,
+                         capture=capture)
+
+    def self_ready_time(self):
+        r = self.proc.find_line(r"^READY ")
+        return r[0] if r else None
+
+    def worker_ready_time(self, pid, after=0.0):
+        r = self.proc.find_line(rf"^LISTENING {pid}$", after)
+        return r[0] if r else None
+
+
+# --------------------------------------------------------------------------
+# wrk
+
+
+def run_wrk(url, duration, conns, threads, close, timeout_s):
+    env = dict(os.environ)
+    env["WRK_CLOSE"] = "1" if close else "0"
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", f"--timeout={timeout_s}s",
+            "-s", os.path.join(BENCH, "wrk_report.lua"), url]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration + 30)
+    for line in r.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            d = json.loads(line[8:])
+            d["rps"] = d["requests"] / (d["duration_us"] / 1e6) if d["duration_us"] else 0.0
+            d["socket_errors"] = d["connect"] + d["read"] + d["write"] + d["timeout"]
+            return d
+    raise RuntimeError(f"wrk gave no result: {r.stdout[-500:]} {r.stderr[-500:]}")
+
+
+def run_mongoc(binary, mongo, query, threads, duration):
+    argv = [binary, mongo["uri"], query["collection"], query["filter"], str(query["limit"]),
+            str(threads), str(duration), "--json"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            return d
+    raise RuntimeError(f"mongoc_loop gave no result (rc {r.returncode}): {r.stderr[-500:]}")
+
+
+# --------------------------------------------------------------------------
+# MongoDB (FerretDB) for readmongo
+
+
+def setup_mongo(args):
+    """Start FerretDB and seed it; returns (mongo dict, None) or (None, reason)."""
+    script = os.path.join(REPO, "scripts", "ferretdb.sh")
+    if not os.access(script, os.X_OK):
+        return None, "scripts/ferretdb.sh is missing (readmongo helper not landed yet)"
+    seed = None
+    for cand in (args.seed, os.path.join(REPO, "build-release", "cd-seed"), os.path.join(REPO, "build", "cd-seed")):
+        if cand and os.access(cand, os.X_OK):
+            seed = cand
+            break
+    if not seed:
+        return None, "cd-seed is not built (build-release/cd-seed or build/cd-seed)"
+    fdir = os.path.join(WORK, "ferretdb")
+    port = alloc_port()
+    r = subprocess.run([script, "start", fdir, str(port)], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        return None, f"ferretdb.sh start failed: {(r.stderr or r.stdout).strip()[-300:]}"
+    STARTED_FERRET.append(fdir)
+    pid = None
+    try:
+        with open(os.path.join(fdir, "ferretdb.pid")) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        pass
+    uri = f"mongodb://127.0.0.1:{port}/{args.mongo_db}"
+    r = subprocess.run([seed, uri, args.mongo_db, str(args.mongo_docs)], capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        return None, f"cd-seed failed (rc {r.returncode}): {(r.stderr or r.stdout).strip()[-300:]}"
+    return {"uri": uri, "db": args.mongo_db, "port": port, "pid": pid, "dir": fdir,
+            "threads_per_worker": max(1, args.mongo_conns // args.workers),
+            "seed_out": r.stdout.strip()[-300:]}, None
+
+
+STARTED_FERRET = []
+
+
+def stop_ferret():
+    script = os.path.join(REPO, "scripts", "ferretdb.sh")
+    for d in STARTED_FERRET:
+        subprocess.run([script, "stop", d], capture_output=True, timeout=30)
+
+
+# --------------------------------------------------------------------------
+# lifecycle: startup and worker replacement
+
+
+def measure_startup(target, workers, reps):
+    """Time from exec to every worker having answered a request (attributed
+    through /proc), and to the target's own 'ready' report."""
+    res = []
+    for i in range(reps):
+        port = alloc_port()
+        target.start(workers, port, capture=True, name=f"{target.key}-start-w{workers}-{i}")
+        t0 = target.proc.t_start
+        master = target.proc.pid
+        try:
+            pr = Prober(port, "/dummy", master, inflight=max(8, workers * 2))
+            ok = pr.run(lambda ev: len({p for _, s, p in ev if s == 200 and p and p != master}) >= workers,
+                        time.monotonic() + 15)
+            seen = {}
+            for t, s, p in pr.events:
+                if s == 200 and p and p != master and p not in seen:
+                    seen[p] = t
+            t_all = max(seen.values()) - t0 if ok else None
+            t_self = None
+            if target.key != "nginx":
+                # give the self-report a moment to arrive after the probes
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end:
+                    t_self = target.self_ready_time()
+                    if t_self is not None:
+                        break
+                    time.sleep(0.005)
+                if t_self is not None:
+                    t_self -= t0
+            time.sleep(0.2)  # let the first answers settle before reading RSS
+            rss = [status_kb(p, "VmRSS") for p in children(master)]
+            res.append({"all_serving_ms": t_all * 1000 if t_all is not None else None,
+                        "self_ready_ms": t_self * 1000 if t_self is not None else None,
+                        "workers_seen": len(seen), "worker_rss_kb": rss,
+                        "master_rss_kb": status_kb(master, "VmRSS")})
+        finally:
+            target.proc.stop()
+    return res
+
+
+def measure_replace(target, kills, settle):
+    """SIGKILL one worker of a fresh 2-worker instance (so it is the slot's
+    first crash, not a crash loop under respawn backoff); time until a new
+    worker process exists, until the target reports it ready (when it says
+    so), and until that new process answers a request; failed probe
+    requests meanwhile."""
+    out = []
+    for k in range(kills):
+        port = alloc_port()
+        target.start(2, port, capture=True, name=f"{target.key}-replace-{k}")
+        try:
+            target.wait_serving(2)
+            master = target.proc.pid
+            time.sleep(settle)
+            before = set(children(master))
+            if len(before) < 2:
+                raise RuntimeError(f"{target.label}: expected 2 workers, have {sorted(before)}")
+            victim = sorted(before)[k % len(before)]
+            t0 = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            t_spawn = None
+            new = set()
+            # poll for the new process (fast), then probe for its first answer
+            while time.monotonic() - t0 < 10:
+                new = set(children(master)) - before
+                if new:
+                    t_spawn = time.monotonic()
+                    break
+                time.sleep(0.0005)
+            if not new:
+                out.append({"spawn_ms": None, "ready_ms": None, "serving_ms": None, "failed": None})
+                continue
+            pr = Prober(port, "/dummy", master, inflight=8)
+            ok = pr.run(lambda ev: any(s == 200 and p in new for _, s, p in ev), t0 + 10)
+            t_serve = next((t for t, s, p in pr.events if s == 200 and p in new), None)
+            t_ready = None
+            for p in new:
+                t_ready = target.worker_ready_time(p, after=t0)
+            out.append({"spawn_ms": (t_spawn - t0) * 1000,
+                        "ready_ms": (t_ready - t0) * 1000 if t_ready else None,
+                        "serving_ms": (t_serve - t0) * 1000 if ok and t_serve else None,
+                        "failed": pr.failures + sum(1 for _, s, _ in pr.events if s != 200)})
+        finally:
+            target.proc.stop()
+    return out
+
+
+# --------------------------------------------------------------------------
+# the throughput rounds
+
+
+def process_memory(master):
+    kids = children(master)
+    return {
+        "master_rss_kb": status_kb(master, "VmRSS"),
+        "master_hwm_kb": status_kb(master, "VmHWM"),
+        "worker_rss_kb": [status_kb(p, "VmRSS") for p in kids],
+        "worker_hwm_kb": [status_kb(p, "VmHWM") for p in kids],
+        "workers": kids,
+    }
+
+
+def run_scenario(sc, entries, args, mongo):
+    """entries: list of (key, runner) where runner(duration) -> result dict."""
+    results = {k: [] for k, _ in entries}
+    log(f"scenario {sc['name']}: warm-up")
+    for key, runner in entries:
+        try:
+            runner(args.warmup)
+        except Exception as e:
+            log(f"  warm-up of {key} failed: {e}")
+    for rnd in range(args.rounds):
+        for key, runner in entries:
+            try:
+                r = runner(args.duration)
+            except Exception as e:
+                log(f"  round {rnd + 1} {key}: FAILED {e}")
+                r = {"failed": str(e)}
+            results[key].append(r)
+            if "rps" in r:
+                log(f"  round {rnd + 1} {key:9s} {r['rps']:10.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
+                    f"p99 {r['p99_us'] / 1000:.2f} ms  errs {r.get('status', 0)}+{r.get('socket_errors', 0)}")
+    return results
+
+
+def http_runner(target, url, sc, args, ferret_pid):
+    def run(duration):
+        pids = tree(target.proc.pid)
+        c0 = cpu_seconds(pids)
+        f0 = cpu_seconds([ferret_pid]) if ferret_pid else 0
+        r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"], args.wrk_timeout)
+        pids = tree(target.proc.pid)
+        r["cpu_s"] = cpu_seconds(pids) - c0
+        r["db_cpu_s"] = (cpu_seconds([ferret_pid]) - f0) if ferret_pid else None
+        return r
+    return run
+
+
+def mongoc_runner(binary, mongo, query, threads):
+    def run(duration):
+        f0 = cpu_seconds([mongo["pid"]]) if mongo["pid"] else 0
+        d = run_mongoc(binary, mongo, query, threads, duration)
+        return {"requests": d["ops"], "rps": d["ops_per_s"], "p50_us": d["p50_us"], "p99_us": d["p99_us"],
+                "status": 0, "socket_errors": d["errors"], "cpu_s": None,
+                "db_cpu_s": (cpu_seconds([mongo["pid"]]) - f0) if mongo["pid"] else None,
+                "docs_per_op": d["docs_per_op"]}
+    return run
+
+
+def summarize(rounds):
+    ok = [r for r in rounds if "rps" in r]
+    if not ok:
+        return None
+    reqs = sum(r["requests"] for r in ok)
+    cpu = [r["cpu_s"] for r in ok if r.get("cpu_s") is not None]
+    dbc = [r["db_cpu_s"] for r in ok if r.get("db_cpu_s") is not None]
+    return {
+        "rounds": len(ok),
+        "failed_rounds": len(rounds) - len(ok),
+        "rps": statistics.median(r["rps"] for r in ok),
+        "rps_min": min(r["rps"] for r in ok),
+        "rps_max": max(r["rps"] for r in ok),
+        "p50_ms": statistics.median(r["p50_us"] for r in ok) / 1000,
+        "p99_ms": statistics.median(r["p99_us"] for r in ok) / 1000,
+        "non2xx": sum(r.get("status", 0) for r in ok),
+        "socket_errors": sum(r.get("socket_errors", 0) for r in ok),
+        "requests": reqs,
+        "cpu_us_per_req": (sum(cpu) / reqs * 1e6) if cpu and reqs else None,
+        "db_cpu_us_per_req": (sum(dbc) / reqs * 1e6) if dbc and reqs else None,
+    }
+
+
+# --------------------------------------------------------------------------
+# report
+
+
+def fmt(v, spec="{:.0f}", none="–"):
+    return none if v is None else spec.format(v)
+
+
+def ratio(a, b, higher_better=True):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def machine_info():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 1048576:.1f} GiB"
+    except (OSError, ValueError):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "mem": mem, "load_start": loadavg()}
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def tool_version(argv, pick=lambda s: s.strip().splitlines()[0] if s.strip() else "?"):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+        return pick(r.stdout + r.stderr)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+
+
+def write_report(data, path_md, path_png):
+    L = []
+    m = data["machine"]
+    v = data["versions"]
+    L.append("# clusterd benchmark: latest run\n")
+    L.append(f"Command: `{data['command']}`  ")
+    L.append(f"Date: {data['date']}  ")
+    L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem']} RAM, Linux {m['kernel']}; "
+             f"load average {m.get('load_start', '?')} at the start, {m.get('load_end', '?')} at the end "
+             "(anything else running on the machine competes with the targets and wrk)  ")
+    L.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n")
+    p = data["params"]
+    L.append(f"Method: every target runs on its own 127.0.0.1 port with {p['workers']} worker processes; "
+             f"wrk (`-t{p['wrk_threads']}`, {p['duration']} s per run, {p['warmup']} s warm-up) "
+             f"drives them in alternation, {p['rounds']} rounds per target; wrk shares the "
+             f"{m['nproc']} CPUs with the servers. Medians over rounds; errors are summed. "
+             "CPU/req is utime+stime of all the target's processes (from /proc) over requests served; "
+             "DB CPU/req is FerretDB's. RSS from /proc/PID/status (VmRSS idle after start, VmHWM peak at the end).\n")
+    if data["unavailable"]:
+        L.append("**Unavailable in this run:**\n")
+        for k, why in data["unavailable"].items():
+            L.append(f"- {k}: {why}")
+        L.append("")
+
+    L.append("## Throughput and latency\n")
+    L.append("| scenario | target | req/s (median) | min–max | p50 ms | p99 ms | non-2xx | socket errors | CPU µs/req | DB CPU µs/req |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for sc in data["scenarios"]:
+        for key, s in sc["summary"].items():
+            if s is None:
+                L.append(f"| {sc['title']} | {data['labels'][key]} | failed | | | | | | | |")
+                continue
+            L.append(f"| {sc['title']} | {data['labels'][key]} | {s['rps']:,.0f} | {s['rps_min']:,.0f}–{s['rps_max']:,.0f} | "
+                     f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['non2xx']} | {s['socket_errors']} | "
+                     f"{fmt(s['cpu_us_per_req'], '{:.1f}')} | {fmt(s['db_cpu_us_per_req'], '{:.1f}')} |")
+    L.append("")
+
+    L.append("## Ratios (clusterd / peer, same run)\n")
+    L.append("| scenario | req/s clusterd/nginx | p99 clusterd/nginx | req/s clusterd/node | p99 clusterd/node | req/s clusterd/mongoc loop |")
+    L.append("|---|---:|---:|---:|---:|---:|")
+    for sc in data["scenarios"]:
+        s = sc["summary"]
+        c = s.get("clusterd")
+        def r(peer, field):
+            o = s.get(peer)
+            if not c or not o:
+                return "–"
+            return f"{c[field] / o[field]:.2f}" if o[field] else "–"
+        L.append(f"| {sc['title']} | {r('nginx', 'rps')} | {r('nginx', 'p99_ms')} | {r('node', 'rps')} | "
+                 f"{r('node', 'p99_ms')} | {r('mongoc', 'rps')} |")
+    L.append("")
+
+    idle = [row for row in data["startup"] if row["workers"] == 2]
+    if idle:
+        L.append("## Idle RSS, dummy-only config, 2 workers (KiB, VmRSS after every worker answered a request)\n")
+        L.append("| target | master | worker (median of all workers in all runs) | worker max |")
+        L.append("|---|---:|---:|---:|")
+        for row in idle:
+            ws = [x for r in row["raw"] for x in r["worker_rss_kb"] if x]
+            ms = [r["master_rss_kb"] for r in row["raw"] if r.get("master_rss_kb")]
+            L.append(f"| {data['labels'][row['target']]} | {fmt(statistics.median(ms) if ms else None)} | "
+                     f"{fmt(statistics.median(ws) if ws else None)} | {fmt(max(ws) if ws else None)} |")
+        L.append("")
+
+    if data["memory"]:
+        L.append("## Memory of the benchmarked instances (KiB; clusterd and Node with readmongo configured)\n")
+        L.append("| target | master idle RSS | master peak (VmHWM) | worker idle RSS (each) | worker peak VmHWM (each) |")
+        L.append("|---|---:|---:|---|---|")
+        for key, mm in data["memory"].items():
+            idle, end = mm.get("idle", {}), mm.get("end", {})
+            L.append(f"| {data['labels'][key]} | {fmt(idle.get('master_rss_kb'))} | {fmt(end.get('master_hwm_kb'))} | "
+                     f"{', '.join(fmt(x) for x in idle.get('worker_rss_kb', []))} | "
+                     f"{', '.join(fmt(x) for x in end.get('worker_hwm_kb', []))} |")
+        L.append("")
+
+    if data["startup"]:
+        L.append("## Startup: exec to all workers ready (ms, median of runs, min–max)\n")
+        L.append("'all serving' = every worker process has answered a request (attributed via sock_diag and /proc/PID/fd; "
+                 "probes keep 2x workers fresh connections in flight); "
+                 "'self-reported' = clusterd's sd_notify READY=1 or its 'all N workers ready' log line / Node primary's line after every worker's "
+                 "'listening' event (nginx has none).\n")
+        L.append("| target | workers | all serving | self-reported | runs |")
+        L.append("|---|---:|---:|---:|---:|")
+        for row in data["startup"]:
+            L.append(f"| {data['labels'][row['target']]} | {row['workers']} | {row['all_serving']} | "
+                     f"{row['self_ready']} | {row['runs']} |")
+        L.append("")
+
+    if data["replace"]:
+        L.append("## A SIGKILLed worker: replaced and serving (ms after the kill, median, min–max)\n")
+        L.append("Each kill hits a fresh 2-worker instance (a first crash, not a crash loop). 'reported ready' = "
+                 "clusterd's 'worker pid N ... is ready' log line / Node's 'listening' event; 'answers' = the first "
+                 "probe request answered by the new process (8 fresh connections in flight, attributed via sock_diag).\n")
+        L.append("| target | new process | reported ready | new process answers | failed probe requests | kills |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for row in data["replace"]:
+            L.append(f"| {data['labels'][row['target']]} | {row['spawn']} | {row.get('ready', '–')} | {row['serving']} | {row['failed']} | {row['kills']} |")
+        L.append("")
+
+    if data.get("goals"):
+        L.append("## Goals from issue 4\n")
+        L.append("| goal | measured | met |")
+        L.append("|---|---|---|")
+        for g in data["goals"]:
+            L.append(f"| {g[0]} | {g[1]} | {g[2]} |")
+        L.append("")
+
+    if data.get("mongo"):
+        mg = data["mongo"]
+        qs = "; ".join(f"`{q['collection']}` filter `{q['filter']}` limit {q['limit']}" for q in mg["queries"])
+        L.append(f"readmongo: FerretDB {mg.get('version', '')} (SQLite backend) on loopback, seeded by cd-seed "
+                 f"({mg['docs']} users); queries: {qs}. Concurrency {p['mongo_conns']}: wrk connections, "
+                 f"mongoc loop threads, and clusterd query threads in all ({mg['threads_per_worker']} per worker); "
+                 "Node uses the driver's default pool. DB CPU/req is FerretDB's CPU time per answered request.\n")
+    L.append("![chart](latest.png)\n")
+    L.append(f"Raw per-round numbers: latest.json. Chart: latest.png.\n")
+    with open(path_md, "w") as f:
+        f.write("\n".join(L))
+
+
+def write_chart(data, path_png):
+    if not shutil.which("gnuplot"):
+        log("gnuplot missing: no chart")
+        return False
+    keys = [k for k in ("clusterd", "nginx", "node", "mongoc")
+            if any(sc["summary"].get(k) for sc in data["scenarios"])]
+    if not keys:
+        return False
+    dat = os.path.join(WORK, "chart.dat")
+    with open(dat, "w") as f:
+        f.write("# scenario " + " ".join(keys) + " " + " ".join(k + "_p99" for k in keys) + "\n")
+        for sc in data["scenarios"]:
+            s = sc["summary"]
+            vals = [fmt(s[k]["rps"], "{:.1f}", "-") if s.get(k) else "-" for k in keys]
+            p99 = [fmt(s[k]["p99_ms"], "{:.3f}", "-") if s.get(k) else "-" for k in keys]
+            f.write('"' + sc["title"].replace("Connection: close", "conn-close") + '" ' + " ".join(vals) + " " + " ".join(p99) + "\n")
+    gp = os.path.join(WORK, "chart.gp")
+    n = len(keys)
+    rps_plot = ", ".join((f'"{dat}" using {i + 2}:xtic(1)' if i == 0 else f"'' using {i + 2}")
+                         + f' title "{data["labels"].get(k, k)}"' for i, k in enumerate(keys))
+    p99_plot = ", ".join((f'"{dat}" using {n + i + 2}:xtic(1)' if i == 0 else f"'' using {n + i + 2}")
+                         + f' title "{data["labels"].get(k, k)}"' for i, k in enumerate(keys))
+    with open(gp, "w") as f:
+        f.write(f"""set terminal pngcairo size 1400,600 font "sans,10"
+set output "{path_png}"
+set datafile missing "-"
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set key top right
+set grid ytics mytics
+set logscale y
+set xtics nomirror
+set multiplot layout 1,2 title "clusterd vs peers ({data['date']}, {data['machine']['nproc']} CPUs, {data['params']['workers']} worker processes each; log scale)"
+set title "throughput: median req/s (higher is better)"
+set ylabel "req/s"
+set yrange [100:*]
+plot {rps_plot}
+set title "p99 latency in ms (lower is better)"
+set ylabel "ms"
+set yrange [0.05:*]
+plot {p99_plot}
+unset multiplot
+""")
+    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        log(f"gnuplot failed: {r.stderr.strip()[-400:]}")
+        return False
+    return True
+
+
+def med_range(vals):
+    vals = [x for x in vals if x is not None]
+    if not vals:
+        return "–"
+    return f"{statistics.median(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
+
+
+# --------------------------------------------------------------------------
+# main
+
+
+def main():
+    global WORK, PGIDS_FILE
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="about a minute: short runs, fewer repetitions")
+    ap.add_argument("--rounds", type=int, help="wrk runs per target per scenario (default 3)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 8, quick 2)")
+    ap.add_argument("--warmup", type=int, help="seconds of warm-up per target per scenario")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--wrk-timeout", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=64, help="wrk connections for /dummy")
+    ap.add_argument("--mongo-conns", type=int, default=8,
+                    help="readmongo concurrency: wrk connections, mongoc loop threads, and clusterd query "
+                         "threads in all (threads per worker = this / workers)")
+    ap.add_argument("--only", help="comma list of targets: clusterd,nginx,node,mongoc")
+    ap.add_argument("--skip-lifecycle", action="store_true")
+    ap.add_argument("--skip-readmongo", action="store_true")
+    ap.add_argument("--clusterd", help="clusterd binary (default build-release/clusterd)")
+    ap.add_argument("--mongoc-loop", help="mongoc_loop binary")
+    ap.add_argument("--seed", help="cd-seed binary")
+    ap.add_argument("--mongo-db", default="bench")
+    ap.add_argument("--mongo-docs", type=int, default=2000, help="cd-seed N (users; orders 3N/2)")
+    ap.add_argument("--mongo-collection", default="users")
+    ap.add_argument("--mongo-filter", default='{"active":true}')
+    ap.add_argument("--mongo-limit", default="5,1",
+                    help="comma list; the first limit runs keep-alive and Connection: close, the others keep-alive")
+    ap.add_argument("--work", help="scratch directory (default: a new one under /tmp)")
+    ap.add_argument("--out", default=os.path.join(BENCH, "results"))
+    ap.add_argument("--port-base", type=int, default=18080)
+    ap.add_argument("--command", default="bench/run.sh")
+    args = ap.parse_args()
+    if args.rounds is None:
+        args.rounds = 3
+    if args.duration is None:
+        args.duration = 2 if args.quick else 8
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    args.rounds = max(1, min(args.rounds, 20))
+    # wrk takes whole seconds
+    args.duration = int(max(1, min(round(args.duration), 60)))
+    args.warmup = int(max(1, min(round(args.warmup), 30)))
+    start_reps = 2 if args.quick else 5
+    kills = 2 if args.quick else 3
+    _next_port[0] = args.port_base - 1
+
+    WORK = args.work or subprocess.run(["mktemp", "-d", "/tmp/clusterd-bench.XXXXXX"],
+                                       capture_output=True, text=True).stdout.strip()
+    os.makedirs(WORK, exist_ok=True)
+    PGIDS_FILE = os.path.join(WORK, "pgids")
+    os.makedirs(args.out, exist_ok=True)
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    t_begin = time.monotonic()
+    only = set(args.only.split(",")) if args.only else None
+    targets = {}
+    for cls in (Clusterd, Nginx, Node):
+        t = cls(args)
+        if only and t.key not in only:
+            t.unavailable = "not selected (--only)"
+        targets[t.key] = t
+    labels = {k: t.label for k, t in targets.items()}
+    labels["mongoc"] = "mongoc loop (raw)"
+    unavailable = {}
+    for k, t in targets.items():
+        if t.unavailable:
+            unavailable[labels[k]] = t.unavailable
+            log(f"target {k} UNAVAILABLE: {t.unavailable}")
+    avail = [t for t in targets.values() if not t.unavailable]
+
+    data = {"command": args.command, "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "machine": machine_info(), "labels": labels, "unavailable": unavailable, "scenarios": [],
+            "memory": {}, "startup": [], "replace": [], "work": WORK,
+            "params": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+                       "workers": args.workers, "wrk_threads": args.wrk_threads, "conns": args.conns,
+                       "mongo_conns": args.mongo_conns}}
+    versions = {}
+    for k, t in targets.items():
+        if not t.unavailable:
+            try:
+                versions[k + (" (git rev)" if k == "clusterd" else "")] = t.version()
+            except Exception:
+                versions[k] = "?"
+        elif k == "clusterd":
+            versions["clusterd (git rev)"] = t.version() + " (not built)"
+    versions["wrk"] = tool_version(["wrk", "-v"], lambda s: s.split()[1] if len(s.split()) > 1 else "?")
+    data["versions"] = versions
+
+    mongo = None
+    queries = [{"collection": args.mongo_collection, "filter": args.mongo_filter, "limit": int(x)}
+               for x in str(args.mongo_limit).split(",") if x.strip()]
+    try:
+        # ---- lifecycle first, while the TCP table is small ----
+        if not args.skip_lifecycle:
+            for t in avail:
+                for w in (2, 8):
+                    log(f"startup {t.key} -w {w} x{start_reps}")
+                    try:
+                        rs = measure_startup(t, w, start_reps)
+                    except Exception as e:
+                        log(f"  startup {t.key} -w {w} failed: {e}")
+                        continue
+                    data["startup"].append({
+                        "target": t.key, "workers": w, "runs": len(rs), "raw": rs,
+                        "all_serving": med_range([r["all_serving_ms"] for r in rs]),
+                        "self_ready": med_range([r["self_ready_ms"] for r in rs]),
+                        "all_serving_median": statistics.median([r["all_serving_ms"] for r in rs if r["all_serving_ms"] is not None] or [float("nan")]),
+                    })
+                    log(f"  all serving {data['startup'][-1]['all_serving']} ms, self-reported {data['startup'][-1]['self_ready']} ms")
+            for t in avail:
+                log(f"replace a SIGKILLed worker: {t.key} x{kills}")
+                try:
+                    rs = measure_replace(t, kills, settle=0.5 if args.quick else 1.0)
+                except Exception as e:
+                    log(f"  replace {t.key} failed: {e}")
+                    continue
+                data["replace"].append({
+                    "target": t.key, "kills": len(rs), "raw": rs,
+                    "spawn": med_range([r["spawn_ms"] for r in rs]),
+                    "serving": med_range([r["serving_ms"] for r in rs]),
+                    "ready": med_range([r["ready_ms"] for r in rs]),
+                    "failed": sum(r["failed"] or 0 for r in rs),
+                })
+                log(f"  new process {data['replace'][-1]['spawn']} ms, reported ready {data['replace'][-1]['ready']} ms, "
+                    f"serving {data['replace'][-1]['serving']} ms")
+
+        # ---- database for readmongo ----
+        mongoc_bin = args.mongoc_loop or os.path.join(WORK, "mongoc_loop")
+        if args.skip_readmongo:
+            unavailable["readmongo"] = "skipped (--skip-readmongo)"
+        else:
+            log("starting FerretDB and seeding")
+            mongo, why = setup_mongo(args)
+            if not mongo:
+                unavailable["readmongo (all targets)"] = why
+                log(f"readmongo comparison SKIPPED: {why}")
+            else:
+                mongo["docs"] = args.mongo_docs
+                mongo["version"] = tool_version([os.path.join(REPO, "scripts", "ferretdb.sh"), "bin"])
+                try:
+                    fb = mongo["version"]
+                    mongo["version"] = tool_version([fb, "--version"], lambda s: (re.search(r"v\d+\.\d+\.\d+", s) or re.search("", "")).group(0))
+                except Exception:
+                    pass
+                data["mongo"] = {k: mongo[k] for k in ("docs", "version", "threads_per_worker", "seed_out")}
+                data["mongo"]["queries"] = queries
+                data["versions"]["FerretDB"] = mongo["version"]
+
+        # ---- start the throughput targets, all at once, each on its port ----
+        running = []
+        for t in avail:
+            port = alloc_port()
+            t.start(args.workers, port, mongo=mongo if t.key in ("clusterd", "node") else None,
+                    name=f"{t.key}-main")
+            try:
+                t.wait_serving(args.workers)
+            except RuntimeError as e:
+                log(f"target {t.key} failed to start: {e}")
+                unavailable[labels[t.key]] = "failed to start (see log in " + WORK + ")"
+                t.proc.stop()
+                continue
+            running.append(t)
+            time.sleep(0.3)
+            data["memory"][t.key] = {"idle": process_memory(t.proc.pid)}
+            log(f"target {t.key} on 127.0.0.1:{port}, pid {t.proc.pid}, workers {children(t.proc.pid)}")
+        data["versions"]["node"] = targets["node"].version() if not targets["node"].unavailable else "not installed"
+
+        scenarios = []
+        for close in (False, True):
+            scenarios.append({"name": "dummy-" + ("close" if close else "keepalive"),
+                              "title": "dummy " + ("Connection: close" if close else "keep-alive"),
+                              "path": "/dummy", "conns": args.conns, "close": close, "mongo": False})
+        if mongo:
+            for qi, query in enumerate(queries):
+                q = urllib.parse.urlencode({"filter": query["filter"], "limit": query["limit"]})
+                rpath = f"/readmongo/{query['collection']}?{q}"
+                if args.quick and qi > 0:
+                    break
+                for close in ((False, True) if qi == 0 and not args.quick else (False,)):
+                    scenarios.append({"name": f"readmongo-l{query['limit']}-" + ("close" if close else "keepalive"),
+                                      "title": f"readmongo limit={query['limit']} " + ("Connection: close" if close else "keep-alive"),
+                                      "path": rpath, "conns": args.mongo_conns, "close": close, "mongo": True,
+                                      "query": query})
+
+        for sc in scenarios:
+            entries = []
+            for t in running:
+                if sc["mongo"]:
+                    if not t.has_readmongo:
+                        continue
+                    st, body = http_get(t.port, sc["path"], 5.0)
+                    if st != 200:
+                        log(f"{t.key} {sc['path']} -> {st} {body[:200]}: left out of {sc['name']}")
+                        unavailable[f"{labels[t.key]} readmongo"] = f"GET {sc['path']} gave {st}: {body[:120]}"
+                        continue
+                url = f"http://127.0.0.1:{t.port}{sc['path']}"
+                entries.append((t.key, http_runner(t, url, sc, args, mongo["pid"] if (mongo and sc["mongo"]) else None)))
+            if sc["mongo"] and not sc["close"]:
+                if os.access(mongoc_bin, os.X_OK) and (not only or "mongoc" in only):
+                    entries.append(("mongoc", mongoc_runner(mongoc_bin, mongo, sc["query"], args.mongo_conns)))
+                elif not os.access(mongoc_bin, os.X_OK):
+                    unavailable[labels["mongoc"]] = f"{mongoc_bin} not built"
+            if not entries:
+                log(f"scenario {sc['name']}: no target available")
+                continue
+            res = run_scenario(sc, entries, args, mongo)
+            data["scenarios"].append({"name": sc["name"], "title": sc["title"], "path": sc["path"],
+                                      "conns": sc["conns"], "rounds": res,
+                                      "summary": {k: summarize(v) for k, v in res.items()}})
+
+        for t in running:
+            data["memory"][t.key]["end"] = process_memory(t.proc.pid)
+    finally:
+        stop_all()
+        stop_ferret()
+
+    # ---- goals from the issue ----
+    goals = []
+    def S(name, key):
+        for sc in data["scenarios"]:
+            if sc["name"] == name:
+                return sc["summary"].get(key)
+        return None
+    def yn(ok):
+        return "yes" if ok else "**no**"
+    for name in ("dummy-keepalive", "dummy-close"):
+        c, n, nd = S(name, "clusterd"), S(name, "nginx"), S(name, "node")
+        if c and n:
+            rr, pr = c["rps"] / n["rps"], c["p99_ms"] / n["p99_ms"] if n["p99_ms"] else None
+            goals.append((f"{name}: req/s clusterd/nginx >= 1.0, p99 no worse", f"{rr:.2f}, p99 {c['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms",
+                          yn(rr >= 1.0 and c["p99_ms"] <= n["p99_ms"])))
+        if c and nd:
+            goals.append((f"{name}: req/s clusterd/node >= 8", f"{c['rps'] / nd['rps']:.2f}", yn(c["rps"] / nd["rps"] >= 8)))
+    for name in [sc["name"] for sc in data["scenarios"] if sc["name"].startswith("readmongo-")]:
+        c, nd, mc = S(name, "clusterd"), S(name, "node"), S(name, "mongoc")
+        if c and nd:
+            goals.append((f"{name}: req/s clusterd/node >= 3", f"{c['rps'] / nd['rps']:.2f}", yn(c["rps"] / nd["rps"] >= 3)))
+        if c and mc:
+            goals.append((f"{name}: req/s within 10% of the raw mongoc loop", f"{c['rps'] / mc['rps']:.2f}", yn(c["rps"] / mc["rps"] >= 0.9)))
+    for row in data["startup"]:
+        if row["target"] == "clusterd" and row["workers"] == 2:
+            ws = [x for r in row["raw"] for x in r["worker_rss_kb"] if x]
+            if ws:
+                mx = max(ws)
+                goals.append(("idle dummy worker RSS < 3 MB (3072 KiB), dummy-only config", f"max {mx} KiB", yn(mx < 3072)))
+    for row in data["startup"]:
+        if row["target"] == "clusterd" and row["workers"] == 8:
+            v = row["all_serving_median"]
+            goals.append(("clusterd -w 8 ready < 100 ms (all serving)", f"{v:.1f} ms", yn(v < 100)))
+    data["goals"] = goals
+
+    data["elapsed_s"] = round(time.monotonic() - t_begin, 1)
+    data["machine"]["load_end"] = loadavg()
+    md = os.path.join(args.out, "latest.md")
+    png = os.path.join(args.out, "latest.png")
+    with open(os.path.join(args.out, "latest.json"), "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    if data["scenarios"] and write_chart(data, png):
+        log(f"chart: {png}")
+    write_report(data, md, png)
+    log(f"report: {md} (elapsed {data['elapsed_s']} s)")
+    print()
+    with open(md) as f:
+        print(f.read())
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        stop_all()

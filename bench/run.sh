@@ -1,0 +1,119 @@
+#!/bin/bash
+#
+# bench/run.sh [--quick] [bench.py options]
+#
+# One command for the clusterd benchmark: installs what the peers need when it
+# is missing (Debian's nginx-light, wrk, gnuplot-nox, libmongoc-dev; express
+# and mongodb from the npm registry into bench/node), builds clusterd in
+# release mode and the raw mongoc loop, then runs bench/bench.py, which starts
+# clusterd, nginx and Node.js cluster + Express on their own 127.0.0.1 ports
+# with 2 worker processes each, drives them with wrk in alternation, and
+# writes bench/results/latest.md, latest.json and latest.png.
+#
+#   bench/run.sh            the full run (about 6-9 minutes)
+#   bench/run.sh --quick    about a minute
+#   bench/run.sh --help     bench.py's options (--rounds, --duration, --only ...)
+#
+# Environment: BENCH_NO_INSTALL=1 skips apt-get/npm; BENCH_NO_BUILD=1 uses the
+# existing build-release/clusterd; BENCH_KEEP=1 keeps the scratch directory
+# (configs and logs of every process) even when the run succeeds.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo" || exit 1
+
+for a in "$@"; do
+    case "$a" in -h | --help) exec python3 "$here/bench.py" --help ;; esac
+done
+
+say() { echo "[run.sh] $*" >&2; }
+
+work=$(mktemp -d /tmp/clusterd-bench.XXXXXX) || exit 1
+cleanup() {
+    local rc=$?
+    # Every process group bench.py started (it records them), then FerretDB.
+    if [ -f "$work/pgids" ]; then
+        while read -r pg; do
+            [ -n "$pg" ] && kill -KILL -- "-$pg" 2>/dev/null
+        done <"$work/pgids"
+    fi
+    if [ -d "$work/ferretdb" ] && [ -x "$repo/scripts/ferretdb.sh" ]; then
+        "$repo/scripts/ferretdb.sh" stop "$work/ferretdb" >/dev/null 2>&1
+    fi
+    if [ "$rc" -eq 0 ] && [ -z "${BENCH_KEEP:-}" ]; then
+        rm -rf "$work"
+    else
+        say "scratch directory kept: $work (configs and logs)"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- peers and tools ------------------------------------------------------
+if [ -z "${BENCH_NO_INSTALL:-}" ]; then
+    need=()
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+    command -v pkg-config >/dev/null || need+=(pkg-config)
+    pkg-config --exists libmongoc-1.0 2>/dev/null || need+=(libmongoc-dev)
+    command -v node >/dev/null || need+=(nodejs)
+    command -v npm >/dev/null || need+=(npm)
+    command -v cmake >/dev/null || need+=(cmake)
+    if [ ${#need[@]} -gt 0 ]; then
+        if [ "$(id -u)" -eq 0 ]; then
+            say "installing: ${need[*]}"
+            export DEBIAN_FRONTEND=noninteractive
+            timeout 600 apt-get update -qq >&2 || say "apt-get update failed"
+            if ! timeout 900 apt-get install -y -qq "${need[@]}" >&2; then
+                # nginx-light is gone in newer Debian: plain nginx then.
+                need=("${need[@]/nginx-light/nginx}")
+                timeout 900 apt-get install -y -qq "${need[@]}" >&2 || say "apt-get install failed: some targets will be unavailable"
+            fi
+        else
+            say "missing ${need[*]} and not root: those targets will be unavailable"
+        fi
+    fi
+    if command -v npm >/dev/null && { [ ! -d "$here/node/node_modules/express" ] ||
+        [ ! -d "$here/node/node_modules/mongodb" ] ||
+        [ "$here/node/package-lock.json" -nt "$here/node/node_modules/.package-lock.json" ]; }; then
+        say "npm ci in bench/node"
+        (cd "$here/node" && timeout 600 npm ci --no-audit --no-fund --loglevel=error >&2) ||
+            say "npm ci failed: the Node target will be unavailable"
+    fi
+fi
+
+# ---- clusterd, release build ----------------------------------------------
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    if [ -f "$repo/CMakeLists.txt" ]; then
+        say "building clusterd (Release) in build-release/"
+        if ! { timeout 900 cmake -S "$repo" -B "$repo/build-release" -DCMAKE_BUILD_TYPE=Release >"$work/build.log" 2>&1 &&
+            timeout 1200 cmake --build "$repo/build-release" -j2 >>"$work/build.log" 2>&1; }; then
+            tail -n 30 "$work/build.log" >&2
+            say "clusterd build FAILED: clusterd will be reported unavailable"
+        fi
+    else
+        say "no CMakeLists.txt: clusterd will be reported unavailable"
+    fi
+fi
+
+# ---- the raw mongoc loop ----------------------------------------------------
+if pkg-config --exists libmongoc-1.0 2>/dev/null; then
+    # shellcheck disable=SC2046
+    gcc -O2 -Wall -pthread -o "$work/mongoc_loop" "$here/mongoc_loop.c" \
+        $(pkg-config --cflags --libs libmongoc-1.0) >&2 || say "mongoc_loop build failed"
+else
+    say "libmongoc-1.0 not found: the raw mongoc loop will be unavailable"
+fi
+
+# ---- run -------------------------------------------------------------------
+quick=0
+for a in "$@"; do [ "$a" = --quick ] && quick=1; done
+limit=1500
+[ $quick -eq 1 ] && limit=420
+cmdline="bench/run.sh${*:+ $*}"
+timeout --kill-after=15 "$limit" python3 "$here/bench.py" --work "$work" \
+    --mongoc-loop "$work/mongoc_loop" --command "$cmdline" "$@"

@@ -105,9 +105,12 @@ static int dummy_init(cd_service *svc, char *err, size_t errlen)
         st->body_len = c->body_len;
         return 0;
     }
+    /* A failed init must clean up after itself: destroy is not called. */
     FILE *f = fopen(c->body_file, "re");
     if (!f) {
         snprintf(err, errlen, "body_file %s: %s", c->body_file, strerror(errno));
+        free(st);
+        svc->state = NULL;
         return -1;
     }
     char *buf = malloc(BODY_FILE_MAX + 1);
@@ -116,6 +119,8 @@ static int dummy_init(cd_service *svc, char *err, size_t errlen)
     if (!buf || n > BODY_FILE_MAX) {
         snprintf(err, errlen, "body_file %s: %s", c->body_file, buf ? "larger than 1m" : "out of memory");
         free(buf);
+        free(st);
+        svc->state = NULL;
         return -1;
     }
     st->body = buf;

@@ -56,7 +56,9 @@ struct cd_service_type {
     int (*conf_check)(void *conf, char *err, size_t errlen); /* after the section; may be NULL */
     void (*conf_free)(void *conf);
 
-    /* Worker only. init: 0 or -1 with err (boot failure). May be NULL. */
+    /* Worker only. init: 0 or -1 with err (boot failure); a failed init frees
+     * what it allocated, destroy is only called after a successful one.
+     * May be NULL. */
     int (*init)(cd_service *svc, char *err, size_t errlen);
     void (*handle)(cd_service *svc, cd_request *req);
     void (*stop)(cd_service *svc);    /* may be NULL */

@@ -34,7 +34,11 @@ static th_server srv;
 static void fini(void)
 {
     if (srv.pid > 0)
-        th_stop(&srv, SIGKILL, 2000);
+        th_stop(&srv, SIGTERM, 8000);
+    /* In the sanitizer build, any report from the master or a worker fails the test. */
+    if (srv.log_path[0])
+        cr_assert(!th_log_contains(&srv, "Sanitizer", 0) && !th_log_contains(&srv, "runtime error:", 0),
+                  "sanitizer report in %s", srv.log_path);
 }
 
 TestSuite(core, .fini = fini, .timeout = 60);
@@ -358,6 +362,7 @@ Test(core, boot_failure_stops_the_master)
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "status 0x%x", st);
     }
     cr_assert(th_log_contains(&s, "failed to boot", 0));
+    cr_assert(!th_log_contains(&s, "Sanitizer", 0), "sanitizer report in %s", s.log_path);
     cr_assert(th_log_contains(&s, "/nonexistent/body.json", 0));
     cr_assert(!th_log_contains(&s, "respawning slot", 0), "no respawn after a boot failure");
 }

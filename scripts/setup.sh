@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+#
+# setup.sh - installs what clusterd needs to build, run and test, when it is
+# missing: Debian packages (apt-get), FerretDB (go install, see ferretdb.sh)
+# and the npm packages of the tests.  Idempotent, and quiet when everything
+# is already there.  Needs root (or sudo) only when something is missing.
+#
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libnanomsg-dev
+      libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev curl)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+scripts/ferretdb.sh install

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+#
+# test.sh - sets up, builds, and runs every test twice: in a normal build and
+# in an AddressSanitizer + UndefinedBehaviorSanitizer build.
+#
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+run() {
+    local dir=$1
+    shift
+    echo "== $dir: building" >&2
+    scripts/build.sh "$dir" -DCD_TESTS=ON "$@"
+    echo "== $dir: testing" >&2
+    (cd "$dir" && ctest --output-on-failure --timeout 900)
+}
+
+run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    run build-asan -DCMAKE_BUILD_TYPE=Debug -DCD_SANITIZE=ON

@@ -10,8 +10,10 @@
  */
 #include "conf/conf.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +137,13 @@ static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
         if (strlen(e->value) >= sizeof c->listen || cd_parse_listen(e->value, &c->addr, &c->addrlen) < 0)
             return fail(err, errlen, p, e->line, "listen: bad address '%s' (expected host:port)", e->value);
         strcpy(c->listen, e->value);
+        return 0;
+    }
+    if (strcmp(k, "runtime_dir") == 0) {
+        if (e->value[0] != '/' || strlen(e->value) >= sizeof c->runtime_dir - 20)
+            return fail(err, errlen, p, e->line, "runtime_dir: expected an absolute path of at most %zu characters",
+                        sizeof c->runtime_dir - 21);
+        strcpy(c->runtime_dir, e->value);
         return 0;
     }
     if (strcmp(k, "workers") == 0) {
@@ -297,6 +306,10 @@ static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
             return -1;
         }
         c->nservices++;
+    }
+    if (c->runtime_dir[0] == '\0') {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&c->addr;
+        snprintf(c->runtime_dir, sizeof c->runtime_dir, "/tmp/clusterd.%u", (unsigned)ntohs(in->sin_port));
     }
     if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms)
         return fail(err, errlen, c->path, 0, "heartbeat_timeout must be longer than heartbeat_interval");

@@ -29,6 +29,7 @@ typedef struct cd_conf {
     size_t text_len;
 
     char listen[128];
+    char runtime_dir[200]; /* sockets (bus, control); default /tmp/clusterd.PORT */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int workers; /* 0 = auto (number of CPUs) */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@ static void spawn_slot(cd_master *m, cd_slot *s);
 static void reload_step(cd_master *m);
 static double backoff(unsigned fails);
 static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static int ensure_bus(cd_master *m);
 
 static double now(cd_master *m) { return ev_now(m->loop); }
 
@@ -459,6 +461,8 @@ static void reload(cd_master *m)
     m->conf_memfd = fd;
     cd_conf_free(m->conf);
     m->conf = nc;
+    if (ensure_bus(m) < 0)
+        cd_err("reload: the new configuration's bus could not open; its broadcasts stay local");
     m->generation++;
     m->reloading = 1;
     m->reload_failed = 0;
@@ -513,6 +517,68 @@ static void apply_scale(cd_master *m, int target)
     }
 }
 
+/* ---- runtime dir and bus ---- */
+
+static void bus_relay_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = w->data;
+    cd_bus_master_relay(&m->bus);
+}
+
+/* Creates the runtime dir (mode 0700) when missing.  Returns 0 or -1 (logged). */
+static int ensure_runtime_dir(cd_master *m)
+{
+    const char *dir = m->conf->runtime_dir;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        cd_log_errno(CD_LOG_ERR, errno, "mkdir", "cannot create runtime_dir %s", dir);
+        return -1;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        cd_err("runtime_dir %s is not a directory of ours", dir);
+        return -1;
+    }
+    snprintf(m->runtime_dir, sizeof m->runtime_dir, "%s", dir);
+    return 0;
+}
+
+/* Opens the bus relay when a configured service needs it. */
+static int ensure_bus(cd_master *m)
+{
+    int needed = 0;
+    for (size_t i = 0; i < m->conf->nservices; i++)
+        needed |= m->conf->services[i].type->uses_bus;
+    if (!needed || m->bus.in >= 0)
+        return 0;
+    if (ensure_runtime_dir(m) < 0)
+        return -1;
+    int rc = cd_bus_master_open(&m->bus, m->conf->runtime_dir);
+    if (rc < 0) {
+        cd_log_errno(CD_LOG_ERR, -rc, "nn_bind", "cannot open the bus in %s", m->conf->runtime_dir);
+        return -1;
+    }
+    ev_io_init(&m->bus_w, bus_relay_cb, m->bus.rcvfd, EV_READ);
+    m->bus_w.data = m;
+    ev_io_start(m->loop, &m->bus_w);
+    cd_info("bus relay on ipc://%s/bus-{in,out}", m->conf->runtime_dir);
+    return 0;
+}
+
+static void remove_runtime_dir(cd_master *m)
+{
+    if (!m->runtime_dir[0])
+        return;
+    char path[300];
+    static const char *const names[] = {"bus-in", "bus-out"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", m->runtime_dir, names[i]);
+        unlink(path);
+    }
+    rmdir(m->runtime_dir); /* only if empty: never remove what is not ours */
+}
+
 /* ---- signals ---- */
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -551,20 +617,18 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
 {
-    cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1};
+    cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1,
+                        .conf_memfd = -1, .bus = {.in = -1, .out = -1}};
     cd_master *m = &master;
     cd_log_role(-1, 0);
     signal(SIGPIPE, SIG_IGN);
     srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+    m->exit_code = 1; /* until the loop runs */
     m->loop = ev_default_loop(EVFLAG_AUTO);
-    if (!m->loop) {
-        cd_err("cannot create the event loop");
-        return 1;
-    }
     m->slots = calloc(CD_MAX_SLOTS, sizeof *m->slots);
-    if (!m->slots) {
-        cd_err("out of memory");
-        return 1;
+    if (!m->loop || !m->slots) {
+        cd_err("cannot create the event loop");
+        goto out;
     }
     m->nslots = CD_MAX_SLOTS;
     for (int i = 0; i < CD_MAX_SLOTS; i++) {
@@ -577,21 +641,17 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
     m->conf_memfd = cd_spawn_conf_memfd(conf->text, conf->text_len);
     if (m->conf_memfd < 0) {
         cd_log_errno(CD_LOG_ERR, -m->conf_memfd, "memfd_create", "cannot pass the config to workers");
-        return 1;
+        goto out;
     }
     int n = cli_workers ? cli_workers : cd_conf_workers(conf);
-    /* All listeners first: a bind error stops us before any worker starts. */
+    /* All listeners (and the bus) first: an error stops us before any worker starts. */
     for (int i = 0; i < n; i++)
-        if (open_slot(m, i) < 0) {
-            for (int k = 0; k < m->nslots; k++)
-                if (m->slots[k].fd >= 0)
-                    close(m->slots[k].fd);
-            free(m->slots);
-            close(m->conf_memfd);
-            return 1;
-        }
+        if (open_slot(m, i) < 0)
+            goto out;
     m->active = n;
     steer(m);
+    if (ensure_bus(m) < 0)
+        goto out;
 
     static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
@@ -609,23 +669,32 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
     m->stop_deadline_w.data = m;
 
     cd_notice("clusterd starting: %d workers on %s, config %s", n, conf->listen, conf_path);
+    m->exit_code = 0;
     for (int i = 0; i < n; i++) {
         m->slots[i].wanted = 1;
         spawn_slot(m, &m->slots[i]);
     }
     ev_run(m->loop, 0);
 
-    for (int i = 0; i < m->nslots; i++) {
+out:
+    for (int i = 0; m->slots && i < m->nslots; i++) {
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
         if (m->slots[i].fd >= 0)
             close(m->slots[i].fd);
     }
     while (m->procs)
         proc_free(m, m->procs);
+    if (m->bus.in >= 0) {
+        ev_io_stop(m->loop, &m->bus_w);
+        cd_bus_close(&m->bus);
+    }
+    remove_runtime_dir(m);
     free(m->slots);
-    close(m->conf_memfd);
+    if (m->conf_memfd >= 0)
+        close(m->conf_memfd);
     cd_notice("stopped (exit code %d)", m->exit_code);
     cd_conf_free(m->conf);
-    ev_loop_destroy(m->loop);
+    if (m->loop)
+        ev_loop_destroy(m->loop);
     return m->exit_code;
 }

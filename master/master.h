@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "conf/conf.h"
+#include "ipc/bus.h"
 #include "ipc/channel.h"
 
 typedef enum proc_state {
@@ -74,6 +75,10 @@ struct cd_master {
     ev_child child_w;
     ev_timer tick_w;
     ev_timer stop_deadline_w;
+
+    cd_bus bus; /* relay for services with uses_bus; bus.in < 0 when closed */
+    ev_io bus_w;
+    char runtime_dir[200]; /* created by us, removed at exit */
 
     int stopping;
     int exit_code;

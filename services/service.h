@@ -65,7 +65,12 @@ struct cd_service_type {
     void (*destroy)(cd_service *svc); /* may be NULL */
     /* Readiness: NULL or returns a reason string when degraded. May be NULL. */
     const char *(*degraded)(cd_service *svc);
+    /* Set when the service talks across workers (cd_service_publish): the
+     * master then runs the bus and workers connect before init. */
+    int uses_bus;
 };
+
+typedef void (*cd_bus_cb)(cd_service *svc, const void *msg, size_t len);
 
 /* One configured instance of a service type, in one worker. */
 struct cd_service {
@@ -76,7 +81,19 @@ struct cd_service {
     const void *conf;    /* what conf_new/conf_set built; read-only */
     struct ev_loop *loop; /* the worker's loop (NULL in the master) */
     void *state;          /* the service's per-worker state, set by init */
+    int slot;             /* the worker's slot */
+    cd_bus_cb bus_cb;     /* set by cd_service_subscribe */
+    void *worker;         /* the worker's context (opaque to services) */
 };
+
+/* ---- Cross-worker messages (implemented in worker/worker.c) ---- */
+
+/* Sends msg to this service on every worker, this one included (through
+ * the master's nanomsg relay; best effort, never blocks).  Returns 0 or
+ * -errno (-EAGAIN when the bus is backed up, -ENOTSUP without uses_bus). */
+int cd_service_publish(cd_service *svc, const void *msg, size_t len);
+/* Registers the callback that receives this service's bus messages. */
+void cd_service_subscribe(cd_service *svc, cd_bus_cb cb);
 
 /* Registry (services/registry.c). */
 const cd_service_type *cd_service_lookup(const char *type);
@@ -108,6 +125,15 @@ void *cd_request_data(const cd_request *r);
  * must not be used afterwards.  For HEAD the body is counted, not sent. */
 void cd_request_respond(cd_request *r, int status, const char *content_type, const char *body,
                         size_t len);
+/* Takes the connection away from HTTP (for a WebSocket upgrade): the request
+ * is finished and freed (counted as a 101), no HTTP response is written, and
+ * the caller now owns the returned non-blocking fd and writes its own "101
+ * Switching Protocols".  Bytes the client already sent after the request are
+ * copied to buf (cap should be at least 16k) and counted in *len.  Returns
+ * the fd, or -1 when the client is already gone.  The connection no longer
+ * counts towards max_connections; the service closes it in its stop(). */
+int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len);
+
 /* Convenience: a JSON error body {"error":"<msg>","status":N}. */
 void cd_request_respond_error(cd_request *r, int status, const char *msg);
 

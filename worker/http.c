@@ -371,6 +371,31 @@ static int error_body(char *body, size_t size, int status, const char *msg)
     return n > 0 && (size_t)n < size ? n : 0;
 }
 
+int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len)
+{
+    cd_worker *w = r->w;
+    cd_conn *c = r->conn;
+    count_status(w, 101);
+    if (w->stats.in_flight)
+        w->stats.in_flight--;
+    request_free(r);
+    *len = 0;
+    if (!c)
+        return -1;
+    c->req = NULL;
+    size_t left = c->in_len - c->in_off;
+    if (left > cap || c->out_off < c->out_len) {
+        conn_close(c);
+        return -1;
+    }
+    memcpy(buf, c->in + c->in_off, left);
+    *len = left;
+    int fd = c->fd;
+    c->fd = -1; /* now the service's */
+    conn_close(c);
+    return fd;
+}
+
 void cd_request_respond_error(cd_request *r, int status, const char *msg)
 {
     char body[512];
@@ -816,7 +841,8 @@ static void conn_close(cd_conn *c)
     cd_worker *w = c->w;
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->timer);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     if (c->req) {
         if (c->state == CS_SERVICE)
             c->req->conn = NULL; /* the service still owns it; respond() frees it */

@@ -198,6 +198,49 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     }
 }
 
+/* ---- the cross-worker bus: "name\0payload" messages ---- */
+
+int cd_service_publish(cd_service *svc, const void *msg, size_t len)
+{
+    cd_worker *w = svc->worker;
+    if (!svc->type->uses_bus || w->bus.in < 0)
+        return -ENOTSUP;
+    size_t nl = strlen(svc->name) + 1;
+    char stackbuf[4096];
+    char *buf = nl + len <= sizeof stackbuf ? stackbuf : malloc(nl + len);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, svc->name, nl);
+    memcpy(buf + nl, msg, len);
+    int rc = cd_bus_send(&w->bus, buf, nl + len);
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
+void cd_service_subscribe(cd_service *svc, cd_bus_cb cb) { svc->bus_cb = cb; }
+
+static void bus_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_worker *w = io->data;
+    void *msg;
+    long len;
+    for (int i = 0; i < 256 && (len = cd_bus_recv(&w->bus, &msg)) >= 0; i++) {
+        const char *name = msg;
+        size_t nl = strnlen(name, (size_t)len);
+        if (nl < (size_t)len) {
+            for (size_t k = 0; k < w->nservices; k++) {
+                cd_service *s = &w->services[k];
+                if (s->bus_cb && strcmp(s->name, name) == 0)
+                    s->bus_cb(s, name + nl + 1, (size_t)len - nl - 1);
+            }
+        }
+        cd_bus_free(msg);
+    }
+}
+
 /* Reads the config text the master validated from the inherited memfd. */
 static int load_conf(cd_conf **out, char *err, size_t errlen)
 {
@@ -248,7 +291,7 @@ static int boot_fail(cd_worker *w, const char *why)
 
 int cd_worker_main(int slot, unsigned generation)
 {
-    cd_worker wk = {.slot = slot, .generation = generation};
+    cd_worker wk = {.slot = slot, .generation = generation, .bus = {.in = -1, .out = -1}};
     cd_worker *w = &wk;
     cd_log_role(slot, generation);
     signals_reset();
@@ -287,7 +330,22 @@ int cd_worker_main(int slot, unsigned generation)
         s->route_len = cs->route_len;
         s->conf = cs->conf;
         s->loop = w->loop;
+        s->slot = w->slot;
+        s->worker = w;
     }
+    for (size_t i = 0; i < conf->nservices; i++)
+        if (conf->services[i].type->uses_bus && w->bus.in < 0) {
+            int rc = cd_bus_worker_open(&w->bus, conf->runtime_dir);
+            if (rc < 0) {
+                char msg[400];
+                snprintf(msg, sizeof msg, "cannot connect to the bus in %s: %s", conf->runtime_dir, strerror(-rc));
+                code = boot_fail(w, msg);
+                goto out;
+            }
+            ev_io_init(&w->bus_w, bus_cb, w->bus.rcvfd, EV_READ);
+            w->bus_w.data = w;
+            ev_io_start(w->loop, &w->bus_w);
+        }
     if (cd_router_build(w->services, w->nservices, &w->routes) < 0) {
         w->routes = NULL;
         code = boot_fail(w, "out of memory");
@@ -342,6 +400,10 @@ out:
     for (size_t i = 0; i < ninit; i++)
         if (w->services[i].type->destroy)
             w->services[i].type->destroy(&w->services[i]);
+    if (w->bus.in >= 0) {
+        ev_io_stop(w->loop, &w->bus_w);
+        cd_bus_close(&w->bus);
+    }
     free(w->services);
     free(w->routes);
     if (w->loop)

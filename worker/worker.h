@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "conf/conf.h"
+#include "ipc/bus.h"
 #include "ipc/channel.h"
 #include "services/service.h"
 
@@ -47,6 +48,8 @@ typedef struct cd_worker {
     ev_timer accept_retry_w; /* after EMFILE: try accepting again shortly */
     ev_signal sigterm_w, sigquit_w;
     cd_ipc_decoder dec;
+    cd_bus bus; /* open when a service uses it */
+    ev_io bus_w;
 
     cd_service *services; /* one per configured service, in config order */
     size_t nservices;

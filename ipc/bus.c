@@ -1,0 +1,119 @@
+/*
+ * bus.c - see bus.h.
+ */
+#include "ipc/bus.h"
+
+#include <errno.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/pipeline.h>
+#include <nanomsg/pubsub.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BUS_BUF (4 << 20) /* per-socket buffer: room for bursts of broadcasts */
+#define BUS_MAX_MSG (1 << 20)
+
+static int endpoint(char *out, size_t len, const char *dir, const char *name)
+{
+    int n = snprintf(out, len, "ipc://%s/%s", dir, name);
+    return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int sock(int proto, int *out)
+{
+    int s = nn_socket(AF_SP, proto);
+    if (s < 0)
+        return -nn_errno();
+    int buf = BUS_BUF, max = BUS_MAX_MSG;
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDBUF, &buf, sizeof buf);
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVBUF, &buf, sizeof buf);
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof max);
+    *out = s;
+    return 0;
+}
+
+static int rcvfd(int s, int *fd)
+{
+    size_t sz = sizeof *fd;
+    return nn_getsockopt(s, NN_SOL_SOCKET, NN_RCVFD, fd, &sz) < 0 ? -nn_errno() : 0;
+}
+
+int cd_bus_master_open(cd_bus *b, const char *dir)
+{
+    char in[512], out[512];
+    int rc;
+    b->in = b->out = -1;
+    if ((rc = endpoint(in, sizeof in, dir, "bus-in")) < 0 || (rc = endpoint(out, sizeof out, dir, "bus-out")) < 0)
+        return rc;
+    if ((rc = sock(NN_PULL, &b->in)) < 0 || (rc = sock(NN_PUB, &b->out)) < 0)
+        goto fail;
+    if (nn_bind(b->in, in) < 0 || nn_bind(b->out, out) < 0) {
+        rc = -nn_errno();
+        goto fail;
+    }
+    if ((rc = rcvfd(b->in, &b->rcvfd)) < 0)
+        goto fail;
+    return 0;
+fail:
+    cd_bus_close(b);
+    return rc;
+}
+
+int cd_bus_master_relay(cd_bus *b)
+{
+    int n = 0;
+    for (;;) {
+        void *msg;
+        int len = nn_recv(b->in, &msg, NN_MSG, NN_DONTWAIT);
+        if (len < 0)
+            return n;
+        /* PUB never blocks: a slow subscriber drops, the others keep going. */
+        if (nn_send(b->out, &msg, NN_MSG, NN_DONTWAIT) < 0)
+            nn_freemsg(msg);
+        n++;
+    }
+}
+
+int cd_bus_worker_open(cd_bus *b, const char *dir)
+{
+    char in[512], out[512];
+    int rc;
+    b->in = b->out = -1;
+    if ((rc = endpoint(in, sizeof in, dir, "bus-in")) < 0 || (rc = endpoint(out, sizeof out, dir, "bus-out")) < 0)
+        return rc;
+    if ((rc = sock(NN_PUSH, &b->in)) < 0 || (rc = sock(NN_SUB, &b->out)) < 0)
+        goto fail;
+    if (nn_setsockopt(b->out, NN_SUB, NN_SUB_SUBSCRIBE, "", 0) < 0 || nn_connect(b->in, in) < 0 ||
+        nn_connect(b->out, out) < 0) {
+        rc = -nn_errno();
+        goto fail;
+    }
+    if ((rc = rcvfd(b->out, &b->rcvfd)) < 0)
+        goto fail;
+    return 0;
+fail:
+    cd_bus_close(b);
+    return rc;
+}
+
+int cd_bus_send(cd_bus *b, const void *msg, size_t len)
+{
+    return nn_send(b->in, msg, len, NN_DONTWAIT) < 0 ? -nn_errno() : 0;
+}
+
+long cd_bus_recv(cd_bus *b, void **msg)
+{
+    int len = nn_recv(b->out, msg, NN_MSG, NN_DONTWAIT);
+    return len < 0 ? -nn_errno() : len;
+}
+
+void cd_bus_free(void *msg) { nn_freemsg(msg); }
+
+void cd_bus_close(cd_bus *b)
+{
+    if (b->in >= 0)
+        nn_close(b->in);
+    if (b->out >= 0)
+        nn_close(b->out);
+    b->in = b->out = -1;
+}

@@ -1,0 +1,43 @@
+/*
+ * bus.h - the cross-worker message bus (nanomsg), relayed by the master.
+ *
+ * Workers PUSH to the master's PULL socket (ipc://RUNDIR/bus-in); the master
+ * republishes each message on its PUB socket (ipc://RUNDIR/bus-out), to
+ * which every worker is SUBscribed.  So a message reaches every worker,
+ * including its sender, whatever the number of workers: scaling and
+ * respawns need no re-wiring, and no worker knows another's address.
+ * Delivery is best effort, as in Socket.IO: a subscriber that falls behind
+ * its buffer loses messages rather than stalling the others.
+ *
+ * nanomsg is not fork-safe: only the master (before any fork) and exec'd
+ * workers open these sockets.  Helpers return 0 or -errno and never log.
+ */
+#ifndef CD_IPC_BUS_H
+#define CD_IPC_BUS_H
+
+#include <stddef.h>
+
+typedef struct cd_bus {
+    int in;    /* master: PULL; worker: PUSH */
+    int out;   /* master: PUB;  worker: SUB */
+    int rcvfd; /* pollable fd: readable when a message can be received */
+} cd_bus;
+
+/* Master: binds both endpoints under dir.  Returns 0 or -errno. */
+int cd_bus_master_open(cd_bus *b, const char *dir);
+/* Master: relays every message waiting on bus-in to bus-out.  Returns the
+ * number relayed. */
+int cd_bus_master_relay(cd_bus *b);
+
+/* Worker: connects to the master's endpoints under dir. */
+int cd_bus_worker_open(cd_bus *b, const char *dir);
+/* Worker: sends one message (never blocks: -EAGAIN when the pipe is full). */
+int cd_bus_send(cd_bus *b, const void *msg, size_t len);
+/* Worker: receives one message without blocking.  Returns its length and a
+ * buffer to release with cd_bus_free, or -EAGAIN when none is waiting. */
+long cd_bus_recv(cd_bus *b, void **msg);
+void cd_bus_free(void *msg);
+
+void cd_bus_close(cd_bus *b);
+
+#endif

@@ -22,7 +22,10 @@
  * long: a job that waited longer than queue_timeout in the queue gets 503
  * without touching the database; server selection (503), connect, socket
  * reads (504) and the server's own maxTimeMS (504) have short timeouts from
- * the config.  The driver's monitor threads notice when the database comes
+ * the config; and jobs that queued up behind a query which then failed to
+ * reach the database get 503 at once instead of each waiting out the same
+ * timeout (a burst during an outage costs one timeout, not one per
+ * queue position).  The driver's monitor threads notice when the database comes
  * back, so the service recovers by itself.
  *
  * Process-wide driver state: mongoc_init is called in init (a worker is a
@@ -100,7 +103,9 @@ struct rm_state {
     ev_async done_w;
     size_t in_flight; /* loop thread only: jobs not yet answered */
     int stopping;     /* loop thread only */
-    atomic_int unreachable; /* last query failed to reach the database */
+    /* When the last query failed to reach the database (monotonic ms), or 0
+     * when it succeeded. */
+    atomic_llong unreachable_at;
 
     char *param; /* loop thread only: one query parameter, decoded */
     size_t param_len;
@@ -463,8 +468,16 @@ static void run_job(rm_state *st, rm_job *job)
         job_fail(job, 503, "the service is overloaded: the query waited too long for a thread");
         goto out;
     }
+    /* A job queued before a query found the database unreachable would only
+     * wait out the same timeout again: answer it now.  Jobs queued after
+     * that failure still try, so the service notices when it is back. */
+    long long down_at = atomic_load(&st->unreachable_at);
+    if (down_at && job->queued_at_ms < down_at) {
+        job_fail(job, 503, "database unavailable: a query queued with this one could not reach it");
+        goto out;
+    }
     if (!(pool = get_pool(st, msg, sizeof msg))) {
-        atomic_store(&st->unreachable, 1);
+        atomic_store(&st->unreachable_at, now_ms());
         job_fail(job, 503, msg);
         goto out;
     }
@@ -480,7 +493,7 @@ static void run_job(rm_state *st, rm_job *job)
         int timed_out = now_ms() - started >= c->socket_timeout_ms * 9 / 10;
         int status = cd_readmongo__error_status(&berr, timed_out);
         if (status == 503 || (status == 504 && berr.domain == MONGOC_ERROR_STREAM))
-            atomic_store(&st->unreachable, 1);
+            atomic_store(&st->unreachable_at, now_ms());
         if (status == 503)
             snprintf(msg, sizeof msg, "database unavailable: %s", berr.message);
         else if (status == 504)
@@ -492,7 +505,7 @@ static void run_job(rm_state *st, rm_job *job)
         job_fail(job, status, msg);
         goto out;
     }
-    atomic_store(&st->unreachable, 0);
+    atomic_store(&st->unreachable_at, 0);
 
     if (job->kind == RM_GET) {
         if (n == 0) {
@@ -951,7 +964,7 @@ static const char *rm_degraded(cd_service *svc)
 {
     rm_state *st = svc->state;
 
-    return st && atomic_load(&st->unreachable) ? "database unreachable" : NULL;
+    return st && atomic_load(&st->unreachable_at) ? "database unreachable" : NULL;
 }
 
 const cd_service_type cd_service_readmongo = {

@@ -60,6 +60,13 @@ static unsigned pick(unsigned n)
     return (unsigned)(rnd() % n);
 }
 
+/* BSON_APPEND_UTF8 evaluates its value twice (once for strlen), which
+ * would call pick() twice; this evaluates it once. */
+static void put_str(bson_t *d, const char *key, const char *value)
+{
+    bson_append_utf8(d, key, -1, value, -1);
+}
+
 /* A deterministic ObjectId: 4-byte timestamp, 1-byte kind, 7-byte serial. */
 static void make_oid(bson_oid_t *oid, int kind, uint64_t serial, int64_t at_ms)
 {
@@ -95,8 +102,8 @@ static void user_doc(bson_t *d, long i)
     snprintf(email, sizeof email, "%c.%s%ld@example.com", first[0] | 0x20, last, i);
     BSON_APPEND_OID(d, "_id", &oid);
     BSON_APPEND_INT32(d, "n", (int32_t)i);
-    BSON_APPEND_UTF8(d, "name", name);
-    BSON_APPEND_UTF8(d, "email", email);
+    put_str(d, "name", name);
+    put_str(d, "email", email);
     BSON_APPEND_INT32(d, "age", (int32_t)(18 + pick(60)));
     BSON_APPEND_DOUBLE(d, "score", (double)pick(10000) / 100.0);
     BSON_APPEND_INT64(d, "balance_cents", (int64_t)pick(10000000) - 1000000);
@@ -107,14 +114,14 @@ static void user_doc(bson_t *d, long i)
     else
         BSON_APPEND_DATE_TIME(d, "last_login", signup + (int64_t)pick(90) * DAY_MS);
     BSON_APPEND_DOCUMENT_BEGIN(d, "address", &addr);
-    BSON_APPEND_UTF8(&addr, "city", cities[pick(COUNT(cities))]);
+    put_str(&addr, "city", cities[pick(COUNT(cities))]);
     BSON_APPEND_INT32(&addr, "zip", (int32_t)(10000 + pick(89999)));
     bson_append_document_end(d, &addr);
     BSON_APPEND_ARRAY_BEGIN(d, "tags", &arr);
     unsigned ntags = pick(4);
     for (unsigned t = 0; t < ntags; t++) {
         snprintf(key, sizeof key, "%u", t);
-        BSON_APPEND_UTF8(&arr, key, tags[(i + t) % COUNT(tags)]);
+        put_str(&arr, key, tags[(i + t) % COUNT(tags)]);
     }
     bson_append_array_end(d, &arr);
 }
@@ -134,7 +141,7 @@ static void order_doc(bson_t *d, long i, long nusers)
     BSON_APPEND_INT32(d, "n", (int32_t)i);
     BSON_APPEND_OID(d, "user_id", &user);
     BSON_APPEND_DATE_TIME(d, "placed", placed);
-    BSON_APPEND_UTF8(d, "status", statuses[pick(COUNT(statuses))]);
+    put_str(d, "status", statuses[pick(COUNT(statuses))]);
     BSON_APPEND_ARRAY_BEGIN(d, "items", &items);
     unsigned nitems = 1 + pick(4);
     for (unsigned k = 0; k < nitems; k++) {
@@ -143,7 +150,7 @@ static void order_doc(bson_t *d, long i, long nusers)
         snprintf(key, sizeof key, "%u", k);
         snprintf(sku, sizeof sku, "SKU-%05u", 1 + pick(200));
         BSON_APPEND_DOCUMENT_BEGIN(&items, key, &item);
-        BSON_APPEND_UTF8(&item, "sku", sku);
+        put_str(&item, "sku", sku);
         BSON_APPEND_INT32(&item, "qty", qty);
         BSON_APPEND_DOUBLE(&item, "price", price);
         bson_append_document_end(&items, &item);
@@ -152,11 +159,11 @@ static void order_doc(bson_t *d, long i, long nusers)
     bson_append_array_end(d, &items);
     BSON_APPEND_DOUBLE(d, "total", (double)(int64_t)(total * 100 + 0.5) / 100.0);
     BSON_APPEND_DOCUMENT_BEGIN(d, "shipping", &ship);
-    BSON_APPEND_UTF8(&ship, "method", pick(3) ? "standard" : "express");
-    BSON_APPEND_UTF8(&ship, "city", cities[pick(COUNT(cities))]);
+    put_str(&ship, "method", pick(3) ? "standard" : "express");
+    put_str(&ship, "city", cities[pick(COUNT(cities))]);
     bson_append_document_end(d, &ship);
     if (pick(6) == 0)
-        BSON_APPEND_UTF8(d, "note", "leave at the door");
+        put_str(d, "note", "leave at the door");
 }
 
 static void product_doc(bson_t *d, long i)
@@ -167,9 +174,9 @@ static void product_doc(bson_t *d, long i)
     snprintf(id, sizeof id, "SKU-%05ld", i + 1);
     snprintf(name, sizeof name, "%s %s", adjectives[pick(COUNT(adjectives))],
              nouns[pick(COUNT(nouns))]);
-    BSON_APPEND_UTF8(d, "_id", id);
-    BSON_APPEND_UTF8(d, "name", name);
-    BSON_APPEND_UTF8(d, "category", categories[pick(COUNT(categories))]);
+    put_str(d, "_id", id);
+    put_str(d, "name", name);
+    put_str(d, "category", categories[pick(COUNT(categories))]);
     BSON_APPEND_DOUBLE(d, "price", (double)(100 + pick(19900)) / 100.0);
     BSON_APPEND_INT32(d, "stock", (int32_t)pick(500));
     BSON_APPEND_DATE_TIME(d, "created", EPOCH_MS - (int64_t)pick(1000) * DAY_MS);
@@ -182,7 +189,7 @@ static void product_doc(bson_t *d, long i)
     unsigned ntags = 1 + pick(3);
     for (unsigned t = 0; t < ntags; t++) {
         snprintf(key, sizeof key, "%u", t);
-        BSON_APPEND_UTF8(&arr, key, t == 0 ? categories[i % COUNT(categories)] : tags[pick(COUNT(tags))]);
+        put_str(&arr, key, t == 0 ? categories[i % COUNT(categories)] : tags[pick(COUNT(tags))]);
     }
     bson_append_array_end(d, &arr);
 }

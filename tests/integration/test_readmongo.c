@@ -1,0 +1,722 @@
+/*
+ * test_readmongo.c - integration tests of the readmongo service: the real
+ * clusterd binary talks through mongo-c-driver to a real FerretDB (SQLite
+ * backend) that each test starts with scripts/ferretdb.sh on a free loopback
+ * port, in its own temp dir, and stops at the end.  No mocks.  Runs in
+ * criterion's test processes; every wait is bounded.
+ *
+ * Statuses are checked by real requests: 200 (filter, projection, sort,
+ * limit, skip, by-id), 400, 403, 404, 503 (database down, queue full) and
+ * 504 (maxTimeMS, frozen database).  Checks that refused requests never
+ * reach the database use a service whose database does not exist: a 400
+ * or 403 from it can only have been decided before any I/O.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <mongoc/mongoc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+
+#define HTTP_TIMEOUT_MS 15000
+
+typedef struct fixture {
+    char dir[64]; /* FerretDB's state */
+    int db_port;
+    int db_started;
+    th_server srv;
+    int srv_started;
+} fixture;
+
+static fixture fx;
+
+static const char *src_dir(void)
+{
+    const char *s = getenv("CLUSTERD_SRC");
+    return s && s[0] ? s : ".";
+}
+
+/* Runs scripts/ferretdb.sh with args; returns its exit status or -1. */
+static int ferretdb_sh(const char *cmd, const char *dir, const char *port)
+{
+    char script[512];
+    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", src_dir());
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        /* The server it starts must not hold criterion's pipes open. */
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
+        execl("/bin/bash", "bash", script, cmd, dir, port, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int db_start(void)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx.db_port);
+    return ferretdb_sh("start", fx.dir, port);
+}
+
+static pid_t db_pid(void)
+{
+    char path[128], buf[32] = "";
+    snprintf(path, sizeof path, "%s/ferretdb.pid", fx.dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    if (!fgets(buf, sizeof buf, f))
+        buf[0] = '\0';
+    fclose(f);
+    return (pid_t)atoi(buf);
+}
+
+/* SIGSTOPs pid and waits (bounded) until every one of its threads is
+ * stopped: kill() returns before a busy Go thread has taken the signal, and
+ * it could still answer a query meanwhile. */
+static void freeze(pid_t pid)
+{
+    char dir[64];
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    for (int tries = 0; tries < 200; tries++) {
+        int running = 0;
+        DIR *d = opendir(dir);
+        cr_assert(d, "%s", dir);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[400], buf[512];
+            snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            const char *p = strrchr(buf, ')'); /* "pid (comm) S ..." */
+            if (p && p[1] == ' ' && p[2] != 'T' && p[2] != 't')
+                running++;
+        }
+        closedir(d);
+        if (!running)
+            return;
+        usleep(10 * 1000);
+    }
+    cr_assert_fail("pid %d did not stop", (int)pid);
+}
+
+/* ---- seeding, through the real driver ---- */
+
+#define OID(n) "65a0000000000000000000" n
+
+static void seed(void)
+{
+    bson_error_t e;
+    char uri[128];
+
+    snprintf(uri, sizeof uri, "mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=5000", fx.db_port);
+    mongoc_init();
+    mongoc_client_t *c = mongoc_client_new(uri);
+    cr_assert(c);
+    mongoc_client_set_error_api(c, 2);
+
+    /* items: n 0..9, known fields; two extra documents with string ids. */
+    mongoc_collection_t *items = mongoc_client_get_collection(c, "cdtest", "items");
+    static const char *const groups[] = {"a", "b", "c"};
+    for (int i = 0; i < 10; i++) {
+        char hex[25];
+        bson_oid_t oid;
+        snprintf(hex, sizeof hex, OID("%02d"), i);
+        bson_oid_init_from_string(&oid, hex);
+        bson_t *d = BCON_NEW("_id", BCON_OID(&oid), "n", BCON_INT32(i), "group",
+                             BCON_UTF8(groups[i % 3]), "price", BCON_DOUBLE(i * 1.5), "sub", "{",
+                             "x", BCON_INT32(i * 10), "}", "tags", "[", BCON_UTF8("t"),
+                             BCON_UTF8(i % 2 ? "odd" : "even"), "]", "at",
+                             BCON_DATE_TIME(1704067200000LL + i * 1000LL));
+        cr_assert(mongoc_collection_insert_one(items, d, NULL, NULL, &e), "%s", e.message);
+        bson_destroy(d);
+    }
+    bson_t *s1 = BCON_NEW("_id", BCON_UTF8("str-id"), "n", BCON_INT32(100), "group", BCON_UTF8("s"));
+    bson_t *s2 = BCON_NEW("_id", BCON_UTF8("with space"), "n", BCON_INT32(101), "group", BCON_UTF8("s"));
+    cr_assert(mongoc_collection_insert_one(items, s1, NULL, NULL, &e), "%s", e.message);
+    cr_assert(mongoc_collection_insert_one(items, s2, NULL, NULL, &e), "%s", e.message);
+    bson_destroy(s1);
+    bson_destroy(s2);
+
+    /* secret: exists, but is not in any allowlist. */
+    mongoc_collection_t *secret = mongoc_client_get_collection(c, "cdtest", "secret");
+    bson_t *d = BCON_NEW("password", BCON_UTF8("hunter2"));
+    cr_assert(mongoc_collection_insert_one(secret, d, NULL, NULL, &e), "%s", e.message);
+    bson_destroy(d);
+
+    /* big: enough documents that a regex scan outlasts maxTimeMS=1ms. */
+    mongoc_collection_t *big = mongoc_client_get_collection(c, "cdtest", "big");
+    bson_t *docs[500];
+    for (int b = 0; b < 6; b++) {
+        for (int k = 0; k < 500; k++)
+            docs[k] = BCON_NEW("n", BCON_INT32(b * 500 + k), "s", BCON_UTF8("some text to scan"));
+        cr_assert(mongoc_collection_insert_many(big, (const bson_t **)docs, 500, NULL, NULL, &e),
+                  "%s", e.message);
+        for (int k = 0; k < 500; k++)
+            bson_destroy(docs[k]);
+    }
+    mongoc_collection_destroy(items);
+    mongoc_collection_destroy(secret);
+    mongoc_collection_destroy(big);
+    mongoc_client_destroy(c);
+    mongoc_cleanup();
+}
+
+/* ---- the cluster ---- */
+
+/* One worker, so every request of a test reaches the same worker.
+ * [readmongo]: the live database.  [slowmongo]: same database, maxTimeMS
+ * 1ms.  [tinymongo]: one thread, queue of one.  [deadmongo]: a port where
+ * nothing listens. */
+static const char conf_fmt[] =
+    "[cluster]\n"
+    "listen = 127.0.0.1:%d\n"
+    "workers = 1\n"
+    "graceful_timeout = 5s\n"
+    "[dummy]\n"
+    "type = dummy\n"
+    "route = /dummy\n"
+    "[readmongo]\n"
+    "type = readmongo\n"
+    "route = /readmongo\n"
+    "uri = mongodb://127.0.0.1:%d/\n"
+    "database = cdtest\n"
+    "collections = items, empty\n"
+    "threads = 2\n"
+    "default_limit = 5\n"
+    "max_limit = 8\n"
+    "max_skip = 50\n"
+    "max_filter_size = 1k\n"
+    "max_filter_depth = 4\n"
+    "[slowmongo]\n"
+    "type = readmongo\n"
+    "route = /slowmongo\n"
+    "uri = mongodb://127.0.0.1:%d/\n"
+    "database = cdtest\n"
+    "collections = big\n"
+    "max_time = 1ms\n"
+    "[tinymongo]\n"
+    "type = readmongo\n"
+    "route = /tinymongo\n"
+    "uri = mongodb://127.0.0.1:%d/\n"
+    "database = cdtest\n"
+    "collections = items\n"
+    "threads = 1\n"
+    "queue_size = 1\n"
+    "[deadmongo]\n"
+    "type = readmongo\n"
+    "route = /deadmongo\n"
+    "uri = mongodb://127.0.0.1:%d/\n"
+    "database = cdtest\n"
+    "collections = items\n";
+
+static void setup(void)
+{
+    memset(&fx, 0, sizeof fx);
+    snprintf(fx.dir, sizeof fx.dir, "/tmp/cd-readmongo-XXXXXX");
+    cr_assert(mkdtemp(fx.dir), "mkdtemp");
+    fx.db_port = th_free_port();
+    cr_assert_eq(db_start(), 0, "scripts/ferretdb.sh start failed (log in %s)", fx.dir);
+    fx.db_started = 1;
+    seed();
+    int dead_port = th_free_port(); /* bound then released: nothing listens */
+    cr_assert_eq(th_start(&fx.srv, 1, "/dummy", NULL, conf_fmt, fx.db_port, fx.db_port,
+                          fx.db_port, dead_port),
+                 0, "clusterd did not start");
+    fx.srv_started = 1;
+}
+
+static void teardown(void)
+{
+    if (fx.srv_started)
+        th_stop(&fx.srv, SIGTERM, 10000);
+    if (fx.db_started) {
+        pid_t pid = db_pid();
+        if (pid > 0)
+            kill(pid, SIGCONT); /* a failed test may leave it stopped */
+        ferretdb_sh("stop", fx.dir, NULL);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx.dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", fx.dir);
+    }
+}
+
+TestSuite(readmongo, .init = setup, .fini = teardown, .timeout = 240);
+
+/* ---- HTTP helpers ---- */
+
+/* Percent-encodes everything but unreserved characters. */
+static void enc(char *out, size_t outlen, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s && o + 4 < outlen; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+/* GET path; the response is left in r (free with th_response_free). */
+static void get(th_response *r, const char *path)
+{
+    th_http(r, fx.srv.port, "GET", path, NULL, HTTP_TIMEOUT_MS);
+}
+
+/* GET /readmongo/items?<name>=<json, encoded>[&extra] */
+static void get_json(th_response *r, const char *route, const char *coll, const char *name,
+                     const char *json, const char *extra)
+{
+    char e[3000], path[3500];
+    enc(e, sizeof e, json);
+    snprintf(path, sizeof path, "%s/%s?%s=%s%s%s", route, coll, name, e, extra ? "&" : "",
+             extra ? extra : "");
+    get(r, path);
+}
+
+static bson_t *body_bson(const th_response *r)
+{
+    bson_error_t e;
+    bson_t *b = bson_new_from_json((const uint8_t *)r->body, (ssize_t)r->body_len, &e);
+    cr_assert(b, "body is not JSON (%s): %s", e.message, r->body ? r->body : "(none)");
+    return b;
+}
+
+/* The "n" field of each returned document, in order, as "1,2,3". */
+static void ns_of(const th_response *r, char *out, size_t outlen)
+{
+    bson_t *b = body_bson(r);
+    bson_iter_t it, arr;
+    size_t o = 0;
+
+    out[0] = '\0';
+    cr_assert(bson_iter_init_find(&it, b, "documents") && BSON_ITER_HOLDS_ARRAY(&it), "%s",
+              r->body);
+    bson_iter_recurse(&it, &arr);
+    while (bson_iter_next(&arr)) {
+        bson_iter_t d;
+        bson_iter_recurse(&arr, &d);
+        int n = bson_iter_find(&d, "n") ? bson_iter_as_int64(&d) : -1;
+        o += (size_t)snprintf(out + o, outlen - o, "%s%d", o ? "," : "", n);
+    }
+    bson_destroy(b);
+}
+
+static long long int_field(const th_response *r, const char *key)
+{
+    bson_t *b = body_bson(r);
+    bson_iter_t it;
+    cr_assert(bson_iter_init_find(&it, b, key), "no %s in %s", key, r->body);
+    long long v = bson_iter_as_int64(&it);
+    bson_destroy(b);
+    return v;
+}
+
+static void expect_status(th_response *r, int status, const char *what)
+{
+    cr_expect_eq(r->status, status, "%s: status %d, want %d: %s", what, r->status, status,
+                 r->body ? r->body : "(no body)");
+    if (status >= 400 && r->body) {
+        cr_expect(strstr(r->body, "\"error\""), "%s: no error message: %s", what, r->body);
+        cr_expect(strstr(r->headers, "application/json"), "%s: not JSON", what);
+    }
+}
+
+/* ---- tests ---- */
+
+Test(readmongo, find_filter_projection_sort_limit_skip)
+{
+    th_response r;
+    char ns[256];
+
+    /* Filter + sort descending + skip + limit: exactly these, in order. */
+    get_json(&r, "/readmongo", "items", "filter", "{\"n\":{\"$gte\":2,\"$lt\":100}}",
+             "sort=%7B%22n%22%3A-1%7D&skip=1&limit=3");
+    expect_status(&r, 200, "find");
+    cr_assert(strstr(r.headers, "application/json"), "%s", r.headers);
+    ns_of(&r, ns, sizeof ns);
+    cr_expect_str_eq(ns, "8,7,6");
+    cr_expect_eq(int_field(&r, "count"), 3);
+    cr_expect_eq(int_field(&r, "limit"), 3);
+    cr_expect_eq(int_field(&r, "skip"), 1);
+    th_response_free(&r);
+
+    /* Default limit (5), natural order by n ascending via sort. */
+    get(&r, "/readmongo/items?sort=%7B%22n%22%3A1%7D");
+    expect_status(&r, 200, "default limit");
+    ns_of(&r, ns, sizeof ns);
+    cr_expect_str_eq(ns, "0,1,2,3,4");
+    cr_expect_eq(int_field(&r, "limit"), 5);
+    th_response_free(&r);
+
+    /* A limit above max_limit (8) is capped, and says so. */
+    get(&r, "/readmongo/items?sort=%7B%22n%22%3A1%7D&limit=1000");
+    expect_status(&r, 200, "capped limit");
+    ns_of(&r, ns, sizeof ns);
+    cr_expect_str_eq(ns, "0,1,2,3,4,5,6,7");
+    cr_expect_eq(int_field(&r, "limit"), 8);
+    th_response_free(&r);
+
+    /* Relaxed extended JSON in: a date, an ObjectId, nested and array fields. */
+    get_json(&r, "/readmongo", "items", "filter",
+             "{\"at\":{\"$gte\":{\"$date\":\"2024-01-01T00:00:07Z\"}},\"tags\":\"odd\"}",
+             "sort=%7B%22n%22%3A1%7D");
+    expect_status(&r, 200, "date + array filter");
+    ns_of(&r, ns, sizeof ns);
+    cr_expect_str_eq(ns, "7,9");
+    th_response_free(&r);
+
+    get_json(&r, "/readmongo", "items", "filter", "{\"_id\":{\"$oid\":\"" OID("03") "\"}}", NULL);
+    expect_status(&r, 200, "ObjectId filter");
+    ns_of(&r, ns, sizeof ns);
+    cr_expect_str_eq(ns, "3");
+    th_response_free(&r);
+
+    get_json(&r, "/readmongo", "items", "filter", "{\"sub.x\":{\"$in\":[20,50]},\"group\":\"c\"}",
+             NULL);
+    expect_status(&r, 200, "nested filter");
+    ns_of(&r, ns, sizeof ns);
+    cr_expect_str_eq(ns, "2,5");
+    th_response_free(&r);
+
+    /* Projection: only the named fields (and no _id) come back; relaxed
+     * extended JSON out ($date, $oid). */
+    get_json(&r, "/readmongo", "items", "projection", "{\"n\":1,\"at\":1,\"_id\":0}",
+             "filter=%7B%22n%22%3A1%7D");
+    expect_status(&r, 200, "projection");
+    cr_expect(strstr(r.body, "\"$date\" : \"2024-01-01T00:00:01Z\""), "%s", r.body);
+    cr_expect(!strstr(r.body, "_id"), "%s", r.body);
+    cr_expect(!strstr(r.body, "group"), "%s", r.body);
+    th_response_free(&r);
+
+    get_json(&r, "/readmongo", "items", "filter", "{\"n\":2}", NULL);
+    expect_status(&r, 200, "full document");
+    cr_expect(strstr(r.body, "\"$oid\" : \"" OID("02") "\""), "%s", r.body);
+    cr_expect(strstr(r.body, "\"price\" : 3.0"), "%s", r.body);
+    th_response_free(&r);
+
+    /* An allowlisted collection that does not exist is just empty. */
+    get(&r, "/readmongo/empty");
+    expect_status(&r, 200, "empty collection");
+    cr_expect_eq(int_field(&r, "count"), 0);
+    th_response_free(&r);
+
+    /* The index lists the allowlist. */
+    get(&r, "/readmongo");
+    expect_status(&r, 200, "index");
+    cr_expect(strstr(r.body, "\"items\"") && strstr(r.body, "\"empty\""), "%s", r.body);
+    th_response_free(&r);
+}
+
+Test(readmongo, by_id)
+{
+    th_response r;
+
+    get(&r, "/readmongo/items/" OID("04"));
+    expect_status(&r, 200, "ObjectId");
+    cr_expect_eq(int_field(&r, "n"), 4);
+    th_response_free(&r);
+
+    get(&r, "/readmongo/items/str-id");
+    expect_status(&r, 200, "string id");
+    cr_expect_eq(int_field(&r, "n"), 100);
+    th_response_free(&r);
+
+    get(&r, "/readmongo/items/with%20space?projection=%7B%22group%22%3A1%7D");
+    expect_status(&r, 200, "percent-encoded string id, projection");
+    cr_expect(strstr(r.body, "\"group\" : \"s\"") && !strstr(r.body, "\"n\""), "%s", r.body);
+    th_response_free(&r);
+
+    get(&r, "/readmongo/items/" OID("99"));
+    expect_status(&r, 404, "absent ObjectId");
+    th_response_free(&r);
+
+    get(&r, "/readmongo/items/no-such-id");
+    expect_status(&r, 404, "absent string id");
+    th_response_free(&r);
+}
+
+Test(readmongo, client_errors)
+{
+    th_response r;
+    static const struct {
+        const char *name, *json;
+    } bad[] = {
+        {"filter", "{\"n\":"},                          /* not JSON */
+        {"filter", "[1,2]"},                            /* not an object */
+        {"filter", "{}{\"$where\":\"1\"}"},              /* trailing data */
+        {"filter", "{\"$where\":\"sleep(1000)\"}"},      /* refused operators */
+        {"filter", "{\"$expr\":{\"$function\":{\"body\":\"1\",\"args\":[],\"lang\":\"js\"}}}"},
+        {"filter", "{\"$or\":[{\"a\":{\"$accumulator\":{}}}]}"},
+        {"projection", "{\"x\":{\"$function\":{}}}"},
+        {"filter", "{\"a\":{\"b\":{\"c\":{\"d\":{}}}}}"}, /* depth 5 > 4 */
+        {"sort", "{\"n\":\"sideways\"}"},                /* rejected by the server */
+        {"filter", "{\"n\":{\"$nosuchop\":1}}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        get_json(&r, "/readmongo", "items", bad[i].name, bad[i].json, NULL);
+        expect_status(&r, 400, bad[i].json);
+        th_response_free(&r);
+    }
+
+    char big[1200];
+    memset(big, ' ', sizeof big - 3);
+    big[0] = '{';
+    big[sizeof big - 3] = '}';
+    big[sizeof big - 2] = '\0';
+    get_json(&r, "/readmongo", "items", "filter", big, NULL);
+    expect_status(&r, 400, "filter over max_filter_size");
+    th_response_free(&r);
+
+    static const char *const paths[] = {
+        "/readmongo/items?limit=abc", "/readmongo/items?limit=-1", "/readmongo/items?limit=0",
+        "/readmongo/items?skip=51",   "/readmongo/items?filter=%zz",
+        "/readmongo/items/" OID("01") "?filter=%7B%7D",
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        get(&r, paths[i]);
+        expect_status(&r, 400, paths[i]);
+        th_response_free(&r);
+    }
+
+    get(&r, "/readmongo/secret");
+    expect_status(&r, 403, "collection not allowlisted");
+    cr_expect(!strstr(r.body, "hunter2"));
+    th_response_free(&r);
+    get(&r, "/readmongo/secret/anything");
+    expect_status(&r, 403, "by id in a collection not allowlisted");
+    th_response_free(&r);
+    get(&r, "/readmongo/system.users");
+    expect_status(&r, 403, "system collection");
+    th_response_free(&r);
+
+    get(&r, "/readmongo/items/a/b");
+    expect_status(&r, 404, "too many segments");
+    th_response_free(&r);
+
+    th_http(&r, fx.srv.port, "POST", "/readmongo/items", "{}", HTTP_TIMEOUT_MS);
+    cr_expect_eq(r.status, 405, "POST: %d", r.status);
+    th_response_free(&r);
+}
+
+Test(readmongo, refused_requests_never_reach_the_database)
+{
+    th_response r;
+    long long t0;
+
+    /* [deadmongo] points at a port where nothing listens: anything that
+     * reached the driver would come back 503 after server selection. */
+    get(&r, "/deadmongo/items");
+    expect_status(&r, 503, "valid query, no database");
+    th_response_free(&r);
+
+    t0 = th_now_ms();
+    get_json(&r, "/deadmongo", "items", "filter", "{\"$where\":\"1\"}", NULL);
+    expect_status(&r, 400, "$where with no database");
+    th_response_free(&r);
+    get_json(&r, "/deadmongo", "items", "filter", "{\"n\":", NULL);
+    expect_status(&r, 400, "bad JSON with no database");
+    th_response_free(&r);
+    get(&r, "/deadmongo/secret");
+    expect_status(&r, 403, "disallowed collection with no database");
+    th_response_free(&r);
+    get(&r, "/deadmongo/secret/x");
+    expect_status(&r, 403, "disallowed collection by id with no database");
+    th_response_free(&r);
+    /* Well under the server selection timeout (2s): nothing waited on I/O. */
+    cr_expect_lt(th_now_ms() - t0, 1500, "refusals took %lld ms", th_now_ms() - t0);
+
+    /* The same with the live database frozen: no refusal waits on it. */
+    pid_t pid = db_pid();
+    cr_assert_gt(pid, 0);
+    freeze(pid);
+    t0 = th_now_ms();
+    get_json(&r, "/readmongo", "items", "filter", "{\"$where\":\"1\"}", NULL);
+    expect_status(&r, 400, "$where, database frozen");
+    th_response_free(&r);
+    get(&r, "/readmongo/secret");
+    expect_status(&r, 403, "secret, database frozen");
+    th_response_free(&r);
+    long long took = th_now_ms() - t0;
+    kill(pid, SIGCONT);
+    cr_expect_lt(took, 1500, "refusals took %lld ms with the database frozen", took);
+}
+
+Test(readmongo, max_time_exceeded_is_504)
+{
+    th_response r;
+    int got504 = 0;
+
+    /* maxTimeMS=1 against a scan of 3000 documents: FerretDB reports
+     * MaxTimeMSExpired.  A few tries, in case one scan is fast enough. */
+    for (int i = 0; i < 5 && !got504; i++) {
+        get_json(&r, "/slowmongo", "big", "filter", "{\"s\":{\"$regex\":\"nomatch$\"}}", NULL);
+        cr_expect(r.status == 504 || r.status == 200, "status %d: %s", r.status, r.body);
+        got504 = r.status == 504;
+        if (got504)
+            cr_expect(strstr(r.body, "time"), "%s", r.body);
+        th_response_free(&r);
+    }
+    cr_expect(got504, "no 504 in 5 tries");
+}
+
+typedef struct pending {
+    pthread_t t;
+    const char *path;
+    th_response r;
+    long long took_ms;
+} pending;
+
+static void *pending_run(void *arg)
+{
+    pending *p = arg;
+    long long t0 = th_now_ms();
+    th_http(&p->r, fx.srv.port, "GET", p->path, NULL, HTTP_TIMEOUT_MS);
+    p->took_ms = th_now_ms() - t0;
+    return NULL;
+}
+
+/* Polls path until 200 or timeout_ms; returns the last status. */
+static int wait_for_200(const char *path, int timeout_ms)
+{
+    long long deadline = th_now_ms() + timeout_ms;
+    int status = 0;
+    while (th_now_ms() < deadline) {
+        th_response r;
+        get(&r, path);
+        status = r.status;
+        th_response_free(&r);
+        if (status == 200)
+            break;
+        usleep(200 * 1000);
+    }
+    return status;
+}
+
+/* The budget of one query while the database is down: queue wait, server
+ * selection or connect + socket timeout, with slack for a loaded machine. */
+#define DOWN_BUDGET_MS 8000
+
+Test(readmongo, database_frozen_then_killed_then_back)
+{
+    th_response r;
+    enum { N = 4 };
+    pending p[N];
+
+    /* Warm: the pool has connections to the database. */
+    cr_assert_eq(wait_for_200("/readmongo/items", 10000), 200);
+    cr_assert_eq(wait_for_200("/tinymongo/items", 10000), 200);
+
+    pid_t pid = db_pid();
+    cr_assert_gt(pid, 0);
+    freeze(pid);
+
+    /* Pending readmongo requests on the only worker... */
+    memset(p, 0, sizeof p);
+    for (int i = 0; i < N; i++) {
+        p[i].path = "/readmongo/items?limit=1";
+        pthread_create(&p[i].t, NULL, pending_run, &p[i]);
+    }
+    usleep(300 * 1000);
+    /* ...do not hold up the loop: /dummy answers at once. */
+    long long t0 = th_now_ms();
+    get(&r, "/dummy");
+    long long dummy_ms = th_now_ms() - t0;
+    cr_expect_eq(r.status, 200);
+    cr_expect_lt(dummy_ms, 1000, "/dummy took %lld ms while readmongo waited", dummy_ms);
+    th_response_free(&r);
+
+    /* A full queue answers 503 at once: [tinymongo] has one thread and a
+     * queue of one, so of three requests at least one finds it full. */
+    pending q[3];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < 3; i++) {
+        q[i].path = "/tinymongo/items?limit=1";
+        pthread_create(&q[i].t, NULL, pending_run, &q[i]);
+        usleep(50 * 1000);
+    }
+
+    for (int i = 0; i < N; i++) {
+        pthread_join(p[i].t, NULL);
+        cr_expect(p[i].r.status == 503 || p[i].r.status == 504, "frozen: status %d after %lld ms: %s",
+                  p[i].r.status, p[i].took_ms, p[i].r.body ? p[i].r.body : "");
+        cr_expect_lt(p[i].took_ms, DOWN_BUDGET_MS, "frozen: answered after %lld ms",
+                     p[i].took_ms);
+        th_response_free(&p[i].r);
+    }
+    int full = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(q[i].t, NULL);
+        cr_expect(q[i].r.status == 503 || q[i].r.status == 504, "tiny: status %d",
+                  q[i].r.status);
+        if (q[i].r.body && strstr(q[i].r.body, "queue is full")) {
+            full++;
+            cr_expect_lt(q[i].took_ms, 1000, "queue full took %lld ms", q[i].took_ms);
+        }
+        th_response_free(&q[i].r);
+    }
+    cr_expect_geq(full, 1, "no request found the queue full");
+
+    /* The database thaws: readmongo serves again, no restart. */
+    cr_assert_eq(kill(pid, SIGCONT), 0);
+    cr_expect_eq(wait_for_200("/readmongo/items", 15000), 200, "no recovery after SIGCONT");
+
+    /* Killed outright: 503 within the budget... */
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 50 && kill(pid, 0) == 0; i++)
+        usleep(100 * 1000);
+    t0 = th_now_ms();
+    get(&r, "/readmongo/items");
+    long long took = th_now_ms() - t0;
+    expect_status(&r, 503, "database killed");
+    cr_expect_lt(took, DOWN_BUDGET_MS, "killed: answered after %lld ms", took);
+    th_response_free(&r);
+    get(&r, "/dummy");
+    cr_expect_eq(r.status, 200);
+    th_response_free(&r);
+
+    /* ...and back on the same port and data: served again, same worker. */
+    pid_t workers_before[4];
+    int nw = th_workers(&fx.srv, workers_before, 4);
+    cr_assert_eq(db_start(), 0, "FerretDB did not restart");
+    cr_expect_eq(wait_for_200("/readmongo/items", 15000), 200, "no recovery after restart");
+    get(&r, "/readmongo/items/" OID("05"));
+    expect_status(&r, 200, "by id after restart");
+    th_response_free(&r);
+    pid_t workers_after[4];
+    cr_expect_eq(th_workers(&fx.srv, workers_after, 4), nw);
+    cr_expect_eq(workers_after[0], workers_before[0], "the worker was replaced");
+}

@@ -9,14 +9,6 @@
 #                                        127.0.0.1:PORT; returns once the
 #                                        port accepts connections
 #   scripts/ferretdb.sh stop DIR         stops the server started in DIR
-#   scripts/ferretdb.sh demo [DIR [PORT]]
-#                                        start, then seed the demo database
-#                                        with cd-seed when it is empty
-#                                        (default DIR .ferretdb in the source
-#                                        tree, PORT 27017: conf/services.ini)
-#   scripts/ferretdb.sh run CMD [ARGS]   demo, then CMD in the foreground;
-#                                        FerretDB stops when CMD exits, e.g.
-#                                        scripts/ferretdb.sh run build/clusterd -c conf/services.ini
 #   scripts/ferretdb.sh bin              prints the binary's path
 #
 # FerretDB speaks the MongoDB wire protocol, so the service uses the real
@@ -31,13 +23,12 @@
 # $(go env GOPATH)/bin) like `go install` would.
 #
 # Environment: FERRETDB_BIN overrides the binary; FERRETDB_START_TIMEOUT
-# (seconds, default 30) bounds `start`; CD_SEED is the cd-seed binary
-# (default: $CLUSTERD_BUILD/cd-seed, else build/cd-seed in the source tree).
+# (seconds, default 30) bounds `start`.  scripts/run.sh uses start/stop
+# around clusterd and seeds with cd-seed; the integration tests use them too.
 set -eu
 
 version=v1.24.2
 module=github.com/FerretDB/FerretDB
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 die() {
     echo "ferretdb.sh: $*" >&2
@@ -173,39 +164,10 @@ do_stop() {
     rm -f "$dir/ferretdb.pid"
 }
 
-do_demo() {
-    local dir="${1:-$root/.ferretdb}" port="${2:-27017}" seed
-    seed="${CD_SEED:-}"
-    if [ -z "$seed" ]; then
-        if [ -n "${CLUSTERD_BUILD:-}" ] && [ -x "$CLUSTERD_BUILD/cd-seed" ]; then
-            seed="$CLUSTERD_BUILD/cd-seed"
-        else
-            seed="$root/build/cd-seed"
-        fi
-    fi
-    [ -x "$seed" ] || die "$seed not found: build it first (cmake -S . -B build && cmake --build build)"
-    do_start "$dir" "$port"
-    "$seed" "mongodb://127.0.0.1:$port/" demo || die "seeding the demo database failed"
-    echo "ferretdb.sh: FerretDB on 127.0.0.1:$port, state in $dir" >&2
-}
-
-do_run() {
-    [ $# -ge 1 ] || die "usage: ferretdb.sh run CMD [ARGS]"
-    local dir="$root/.ferretdb"
-    do_demo "$dir" 27017
-    # Stop FerretDB however CMD ends (Ctrl-C reaches both).
-    trap 'do_stop "$dir"' EXIT
-    local rc=0
-    "$@" || rc=$?
-    exit "$rc"
-}
-
 case "${1:-}" in
 install) do_install ;;
 start) shift; do_start "$@" ;;
 stop) shift; do_stop "$@" ;;
-demo) shift; do_demo "$@" ;;
-run) shift; do_run "$@" ;;
 bin) ferretdb_bin ;;
-*) die "usage: ferretdb.sh install | start DIR PORT | stop DIR | demo [DIR [PORT]] | run CMD... | bin" ;;
+*) die "usage: ferretdb.sh install | start DIR PORT | stop DIR | bin" ;;
 esac

@@ -210,7 +210,7 @@ static int set_collections(cd_readmongo_conf *c, const char *value, char *err, s
     for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
         if (!cd_readmongo__valid_collection(tok)) {
             snprintf(err, errlen,
-                     "collections: '%.64s' is not a collection name this service accepts "
+                     "'%.64s' is not a collection name this service accepts "
                      "(letters, digits, _ . -; not system.*)",
                      tok);
             goto out;
@@ -246,40 +246,39 @@ static int set_string(char **dst, const char *value, char *err, size_t errlen)
     return 0;
 }
 
-static int set_duration(long long *dst, const char *key, const char *value, long long min,
+static int set_duration(long long *dst, const char *value, long long min,
                         long long max, char *err, size_t errlen)
 {
     long long v;
 
     if (cd_parse_duration_ms(value, &v) < 0 || v < min || v > max) {
-        snprintf(err, errlen, "%s: expected a duration from %lldms to %llds (e.g. 500ms, 2s), got '%s'",
-                 key, min, max / 1000, value);
+        snprintf(err, errlen, "expected a duration from %lldms to %llds (e.g. 500ms, 2s), got '%s'",
+                 min, max / 1000, value);
         return -1;
     }
     *dst = v;
     return 0;
 }
 
-static int set_size(long long *dst, const char *key, const char *value, long long min,
+static int set_size(long long *dst, const char *value, long long min,
                     long long max, char *err, size_t errlen)
 {
     long long v;
 
     if (cd_parse_size(value, &v) < 0 || v < min || v > max) {
-        snprintf(err, errlen, "%s: expected a size from %lld to %lld bytes (e.g. 16k, 8m), got '%s'",
-                 key, min, max, value);
+        snprintf(err, errlen, "expected a size from %lld to %lld bytes (e.g. 16k, 8m), got '%s'",
+                 min, max, value);
         return -1;
     }
     *dst = v;
     return 0;
 }
 
-static int set_int(long long *dst, const char *key, const char *value, long long min,
+static int set_int(long long *dst, const char *value, long long min,
                    long long max, char *err, size_t errlen)
 {
     if (cd_parse_int(value, min, max, dst) < 0) {
-        snprintf(err, errlen, "%s: expected an integer from %lld to %lld, got '%s'", key, min, max,
-                 value);
+        snprintf(err, errlen, "expected an integer from %lld to %lld, got '%s'", min, max, value);
         return -1;
     }
     return 0;
@@ -293,7 +292,7 @@ static int rm_conf_set(void *conf, const char *key, const char *value, char *err
         return set_string(&c->uri, value, err, errlen);
     if (strcmp(key, "database") == 0) {
         if (!value[0] || strpbrk(value, "/\\. \"$")) {
-            snprintf(err, errlen, "database: '%s' is not a valid database name", value);
+            snprintf(err, errlen, "'%s' is not a valid database name", value);
             return -1;
         }
         return set_string(&c->database, value, err, errlen);
@@ -301,31 +300,31 @@ static int rm_conf_set(void *conf, const char *key, const char *value, char *err
     if (strcmp(key, "collections") == 0)
         return set_collections(c, value, err, errlen);
     if (strcmp(key, "threads") == 0)
-        return set_int(&c->threads, key, value, 1, 64, err, errlen);
+        return set_int(&c->threads, value, 1, 64, err, errlen);
     if (strcmp(key, "queue_size") == 0)
-        return set_int(&c->queue_size, key, value, 1, 100000, err, errlen);
+        return set_int(&c->queue_size, value, 1, 100000, err, errlen);
     if (strcmp(key, "queue_timeout") == 0)
-        return set_duration(&c->queue_timeout_ms, key, value, 1, 600000, err, errlen);
+        return set_duration(&c->queue_timeout_ms, value, 1, 600000, err, errlen);
     if (strcmp(key, "default_limit") == 0)
-        return set_int(&c->default_limit, key, value, 1, 100000, err, errlen);
+        return set_int(&c->default_limit, value, 1, 100000, err, errlen);
     if (strcmp(key, "max_limit") == 0)
-        return set_int(&c->max_limit, key, value, 1, 100000, err, errlen);
+        return set_int(&c->max_limit, value, 1, 100000, err, errlen);
     if (strcmp(key, "max_skip") == 0)
-        return set_int(&c->max_skip, key, value, 0, 1000000000, err, errlen);
+        return set_int(&c->max_skip, value, 0, 1000000000, err, errlen);
     if (strcmp(key, "max_time") == 0)
-        return set_duration(&c->max_time_ms, key, value, 1, 600000, err, errlen);
+        return set_duration(&c->max_time_ms, value, 1, 600000, err, errlen);
     if (strcmp(key, "server_selection_timeout") == 0)
-        return set_duration(&c->server_selection_timeout_ms, key, value, 1, 600000, err, errlen);
+        return set_duration(&c->server_selection_timeout_ms, value, 1, 600000, err, errlen);
     if (strcmp(key, "connect_timeout") == 0)
-        return set_duration(&c->connect_timeout_ms, key, value, 1, 600000, err, errlen);
+        return set_duration(&c->connect_timeout_ms, value, 1, 600000, err, errlen);
     if (strcmp(key, "socket_timeout") == 0)
-        return set_duration(&c->socket_timeout_ms, key, value, 1, 600000, err, errlen);
+        return set_duration(&c->socket_timeout_ms, value, 1, 600000, err, errlen);
     if (strcmp(key, "max_filter_size") == 0)
-        return set_size(&c->max_filter_size, key, value, 2, 1024 * 1024, err, errlen);
+        return set_size(&c->max_filter_size, value, 2, 1024 * 1024, err, errlen);
     if (strcmp(key, "max_filter_depth") == 0)
-        return set_int(&c->max_filter_depth, key, value, 1, 100, err, errlen);
+        return set_int(&c->max_filter_depth, value, 1, 100, err, errlen);
     if (strcmp(key, "max_response_size") == 0)
-        return set_size(&c->max_response_size, key, value, 1024, 1024LL * 1024 * 1024, err,
+        return set_size(&c->max_response_size, value, 1024, 1024LL * 1024 * 1024, err,
                         errlen);
     return -2;
 }

@@ -146,6 +146,24 @@ static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
         strcpy(c->runtime_dir, e->value);
         return 0;
     }
+    if (strcmp(k, "pidfile") == 0) {
+        if (strlen(e->value) >= sizeof c->pidfile)
+            return fail(err, errlen, p, e->line, "pidfile: path too long");
+        strcpy(c->pidfile, e->value);
+        return 0;
+    }
+    if (strcmp(k, "user") == 0 || strcmp(k, "group") == 0) {
+        char *dst = k[0] == 'u' ? c->user : c->group;
+        if (strlen(e->value) >= sizeof c->user || e->value[0] == '\0')
+            return fail(err, errlen, p, e->line, "%s: bad name '%s'", k, e->value);
+        strcpy(dst, e->value);
+        return 0;
+    }
+    if (strcmp(k, "rlimit_nofile") == 0) {
+        if (cd_parse_int(e->value, 64, 1 << 24, &c->rlimit_nofile) < 0)
+            return fail(err, errlen, p, e->line, "rlimit_nofile: expected a number from 64 to 16777216");
+        return 0;
+    }
     if (strcmp(k, "workers") == 0) {
         if (strcmp(e->value, "auto") == 0) {
             c->workers = 0;
@@ -307,6 +325,10 @@ static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
         }
         c->nservices++;
     }
+    const char *rd = getenv("RUNTIME_DIRECTORY"); /* systemd's RuntimeDirectory= */
+    if (c->runtime_dir[0] == '\0' && rd && rd[0] == '/' && strlen(rd) < sizeof c->runtime_dir - 20 &&
+        !strchr(rd, ':'))
+        snprintf(c->runtime_dir, sizeof c->runtime_dir, "%s", rd);
     if (c->runtime_dir[0] == '\0') {
         const struct sockaddr_in *in = (const struct sockaddr_in *)&c->addr;
         snprintf(c->runtime_dir, sizeof c->runtime_dir, "/tmp/clusterd.%u", (unsigned)ntohs(in->sin_port));

@@ -29,7 +29,11 @@ typedef struct cd_conf {
     size_t text_len;
 
     char listen[128];
-    char runtime_dir[200]; /* sockets (bus, control); default /tmp/clusterd.PORT */
+    char runtime_dir[200]; /* sockets (bus, control); default $RUNTIME_DIRECTORY, else /tmp/clusterd.PORT */
+    char pidfile[200];     /* "" = none */
+    char user[64];         /* workers run as this user ("" = unchanged) */
+    char group[64];        /* and group ("" = the user's) */
+    long long rlimit_nofile; /* 0 = unchanged */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int workers; /* 0 = auto (number of CPUs) */

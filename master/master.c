@@ -22,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,6 +45,7 @@ static void reload_step(cd_master *m);
 static double backoff(unsigned fails);
 static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static int ensure_bus(cd_master *m);
+static void reload_finished(cd_master *m, int ok);
 
 static double now(cd_master *m) { return ev_now(m->loop); }
 
@@ -102,6 +106,8 @@ static int open_slot(cd_master *m, int i)
 
 static void steer(cd_master *m)
 {
+    if (m->activated)
+        return; /* systemd bound the group in its own order: indices are not slots */
     for (int i = 0; i < m->nslots; i++)
         if (m->slots[i].fd >= 0) {
             int rc = cd_steer_set(m->slots[i].fd, m->active);
@@ -187,8 +193,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
     } else if (bootfail && state == PROC_STARTING && m->reloading) {
         cd_err("reload aborted: the new worker for slot %d failed to boot: %s; the rest keeps the old generation",
                s->index, reason);
-        m->reload_failed = 1;
-        m->reloading = 0;
+        reload_finished(m, 0);
     } else if (bootfail && state == PROC_STARTING) {
         cd_err("worker for slot %d failed to boot: %s; stopping (not respawning a worker that cannot start)",
                s ? s->index : -1, reason);
@@ -197,8 +202,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         cd_warn("worker pid %d (slot %d) %s after %.1fs", (int)pid, s ? s->index : -1, how, uptime);
         if (m->reloading && state == PROC_STARTING) {
             cd_err("reload aborted: the new worker for slot %d died before READY", s->index);
-            m->reloading = 0;
-            m->reload_failed = 1;
+            reload_finished(m, 0);
         }
     }
     if (s && s->retiring && !s->current && !m->stopping) {
@@ -258,8 +262,16 @@ static void send_stop(cd_master *m, cd_proc *p)
 static void all_ready_check(cd_master *m, int was)
 {
     int ready = count_ready(m);
-    if (ready == m->active && was < m->active && !m->reloading)
+    if (ready == m->active && was < m->active && !m->reloading) {
         cd_notice("all %d workers ready on %s", m->active, m->conf->listen);
+        if (!m->notified_ready) {
+            m->notified_ready = 1;
+            char buf[64];
+            snprintf(buf, sizeof buf, "READY=1\nMAINPID=%d", (int)getpid());
+            cd_systemd_notify(buf);
+        }
+        cd_systemd_status(m, NULL);
+    }
 }
 
 void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -315,6 +327,18 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- tick: hung workers and overdue drains ---- */
 
+/* Healthy: every active slot has a READY worker whose heartbeat is fresh. */
+static int healthy(cd_master *m)
+{
+    double hb_timeout = (double)m->conf->heartbeat_timeout_ms / 1000.0;
+    for (int i = 0; i < m->active; i++) {
+        cd_proc *p = m->slots[i].current;
+        if (!p || p->state != PROC_READY || now(m) - p->last_heartbeat > hb_timeout)
+            return 0;
+    }
+    return 1;
+}
+
 static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -322,6 +346,15 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     cd_master *m = t->data;
     double n = now(m);
     double hb_timeout = (double)m->conf->heartbeat_timeout_ms / 1000.0;
+    if (m->watchdog_usec && n - m->last_watchdog >= (double)m->watchdog_usec / 2e6 && healthy(m) &&
+        !m->stopping) {
+        cd_systemd_notify("WATCHDOG=1");
+        m->last_watchdog = n;
+    }
+    if (n - m->last_status >= 10.0) {
+        cd_systemd_status(m, NULL);
+        m->last_status = n;
+    }
     for (cd_proc *p = m->procs; p; p = p->next) {
         if (p->hung)
             continue;
@@ -368,6 +401,7 @@ static void begin_stop(cd_master *m, int immediate, int code)
     for (int i = 0; i < m->nslots; i++)
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
     double grace = immediate ? QUIT_GRACE : (double)m->conf->graceful_timeout_ms / 1000.0 + 0.5;
+    cd_systemd_notify("STOPPING=1");
     cd_notice("%s stop: %s", immediate ? "immediate" : "graceful",
               immediate ? "workers exit now" : "finishing in-flight requests");
     for (cd_proc *p = m->procs; p; p = p->next) {
@@ -383,6 +417,28 @@ static void begin_stop(cd_master *m, int immediate, int code)
 }
 
 /* ---- reload ---- */
+
+/* Ends a rolling restart, done or aborted: tells systemd and operators. */
+static void reload_finished(cd_master *m, int ok)
+{
+    m->reloading = 0;
+    m->reload_failed = !ok;
+    time_t t = time(NULL);
+    struct tm tm;
+    char when[32];
+    localtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(m->last_reload, sizeof m->last_reload, "%s at %s (generation %u)", ok ? "done" : "FAILED", when,
+             m->generation);
+    cd_systemd_notify("READY=1");
+    cd_systemd_status(m, ok ? "reload done" : "reload failed");
+    if (ok)
+        cd_notice("reload done: %d workers on generation %u", m->active, m->generation);
+    if (m->reload_pending) {
+        m->reload_pending = 0;
+        raise(SIGHUP);
+    }
+}
 
 static void reload_step(cd_master *m)
 {
@@ -410,20 +466,13 @@ static void reload_step(cd_master *m)
         if (!s->current) {
             s->current = old;
             cd_err("reload aborted at slot %d: cannot start a worker", s->index);
-            m->reloading = 0;
-            m->reload_failed = 1;
+            reload_finished(m, 0);
             return;
         }
         return;
     }
-    if (m->reloading) {
-        m->reloading = 0;
-        cd_notice("reload done: %d workers on generation %u", m->active, m->generation);
-        if (m->reload_pending) {
-            m->reload_pending = 0;
-            raise(SIGHUP);
-        }
-    }
+    if (m->reloading)
+        reload_finished(m, 1);
 }
 
 static void apply_scale(cd_master *m, int target);
@@ -465,6 +514,7 @@ static void reload(cd_master *m)
         cd_err("reload: the new configuration's bus could not open; its broadcasts stay local");
     m->generation++;
     m->reloading = 1;
+    cd_systemd_notify("RELOADING=1");
     m->reload_failed = 0;
     m->reload_next = 0;
     int target = m->cli_workers ? m->cli_workers : cd_conf_workers(nc);
@@ -540,6 +590,9 @@ static int ensure_runtime_dir(cd_master *m)
         cd_err("runtime_dir %s is not a directory of ours", dir);
         return -1;
     }
+    /* Workers that run as another user must reach the sockets in it. */
+    if (m->drop_privs && chown(dir, m->uid, m->gid) < 0)
+        cd_log_errno(CD_LOG_WARN, errno, "chown", "runtime_dir %s", dir);
     snprintf(m->runtime_dir, sizeof m->runtime_dir, "%s", dir);
     return 0;
 }
@@ -602,7 +655,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
             apply_scale(m, m->active + 1);
         break;
     case SIGTTOU:
-        if (!m->stopping && m->active > 1)
+        if (!m->stopping && m->active <= m->activated)
+            cd_notice("SIGTTOU ignored: slot %d's socket comes from systemd", m->active - 1);
+        else if (!m->stopping && m->active > 1)
             apply_scale(m, m->active - 1);
         else if (!m->stopping)
             cd_notice("SIGTTOU ignored: already at one worker");
@@ -615,10 +670,61 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
+/* The process-wide settings of [cluster]: pidfile, rlimit_nofile, user/group.
+ * Returns 0 or -1 (logged). */
+static int prepare_process(cd_master *m)
+{
+    const cd_conf *c = m->conf;
+    if (c->rlimit_nofile) {
+        struct rlimit rl = {(rlim_t)c->rlimit_nofile, (rlim_t)c->rlimit_nofile};
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            cd_log_errno(CD_LOG_ERR, errno, "setrlimit", "rlimit_nofile = %lld", c->rlimit_nofile);
+            return -1;
+        }
+    }
+    if (c->user[0] || c->group[0]) {
+        struct passwd *pw = c->user[0] ? getpwnam(c->user) : NULL;
+        struct group *gr = c->group[0] ? getgrnam(c->group) : NULL;
+        if (c->user[0] && !pw) {
+            cd_err("user '%s' does not exist", c->user);
+            return -1;
+        }
+        if (c->group[0] && !gr) {
+            cd_err("group '%s' does not exist", c->group);
+            return -1;
+        }
+        m->uid = pw ? pw->pw_uid : geteuid();
+        m->gid = gr ? gr->gr_gid : pw ? pw->pw_gid : getegid();
+        if (geteuid() != 0 && (m->uid != geteuid() || m->gid != getegid())) {
+            cd_err("user/group need clusterd to start as root (it runs as uid %d)", (int)geteuid());
+            return -1;
+        }
+        m->drop_privs = geteuid() == 0;
+    }
+    if (c->pidfile[0]) {
+        pid_t holder;
+        m->pidfile_fd = cd_pidfile_open(c->pidfile, &holder);
+        if (m->pidfile_fd == -EEXIST) {
+            cd_err("another clusterd (pid %d) holds the pidfile %s; not starting", (int)holder, c->pidfile);
+            m->pidfile_fd = -1;
+            return -1;
+        }
+        if (m->pidfile_fd < 0) {
+            cd_log_errno(CD_LOG_ERR, -m->pidfile_fd, "open/flock", "pidfile %s", c->pidfile);
+            m->pidfile_fd = -1;
+            return -1;
+        }
+    }
+    uint64_t usec = 0;
+    if (cd_systemd_watchdog_usec(&usec) > 0)
+        m->watchdog_usec = usec;
+    return 0;
+}
+
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
 {
     cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1,
-                        .conf_memfd = -1, .bus = {.in = -1, .out = -1}};
+                        .conf_memfd = -1, .pidfile_fd = -1, .bus = {.in = -1, .out = -1}};
     cd_master *m = &master;
     cd_log_role(-1, 0);
     signal(SIGPIPE, SIG_IGN);
@@ -643,7 +749,22 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
         cd_log_errno(CD_LOG_ERR, -m->conf_memfd, "memfd_create", "cannot pass the config to workers");
         goto out;
     }
-    int n = cli_workers ? cli_workers : cd_conf_workers(conf);
+    if (prepare_process(m) < 0)
+        goto out;
+    int fds[CD_MAX_SLOTS];
+    int act = cd_systemd_listeners(fds, CD_MAX_SLOTS);
+    if (act < 0)
+        goto out;
+    for (int i = 0; i < act; i++) {
+        m->slots[i].fd = fds[i];
+        m->slots[i].activated = 1;
+    }
+    m->activated = act;
+    /* With sockets from systemd, their number is the default worker count. */
+    int n = cli_workers ? cli_workers : (act > 0 && conf->workers == 0) ? act : cd_conf_workers(conf);
+    if (act > 0)
+        cd_notice("socket activation: %d listener(s) from systemd%s", act,
+                  n > act ? "; binding the rest ourselves" : "");
     /* All listeners (and the bus) first: an error stops us before any worker starts. */
     for (int i = 0; i < n; i++)
         if (open_slot(m, i) < 0)
@@ -689,6 +810,8 @@ out:
         cd_bus_close(&m->bus);
     }
     remove_runtime_dir(m);
+    if (m->pidfile_fd >= 0)
+        cd_pidfile_close(m->conf->pidfile, m->pidfile_fd);
     free(m->slots);
     if (m->conf_memfd >= 0)
         close(m->conf_memfd);

@@ -52,6 +52,7 @@ typedef struct cd_slot {
     int fd;         /* the listener, -1 when the slot is closed */
     int wanted;     /* the slot should have a worker */
     int retiring;   /* scaled down: close the listener once its worker is gone */
+    int activated;  /* the listener came from systemd (socket activation) */
     cd_proc *current; /* the worker serving it (or starting) */
     unsigned fails;   /* consecutive crashes, for backoff */
     ev_timer respawn_w;
@@ -80,6 +81,16 @@ struct cd_master {
     ev_io bus_w;
     char runtime_dir[200]; /* created by us, removed at exit */
 
+    int activated;   /* slots 0..activated-1 have sockets from systemd */
+    int pidfile_fd;  /* locked pidfile, or -1 */
+    int drop_privs;  /* workers switch to uid/gid */
+    uid_t uid;
+    gid_t gid;
+    int notified_ready; /* READY=1 sent */
+    char last_reload[96];
+    uint64_t watchdog_usec; /* 0: no WatchdogSec */
+    ev_tstamp last_watchdog, last_status;
+
     int stopping;
     int exit_code;
     int reloading;       /* rolling restart in progress */
@@ -99,6 +110,19 @@ int cd_spawn_conf_memfd(const char *text, size_t len);
 
 /* master.c: reads a worker's channel (the proc is io->data). */
 void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+/* systemd.c: sd_notify helpers (no-ops without NOTIFY_SOCKET). */
+void cd_systemd_notify(const char *state);
+void cd_systemd_status(cd_master *m, const char *what);
+/* systemd.c: sockets passed by systemd, by slot (slotK names, else in order);
+ * returns how many (0 when not socket-activated) or -errno. */
+int cd_systemd_listeners(int *fds, int max);
+int cd_systemd_watchdog_usec(uint64_t *usec);
+
+/* pidfile.c: creates and locks path, writes our pid.  Returns the fd to keep,
+ * or -EEXIST (another process holds it: its pid in *holder) or -errno. */
+int cd_pidfile_open(const char *path, pid_t *holder);
+void cd_pidfile_close(const char *path, int fd);
 
 /* steer.c: steers new connections to slots 0..n-1 of the group that fd
  * belongs to.  Returns 0 or -errno. */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -68,6 +69,9 @@ static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, uns
     close(l);
     close(c);
     close(k);
+    /* Privileges go last, after everything that needs them. */
+    if (m->drop_privs && (setgroups(1, &m->gid) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0))
+        _exit(CD_EXIT_BOOTFAIL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

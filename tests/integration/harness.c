@@ -427,3 +427,14 @@ void th_response_free(th_response *r)
     free(r->body);
     r->body = NULL;
 }
+
+void th_cleanup(th_server *s)
+{
+    if (strncmp(s->dir, "/tmp/clusterd-test-", 19) != 0 || getenv("CLUSTERD_KEEP_TEST_DIRS"))
+        return;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", s->dir);
+    s->dir[0] = '\0';
+}

@@ -44,6 +44,9 @@ int th_write_conf(th_server *s, const char *conf_fmt, ...);
  * Returns its wait status, or -1 on timeout (then it is SIGKILLed). */
 int th_stop(th_server *s, int sig, int timeout_ms);
 
+/* Removes the temp dir (call after the last look at the log). */
+void th_cleanup(th_server *s);
+
 /* Worker pids of the master (its children), up to max; returns the count. */
 int th_workers(const th_server *s, pid_t *pids, int max);
 /* Waits up to timeout_ms until the master has exactly n workers, none of them

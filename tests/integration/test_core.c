@@ -39,6 +39,7 @@ static void fini(void)
     if (srv.log_path[0])
         cr_assert(!th_log_contains(&srv, "Sanitizer", 0) && !th_log_contains(&srv, "runtime error:", 0),
                   "sanitizer report in %s", srv.log_path);
+    th_cleanup(&srv);
 }
 
 TestSuite(core, .fini = fini, .timeout = 60);
@@ -365,6 +366,7 @@ Test(core, boot_failure_stops_the_master)
     cr_assert(!th_log_contains(&s, "Sanitizer", 0), "sanitizer report in %s", s.log_path);
     cr_assert(th_log_contains(&s, "/nonexistent/body.json", 0));
     cr_assert(!th_log_contains(&s, "respawning slot", 0), "no respawn after a boot failure");
+    th_cleanup(&s);
 }
 
 Test(core, master_sigkill_leaves_no_worker)

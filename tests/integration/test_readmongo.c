@@ -253,8 +253,12 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (fx.srv_started)
+    if (fx.srv_started) {
         th_stop(&fx.srv, SIGTERM, 10000);
+        cr_assert(!th_log_contains(&fx.srv, "Sanitizer", 0) && !th_log_contains(&fx.srv, "runtime error:", 0),
+                  "sanitizer report in %s", fx.srv.log_path);
+        th_cleanup(&fx.srv);
+    }
     if (fx.db_started) {
         pid_t pid = db_pid();
         if (pid > 0)

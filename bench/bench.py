@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -34,6 +35,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 DUMMY_BODY = '{"service":"dummy","ok":true}'
 
 WORK = None
+DEADLINE = [float("inf")]
 PGIDS_FILE = None
 ALL_PROCS = []
 
@@ -174,6 +176,37 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
+def system_busy_s():
+    """CPU seconds the whole machine spent busy (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
+
+
+class OtherCpu:
+    """CPU used during a run by processes that are neither the target, nor
+    the database, nor the load generator, nor this script: other work on the
+    machine competing with the measurement (in cores, averaged)."""
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.b0 = system_busy_s()
+        c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+        self.c0 = c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime
+        return self
+
+    def result(self, accounted_s):
+        busy = system_busy_s() - self.b0
+        c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+        mine = c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime - self.c0
+        el = time.monotonic() - self.t0
+        return max(0.0, busy - mine - accounted_s) / el if el > 0 else None
+
+    def __exit__(self, *a):
+        return False
+
+
 def status_kb(pid, key):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -183,6 +216,24 @@ def status_kb(pid, key):
     except OSError:
         pass
     return None
+
+
+def smaps_kb(pid):
+    """{'Pss': kB, 'Private': kB (clean + dirty)} from smaps_rollup."""
+    out = {"Pss": None, "Private": None}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            priv = 0
+            for line in f:
+                k, _, rest = line.partition(":")
+                if k == "Pss":
+                    out["Pss"] = int(rest.split()[0])
+                elif k in ("Private_Clean", "Private_Dirty"):
+                    priv += int(rest.split()[0])
+            out["Private"] = priv
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def port_free(port):
@@ -746,8 +797,11 @@ def measure_startup(target, workers, reps):
                 if t_self is not None:
                     t_self -= t0
             time.sleep(0.2)  # let the first answers settle before reading RSS
-            rss = [status_kb(p, "VmRSS") for p in children(master)]
-            res.append({"all_serving_ms": t_all * 1000 if t_all is not None else None,
+            kids = children(master)
+            rss = [status_kb(p, "VmRSS") for p in kids]
+            sm = [smaps_kb(p) for p in kids]
+            res.append({"worker_pss_kb": [x["Pss"] for x in sm], "worker_private_kb": [x["Private"] for x in sm],
+                        "worker_anon_kb": [status_kb(p, "RssAnon") for p in kids],"all_serving_ms": t_all * 1000 if t_all is not None else None,
                         "self_ready_ms": t_self * 1000 if t_self is not None else None,
                         "workers_seen": len(seen), "worker_rss_kb": rss,
                         "master_rss_kb": status_kb(master, "VmRSS")})
@@ -827,17 +881,34 @@ def run_scenario(sc, entries, args, mongo):
             runner(args.warmup)
         except Exception as e:
             log(f"  warm-up of {key} failed: {e}")
-    for rnd in range(args.rounds):
+    def clean_rounds(key):
+        return sum(1 for r in results[key] if "rps" in r and not r.get("disturbed"))
+
+    rnd = 0
+    extra = 0
+    while True:
+        if rnd >= args.rounds:
+            # Rounds disturbed by other work on the machine are repeated (all
+            # targets, same alternation), bounded in count and by the budget.
+            short = [k for k, _ in entries if clean_rounds(k) < args.rounds]
+            if not short or extra >= args.max_extra_rounds or time.monotonic() > DEADLINE[0]:
+                break
+            extra += 1
+            log(f"  extra round (disturbed rounds for {', '.join(short)})")
+        rnd += 1
         for key, runner in entries:
             try:
                 r = runner(args.duration)
             except Exception as e:
-                log(f"  round {rnd + 1} {key}: FAILED {e}")
+                log(f"  round {rnd} {key}: FAILED {e}")
                 r = {"failed": str(e)}
+            if r.get("other_cores") is not None and r["other_cores"] > args.disturbed:
+                r["disturbed"] = True
             results[key].append(r)
             if "rps" in r:
-                log(f"  round {rnd + 1} {key:9s} {r['rps']:10.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
-                    f"p99 {r['p99_us'] / 1000:.2f} ms  errs {r.get('status', 0)}+{r.get('socket_errors', 0)}")
+                log(f"  round {rnd} {key:9s} {r['rps']:10.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
+                    f"p99 {r['p99_us'] / 1000:.2f} ms  errs {r.get('status', 0)}+{r.get('socket_errors', 0)}  "
+                    f"other load {fmt(r.get('other_cores'), '{:.2f}')}{'  DISTURBED' if r.get('disturbed') else ''}")
     return results
 
 
@@ -846,10 +917,12 @@ def http_runner(target, url, sc, args, ferret_pid):
         pids = tree(target.proc.pid)
         c0 = cpu_seconds(pids)
         f0 = cpu_seconds([ferret_pid]) if ferret_pid else 0
-        r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"], args.wrk_timeout)
-        pids = tree(target.proc.pid)
-        r["cpu_s"] = cpu_seconds(pids) - c0
-        r["db_cpu_s"] = (cpu_seconds([ferret_pid]) - f0) if ferret_pid else None
+        with OtherCpu() as oc:
+            r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"], args.wrk_timeout)
+            pids = tree(target.proc.pid)
+            r["cpu_s"] = cpu_seconds(pids) - c0
+            r["db_cpu_s"] = (cpu_seconds([ferret_pid]) - f0) if ferret_pid else None
+            r["other_cores"] = oc.result(r["cpu_s"] + (r["db_cpu_s"] or 0))
         return r
     return run
 
@@ -857,23 +930,35 @@ def http_runner(target, url, sc, args, ferret_pid):
 def mongoc_runner(binary, mongo, query, threads):
     def run(duration):
         f0 = cpu_seconds([mongo["pid"]]) if mongo["pid"] else 0
-        d = run_mongoc(binary, mongo, query, threads, duration)
-        return {"requests": d["ops"], "rps": d["ops_per_s"], "p50_us": d["p50_us"], "p99_us": d["p99_us"],
+        with OtherCpu() as oc:
+            d = run_mongoc(binary, mongo, query, threads, duration)
+            dbc = (cpu_seconds([mongo["pid"]]) - f0) if mongo["pid"] else None
+            other = oc.result(dbc or 0)
+        return {"other_cores": other,"requests": d["ops"], "rps": d["ops_per_s"], "p50_us": d["p50_us"], "p99_us": d["p99_us"],
                 "status": 0, "socket_errors": d["errors"], "cpu_s": None,
-                "db_cpu_s": (cpu_seconds([mongo["pid"]]) - f0) if mongo["pid"] else None,
+                "db_cpu_s": dbc,
                 "docs_per_op": d["docs_per_op"]}
     return run
 
 
-def summarize(rounds):
+def summarize(rounds, want):
+    """Medians over the undisturbed rounds when there are `want` of them,
+    else over all rounds (and say so)."""
     ok = [r for r in rounds if "rps" in r]
     if not ok:
         return None
+    clean = [r for r in ok if not r.get("disturbed")]
+    all_ok = len(ok)
+    if len(clean) >= min(want, 3):
+        ok = clean
     reqs = sum(r["requests"] for r in ok)
     cpu = [r["cpu_s"] for r in ok if r.get("cpu_s") is not None]
     dbc = [r["db_cpu_s"] for r in ok if r.get("db_cpu_s") is not None]
+    oth = [r["other_cores"] for r in ok if r.get("other_cores") is not None]
     return {
         "rounds": len(ok),
+        "rounds_run": all_ok,
+        "disturbed_used": sum(1 for r in ok if r.get("disturbed")),
         "failed_rounds": len(rounds) - len(ok),
         "rps": statistics.median(r["rps"] for r in ok),
         "rps_min": min(r["rps"] for r in ok),
@@ -885,6 +970,7 @@ def summarize(rounds):
         "requests": reqs,
         "cpu_us_per_req": (sum(cpu) / reqs * 1e6) if cpu and reqs else None,
         "db_cpu_us_per_req": (sum(dbc) / reqs * 1e6) if dbc and reqs else None,
+        "other_cores": max(oth) if oth else None,
     }
 
 
@@ -954,7 +1040,11 @@ def write_report(data, path_md, path_png):
              f"drives them in alternation, {p['rounds']} rounds per target; wrk shares the "
              f"{m['nproc']} CPUs with the servers. Medians over rounds; errors are summed. "
              "CPU/req is utime+stime of all the target's processes (from /proc) over requests served; "
-             "DB CPU/req is FerretDB's. RSS from /proc/PID/status (VmRSS idle after start, VmHWM peak at the end).\n")
+             "DB CPU/req is FerretDB's. 'other load' = the most CPU (in cores, worst round used) that processes outside the "
+             "measurement (not the target, database, wrk or this script) used during a run; a run above "
+             f"{p.get('disturbed', 0.25)} cores counts as disturbed and its round is repeated (at most "
+             f"{p.get('max_extra_rounds', '?')} extra rounds per scenario, within the time budget); medians use the "
+             "undisturbed rounds when there are enough of them. RSS from /proc/PID/status (VmRSS idle after start, VmHWM peak at the end).\n")
     if data["unavailable"]:
         L.append("**Unavailable in this run:**\n")
         for k, why in data["unavailable"].items():
@@ -962,21 +1052,26 @@ def write_report(data, path_md, path_png):
         L.append("")
 
     L.append("## Throughput and latency\n")
-    L.append("| scenario | target | req/s (median) | min–max | p50 ms | p99 ms | non-2xx | socket errors | CPU µs/req | DB CPU µs/req |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| scenario | target | req/s (median) | min–max | p50 ms | p99 ms | non-2xx | socket errors | CPU µs/req | DB CPU µs/req | rounds used/run | other load |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sc in data["scenarios"]:
         for key, s in sc["summary"].items():
             if s is None:
-                L.append(f"| {sc['title']} | {data['labels'][key]} | failed | | | | | | | |")
+                L.append(f"| {sc['title']} | {data['labels'][key]} | failed | | | | | | | | | |")
                 continue
             L.append(f"| {sc['title']} | {data['labels'][key]} | {s['rps']:,.0f} | {s['rps_min']:,.0f}–{s['rps_max']:,.0f} | "
                      f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['non2xx']} | {s['socket_errors']} | "
-                     f"{fmt(s['cpu_us_per_req'], '{:.1f}')} | {fmt(s['db_cpu_us_per_req'], '{:.1f}')} |")
+                     f"{fmt(s['cpu_us_per_req'], '{:.1f}')} | {fmt(s['db_cpu_us_per_req'], '{:.1f}')} | "
+                     f"{s['rounds']}/{s['rounds_run']}{' (disturbed)' if s['disturbed_used'] else ''} | "
+                     f"{fmt(s['other_cores'], '{:.2f}')} |")
     L.append("")
 
     L.append("## Ratios (clusterd / peer, same run)\n")
-    L.append("| scenario | req/s clusterd/nginx | p99 clusterd/nginx | req/s clusterd/node | p99 clusterd/node | req/s clusterd/mongoc loop |")
-    L.append("|---|---:|---:|---:|---:|---:|")
+    L.append("req/s: higher is better for clusterd; p99 and CPU/req: lower is better. On this machine wrk shares "
+             "the CPUs with the server, so req/s of the fastest servers is bounded by the client too; CPU/req is "
+             "the server's own cost.\n")
+    L.append("| scenario | req/s clusterd/nginx | p99 clusterd/nginx | CPU/req clusterd/nginx | req/s clusterd/node | p99 clusterd/node | CPU/req node/clusterd | req/s clusterd/mongoc loop |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for sc in data["scenarios"]:
         s = sc["summary"]
         c = s.get("clusterd")
@@ -985,20 +1080,31 @@ def write_report(data, path_md, path_png):
             if not c or not o:
                 return "–"
             return f"{c[field] / o[field]:.2f}" if o[field] else "–"
-        L.append(f"| {sc['title']} | {r('nginx', 'rps')} | {r('nginx', 'p99_ms')} | {r('node', 'rps')} | "
-                 f"{r('node', 'p99_ms')} | {r('mongoc', 'rps')} |")
+        def cpu(peer, inverse=False):
+            o = s.get(peer)
+            if not c or not o or not c.get("cpu_us_per_req") or not o.get("cpu_us_per_req"):
+                return "–"
+            return f"{(o['cpu_us_per_req'] / c['cpu_us_per_req']) if inverse else (c['cpu_us_per_req'] / o['cpu_us_per_req']):.2f}"
+        L.append(f"| {sc['title']} | {r('nginx', 'rps')} | {r('nginx', 'p99_ms')} | {cpu('nginx')} | {r('node', 'rps')} | "
+                 f"{r('node', 'p99_ms')} | {cpu('node', True)} | {r('mongoc', 'rps')} |")
     L.append("")
 
     idle = [row for row in data["startup"] if row["workers"] == 2]
     if idle:
-        L.append("## Idle RSS, dummy-only config, 2 workers (KiB, VmRSS after every worker answered a request)\n")
-        L.append("| target | master | worker (median of all workers in all runs) | worker max |")
-        L.append("|---|---:|---:|---:|")
+        L.append("## Idle memory, dummy-only config, 2 workers (KiB, after every worker answered a request)\n")
+        L.append("VmRSS counts every shared-library page a process maps; Pss divides shared pages among the "
+                 "processes sharing them; private = Private_Clean + Private_Dirty (smaps_rollup), what one more "
+                 "worker really costs. Worker columns: median over all workers of all runs (max).\n")
+        L.append("| target | master VmRSS | worker VmRSS | worker RssAnon | worker Pss | worker private |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        def mm(row, key):
+            ws = [x for r in row["raw"] for x in r.get(key, []) if x]
+            return f"{statistics.median(ws):.0f} ({max(ws)})" if ws else "–"
         for row in idle:
-            ws = [x for r in row["raw"] for x in r["worker_rss_kb"] if x]
             ms = [r["master_rss_kb"] for r in row["raw"] if r.get("master_rss_kb")]
             L.append(f"| {data['labels'][row['target']]} | {fmt(statistics.median(ms) if ms else None)} | "
-                     f"{fmt(statistics.median(ws) if ws else None)} | {fmt(max(ws) if ws else None)} |")
+                     f"{mm(row, 'worker_rss_kb')} | {mm(row, 'worker_anon_kb')} | {mm(row, 'worker_pss_kb')} | "
+                     f"{mm(row, 'worker_private_kb')} |")
         L.append("")
 
     if data["memory"]:
@@ -1072,7 +1178,9 @@ def write_chart(data, path_png):
             s = sc["summary"]
             vals = [fmt(s[k]["rps"], "{:.1f}", "-") if s.get(k) else "-" for k in keys]
             p99 = [fmt(s[k]["p99_ms"], "{:.3f}", "-") if s.get(k) else "-" for k in keys]
-            f.write('"' + sc["title"].replace("Connection: close", "conn-close") + '" ' + " ".join(vals) + " " + " ".join(p99) + "\n")
+            short = (sc["title"].replace("Connection: close", "close").replace("readmongo limit=", "mongo l")
+                     .replace("keep-alive", "ka"))
+            f.write('"' + short + '" ' + " ".join(vals) + " " + " ".join(p99) + "\n")
     gp = os.path.join(WORK, "chart.gp")
     n = len(keys)
     rps_plot = ", ".join((f'"{dat}" using {i + 2}:xtic(1)' if i == 0 else f"'' using {i + 2}")
@@ -1090,7 +1198,7 @@ set key top right
 set grid ytics mytics
 set logscale y
 set xtics nomirror
-set multiplot layout 1,2 title "clusterd vs peers ({data['date']}, {data['machine']['nproc']} CPUs, {data['params']['workers']} worker processes each; log scale)"
+set multiplot layout 1,2 title "clusterd vs peers ({data['date']}, {data['machine']['nproc']} CPUs, {data['params']['workers']} worker processes each; log scale; ka = keep-alive, close = Connection: close, mongo lN = readmongo limit=N)"
 set title "throughput: median req/s (higher is better)"
 set ylabel "req/s"
 set yrange [100:*]
@@ -1128,6 +1236,10 @@ def main():
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per target per scenario")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--disturbed", type=float, default=0.25,
+                    help="a run during which other processes used more than this many cores is repeated")
+    ap.add_argument("--max-extra-rounds", type=int, help="per scenario (default 2, quick 1)")
+    ap.add_argument("--budget", type=int, help="seconds after which no extra rounds start (default 540, quick 75)")
     ap.add_argument("--wrk-timeout", type=int, default=5)
     ap.add_argument("--conns", type=int, default=64, help="wrk connections for /dummy")
     ap.add_argument("--mongo-conns", type=int, default=8,
@@ -1138,6 +1250,7 @@ def main():
     ap.add_argument("--skip-readmongo", action="store_true")
     ap.add_argument("--clusterd", help="clusterd binary (default build-release/clusterd)")
     ap.add_argument("--mongoc-loop", help="mongoc_loop binary")
+    ap.add_argument("--clusterd-note", help="said next to clusterd's version (run.sh: a stale binary)")
     ap.add_argument("--seed", help="cd-seed binary")
     ap.add_argument("--mongo-db", default="bench")
     ap.add_argument("--mongo-docs", type=int, default=2000, help="cd-seed N (users; orders 3N/2)")
@@ -1161,6 +1274,11 @@ def main():
     args.duration = int(max(1, min(round(args.duration), 60)))
     args.warmup = int(max(1, min(round(args.warmup), 30)))
     start_reps = 2 if args.quick else 5
+    if args.max_extra_rounds is None:
+        args.max_extra_rounds = 1 if args.quick else 2
+    if args.budget is None:
+        args.budget = 75 if args.quick else 540
+    DEADLINE[0] = time.monotonic() + args.budget
     kills = 2 if args.quick else 3
     _next_port[0] = args.port_base - 1
 
@@ -1198,7 +1316,8 @@ def main():
             "memory": {}, "startup": [], "replace": [], "work": WORK,
             "params": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
                        "workers": args.workers, "wrk_threads": args.wrk_threads, "conns": args.conns,
-                       "mongo_conns": args.mongo_conns}}
+                       "mongo_conns": args.mongo_conns,
+                       "disturbed": args.disturbed, "max_extra_rounds": args.max_extra_rounds}}
     versions = {}
     for k, t in targets.items():
         if not t.unavailable:
@@ -1208,6 +1327,8 @@ def main():
                 versions[k] = "?"
         elif k == "clusterd":
             versions["clusterd (git rev)"] = t.version() + " (not built)"
+    if args.clusterd_note and "clusterd (git rev)" in versions:
+        versions["clusterd (git rev)"] += f" ({args.clusterd_note})"
     versions["wrk"] = tool_version(["wrk", "-v"], lambda s: s.split()[1] if len(s.split()) > 1 else "?")
     data["versions"] = versions
 
@@ -1331,7 +1452,7 @@ def main():
             res = run_scenario(sc, entries, args, mongo)
             data["scenarios"].append({"name": sc["name"], "title": sc["title"], "path": sc["path"],
                                       "conns": sc["conns"], "rounds": res,
-                                      "summary": {k: summarize(v) for k, v in res.items()}})
+                                      "summary": {k: summarize(v, args.rounds) for k, v in res.items()}})
 
         for t in running:
             data["memory"][t.key]["end"] = process_memory(t.proc.pid)
@@ -1365,9 +1486,12 @@ def main():
     for row in data["startup"]:
         if row["target"] == "clusterd" and row["workers"] == 2:
             ws = [x for r in row["raw"] for x in r["worker_rss_kb"] if x]
+            ps = [x for r in row["raw"] for x in r.get("worker_private_kb", []) if x]
             if ws:
                 mx = max(ws)
-                goals.append(("idle dummy worker RSS < 3 MB (3072 KiB), dummy-only config", f"max {mx} KiB", yn(mx < 3072)))
+                goals.append(("idle dummy worker RSS < 3 MB (3072 KiB), dummy-only config", f"VmRSS max {mx} KiB", yn(mx < 3072)))
+            if ps:
+                goals.append(("(same, counting private memory only)", f"private max {max(ps)} KiB", yn(max(ps) < 3072)))
     for row in data["startup"]:
         if row["target"] == "clusterd" and row["workers"] == 8:
             v = row["all_serving_median"]

@@ -87,13 +87,35 @@ if [ -z "${BENCH_NO_INSTALL:-}" ]; then
 fi
 
 # ---- clusterd, release build ----------------------------------------------
+# The work tree first (what you are changing).  If it does not build (say,
+# mid-edit), the last commit, exported into the scratch directory, so the run
+# still measures a clusterd and says exactly which one.
+extra=()
+build_release() { # SRC BUILD LOG
+    timeout 900 cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release >"$3" 2>&1 &&
+        timeout 1200 cmake --build "$2" -j2 >>"$3" 2>&1
+}
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
     if [ -f "$repo/CMakeLists.txt" ]; then
         say "building clusterd (Release) in build-release/"
-        if ! { timeout 900 cmake -S "$repo" -B "$repo/build-release" -DCMAKE_BUILD_TYPE=Release >"$work/build.log" 2>&1 &&
-            timeout 1200 cmake --build "$repo/build-release" -j2 >>"$work/build.log" 2>&1; }; then
-            tail -n 30 "$work/build.log" >&2
-            say "clusterd build FAILED: clusterd will be reported unavailable"
+        if ! build_release "$repo" "$repo/build-release" "$work/build.log"; then
+            tail -n 15 "$work/build.log" >&2
+            rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null)
+            say "the work tree does not build; trying the last commit ${rev:-?}"
+            mkdir -p "$work/src"
+            if [ -n "$rev" ] && git -C "$repo" archive HEAD | tar -x -C "$work/src" &&
+                build_release "$work/src" "$work/build-head" "$work/build-head.log" &&
+                [ -x "$work/build-head/clusterd" ]; then
+                extra+=(--clusterd "$work/build-head/clusterd" --clusterd-note "commit $rev: the work tree did not build")
+                [ -x "$work/build-head/cd-seed" ] && extra+=(--seed "$work/build-head/cd-seed")
+            elif [ -x "$repo/build-release/clusterd" ]; then
+                tail -n 15 "$work/build-head.log" >&2 2>/dev/null
+                note="stale binary built $(date -r "$repo/build-release/clusterd" '+%F %T'): neither the work tree nor HEAD built"
+                say "measuring the existing build-release/clusterd ($note)"
+                extra+=(--clusterd-note "$note")
+            else
+                say "clusterd build FAILED: clusterd will be reported unavailable"
+            fi
         fi
     else
         say "no CMakeLists.txt: clusterd will be reported unavailable"
@@ -116,4 +138,4 @@ limit=1500
 [ $quick -eq 1 ] && limit=420
 cmdline="bench/run.sh${*:+ $*}"
 timeout --kill-after=15 "$limit" python3 "$here/bench.py" --work "$work" \
-    --mongoc-loop "$work/mongoc_loop" --command "$cmdline" "$@"
+    --mongoc-loop "$work/mongoc_loop" --command "$cmdline" ${extra[@]+"${extra[@]}"} "$@"

@@ -8,10 +8,12 @@
 
 extern const cd_service_type cd_service_dummy;
 extern const cd_service_type cd_service_readmongo;
+extern const cd_service_type cd_service_events;
 
 const cd_service_type *const cd_service_types[] = {
     &cd_service_dummy,
     &cd_service_readmongo,
+    &cd_service_events,
     NULL,
 };
 

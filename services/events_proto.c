@@ -1,0 +1,468 @@
+/*
+ * events_proto.c - the pure codecs of the events service (worker, on its
+ * loop; also the unit tests): a validating JSON scanner, the WebSocket
+ * accept key, Socket.IO v5 packet parsing, and room broadcasts on the bus.
+ *
+ * Every function reads bounded input ([p, end) or a length), never
+ * allocates and never logs; errors are return codes.  The JSON scanner
+ * recurses at most `depth` levels, so a hostile "[[[[..." costs a bounded
+ * stack.  See events.h for why the payloads stay raw JSON text.
+ */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <strings.h>
+
+#include "services/events.h"
+
+/* ---- JSON ---- */
+
+const char *cd_events__json_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static long hex4(const char *p, const char *end)
+{
+    if (end - p < 4)
+        return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* p at the opening quote; returns past the closing quote or NULL. */
+static const char *skip_string(const char *p, const char *end)
+{
+    p++;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return p + 1;
+        if (c < 0x20)
+            return NULL;
+        if (c != '\\') {
+            p++;
+            continue;
+        }
+        if (++p >= end)
+            return NULL;
+        switch (*p) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            p++;
+            break;
+        case 'u':
+            if (hex4(p + 1, end) < 0)
+                return NULL;
+            p += 5;
+            break;
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static const char *skip_digits(const char *p, const char *end)
+{
+    const char *s = p;
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    return p > s ? p : NULL;
+}
+
+static const char *skip_number(const char *p, const char *end)
+{
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if (!(p = skip_digits(p, end)))
+        return NULL;
+    if (p < end && *p == '.' && !(p = skip_digits(p + 1, end)))
+        return NULL;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (!(p = skip_digits(p, end)))
+            return NULL;
+    }
+    return p;
+}
+
+static const char *skip_literal(const char *p, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+const char *cd_events__json_skip(const char *p, const char *end, int depth)
+{
+    p = cd_events__json_ws(p, end);
+    if (p >= end)
+        return NULL;
+    switch (*p) {
+    case '"':
+        return skip_string(p, end);
+    case 't':
+        return skip_literal(p, end, "true");
+    case 'f':
+        return skip_literal(p, end, "false");
+    case 'n':
+        return skip_literal(p, end, "null");
+    case '[':
+    case '{': {
+        char close = *p == '[' ? ']' : '}';
+        int object = *p == '{';
+        if (depth <= 1)
+            return NULL;
+        p = cd_events__json_ws(p + 1, end);
+        if (p < end && *p == close)
+            return p + 1;
+        for (;;) {
+            if (object) {
+                p = cd_events__json_ws(p, end);
+                if (p >= end || *p != '"' || !(p = skip_string(p, end)))
+                    return NULL;
+                p = cd_events__json_ws(p, end);
+                if (p >= end || *p != ':')
+                    return NULL;
+                p++;
+            }
+            if (!(p = cd_events__json_skip(p, end, depth - 1)))
+                return NULL;
+            p = cd_events__json_ws(p, end);
+            if (p >= end)
+                return NULL;
+            if (*p == close)
+                return p + 1;
+            if (*p != ',')
+                return NULL;
+            p++;
+        }
+    }
+    default:
+        return skip_number(p, end);
+    }
+}
+
+static size_t put_utf8(char *out, unsigned long cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+int cd_events__json_string(const char *p, const char *end, char *out, size_t cap, const char **next)
+{
+    size_t o = 0;
+    if (p >= end || *p != '"' || cap == 0)
+        return -1;
+    p++;
+    while (p < end && *p != '"') {
+        unsigned char c = (unsigned char)*p;
+        char tmp[4];
+        size_t n = 1;
+        if (c < 0x20)
+            return -1;
+        if (c != '\\') {
+            tmp[0] = (char)c;
+            p++;
+        } else {
+            if (++p >= end)
+                return -1;
+            char e = *p++;
+            switch (e) {
+            case '"': case '\\': case '/': tmp[0] = e; break;
+            case 'b': tmp[0] = '\b'; break;
+            case 'f': tmp[0] = '\f'; break;
+            case 'n': tmp[0] = '\n'; break;
+            case 'r': tmp[0] = '\r'; break;
+            case 't': tmp[0] = '\t'; break;
+            case 'u': {
+                long cp = hex4(p, end);
+                if (cp <= 0) /* malformed, or U+0000: names are C strings */
+                    return -1;
+                p += 4;
+                if (cp >= 0xDC00 && cp <= 0xDFFF)
+                    return -1;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
+                    if (lo < 0xDC00 || lo > 0xDFFF)
+                        return -1;
+                    p += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                n = put_utf8(tmp, (unsigned long)cp);
+                break;
+            }
+            default:
+                return -1;
+            }
+        }
+        if (o + n >= cap)
+            return -1;
+        memcpy(out + o, tmp, n);
+        o += n;
+    }
+    if (p >= end)
+        return -1;
+    out[o] = '\0';
+    if (next)
+        *next = p + 1;
+    return (int)o;
+}
+
+int cd_events__json_get(const char *p, const char *end, const char *key, const char **val,
+                        const char **val_end)
+{
+    int found = 0;
+    /* The whole object is checked first, so a malformed tail after the key
+     * is still refused. */
+    const char *obj_end = cd_events__json_skip(p, end, CD_EVENTS_JSON_DEPTH);
+    p = cd_events__json_ws(p, end);
+    if (!obj_end || *p != '{')
+        return -EINVAL;
+    p = cd_events__json_ws(p + 1, end);
+    if (*p == '}')
+        return -ENOENT;
+    for (;;) {
+        char name[256];
+        int n = cd_events__json_string(p, obj_end, name, sizeof name, &p);
+        p = cd_events__json_ws(p, obj_end);
+        p = cd_events__json_ws(p + 1, obj_end); /* the ':' */
+        const char *v_end = cd_events__json_skip(p, obj_end, CD_EVENTS_JSON_DEPTH);
+        if (!found && n >= 0 && (size_t)n == strlen(key) && memcmp(name, key, (size_t)n) == 0) {
+            *val = p;
+            *val_end = v_end;
+            found = 1;
+        }
+        p = cd_events__json_ws(v_end, obj_end);
+        if (*p == '}')
+            break;
+        p++; /* the ',' */
+    }
+    return found ? 0 : -ENOENT;
+}
+
+/* ---- WebSocket handshake ---- */
+
+int cd_events__ws_accept(const char *key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char raw[20], dec[20], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char buf[24 + sizeof guid];
+
+    if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
+        return -EINVAL;
+    /* "==" padding means 16 bytes; EVP_DecodeBlock counts the padding too. */
+    if (EVP_DecodeBlock(dec, (const unsigned char *)key, 24) != 18)
+        return -EINVAL;
+    memcpy(buf, key, 24);
+    memcpy(buf + 24, guid, sizeof guid - 1);
+    if (!EVP_Digest(buf, 24 + sizeof guid - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+        return -EINVAL;
+    memcpy(raw, md, 20);
+    EVP_EncodeBlock((unsigned char *)out, raw, 20);
+    return 0;
+}
+
+int cd_events__header_has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *p = value;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- Socket.IO ---- */
+
+int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p)
+{
+    const char *s = msg, *end = msg + len;
+    memset(p, 0, sizeof *p);
+    p->nsp = "/";
+    p->nsp_len = 1;
+    p->ack_id = -1;
+    if (s >= end || *s < '0' || *s > '6')
+        return -EPROTO;
+    p->type = *s++ - '0';
+    if (p->type == CD_SIO_BINARY_EVENT || p->type == CD_SIO_BINARY_ACK)
+        return -ENOTSUP;
+    if (p->type == CD_SIO_CONNECT_ERROR)
+        return -EPROTO;
+    if (s < end && *s == '/') {
+        const char *c = memchr(s, ',', (size_t)(end - s));
+        /* Without a comma the namespace runs to the end (e.g. "40/admin"). */
+        p->nsp = s;
+        p->nsp_len = c ? (size_t)(c - s) : (size_t)(end - s);
+        s = c ? c + 1 : end;
+    }
+    if (s < end && *s >= '0' && *s <= '9') {
+        long long id = 0;
+        int digits = 0;
+        while (s < end && *s >= '0' && *s <= '9') {
+            if (++digits > 15) /* socket.io-client counts from 0; 15 digits is plenty */
+                return -EPROTO;
+            id = id * 10 + (*s++ - '0');
+        }
+        if (p->type != CD_SIO_EVENT && p->type != CD_SIO_ACK)
+            return -EPROTO;
+        p->ack_id = id;
+    }
+    if (s < end) {
+        const char *e = cd_events__json_skip(s, end, CD_EVENTS_JSON_DEPTH);
+        if (!e || cd_events__json_ws(e, end) != end)
+            return -EPROTO;
+        p->data = s;
+        p->data_len = (size_t)(end - s);
+    }
+    switch (p->type) {
+    case CD_SIO_CONNECT:
+        return !p->data || *cd_events__json_ws(p->data, end) == '{' ? 0 : -EPROTO;
+    case CD_SIO_DISCONNECT:
+        return p->data ? -EPROTO : 0;
+    case CD_SIO_ACK:
+        return p->data && *cd_events__json_ws(p->data, end) == '[' && p->ack_id >= 0 ? 0 : -EPROTO;
+    default: { /* EVENT */
+        if (!p->data)
+            return -EPROTO;
+        const char *a = cd_events__json_ws(p->data, end);
+        if (*a != '[')
+            return -EPROTO;
+        const char *n = cd_events__json_ws(a + 1, end);
+        if (n >= end || *n != '"')
+            return -EPROTO;
+        const char *ne = cd_events__json_skip(n, end, 1);
+        p->name = n;
+        p->name_len = (size_t)(ne - n);
+        const char *r = cd_events__json_ws(ne, end);
+        /* The array is well-formed, so after the name comes ']' or ','. */
+        const char *close = end;
+        while (close > r && *(close - 1) != ']')
+            close--;
+        close--;
+        if (*r == ',') {
+            p->args = r + 1;
+            p->args_len = (size_t)(close - (r + 1));
+        } else {
+            p->args = close;
+            p->args_len = 0;
+        }
+        return 0;
+    }
+    }
+}
+
+/* ---- room broadcasts ---- */
+
+long cd_events__bcast_encode(char *buf, size_t cap, const char *except, size_t except_len,
+                             const char *const *rooms, const size_t *room_lens, size_t nrooms,
+                             const char *packet, size_t packet_len)
+{
+    size_t need = 1 + 1 + except_len + 2 + packet_len;
+    for (size_t i = 0; i < nrooms; i++)
+        need += 2 + room_lens[i];
+    if (except_len > 255 || nrooms > 65535 || need > cap)
+        return -EMSGSIZE;
+    unsigned char *o = (unsigned char *)buf;
+    *o++ = 'R';
+    *o++ = (unsigned char)except_len;
+    memcpy(o, except, except_len);
+    o += except_len;
+    *o++ = (unsigned char)(nrooms >> 8);
+    *o++ = (unsigned char)nrooms;
+    for (size_t i = 0; i < nrooms; i++) {
+        if (room_lens[i] > 65535)
+            return -EMSGSIZE;
+        *o++ = (unsigned char)(room_lens[i] >> 8);
+        *o++ = (unsigned char)room_lens[i];
+        memcpy(o, rooms[i], room_lens[i]);
+        o += room_lens[i];
+    }
+    memcpy(o, packet, packet_len);
+    return (long)need;
+}
+
+int cd_events__bcast_decode(const void *msg, size_t len, cd_events_bcast *b)
+{
+    const unsigned char *p = msg, *end = p + len;
+    if (len < 4 || p[0] != 'R')
+        return -EINVAL;
+    p++;
+    b->except_len = *p++;
+    b->except = (const char *)p;
+    if ((size_t)(end - p) < b->except_len + 2)
+        return -EINVAL;
+    p += b->except_len;
+    b->nrooms = (size_t)p[0] << 8 | p[1];
+    p += 2;
+    b->rooms = p;
+    for (size_t i = 0; i < b->nrooms; i++) {
+        if (end - p < 2)
+            return -EINVAL;
+        size_t l = (size_t)p[0] << 8 | p[1];
+        if ((size_t)(end - p - 2) < l)
+            return -EINVAL;
+        p += 2 + l;
+    }
+    b->packet = (const char *)p;
+    b->packet_len = (size_t)(end - p);
+    return 0;
+}
+
+void cd_events__bcast_room(const unsigned char **cur, const char **name, size_t *len)
+{
+    const unsigned char *p = *cur;
+    *len = (size_t)p[0] << 8 | p[1];
+    *name = (const char *)p + 2;
+    *cur = p + 2 + *len;
+}

@@ -325,14 +325,8 @@ static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
         }
         c->nservices++;
     }
-    const char *rd = getenv("RUNTIME_DIRECTORY"); /* systemd's RuntimeDirectory= */
-    if (c->runtime_dir[0] == '\0' && rd && rd[0] == '/' && strlen(rd) < sizeof c->runtime_dir - 20 &&
-        !strchr(rd, ':'))
-        snprintf(c->runtime_dir, sizeof c->runtime_dir, "%s", rd);
-    if (c->runtime_dir[0] == '\0') {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)&c->addr;
-        snprintf(c->runtime_dir, sizeof c->runtime_dir, "/tmp/clusterd.%u", (unsigned)ntohs(in->sin_port));
-    }
+    if (c->runtime_dir[0] == '\0')
+        cd_conf_default_runtime_dir(&c->addr, c->runtime_dir, sizeof c->runtime_dir);
     if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms)
         return fail(err, errlen, c->path, 0, "heartbeat_timeout must be longer than heartbeat_interval");
     if (c->nservices == 0)
@@ -433,6 +427,50 @@ void cd_conf_free(cd_conf *c)
     free(c->path);
     free(c->text);
     free(c);
+}
+
+void cd_conf_default_runtime_dir(const struct sockaddr_storage *addr, char *out, size_t len)
+{
+    const char *rd = getenv("RUNTIME_DIRECTORY"); /* systemd's RuntimeDirectory= */
+    if (rd && rd[0] == '/' && strlen(rd) + 20 < len && !strchr(rd, ':')) {
+        snprintf(out, len, "%s", rd);
+        return;
+    }
+    const struct sockaddr_in *in = (const struct sockaddr_in *)addr; /* same port offset for v6 */
+    snprintf(out, len, "/tmp/clusterd.%u", (unsigned)ntohs(in->sin_port));
+}
+
+/* Only what clusterctl needs: [cluster] listen and runtime_dir, ignoring the rest. */
+typedef struct rd_state {
+    char listen[128];
+    char runtime_dir[200];
+} rd_state;
+
+static int rd_handler(void *user, const char *section, const char *name, const char *value)
+{
+    rd_state *st = user;
+    if (strcmp(section, "cluster") == 0 && strcmp(name, "listen") == 0)
+        snprintf(st->listen, sizeof st->listen, "%s", value);
+    if (strcmp(section, "cluster") == 0 && strcmp(name, "runtime_dir") == 0)
+        snprintf(st->runtime_dir, sizeof st->runtime_dir, "%s", value);
+    return 1;
+}
+
+int cd_conf_runtime_dir(const char *path, char *out, size_t len)
+{
+    rd_state st = {"127.0.0.1:8080", ""};
+    if (ini_parse(path, rd_handler, &st) < 0)
+        return -1;
+    if (st.runtime_dir[0]) {
+        snprintf(out, len, "%s", st.runtime_dir);
+        return 0;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (cd_parse_listen(st.listen, &ss, &sl) < 0)
+        return -1;
+    cd_conf_default_runtime_dir(&ss, out, len);
+    return 0;
 }
 
 int cd_conf_workers(const cd_conf *c)

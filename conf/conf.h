@@ -59,6 +59,14 @@ int cd_conf_load_text(const char *path, const char *text, size_t len, cd_conf **
                       size_t errlen);
 void cd_conf_free(cd_conf *c);
 
+/* The runtime dir when the config names none: $RUNTIME_DIRECTORY (systemd),
+ * else /tmp/clusterd.PORT. */
+void cd_conf_default_runtime_dir(const struct sockaddr_storage *addr, char *out, size_t len);
+/* The runtime dir a config file implies, read leniently (for clusterctl, which
+ * must find a running master even when the file on disk is now invalid).
+ * Returns 0 or -1 (unreadable file, bad listen). */
+int cd_conf_runtime_dir(const char *path, char *out, size_t len);
+
 /* The number of workers to run: c->workers, or the CPU count for auto. */
 int cd_conf_workers(const cd_conf *c);
 

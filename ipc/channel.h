@@ -23,6 +23,7 @@ enum cd_msg_type {
     CD_MSG_HEARTBEAT = 2, /* worker -> master: cd_stats payload */
     CD_MSG_STOP = 3,      /* master -> worker: graceful stop (drain, then exit 0) */
     CD_MSG_BOOTFAIL = 4,  /* worker -> master: text reason, before exiting */
+    CD_MSG_REOPEN = 5,    /* master -> worker: reopen log files (USR1) */
 };
 
 /* Counters a worker reports with each heartbeat. */

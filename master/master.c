@@ -45,7 +45,7 @@ static void reload_step(cd_master *m);
 static double backoff(unsigned fails);
 static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static int ensure_bus(cd_master *m);
-static void reload_finished(cd_master *m, int ok);
+static void reload_finished(cd_master *m, int ok, const char *why);
 
 static double now(cd_master *m) { return ev_now(m->loop); }
 
@@ -186,6 +186,8 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
     char reason[256];
     snprintf(reason, sizeof reason, "%s", p->bootfail[0] ? p->bootfail : "no reason given");
     proc_free(m, p);
+    cd_master_event(m, "{\"event\":\"worker_exited\",\"slot\":%d,\"pid\":%d,\"generation\":%u,\"status\":\"%s\"}",
+                    s ? s->index : -1, (int)pid, gen, how);
 
     if (m->stopping || state == PROC_DRAINING) {
         int level = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ? CD_LOG_INFO : CD_LOG_WARN;
@@ -193,7 +195,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
     } else if (bootfail && state == PROC_STARTING && m->reloading) {
         cd_err("reload aborted: the new worker for slot %d failed to boot: %s; the rest keeps the old generation",
                s->index, reason);
-        reload_finished(m, 0);
+        reload_finished(m, 0, reason);
     } else if (bootfail && state == PROC_STARTING) {
         cd_err("worker for slot %d failed to boot: %s; stopping (not respawning a worker that cannot start)",
                s ? s->index : -1, reason);
@@ -202,7 +204,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         cd_warn("worker pid %d (slot %d) %s after %.1fs", (int)pid, s ? s->index : -1, how, uptime);
         if (m->reloading && state == PROC_STARTING) {
             cd_err("reload aborted: the new worker for slot %d died before READY", s->index);
-            reload_finished(m, 0);
+            reload_finished(m, 0, "a new worker died before READY");
         }
     }
     if (s && s->retiring && !s->current && !m->stopping) {
@@ -224,6 +226,8 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         double delay = s->fails == 1 ? 0.0 : backoff(s->fails);
         if (delay > 0)
             cd_warn("respawning slot %d in %.0f ms (crash %u in a row)", s->index, delay * 1000, s->fails);
+        cd_master_event(m, "{\"event\":\"respawn_scheduled\",\"slot\":%d,\"delay_ms\":%.0f,\"crashes\":%u}",
+                        s->index, delay * 1000, s->fails);
         ev_timer_stop(m->loop, &s->respawn_w);
         ev_timer_set(&s->respawn_w, delay, 0.);
         ev_timer_start(m->loop, &s->respawn_w);
@@ -299,6 +303,8 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
                 p->state = PROC_READY;
             p->last_heartbeat = now(m);
             cd_info("worker pid %d for slot %d is ready", (int)p->pid, p->slot);
+            cd_master_event(m, "{\"event\":\"worker_ready\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", p->slot,
+                            (int)p->pid, p->generation);
             if (m->reloading)
                 reload_step(m);
             all_ready_check(m, was);
@@ -402,6 +408,7 @@ static void begin_stop(cd_master *m, int immediate, int code)
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
     double grace = immediate ? QUIT_GRACE : (double)m->conf->graceful_timeout_ms / 1000.0 + 0.5;
     cd_systemd_notify("STOPPING=1");
+    cd_master_event(m, "{\"event\":\"stopping\",\"immediate\":%s}", immediate ? "true" : "false");
     cd_notice("%s stop: %s", immediate ? "immediate" : "graceful",
               immediate ? "workers exit now" : "finishing in-flight requests");
     for (cd_proc *p = m->procs; p; p = p->next) {
@@ -419,7 +426,7 @@ static void begin_stop(cd_master *m, int immediate, int code)
 /* ---- reload ---- */
 
 /* Ends a rolling restart, done or aborted: tells systemd and operators. */
-static void reload_finished(cd_master *m, int ok)
+static void reload_finished(cd_master *m, int ok, const char *why)
 {
     m->reloading = 0;
     m->reload_failed = !ok;
@@ -428,12 +435,13 @@ static void reload_finished(cd_master *m, int ok)
     char when[32];
     localtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(m->last_reload, sizeof m->last_reload, "%s at %s (generation %u)", ok ? "done" : "FAILED", when,
-             m->generation);
+    snprintf(m->last_reload, sizeof m->last_reload, "%s at %s (generation %u)%s%.60s", ok ? "done" : "FAILED", when,
+             m->generation, why ? ": " : "", why ? why : "");
     cd_systemd_notify("READY=1");
     cd_systemd_status(m, ok ? "reload done" : "reload failed");
     if (ok)
         cd_notice("reload done: %d workers on generation %u", m->active, m->generation);
+    cd_master_event(m, "{\"event\":\"reload_%s\",\"generation\":%u}", ok ? "done" : "failed", m->generation);
     if (m->reload_pending) {
         m->reload_pending = 0;
         raise(SIGHUP);
@@ -466,45 +474,43 @@ static void reload_step(cd_master *m)
         if (!s->current) {
             s->current = old;
             cd_err("reload aborted at slot %d: cannot start a worker", s->index);
-            reload_finished(m, 0);
+            reload_finished(m, 0, "cannot start a worker");
             return;
         }
         return;
     }
     if (m->reloading)
-        reload_finished(m, 1);
+        reload_finished(m, 1, NULL);
 }
 
 static void apply_scale(cd_master *m, int target);
 
-static void reload(cd_master *m)
+int cd_master_reload(cd_master *m, char *err, size_t errlen)
 {
-    if (m->stopping)
-        return;
+    if (m->stopping) {
+        snprintf(err, errlen, "stopping");
+        return -1;
+    }
     if (m->reloading) {
         cd_notice("reload requested during a reload: it will follow");
         m->reload_pending = 1;
-        return;
+        return 0;
     }
-    char err[512];
     cd_conf *nc = NULL;
     cd_notice("reloading %s", m->conf_path);
-    if (cd_conf_load_file(m->conf_path, &nc, err, sizeof err) < 0) {
-        cd_err("reload failed, keeping the current configuration: %s", err);
-        return;
-    }
-    if (strcmp(nc->listen, m->conf->listen) != 0 || nc->backlog != m->conf->backlog) {
-        cd_err("reload failed, keeping the current configuration: %s: listen/backlog changed (%s -> %s); "
-               "that needs a restart",
-               m->conf_path, m->conf->listen, nc->listen);
-        cd_conf_free(nc);
-        return;
+    if (cd_conf_load_file(m->conf_path, &nc, err, errlen) < 0)
+        goto fail;
+    if (strcmp(nc->listen, m->conf->listen) != 0 || nc->backlog != m->conf->backlog ||
+        strcmp(nc->runtime_dir, m->conf->runtime_dir) != 0 || strcmp(nc->pidfile, m->conf->pidfile) != 0 ||
+        strcmp(nc->user, m->conf->user) != 0 || strcmp(nc->group, m->conf->group) != 0) {
+        snprintf(err, errlen, "%s: listen, backlog, runtime_dir, pidfile, user or group changed; that needs a restart",
+                 m->conf_path);
+        goto fail;
     }
     int fd = cd_spawn_conf_memfd(nc->text, nc->text_len);
     if (fd < 0) {
-        cd_log_errno(CD_LOG_ERR, -fd, "memfd_create", "reload failed, keeping the current configuration");
-        cd_conf_free(nc);
-        return;
+        snprintf(err, errlen, "memfd_create() failed: %s", strerror(-fd));
+        goto fail;
     }
     close(m->conf_memfd);
     m->conf_memfd = fd;
@@ -515,12 +521,20 @@ static void reload(cd_master *m)
     m->generation++;
     m->reloading = 1;
     cd_systemd_notify("RELOADING=1");
+    cd_master_event(m, "{\"event\":\"reload_begun\",\"generation\":%u}", m->generation);
     m->reload_failed = 0;
     m->reload_next = 0;
     int target = m->cli_workers ? m->cli_workers : cd_conf_workers(nc);
     if (target != m->active)
         apply_scale(m, target);
     reload_step(m);
+    return 0;
+fail:
+    cd_conf_free(nc);
+    cd_err("reload failed, keeping the current configuration: %s", err);
+    snprintf(m->last_reload, sizeof m->last_reload, "REJECTED: %.80s", err);
+    cd_master_event(m, "{\"event\":\"reload_rejected\"}");
+    return -1;
 }
 
 /* ---- scaling ---- */
@@ -545,6 +559,7 @@ static void apply_scale(cd_master *m, int target)
         if (!s->current)
             spawn_slot(m, s);
         cd_info("scaled up to %d workers", m->active);
+        cd_master_event(m, "{\"event\":\"scaled\",\"workers\":%d}", m->active);
     }
     while (m->active > target) {
         cd_slot *s = &m->slots[m->active - 1];
@@ -564,6 +579,7 @@ static void apply_scale(cd_master *m, int target)
             s->retiring = 0;
         }
         cd_info("scaled down to %d workers", m->active);
+        cd_master_event(m, "{\"event\":\"scaled\",\"workers\":%d}", m->active);
     }
 }
 
@@ -624,12 +640,43 @@ static void remove_runtime_dir(cd_master *m)
     if (!m->runtime_dir[0])
         return;
     char path[300];
-    static const char *const names[] = {"bus-in", "bus-out"};
+    static const char *const names[] = {"bus-in", "bus-out", "control", "events"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", m->runtime_dir, names[i]);
         unlink(path);
     }
     rmdir(m->runtime_dir); /* only if empty: never remove what is not ours */
+}
+
+int cd_master_scale(cd_master *m, int target, char *err, size_t errlen)
+{
+    if (m->stopping) {
+        snprintf(err, errlen, "stopping");
+        return -1;
+    }
+    if (target < 1 || target > CD_MAX_SLOTS) {
+        snprintf(err, errlen, "the worker count must be from 1 to %d", CD_MAX_SLOTS);
+        return -1;
+    }
+    if (target < m->activated) {
+        snprintf(err, errlen, "slots 0..%d have sockets from systemd; cannot go below %d", m->activated - 1,
+                 m->activated);
+        return -1;
+    }
+    apply_scale(m, target);
+    return 0;
+}
+
+void cd_master_stop(cd_master *m, int immediate) { begin_stop(m, immediate, 0); }
+
+void cd_master_reopen_logs(cd_master *m)
+{
+    /* The master logs to stderr (journald); workers own the access log. */
+    int n = 0;
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->chan_fd >= 0 && cd_ipc_send(p->chan_fd, CD_MSG_REOPEN, NULL, 0) == 0)
+            n++;
+    cd_notice("reopening log files: told %d worker(s)", n);
 }
 
 /* ---- signals ---- */
@@ -647,11 +694,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     case SIGQUIT:
         begin_stop(m, 1, 0);
         break;
-    case SIGHUP:
-        reload(m);
+    case SIGHUP: {
+        char err[512];
+        cd_master_reload(m, err, sizeof err); /* logged inside */
         break;
+    }
     case SIGTTIN:
-        if (!m->stopping)
+        if (!m->stopping && m->active < CD_MAX_SLOTS)
             apply_scale(m, m->active + 1);
         break;
     case SIGTTOU:
@@ -663,7 +712,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
             cd_notice("SIGTTOU ignored: already at one worker");
         break;
     case SIGUSR1:
-        cd_notice("SIGUSR1: logs go to stderr; nothing to reopen");
+        cd_master_reopen_logs(m);
         break;
     default:
         break;
@@ -724,7 +773,8 @@ static int prepare_process(cd_master *m)
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
 {
     cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1,
-                        .conf_memfd = -1, .pidfile_fd = -1, .bus = {.in = -1, .out = -1}};
+                        .conf_memfd = -1, .pidfile_fd = -1, .bus = {.in = -1, .out = -1},
+                        .ctl_rep = -1, .ctl_pub = -1};
     cd_master *m = &master;
     cd_log_role(-1, 0);
     signal(SIGPIPE, SIG_IGN);
@@ -771,7 +821,8 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
             goto out;
     m->active = n;
     steer(m);
-    if (ensure_bus(m) < 0)
+    m->started = ev_now(m->loop);
+    if (ensure_runtime_dir(m) < 0 || cd_control_open(m) < 0 || ensure_bus(m) < 0)
         goto out;
 
     static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
@@ -809,6 +860,7 @@ out:
         ev_io_stop(m->loop, &m->bus_w);
         cd_bus_close(&m->bus);
     }
+    cd_control_close(m);
     remove_runtime_dir(m);
     if (m->pidfile_fd >= 0)
         cd_pidfile_close(m->conf->pidfile, m->pidfile_fd);

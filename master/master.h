@@ -78,6 +78,9 @@ struct cd_master {
     ev_timer stop_deadline_w;
 
     cd_bus bus; /* relay for services with uses_bus; bus.in < 0 when closed */
+    int ctl_rep, ctl_pub; /* control plane sockets, -1 when closed */
+    ev_io ctl_w;
+    ev_tstamp started;
     ev_io bus_w;
     char runtime_dir[200]; /* created by us, removed at exit */
 
@@ -101,6 +104,21 @@ struct cd_master {
 
 /* Runs the master until it stops; returns the process exit code. */
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers);
+
+/* What signals and clusterctl ask of the master (master.c).  Each returns 0
+ * when the action has begun, or -1 with the reason in err. */
+int cd_master_reload(cd_master *m, char *err, size_t errlen); /* validates, then rolls */
+int cd_master_scale(cd_master *m, int workers, char *err, size_t errlen);
+void cd_master_stop(cd_master *m, int immediate);
+void cd_master_reopen_logs(cd_master *m); /* USR1: workers reopen their log files */
+/* Publishes a lifecycle event (a JSON object, printf format) to clusterctl
+ * followers (control.c).  A no-op when the control plane is closed. */
+void cd_master_event(cd_master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* control.c: the control plane (nanomsg REQ/REP at ipc://RUNDIR/control and
+ * PUB at ipc://RUNDIR/events, both mode 0600).  Returns 0 or -1 (logged). */
+int cd_control_open(cd_master *m);
+void cd_control_close(cd_master *m);
 
 /* spawn.c: forks and execs a worker for slot s.  Returns the new proc or
  * NULL (logged). */

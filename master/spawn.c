@@ -126,6 +126,8 @@ cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s)
     p->next = m->procs;
     m->procs = p;
     cd_info("started worker pid %d for slot %d (generation %u)", (int)pid, s->index, m->generation);
+    cd_master_event(m, "{\"event\":\"worker_started\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", s->index,
+                    (int)pid, m->generation);
     return p;
 fail:
     if (sv[0] >= 0)

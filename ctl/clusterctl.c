@@ -1,0 +1,391 @@
+/*
+ * clusterctl - talks to a running clusterd master over its control plane
+ * (nanomsg REQ to ipc://RUNDIR/control, SUB to ipc://RUNDIR/events).
+ *
+ *   clusterctl [-c FILE | -s RUNDIR] [--json] [-t SECONDS] COMMAND
+ *     status           a table of the workers (--json: the master's JSON)
+ *     reload           validate and roll; waits until done, fails with why
+ *     scale N          waits until N workers are ready and the rest gone
+ *     stop [--now]     waits until the master has exited
+ *     reopen-logs      workers reopen their log files
+ *     events           follows lifecycle events (until -t or Ctrl-C)
+ *
+ * The master answers every command at once; clusterctl waits for outcomes by
+ * following `status`.  A master that is absent or dead fails fast: no
+ * control socket, or no answer within two seconds.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/pubsub.h>
+#include <nanomsg/reqrep.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define ANSWER_MS 2000
+
+static char rundir[256];
+static int json_out;
+static double timeout_s = 120;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "clusterctl: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    exit(EXIT_FAIL);
+}
+
+/* Sends one command; returns the malloc'd reply or NULL (errno-like reason in why). */
+static char *request(const char *cmd, const char **why)
+{
+    char path[300], url[320];
+    snprintf(path, sizeof path, "%s/control", rundir);
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        *why = "no control socket (is clusterd running?)";
+        return NULL;
+    }
+    snprintf(url, sizeof url, "ipc://%s", path);
+    int s = nn_socket(AF_SP, NN_REQ);
+    int ms = ANSWER_MS;
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDTIMEO, &ms, sizeof ms);
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof ms);
+    char *reply = NULL;
+    if (s < 0 || nn_connect(s, url) < 0 || nn_send(s, cmd, strlen(cmd), 0) < 0) {
+        *why = "cannot send to the control socket";
+    } else {
+        char *msg;
+        int len = nn_recv(s, &msg, NN_MSG, 0);
+        if (len < 0) {
+            *why = "clusterd did not answer within 2s (dead, or a stale socket)";
+        } else {
+            reply = malloc((size_t)len + 1);
+            memcpy(reply, msg, (size_t)len);
+            reply[len] = '\0';
+            nn_freemsg(msg);
+        }
+    }
+    if (s >= 0)
+        nn_close(s);
+    return reply;
+}
+
+/* ---- a minimal reader for the flat JSON the master writes ---- */
+
+/* The raw value text after "key": in json (from `from`), or NULL. */
+static const char *json_find(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    return p ? p + strlen(pat) : NULL;
+}
+
+static double json_num(const char *json, const char *key)
+{
+    const char *v = json_find(json, key);
+    return v ? strtod(v, NULL) : -1;
+}
+
+static int json_bool(const char *json, const char *key)
+{
+    const char *v = json_find(json, key);
+    return v && strncmp(v, "true", 4) == 0;
+}
+
+static void json_str(const char *json, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *v = json_find(json, key);
+    if (!v || *v != '"')
+        return;
+    size_t o = 0;
+    for (v++; *v && *v != '"' && o + 1 < cap; v++) {
+        if (*v == '\\' && v[1])
+            v++;
+        out[o++] = *v;
+    }
+    out[o] = '\0';
+}
+
+static char *must(const char *cmd)
+{
+    const char *why = NULL;
+    char *r = request(cmd, &why);
+    if (!r)
+        die("%s: %s", rundir, why);
+    if (!json_bool(r, "ok")) {
+        char err[600];
+        json_str(r, "error", err, sizeof err);
+        fprintf(stderr, "clusterctl: %s failed: %s\n", cmd, err);
+        exit(EXIT_FAIL);
+    }
+    return r;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Iterates over the objects of "workers":[...]; returns the next one's start. */
+static const char *next_worker(const char *p)
+{
+    return strstr(p, "{\"slot\":");
+}
+
+static void print_status(const char *r)
+{
+    if (json_out) {
+        printf("%s\n", r);
+        return;
+    }
+    char last[200], listen[200];
+    json_str(r, "last_reload", last, sizeof last);
+    json_str(r, "listen", listen, sizeof listen);
+    printf("clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s\n", json_num(r, "pid"), listen,
+           json_num(r, "uptime"), json_num(r, "generation"), json_num(r, "workers_wanted"),
+           json_bool(r, "reloading") ? ", RELOADING" : "", json_bool(r, "stopping") ? ", STOPPING" : "");
+    if (last[0])
+        printf("last reload: %s\n", last);
+    printf("%-5s %-8s %-4s %-9s %9s %10s %9s %6s %9s %9s\n", "SLOT", "PID", "GEN", "STATE", "UPTIME", "REQUESTS",
+           "INFLIGHT", "CONNS", "RSS", "HEARTBEAT");
+    const char *workers = json_find(r, "workers");
+    for (const char *p = workers ? next_worker(workers) : NULL; p; p = next_worker(p + 1)) {
+        char state[32];
+        json_str(p, "state", state, sizeof state);
+        printf("%-5.0f %-8.0f %-4.0f %-9s %8.0fs %10.0f %9.0f %6.0f %8.1fM %8.1fs\n", json_num(p, "slot"),
+               json_num(p, "pid"), json_num(p, "generation"), state, json_num(p, "uptime"), json_num(p, "requests"),
+               json_num(p, "in_flight"), json_num(p, "connections"), json_num(p, "rss") / 1048576.0,
+               json_num(p, "heartbeat_age"));
+    }
+}
+
+/* Counts workers in the status reply: ready ones of generation gen (or any
+ * when gen < 0), and all of them. */
+static void count_workers(const char *r, double gen, int *ready, int *total)
+{
+    *ready = *total = 0;
+    const char *workers = json_find(r, "workers");
+    for (const char *p = workers ? next_worker(workers) : NULL; p; p = next_worker(p + 1)) {
+        char state[32];
+        json_str(p, "state", state, sizeof state);
+        (*total)++;
+        if (strcmp(state, "ready") == 0 && (gen < 0 || json_num(p, "generation") == gen))
+            (*ready)++;
+    }
+}
+
+static int cmd_reload(void)
+{
+    char *r = must("reload");
+    double gen = json_num(r, "generation");
+    free(r);
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        sleep_ms(100);
+        r = must("status");
+        int reloading = json_bool(r, "reloading");
+        if (!reloading) {
+            char last[200];
+            json_str(r, "last_reload", last, sizeof last);
+            int ready, total;
+            count_workers(r, gen, &ready, &total);
+            double wanted = json_num(r, "workers_wanted");
+            free(r);
+            if (strncmp(last, "done", 4) != 0) {
+                fprintf(stderr, "clusterctl: reload failed: %s\n", last);
+                return EXIT_FAIL;
+            }
+            if (ready >= wanted) {
+                printf("reload done: generation %.0f, %d workers ready\n", gen, ready);
+                return 0;
+            }
+            continue; /* rolled; the last new ones are coming up */
+        }
+        free(r);
+    }
+    fprintf(stderr, "clusterctl: reload still in progress after %.0fs\n", timeout_s);
+    return EXIT_FAIL;
+}
+
+static int cmd_scale(const char *n)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "scale %s", n);
+    free(must(cmd));
+    int want = atoi(n);
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        char *r = must("status");
+        int ready, total;
+        count_workers(r, -1, &ready, &total);
+        free(r);
+        if (ready == want && total == want) {
+            printf("%d workers ready\n", want);
+            return 0;
+        }
+        sleep_ms(100);
+    }
+    fprintf(stderr, "clusterctl: not at %d ready workers after %.0fs\n", want, timeout_s);
+    return EXIT_FAIL;
+}
+
+static int cmd_stop(int now)
+{
+    char *r = must(now ? "stop now" : "stop");
+    pid_t pid = (pid_t)json_num(r, "pid");
+    free(r);
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        if (kill(pid, 0) < 0 && errno == ESRCH) {
+            printf("stopped\n");
+            return 0;
+        }
+        /* Still there (or a zombie of our shell's): does it still answer? */
+        const char *why;
+        char *s = request("status", &why);
+        if (!s) {
+            printf("stopped\n");
+            return 0;
+        }
+        free(s);
+        sleep_ms(100);
+    }
+    fprintf(stderr, "clusterctl: clusterd pid %d still running after %.0fs\n", (int)pid, timeout_s);
+    return EXIT_FAIL;
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_int(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static int cmd_events(void)
+{
+    char path[300], url[320];
+    snprintf(path, sizeof path, "%s/events", rundir);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        die("%s: %s", rundir, "no events socket (is clusterd running?)");
+    snprintf(url, sizeof url, "ipc://%s", path);
+    int s = nn_socket(AF_SP, NN_SUB);
+    nn_setsockopt(s, NN_SUB, NN_SUB_SUBSCRIBE, "", 0);
+    int ms = 200;
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof ms);
+    if (nn_connect(s, url) < 0)
+        die("%s: %s", url, nn_strerror(nn_errno()));
+    signal(SIGINT, on_int);
+    signal(SIGTERM, on_int);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    double deadline = now_s() + timeout_s;
+    double last_check = now_s();
+    while (!interrupted && now_s() < deadline) {
+        char *msg;
+        int len = nn_recv(s, &msg, NN_MSG, 0);
+        if (len >= 0) {
+            printf("%.*s\n", len, msg);
+            nn_freemsg(msg);
+            continue;
+        }
+        /* Quiet: make sure the master is still there. */
+        if (now_s() - last_check > 2) {
+            last_check = now_s();
+            if (stat(path, &st) < 0) {
+                fprintf(stderr, "clusterctl: clusterd is gone\n");
+                break;
+            }
+        }
+    }
+    nn_close(s);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: clusterctl [-c FILE | -s RUNDIR] [--json] [-t SECONDS] COMMAND\n"
+               "commands: status, reload, scale N, stop [--now], reopen-logs, events\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf_path = NULL;
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+                                             {"now", no_argument, NULL, 'n'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    int opt, now = 0;
+    while ((opt = getopt_long(argc, argv, "c:s:t:jnh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': conf_path = optarg; break;
+        case 's': snprintf(rundir, sizeof rundir, "%s", optarg); break;
+        case 't': timeout_s = atof(optarg); break;
+        case 'j': json_out = 1; break;
+        case 'n': now = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!rundir[0]) {
+        /* The runtime dir comes from the config, like clusterd computes it. */
+        const char *env = getenv("CLUSTERD_CONF");
+        if (!conf_path)
+            conf_path = env ? env : "conf/services.ini";
+        if (cd_conf_runtime_dir(conf_path, rundir, sizeof rundir) < 0) {
+            fprintf(stderr, "clusterctl: cannot read [cluster] of %s (use -s RUNDIR to name the runtime dir)\n",
+                    conf_path);
+            return EXIT_USAGE;
+        }
+    }
+    const char *cmd = argv[optind];
+    int extra = argc - optind - 1;
+    if (strcmp(cmd, "status") == 0 && extra == 0) {
+        char *r = must("status");
+        print_status(r);
+        free(r);
+        return 0;
+    }
+    if (strcmp(cmd, "reload") == 0 && extra == 0)
+        return cmd_reload();
+    if (strcmp(cmd, "scale") == 0 && extra == 1)
+        return cmd_scale(argv[optind + 1]);
+    if (strcmp(cmd, "stop") == 0 && extra <= 1) {
+        if (extra == 1 && strcmp(argv[optind + 1], "--now") != 0) {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        return cmd_stop(now || extra == 1);
+    }
+    if (strcmp(cmd, "reopen-logs") == 0 && extra == 0) {
+        free(must("reopen-logs"));
+        return 0;
+    }
+    if (strcmp(cmd, "events") == 0 && extra == 0)
+        return cmd_events();
+    usage(stderr);
+    return EXIT_USAGE;
+}

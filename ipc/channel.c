@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -85,14 +86,50 @@ int cd_ipc_next(cd_ipc_decoder *d, cd_ipc_msg *msg)
     return 1;
 }
 
+const double cd_lat_bounds[CD_LAT_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                   0.05,   0.1,   0.25,   0.5,   1.0};
+
+void cd_snapshot_add(cd_snapshot *snap, const cd_stats *st)
+{
+    snap->requests += st->requests;
+    snap->accepted += st->accepted;
+    for (int i = 0; i < 6; i++)
+        snap->status[i] += st->status[i];
+    for (int i = 0; i < CD_LAT_BUCKETS; i++)
+        snap->lat_bucket[i] += st->lat_bucket[i];
+    snap->lat_sum_us += st->lat_sum_us;
+    for (int i = 0; i < CD_STATS_SERVICES; i++) {
+        const cd_svc_stats *s = &st->svc[i];
+        if (!s->name[0])
+            continue;
+        uint32_t k = 0;
+        while (k < snap->nsvc && strncmp(snap->svc[k].name, s->name, sizeof s->name) != 0)
+            k++;
+        if (k == snap->nsvc) {
+            if (k == CD_SNAP_SERVICES)
+                continue; /* more distinct names than we track: drop the extras */
+            memcpy(snap->svc[k].name, s->name, sizeof s->name);
+            snap->svc[k].name[sizeof s->name - 1] = '\0';
+            snap->nsvc++;
+        }
+        for (int c = 0; c < 6; c++)
+            snap->svc[k].status[c] += s->status[c];
+    }
+}
+
 int cd_ipc_send(int fd, unsigned type, const void *payload, size_t len)
 {
-    uint8_t frame[CD_IPC_HEADER + 1024];
-    if (len > sizeof frame - CD_IPC_HEADER)
-        return -EMSGSIZE; /* control messages are small by design */
-    int n = cd_ipc_encode(frame, sizeof frame, type, payload, len);
-    if (n < 0)
+    uint8_t stackbuf[CD_IPC_HEADER + 4096];
+    uint8_t *frame = len + CD_IPC_HEADER <= sizeof stackbuf ? stackbuf : malloc(CD_IPC_HEADER + len);
+    if (!frame)
+        return -ENOMEM;
+    int n = cd_ipc_encode(frame, CD_IPC_HEADER + len, type, payload, len);
+    if (n < 0) {
+        if (frame != stackbuf)
+            free(frame);
         return n;
+    }
+    int rc = 0;
     size_t off = 0;
     int waits = 0;
     while (off < (size_t)n) {
@@ -103,13 +140,19 @@ int cd_ipc_send(int fd, unsigned type, const void *payload, size_t len)
         }
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = -errno;
+            break;
+        }
         /* A frame must never be left half-written: wait briefly for room. */
-        if (++waits > 10)
-            return -EAGAIN;
+        if (++waits > 10) {
+            rc = -EAGAIN;
+            break;
+        }
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         poll(&p, 1, 10);
     }
-    return 0;
+    if (frame != stackbuf)
+        free(frame);
+    return rc;
 }

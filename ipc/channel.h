@@ -24,7 +24,20 @@ enum cd_msg_type {
     CD_MSG_STOP = 3,      /* master -> worker: graceful stop (drain, then exit 0) */
     CD_MSG_BOOTFAIL = 4,  /* worker -> master: text reason, before exiting */
     CD_MSG_REOPEN = 5,    /* master -> worker: reopen log files (USR1) */
+    CD_MSG_CLUSTER = 6,   /* master -> worker: cd_snapshot of the whole cluster */
 };
+
+#define CD_STATS_SERVICES 16 /* per-worker service counters (one is "-": no route) */
+#define CD_SNAP_SERVICES 32  /* cluster-wide, merged by name */
+#define CD_LAT_BUCKETS 12    /* latency histogram: 11 bounds + overflow */
+
+/* Upper bounds of the latency buckets, in seconds (Prometheus `le`). */
+extern const double cd_lat_bounds[CD_LAT_BUCKETS - 1];
+
+typedef struct cd_svc_stats {
+    char name[32];      /* service (section) name; "" = unused */
+    uint64_t status[6]; /* answered by class: [1]=1xx .. [5]=5xx */
+} cd_svc_stats;
 
 /* Counters a worker reports with each heartbeat. */
 typedef struct cd_stats {
@@ -34,7 +47,36 @@ typedef struct cd_stats {
     uint64_t accepted;    /* since start */
     uint64_t status[6];   /* answered by class: [1]=1xx .. [5]=5xx */
     uint64_t rss_bytes;
+    uint64_t lat_bucket[CD_LAT_BUCKETS]; /* routed requests by latency (not cumulative) */
+    uint64_t lat_sum_us;
+    cd_svc_stats svc[CD_STATS_SERVICES];
 } cd_stats;
+
+/* One worker as the master sees it. */
+typedef struct cd_snap_worker {
+    int32_t slot, pid;
+    uint32_t generation, state; /* state: 0 starting, 1 ready, 2 draining */
+    double uptime, heartbeat_age;
+    uint64_t requests, in_flight, connections, accepted, rss_bytes;
+} cd_snap_worker;
+
+/* The whole cluster, as the master sends it to every worker each heartbeat
+ * interval so that any worker can answer /metrics for all.  Counters include
+ * the workers that have exited, so they never go down. */
+typedef struct cd_snapshot {
+    uint32_t nworkers, nsvc;
+    uint64_t respawns;
+    uint64_t requests, accepted;
+    uint64_t status[6];
+    uint64_t lat_bucket[CD_LAT_BUCKETS];
+    uint64_t lat_sum_us;
+    cd_svc_stats svc[CD_SNAP_SERVICES];
+    cd_snap_worker workers[]; /* nworkers of them */
+} cd_snapshot;
+
+/* Adds a worker's counters into a snapshot's totals (merging services by
+ * name).  Used by the master. */
+void cd_snapshot_add(cd_snapshot *snap, const cd_stats *st);
 
 typedef struct cd_ipc_msg {
     unsigned type;
@@ -59,7 +101,8 @@ long cd_ipc_read(cd_ipc_decoder *d, int fd);
 /* Takes the next complete frame.  Returns 1 (msg filled), 0 (need more
  * bytes), -EPROTO (bad magic) or -EMSGSIZE (length over the maximum). */
 int cd_ipc_next(cd_ipc_decoder *d, cd_ipc_msg *msg);
-/* Sends one frame on a non-blocking fd, waiting at most ~100 ms for room.
+/* Sends one frame on a non-blocking fd, waiting at most ~100 ms for room
+ * (payloads up to CD_IPC_MAX_PAYLOAD).
  * Returns 0 or -errno (-EPIPE when the other side is gone). */
 int cd_ipc_send(int fd, unsigned type, const void *payload, size_t len);
 

@@ -172,8 +172,28 @@ static void maybe_done(cd_master *m)
         ev_break(m->loop, EVBREAK_ALL);
 }
 
+/* A worker's last words may still sit in its channel when SIGCHLD comes
+ * first: its final heartbeat (so no request goes uncounted) and the reason
+ * for a boot failure. */
+static void read_last_words(cd_proc *p)
+{
+    if (p->chan_fd < 0)
+        return;
+    for (int i = 0; i < 64 && cd_ipc_read(p->dec, p->chan_fd) > 0; i++) {
+        cd_ipc_msg msg;
+        while (cd_ipc_next(p->dec, &msg) > 0) {
+            if (msg.type == CD_MSG_HEARTBEAT && msg.len == sizeof p->stats)
+                memcpy(&p->stats, msg.payload, sizeof p->stats);
+            else if (msg.type == CD_MSG_BOOTFAIL)
+                snprintf(p->bootfail, sizeof p->bootfail, "%.*s", (int)msg.len, (const char *)msg.payload);
+        }
+    }
+}
+
 static void proc_exited(cd_master *m, cd_proc *p, int status)
 {
+    read_last_words(p);
+    cd_snapshot_add(m->retired, &p->stats); /* counters never go down */
     char how[128];
     describe_status(status, how, sizeof how);
     cd_slot *s = p->slot < m->nslots ? &m->slots[p->slot] : NULL;
@@ -226,6 +246,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         double delay = s->fails == 1 ? 0.0 : backoff(s->fails);
         if (delay > 0)
             cd_warn("respawning slot %d in %.0f ms (crash %u in a row)", s->index, delay * 1000, s->fails);
+        m->respawns++;
         cd_master_event(m, "{\"event\":\"respawn_scheduled\",\"slot\":%d,\"delay_ms\":%.0f,\"crashes\":%u}",
                         s->index, delay * 1000, s->fails);
         ev_timer_stop(m->loop, &s->respawn_w);
@@ -333,6 +354,50 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- tick: hung workers and overdue drains ---- */
 
+/* Sends every worker the whole cluster's counters, so any of them can answer
+ * /metrics for all. */
+static void send_snapshots(cd_master *m)
+{
+    int nw = 0;
+    for (cd_proc *p = m->procs; p; p = p->next)
+        nw++;
+    size_t len = sizeof(cd_snapshot) + (size_t)nw * sizeof(cd_snap_worker);
+    if (len > CD_IPC_MAX_PAYLOAD) {
+        nw = (int)((CD_IPC_MAX_PAYLOAD - sizeof(cd_snapshot)) / sizeof(cd_snap_worker));
+        len = sizeof(cd_snapshot) + (size_t)nw * sizeof(cd_snap_worker);
+    }
+    cd_snapshot *snap = malloc(len);
+    if (!snap)
+        return;
+    memcpy(snap, m->retired, sizeof *snap);
+    snap->respawns = m->respawns;
+    snap->nworkers = (uint32_t)nw;
+    int i = 0;
+    double t = now(m);
+    for (cd_proc *p = m->procs; p; p = p->next) {
+        cd_snapshot_add(snap, &p->stats);
+        if (i >= nw)
+            continue;
+        cd_snap_worker *sw = &snap->workers[i++];
+        memset(sw, 0, sizeof *sw);
+        sw->slot = p->slot;
+        sw->pid = p->pid;
+        sw->generation = p->generation;
+        sw->state = (uint32_t)p->state;
+        sw->uptime = t - p->started;
+        sw->heartbeat_age = t - p->last_heartbeat;
+        sw->requests = p->stats.requests;
+        sw->in_flight = p->stats.in_flight;
+        sw->connections = p->stats.connections;
+        sw->accepted = p->stats.accepted;
+        sw->rss_bytes = p->stats.rss_bytes;
+    }
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->chan_fd >= 0 && p->state != PROC_STARTING)
+            cd_ipc_send(p->chan_fd, CD_MSG_CLUSTER, snap, len);
+    free(snap);
+}
+
 /* Healthy: every active slot has a READY worker whose heartbeat is fresh. */
 static int healthy(cd_master *m)
 {
@@ -356,6 +421,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         !m->stopping) {
         cd_systemd_notify("WATCHDOG=1");
         m->last_watchdog = n;
+    }
+    if (n - m->last_snapshot >= (double)m->conf->heartbeat_interval_ms / 1000.0) {
+        send_snapshots(m);
+        m->last_snapshot = n;
     }
     if (n - m->last_status >= 10.0) {
         cd_systemd_status(m, NULL);
@@ -822,6 +891,9 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
     m->active = n;
     steer(m);
     m->started = ev_now(m->loop);
+    m->retired = calloc(1, sizeof *m->retired);
+    if (!m->retired)
+        goto out;
     if (ensure_runtime_dir(m) < 0 || cd_control_open(m) < 0 || ensure_bus(m) < 0)
         goto out;
 
@@ -862,6 +934,7 @@ out:
     }
     cd_control_close(m);
     remove_runtime_dir(m);
+    free(m->retired);
     if (m->pidfile_fd >= 0)
         cd_pidfile_close(m->conf->pidfile, m->pidfile_fd);
     free(m->slots);

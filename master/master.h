@@ -92,7 +92,9 @@ struct cd_master {
     int notified_ready; /* READY=1 sent */
     char last_reload[96];
     uint64_t watchdog_usec; /* 0: no WatchdogSec */
-    ev_tstamp last_watchdog, last_status;
+    ev_tstamp last_watchdog, last_status, last_snapshot;
+    cd_snapshot *retired; /* counters of workers that have exited */
+    uint64_t respawns;
 
     int stopping;
     int exit_code;

@@ -8,11 +8,15 @@
 
 extern const cd_service_type cd_service_dummy;
 extern const cd_service_type cd_service_readmongo;
+extern const cd_service_type cd_service_metrics;
+extern const cd_service_type cd_service_health;
 extern const cd_service_type cd_service_events;
 
 const cd_service_type *const cd_service_types[] = {
     &cd_service_dummy,
     &cd_service_readmongo,
+    &cd_service_metrics,
+    &cd_service_health,
     &cd_service_events,
     NULL,
 };

@@ -86,6 +86,14 @@ struct cd_service {
     void *worker;         /* the worker's context (opaque to services) */
 };
 
+/* ---- What a service may see of its worker (worker/worker.c) ---- */
+
+/* All services of this worker (for health checks). */
+cd_service *cd_service_all(cd_service *svc, size_t *n);
+/* The latest whole-cluster view the master sent (ipc/channel.h), or NULL
+ * before the first one arrives (within one heartbeat interval). */
+const struct cd_snapshot *cd_service_cluster(cd_service *svc);
+
 /* ---- Cross-worker messages (implemented in worker/worker.c) ---- */
 
 /* Sends msg to this service on every worker, this one included (through

@@ -71,6 +71,7 @@ struct cd_request {
     int expect_continue;
     void *data;
     int error_status; /* set when the request is refused while parsing */
+    double start;     /* when it was dispatched (ev_time) */
 };
 
 struct cd_conn {
@@ -316,20 +317,36 @@ static void queue_response(cd_conn *c, int status, const char *ctype, const char
     }
 }
 
-static void count_status(cd_worker *w, int status)
+/* Counts an answer: by class, by service (svc NULL: no route), by latency
+ * (start 0: refused before dispatch, not timed). */
+static void count(cd_worker *w, const cd_service *svc, int status, double start)
 {
     w->stats.requests++;
     int cls = status / 100;
-    if (cls >= 1 && cls <= 5)
-        w->stats.status[cls]++;
+    if (cls < 1 || cls > 5)
+        return;
+    w->stats.status[cls]++;
+    size_t idx = svc ? (size_t)(svc - w->services) : (size_t)w->unrouted_idx;
+    if (idx < CD_STATS_SERVICES)
+        w->stats.svc[idx].status[cls]++;
+    if (start > 0) {
+        double dt = ev_time() - start;
+        int b = 0;
+        while (b < CD_LAT_BUCKETS - 1 && dt > cd_lat_bounds[b])
+            b++;
+        w->stats.lat_bucket[b]++;
+        w->stats.lat_sum_us += (uint64_t)(dt * 1e6);
+    }
 }
+
+static void count_status(cd_worker *w, int status) { count(w, NULL, status, 0); }
 
 static void respond(cd_request *r, int status, const char *content_type, const char *body, size_t len,
                     const char *extra)
 {
     cd_worker *w = r->w;
     cd_conn *c = r->conn;
-    count_status(w, status);
+    count(w, r->svc, status, r->start);
     if (w->stats.in_flight)
         w->stats.in_flight--;
     if (c) {
@@ -375,7 +392,7 @@ int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len)
 {
     cd_worker *w = r->w;
     cd_conn *c = r->conn;
-    count_status(w, 101);
+    count(w, r->svc, 101, r->start);
     if (w->stats.in_flight)
         w->stats.in_flight--;
     request_free(r);
@@ -687,6 +704,7 @@ static void dispatch(cd_conn *c)
     c->state = CS_SERVICE;
     ev_timer_stop(w->loop, &c->timer);
     w->stats.in_flight++;
+    r->start = ev_time();
     cd_service *s = cd_router_match(w->routes, w->nservices, r->path);
     if (!s) {
         cd_request_respond_error(r, 404, "no route for this path");

@@ -32,6 +32,7 @@
 #define ORPHAN_DEADLINE 0.5
 
 static void begin_drain(cd_worker *w, double deadline);
+static void take_snapshot(cd_worker *w, const uint8_t *data, size_t len);
 
 static void stop_accepting(cd_worker *w)
 {
@@ -123,6 +124,10 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
     while ((rc = cd_ipc_next(&w->dec, &m)) > 0) {
         if (m.type == CD_MSG_STOP)
             begin_drain(w, (double)w->conf->graceful_timeout_ms / 1000.0);
+        else if (m.type == CD_MSG_CLUSTER)
+            take_snapshot(w, m.payload, m.len);
+        else if (m.type == CD_MSG_REOPEN)
+            cd_debug("reopening log files");
         else
             cd_debug("ignoring channel message type %u", m.type);
     }
@@ -132,6 +137,37 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
         w->orphan = 1;
         begin_drain(w, ORPHAN_DEADLINE);
     }
+}
+
+static void take_snapshot(cd_worker *w, const uint8_t *data, size_t len)
+{
+    cd_snapshot head;
+    if (len < sizeof head)
+        return;
+    memcpy(&head, data, sizeof head);
+    if (head.nsvc > CD_SNAP_SERVICES || len != sizeof head + (size_t)head.nworkers * sizeof(cd_snap_worker))
+        return; /* not what this binary would send: ignore */
+    if (len > w->snapshot_len) {
+        cd_snapshot *n = realloc(w->snapshot, len);
+        if (!n)
+            return;
+        w->snapshot = n;
+    }
+    memcpy(w->snapshot, data, len);
+    w->snapshot_len = len;
+}
+
+const cd_snapshot *cd_service_cluster(cd_service *svc)
+{
+    cd_worker *w = svc->worker;
+    return w->snapshot;
+}
+
+cd_service *cd_service_all(cd_service *svc, size_t *n)
+{
+    cd_worker *w = svc->worker;
+    *n = w->nservices;
+    return w->services;
 }
 
 static void drain_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -332,7 +368,11 @@ int cd_worker_main(int slot, unsigned generation)
         s->loop = w->loop;
         s->slot = w->slot;
         s->worker = w;
+        if (i < CD_STATS_SERVICES - 1)
+            snprintf(w->stats.svc[i].name, sizeof w->stats.svc[i].name, "%s", cs->name);
     }
+    w->unrouted_idx = conf->nservices < CD_STATS_SERVICES - 1 ? (int)conf->nservices : CD_STATS_SERVICES - 1;
+    snprintf(w->stats.svc[w->unrouted_idx].name, sizeof w->stats.svc[0].name, "-");
     for (size_t i = 0; i < conf->nservices; i++)
         if (conf->services[i].type->uses_bus && w->bus.in < 0) {
             int rc = cd_bus_worker_open(&w->bus, conf->runtime_dir);
@@ -393,6 +433,9 @@ int cd_worker_main(int slot, unsigned generation)
     cd_debug("ready: %zu service(s)", w->nservices);
     ev_run(w->loop, 0);
     code = 0;
+    /* Last words: the final counters, so the master loses no request count. */
+    read_rss(&w->stats);
+    cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, sizeof w->stats);
 
 out:
     if (w->loop)
@@ -406,6 +449,7 @@ out:
     }
     free(w->services);
     free(w->routes);
+    free(w->snapshot);
     if (w->loop)
         ev_loop_destroy(w->loop);
     cd_conf_free(conf);

@@ -56,6 +56,9 @@ typedef struct cd_worker {
     cd_service **routes; /* the same, longest route first (router.c) */
 
     cd_stats stats;
+    int unrouted_idx;      /* stats.svc index counting requests with no route */
+    cd_snapshot *snapshot; /* the latest cluster view from the master, or NULL */
+    size_t snapshot_len;
     cd_conn *conns; /* all open connections (doubly linked) */
     int nconns;
     int accepting;

@@ -1,0 +1,142 @@
+/*
+ * metrics.c - the metrics service: Prometheus text format for the whole
+ * cluster (worker).
+ *
+ * Any worker answers for all: each heartbeat interval the master sends every
+ * worker a snapshot of the cluster's counters (ipc/channel.h, cd_snapshot),
+ * so the answer lags by at most one interval and never blocks on the
+ * master.  Counters include workers that have exited, so they only go up.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc/channel.h"
+#include "services/service.h"
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 8192;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+static const char *const state_names[] = {"starting", "ready", "draining"};
+
+static void render(const cd_snapshot *s, buf *b)
+{
+    put(b, "# HELP clusterd_requests_total Requests answered, by service and status class.\n"
+           "# TYPE clusterd_requests_total counter\n");
+    for (uint32_t i = 0; i < s->nsvc; i++)
+        for (int c = 1; c <= 5; c++)
+            put(b, "clusterd_requests_total{service=\"%s\",code=\"%dxx\"} %llu\n", s->svc[i].name, c,
+                (unsigned long long)s->svc[i].status[c]);
+    put(b, "# HELP clusterd_request_duration_seconds Time from a complete request to its answer.\n"
+           "# TYPE clusterd_request_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < CD_LAT_BUCKETS - 1; i++) {
+        cum += s->lat_bucket[i];
+        put(b, "clusterd_request_duration_seconds_bucket{le=\"%g\"} %llu\n", cd_lat_bounds[i], (unsigned long long)cum);
+    }
+    cum += s->lat_bucket[CD_LAT_BUCKETS - 1];
+    put(b, "clusterd_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    put(b, "clusterd_request_duration_seconds_sum %.6f\n", (double)s->lat_sum_us / 1e6);
+    put(b, "clusterd_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+    put(b, "# HELP clusterd_accepted_connections_total Connections accepted.\n"
+           "# TYPE clusterd_accepted_connections_total counter\n"
+           "clusterd_accepted_connections_total %llu\n",
+        (unsigned long long)s->accepted);
+    put(b, "# HELP clusterd_respawns_total Workers respawned after dying.\n"
+           "# TYPE clusterd_respawns_total counter\n"
+           "clusterd_respawns_total %llu\n",
+        (unsigned long long)s->respawns);
+    uint64_t in_flight = 0;
+    int ready = 0;
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        in_flight += s->workers[i].in_flight;
+        ready += s->workers[i].state == 1;
+    }
+    put(b, "# HELP clusterd_in_flight Requests being handled now.\n# TYPE clusterd_in_flight gauge\n"
+           "clusterd_in_flight %llu\n",
+        (unsigned long long)in_flight);
+    put(b, "# HELP clusterd_workers_ready Workers serving.\n# TYPE clusterd_workers_ready gauge\n"
+           "clusterd_workers_ready %d\n",
+        ready);
+    static const struct {
+        const char *name, *type, *help;
+    } per[] = {
+        {"clusterd_worker_requests_total", "counter", "Requests answered by this worker process."},
+        {"clusterd_worker_in_flight", "gauge", "Requests this worker is handling now."},
+        {"clusterd_worker_connections", "gauge", "Open connections of this worker."},
+        {"clusterd_worker_accepted_total", "counter", "Connections this worker accepted."},
+        {"clusterd_worker_rss_bytes", "gauge", "Resident memory of this worker."},
+        {"clusterd_worker_heartbeat_age_seconds", "gauge", "Time since this worker's last heartbeat."},
+        {"clusterd_worker_uptime_seconds", "gauge", "Time since this worker started."},
+    };
+    for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
+        put(b, "# HELP %s %s\n# TYPE %s %s\n", per[k].name, per[k].help, per[k].name, per[k].type);
+        for (uint32_t i = 0; i < s->nworkers; i++) {
+            const cd_snap_worker *w = &s->workers[i];
+            double v = k == 0   ? (double)w->requests
+                       : k == 1 ? (double)w->in_flight
+                       : k == 2 ? (double)w->connections
+                       : k == 3 ? (double)w->accepted
+                       : k == 4 ? (double)w->rss_bytes
+                       : k == 5 ? w->heartbeat_age
+                                : w->uptime;
+            put(b, "%s{slot=\"%d\",pid=\"%d\",generation=\"%u\",state=\"%s\"} %.15g\n", per[k].name, w->slot, w->pid,
+                w->generation, w->state < 3 ? state_names[w->state] : "unknown", v);
+        }
+    }
+}
+
+static void metrics_handle(cd_service *svc, cd_request *req)
+{
+    if (cd_request_subpath(req)[0] != '\0') {
+        cd_request_respond_error(req, 404, "metrics has no sub-resources");
+        return;
+    }
+    const cd_snapshot *s = cd_service_cluster(svc);
+    if (!s) {
+        cd_request_respond_error(req, 503, "no cluster snapshot yet; retry in a second");
+        return;
+    }
+    buf b = {0};
+    render(s, &b);
+    if (!b.p) {
+        cd_request_respond_error(req, 500, "out of memory");
+        return;
+    }
+    cd_request_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+    free(b.p);
+}
+
+const cd_service_type cd_service_metrics = {
+    .name = "metrics",
+    .methods = CD_M_GET | CD_M_HEAD,
+    .handle = metrics_handle,
+};

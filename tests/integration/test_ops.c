@@ -1,0 +1,131 @@
+/*
+ * Integration tests of what operators watch: /metrics values after a known
+ * number of requests (answered by any worker for the whole cluster), and
+ * liveness/readiness, including a degraded readmongo whose database is down.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+
+#define CONF                                                                                                 \
+    "[cluster]\nlisten = 127.0.0.1:%d\nheartbeat_interval = 100ms\nheartbeat_timeout = 2s\n"                  \
+    "graceful_timeout = 3s\n"                                                                                \
+    "[dummy]\ntype = dummy\n[metrics]\ntype = metrics\n[healthz]\ntype = health\n"
+
+static th_server srv;
+
+static void fini(void)
+{
+    if (srv.pid > 0)
+        th_stop(&srv, SIGTERM, 5000);
+    if (srv.log_path[0])
+        cr_assert(!th_log_contains(&srv, "Sanitizer", 0), "sanitizer report in %s", srv.log_path);
+    th_cleanup(&srv);
+}
+
+TestSuite(ops, .fini = fini, .timeout = 60);
+
+/* The value of the exposition line starting with `series` (exact match up
+ * to the value), or -1. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static double scrape(const char *series)
+{
+    th_response r;
+    th_http(&r, srv.port, "GET", "/metrics", NULL, 2000);
+    cr_assert_eq(r.status, 200, "%d %s", r.status, r.body ? r.body : "");
+    cr_assert(strstr(r.headers, "Content-Type: text/plain; version=0.0.4"), "%s", r.headers);
+    double v = metric(r.body, series);
+    th_response_free(&r);
+    return v;
+}
+
+Test(ops, metrics_count_known_requests_across_workers)
+{
+    cr_assert_eq(th_start(&srv, 2, "/healthz", NULL, CONF), 0);
+    usleep(300000);
+    double ok0 = scrape("clusterd_requests_total{service=\"dummy\",code=\"2xx\"}");
+    double nf0 = scrape("clusterd_requests_total{service=\"-\",code=\"4xx\"}");
+    double m4 = scrape("clusterd_requests_total{service=\"dummy\",code=\"4xx\"}");
+    cr_assert_geq(ok0, 0);
+    for (int i = 0; i < 25; i++) {
+        th_response r;
+        th_http(&r, srv.port, "GET", "/dummy", NULL, 2000);
+        cr_assert_eq(r.status, 200);
+        th_response_free(&r);
+    }
+    for (int i = 0; i < 3; i++) {
+        th_response r;
+        th_http(&r, srv.port, "GET", "/nowhere", NULL, 2000);
+        th_http(&r, srv.port, "GET", "/dummy?delay_ms=nope", NULL, 2000);
+        th_response_free(&r);
+    }
+    usleep(400000); /* heartbeats to the master, snapshot back to the workers */
+    /* Each scrape lands on either worker; both must tell the same totals. */
+    for (int k = 0; k < 6; k++) {
+        cr_assert_eq(scrape("clusterd_requests_total{service=\"dummy\",code=\"2xx\"}"), ok0 + 25);
+        cr_assert_eq(scrape("clusterd_requests_total{service=\"-\",code=\"4xx\"}"), nf0 + 3);
+        cr_assert_eq(scrape("clusterd_requests_total{service=\"dummy\",code=\"4xx\"}"), m4 + 3);
+    }
+    cr_assert_eq(scrape("clusterd_workers_ready"), 2);
+    cr_assert_geq(scrape("clusterd_request_duration_seconds_count"), ok0 + 31);
+
+    /* A worker killed: its counts stay in the totals, and the respawn shows. */
+    pid_t w[2];
+    cr_assert_eq(th_workers(&srv, w, 2), 2);
+    kill(w[0], SIGKILL);
+    cr_assert_eq(th_wait_workers(&srv, 2, w, 1, 5000), 0);
+    usleep(500000);
+    cr_assert_geq(scrape("clusterd_requests_total{service=\"dummy\",code=\"2xx\"}"), ok0 + 25 - 0.5,
+                  "counters never go down");
+    cr_assert_eq(scrape("clusterd_respawns_total"), 1);
+}
+
+Test(ops, liveness_and_readiness)
+{
+    cr_assert_eq(th_start(&srv, 1, "/healthz", NULL, CONF), 0);
+    th_response r;
+    th_http(&r, srv.port, "GET", "/healthz", NULL, 2000);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"status\":\"ok\""), "%s", r.body);
+    th_response_free(&r);
+    th_http(&r, srv.port, "GET", "/healthz/ready", NULL, 2000);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"ready\":true"), "%s", r.body);
+    th_response_free(&r);
+}
+
+Test(ops, readiness_names_a_degraded_readmongo)
+{
+    int dead = th_free_port(); /* nothing listens there */
+    cr_assert_eq(th_start(&srv, 1, "/healthz", NULL,
+                          CONF "[readmongo]\ntype = readmongo\nuri = mongodb://127.0.0.1:%d/\ncollections = users\n"
+                               "server_selection_timeout = 300ms\nconnect_timeout = 200ms\n",
+                          dead),
+                 0);
+    th_response r;
+    /* A query notices the database is down (503)... */
+    th_http(&r, srv.port, "GET", "/readmongo/users", NULL, 5000);
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    th_response_free(&r);
+    /* ...and readiness says so, naming the service; liveness is still fine. */
+    th_http(&r, srv.port, "GET", "/healthz/ready", NULL, 2000);
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    cr_assert(strstr(r.body, "\"readmongo\":"), "%s", r.body);
+    th_response_free(&r);
+    th_http(&r, srv.port, "GET", "/healthz", NULL, 2000);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+}

@@ -171,6 +171,14 @@ static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
         }
         return integer(e, 1, 1024, &c->workers, p, err, errlen);
     }
+    if (strcmp(k, "max_requests") == 0 || strcmp(k, "max_requests_jitter") == 0) {
+        long long *dst = strcmp(k, "max_requests") == 0 ? &c->max_requests : &c->max_requests_jitter;
+        if (cd_parse_int(e->value, 0, 1LL << 40, dst) < 0)
+            return fail(err, errlen, p, e->line, "%s: expected a count (0 = off)", k);
+        return 0;
+    }
+    if (strcmp(k, "max_rss") == 0)
+        return size(e, 0, 1LL << 40, &c->max_rss, p, err, errlen);
     if (strcmp(k, "backlog") == 0)
         return integer(e, 1, 65535, &c->backlog, p, err, errlen);
     if (strcmp(k, "max_connections") == 0)

@@ -46,6 +46,9 @@ typedef struct cd_conf {
     size_t max_header_size;
     size_t max_body_size;
     int max_connections;
+    long long max_requests;        /* recycle a worker after this many (0 = never) */
+    long long max_requests_jitter; /* plus a random 0..jitter, so workers do not recycle together */
+    size_t max_rss;                /* recycle a worker whose RSS is above this (0 = never) */
 
     cd_conf_service *services;
     size_t nservices;

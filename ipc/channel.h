@@ -25,6 +25,7 @@ enum cd_msg_type {
     CD_MSG_BOOTFAIL = 4,  /* worker -> master: text reason, before exiting */
     CD_MSG_REOPEN = 5,    /* master -> worker: reopen log files (USR1) */
     CD_MSG_CLUSTER = 6,   /* master -> worker: cd_snapshot of the whole cluster */
+    CD_MSG_RECYCLE = 7,   /* worker -> master: max_requests reached, please replace me */
 };
 
 #define CD_STATS_SERVICES 16 /* per-worker service counters (one is "-": no route) */

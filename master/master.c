@@ -71,8 +71,40 @@ static void proc_free(cd_master *m, cd_proc *p)
     for (int i = 0; i < m->nslots; i++)
         if (m->slots[i].current == p)
             m->slots[i].current = NULL;
+    for (cd_proc *q = m->procs; q; q = q->next)
+        if (q->replaces == p)
+            q->replaces = NULL;
+    if (m->recycling == p)
+        m->recycling = NULL;
     free(p->dec);
     free(p);
+}
+
+/* Starts a worker that takes slot s over from its current one once READY
+ * (reload, rollback, recycling).  Returns it, or NULL (logged). */
+static cd_proc *replace_slot(cd_master *m, cd_slot *s)
+{
+    cd_proc *old = s->current;
+    cd_proc *p = cd_spawn_worker(m, s);
+    if (!p)
+        return NULL;
+    p->replaces = old;
+    s->current = p;
+    return p;
+}
+
+/* A replacement died before READY: the worker it was to replace keeps the
+ * slot.  Returns 1 when that happened. */
+static int keep_replaced(cd_master *m, cd_slot *s, cd_proc *dead_replaces)
+{
+    if (!s || !dead_replaces || dead_replaces->state == PROC_DRAINING)
+        return 0;
+    for (cd_proc *q = m->procs; q; q = q->next)
+        if (q == dead_replaces) {
+            s->current = q;
+            return 1;
+        }
+    return 0;
 }
 
 static int count_ready(cd_master *m)
@@ -200,6 +232,8 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
     int was_current = s && s->current == p;
     proc_state state = p->state;
     pid_t pid = p->pid;
+    cd_proc *replaced = p->replaces;
+    int was_recycling = m->recycling == p;
     int bootfail = WIFEXITED(status) && WEXITSTATUS(status) == CD_EXIT_BOOTFAIL;
     double uptime = now(m) - p->started;
     unsigned gen = p->generation;
@@ -212,9 +246,15 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
     if (m->stopping || state == PROC_DRAINING) {
         int level = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ? CD_LOG_INFO : CD_LOG_WARN;
         cd_log(level, "worker pid %d (slot %d, generation %u) %s", (int)pid, s ? s->index : -1, gen, how);
+    } else if (state == PROC_STARTING && keep_replaced(m, s, replaced)) {
+        /* A replacement (reload, rollback, recycling) failed: the old worker stays. */
+        cd_err("the new worker for slot %d %s before READY (%s); the old one keeps serving", s->index, how,
+               bootfail ? reason : "no boot failure reported");
+        if (m->reloading)
+            reload_finished(m, 0, bootfail ? reason : "a new worker died before READY");
+        else if (was_recycling)
+            cd_warn("recycling slot %d postponed", s->index);
     } else if (bootfail && state == PROC_STARTING && m->reloading) {
-        cd_err("reload aborted: the new worker for slot %d failed to boot: %s; the rest keeps the old generation",
-               s->index, reason);
         reload_finished(m, 0, reason);
     } else if (bootfail && state == PROC_STARTING) {
         cd_err("worker for slot %d failed to boot: %s; stopping (not respawning a worker that cannot start)",
@@ -222,10 +262,8 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         begin_stop(m, 0, 1);
     } else {
         cd_warn("worker pid %d (slot %d) %s after %.1fs", (int)pid, s ? s->index : -1, how, uptime);
-        if (m->reloading && state == PROC_STARTING) {
-            cd_err("reload aborted: the new worker for slot %d died before READY", s->index);
+        if (m->reloading && state == PROC_STARTING)
             reload_finished(m, 0, "a new worker died before READY");
-        }
     }
     if (s && s->retiring && !s->current && !m->stopping) {
         /* Scaled down and drained: now the listener can go. */
@@ -239,7 +277,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
             cd_info("slot %d retired", s->index);
         }
     }
-    if (s && was_current && s->wanted && !m->stopping) {
+    if (s && was_current && !s->current && s->wanted && !m->stopping) {
         if (uptime >= STABLE_AFTER)
             s->fails = 0;
         s->fails++;
@@ -324,6 +362,12 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
                 p->state = PROC_READY;
             p->last_heartbeat = now(m);
             cd_info("worker pid %d for slot %d is ready", (int)p->pid, p->slot);
+            if (p->replaces) { /* it takes over: the one it replaces drains */
+                send_stop(m, p->replaces);
+                p->replaces = NULL;
+            }
+            if (m->recycling == p)
+                m->recycling = NULL;
             cd_master_event(m, "{\"event\":\"worker_ready\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", p->slot,
                             (int)p->pid, p->generation);
             if (m->reloading)
@@ -341,6 +385,9 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
         case CD_MSG_BOOTFAIL:
             snprintf(p->bootfail, sizeof p->bootfail, "%.*s", (int)msg.len, (const char *)msg.payload);
             break;
+        case CD_MSG_RECYCLE:
+            p->recycle = 1;
+            break;
         default:
             cd_warn("worker pid %d sent unknown message type %u", (int)p->pid, msg.type);
         }
@@ -353,6 +400,35 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 /* ---- tick: hung workers and overdue drains ---- */
+
+/* Worker recycling: replaces at most one worker at a time that asked for it
+ * (max_requests) or grew past max_rss, never during a reload or a stop. */
+static void recycle_step(cd_master *m)
+{
+    if (m->recycling || m->reloading || m->stopping)
+        return;
+    for (int i = 0; i < m->active; i++) {
+        cd_slot *s = &m->slots[i];
+        cd_proc *p = s->current;
+        if (!p || p->state != PROC_READY)
+            continue;
+        if (m->conf->max_rss && p->stats.rss_bytes > m->conf->max_rss && !p->recycle) {
+            cd_notice("worker pid %d (slot %d) uses %llu bytes, over max_rss: recycling it", (int)p->pid, p->slot,
+                      (unsigned long long)p->stats.rss_bytes);
+            p->recycle = 1;
+        }
+        if (!p->recycle)
+            continue;
+        cd_info("recycling worker pid %d (slot %d) after %llu requests", (int)p->pid, p->slot,
+                (unsigned long long)p->stats.requests);
+        m->recycling = replace_slot(m, s);
+        if (m->recycling) {
+            p->recycle = 0;
+            cd_master_event(m, "{\"event\":\"recycle\",\"slot\":%d,\"pid\":%d}", p->slot, (int)p->pid);
+        }
+        return;
+    }
+}
 
 /* Sends every worker the whole cluster's counters, so any of them can answer
  * /metrics for all. */
@@ -422,6 +498,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         cd_systemd_notify("WATCHDOG=1");
         m->last_watchdog = n;
     }
+    recycle_step(m);
     if (n - m->last_snapshot >= (double)m->conf->heartbeat_interval_ms / 1000.0) {
         send_snapshots(m);
         m->last_snapshot = n;
@@ -497,19 +574,59 @@ static void begin_stop(cd_master *m, int immediate, int code)
 /* Ends a rolling restart, done or aborted: tells systemd and operators. */
 static void reload_finished(cd_master *m, int ok, const char *why)
 {
+    if (!ok && !m->rolling_back && m->prev_conf) {
+        /* Back to the previous config: slots already on the new one get
+         * workers of the old one again, the rest never changed. */
+        cd_err("reload failed (%s); rolling back to the previous configuration", why);
+        snprintf(m->reload_why, sizeof m->reload_why, "%s", why);
+        cd_conf_free(m->conf);
+        m->conf = m->prev_conf;
+        m->prev_conf = NULL;
+        close(m->conf_memfd);
+        m->conf_memfd = m->prev_memfd;
+        m->prev_memfd = -1;
+        m->generation--;
+        for (cd_proc *p = m->procs; p; p = p->next)
+            if (p->state == PROC_STARTING && p->replaces) { /* a replacement under way: cancel it */
+                cd_slot *s = &m->slots[p->slot];
+                if (s->current == p)
+                    s->current = p->replaces;
+                p->replaces = NULL;
+                send_stop(m, p);
+            }
+        m->rolling_back = 1;
+        m->reload_next = 0;
+        reload_step(m);
+        return;
+    }
+    if (!ok && m->rolling_back)
+        cd_err("rolling back failed too (%s); slots may run different configurations", why);
+    if (m->rolling_back) {
+        why = m->reload_why;
+        ok = 0;
+    }
     m->reloading = 0;
+    m->rolling_back = 0;
     m->reload_failed = !ok;
+    if (m->prev_conf) {
+        cd_conf_free(m->prev_conf);
+        m->prev_conf = NULL;
+        close(m->prev_memfd);
+        m->prev_memfd = -1;
+    }
     time_t t = time(NULL);
     struct tm tm;
     char when[32];
     localtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(m->last_reload, sizeof m->last_reload, "%s at %s (generation %u)%s%.60s", ok ? "done" : "FAILED", when,
-             m->generation, why ? ": " : "", why ? why : "");
+    snprintf(m->last_reload, sizeof m->last_reload, "%s at %s (generation %u)%s%.60s",
+             ok ? "done" : "FAILED, rolled back", when, m->generation, why ? ": " : "", why ? why : "");
     cd_systemd_notify("READY=1");
     cd_systemd_status(m, ok ? "reload done" : "reload failed");
     if (ok)
         cd_notice("reload done: %d workers on generation %u", m->active, m->generation);
+    else
+        cd_notice("rolled back: %d workers on generation %u", m->active, m->generation);
     cd_master_event(m, "{\"event\":\"reload_%s\",\"generation\":%u}", ok ? "done" : "failed", m->generation);
     if (m->reload_pending) {
         m->reload_pending = 0;
@@ -522,30 +639,25 @@ static void reload_step(cd_master *m)
     while (m->reloading && m->reload_next < m->active) {
         cd_slot *s = &m->slots[m->reload_next];
         cd_proc *cur = s->current;
-        if (cur && cur->generation == m->generation) {
+        if (!s->wanted) {
+            m->reload_next++;
+            continue;
+        }
+        if (!cur)
+            return; /* a respawn is pending; it starts with the new config */
+        if (cur->generation == m->generation) {
             if (cur->state != PROC_READY)
                 return; /* wait for READY (or its death, which aborts) */
-            /* The new one is serving: retire the old ones of this slot. */
             for (cd_proc *p = m->procs; p; p = p->next)
                 if (p->slot == s->index && p != cur)
                     send_stop(m, p);
             m->reload_next++;
             continue;
         }
-        if (!s->wanted) {
-            m->reload_next++;
-            continue;
-        }
-        /* Start the new generation on the same listener; the old worker keeps
-         * serving until the new one is READY. */
-        cd_proc *old = cur;
-        s->current = cd_spawn_worker(m, s);
-        if (!s->current) {
-            s->current = old;
-            cd_err("reload aborted at slot %d: cannot start a worker", s->index);
+        /* The new one starts on the same listener; the old one serves until
+         * the new one is READY. */
+        if (!replace_slot(m, s))
             reload_finished(m, 0, "cannot start a worker");
-            return;
-        }
         return;
     }
     if (m->reloading)
@@ -581,9 +693,10 @@ int cd_master_reload(cd_master *m, char *err, size_t errlen)
         snprintf(err, errlen, "memfd_create() failed: %s", strerror(-fd));
         goto fail;
     }
-    close(m->conf_memfd);
+    /* Keep the running config until the reload is done: a failure rolls back to it. */
+    m->prev_conf = m->conf;
+    m->prev_memfd = m->conf_memfd;
     m->conf_memfd = fd;
-    cd_conf_free(m->conf);
     m->conf = nc;
     if (ensure_bus(m) < 0)
         cd_err("reload: the new configuration's bus could not open; its broadcasts stay local");
@@ -843,7 +956,7 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
 {
     cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1,
                         .conf_memfd = -1, .pidfile_fd = -1, .bus = {.in = -1, .out = -1},
-                        .ctl_rep = -1, .ctl_pub = -1};
+                        .ctl_rep = -1, .ctl_pub = -1, .prev_memfd = -1};
     cd_master *m = &master;
     cd_log_role(-1, 0);
     signal(SIGPIPE, SIG_IGN);
@@ -941,6 +1054,9 @@ out:
     if (m->conf_memfd >= 0)
         close(m->conf_memfd);
     cd_notice("stopped (exit code %d)", m->exit_code);
+    cd_conf_free(m->prev_conf);
+    if (m->prev_memfd >= 0)
+        close(m->prev_memfd);
     cd_conf_free(m->conf);
     if (m->loop)
         ev_loop_destroy(m->loop);

@@ -43,6 +43,8 @@ typedef struct cd_proc {
     cd_stats stats;
     char bootfail[256]; /* reason a worker gave before failing to boot */
     int hung;           /* killed for missing heartbeats */
+    int recycle;        /* asked to be replaced (max_requests, max_rss) */
+    struct cd_proc *replaces; /* the worker this one takes over from once READY */
     struct cd_proc *next;
 } cd_proc;
 
@@ -90,15 +92,20 @@ struct cd_master {
     uid_t uid;
     gid_t gid;
     int notified_ready; /* READY=1 sent */
-    char last_reload[96];
+    char last_reload[192];
     uint64_t watchdog_usec; /* 0: no WatchdogSec */
     ev_tstamp last_watchdog, last_status, last_snapshot;
     cd_snapshot *retired; /* counters of workers that have exited */
     uint64_t respawns;
+    cd_proc *recycling; /* the replacement being started for a recycled worker */
 
     int stopping;
     int exit_code;
     int reloading;       /* rolling restart in progress */
+    int rolling_back;    /* ...back to the previous config after a failure */
+    cd_conf *prev_conf;  /* the config before the reload, until it is done */
+    int prev_memfd;
+    char reload_why[160];
     int reload_next;     /* next slot to roll */
     int reload_pending;  /* another HUP came during the reload */
     int reload_failed;

@@ -97,6 +97,12 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     cd_worker *w = t->data;
     read_rss(&w->stats);
+    /* Checked here, not per request: the request path stays free of it, and
+     * one interval of slack is nothing next to max_requests. */
+    if (w->recycle_after && !w->recycle_asked && !w->draining && w->stats.requests >= w->recycle_after) {
+        cd_info("served %llu requests (max_requests): asking to be replaced", (unsigned long long)w->stats.requests);
+        w->recycle_asked = cd_ipc_send(w->chan_fd, CD_MSG_RECYCLE, NULL, 0) == 0;
+    }
     int rc = cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, sizeof w->stats);
     if (rc == -EPIPE || rc == -ECONNRESET) {
         w->orphan = 1;
@@ -402,6 +408,11 @@ int cd_worker_main(int slot, unsigned generation)
         }
     }
 
+    if (conf->max_requests) {
+        srandom((unsigned)getpid());
+        w->recycle_after = (uint64_t)conf->max_requests +
+                           (conf->max_requests_jitter ? (uint64_t)random() % (uint64_t)(conf->max_requests_jitter + 1) : 0);
+    }
     ev_io_init(&w->accept_w, accept_cb, w->listen_fd, EV_READ);
     w->accept_w.data = w;
     ev_init(&w->accept_retry_w, accept_retry_cb);

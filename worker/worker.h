@@ -56,6 +56,8 @@ typedef struct cd_worker {
     cd_service **routes; /* the same, longest route first (router.c) */
 
     cd_stats stats;
+    uint64_t recycle_after; /* max_requests plus this worker's jitter (0 = never) */
+    int recycle_asked;
     int unrouted_idx;      /* stats.svc index counting requests with no route */
     cd_snapshot *snapshot; /* the latest cluster view from the master, or NULL */
     size_t snapshot_len;

@@ -305,6 +305,46 @@ Test(core, sighup_rolls_to_new_config_without_failed_requests)
     cr_assert_eq(th_wait_workers(&srv, 2, old, 2, 8000), 0, "both workers replaced");
 }
 
+Test(core, reload_whose_workers_cannot_boot_rolls_back)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);
+    pid_t before[2];
+    cr_assert_eq(th_workers(&srv, before, 2), 2);
+    int rfd;
+    pid_t c = client_loop(srv.port, 3000, &rfd, "{\"v\":1}");
+    msleep(300);
+    /* Valid syntax, but the new workers cannot start: body_file is missing. */
+    cr_assert_eq(th_write_conf(&srv, BASE_CONF "[dummy]\ntype = dummy\nbody_file = /nonexistent/v2.json\n", srv.port), 0);
+    kill(srv.pid, SIGHUP);
+    cr_assert(th_log_contains(&srv, "rolled back", 8000), "the reload rolled back");
+    loop_result res = client_result(c, rfd);
+    cr_assert_eq(res.failed, 0, "%d requests failed", res.failed);
+    cr_assert_eq(res.bodies_changed, 0, "every answer came from the old config");
+    cr_assert(get_ok("/dummy", "{\"v\":1}"));
+    pid_t after[2];
+    cr_assert_eq(th_workers(&srv, after, 2), 2, "still two workers: the master did not stop");
+    cr_assert(!th_log_contains(&srv, "stopping (not respawning", 0));
+    /* A good config afterwards reloads normally. */
+    cr_assert_eq(th_write_conf(&srv, BASE_CONF DUMMY("{\"v\":3}"), srv.port), 0);
+    kill(srv.pid, SIGHUP);
+    cr_assert(th_log_contains(&srv, "reload done", 8000));
+    cr_assert(get_ok("/dummy", "{\"v\":3}"));
+}
+
+Test(core, workers_recycle_after_max_requests_without_failures)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "max_requests = 50\n" DUMMY("{\"r\":1}")), 0);
+    pid_t first[1];
+    cr_assert_eq(th_workers(&srv, first, 1), 1);
+    int rfd;
+    pid_t c = client_loop(srv.port, 2500, &rfd, "{\"r\":1}");
+    loop_result res = client_result(c, rfd);
+    cr_assert_gt(res.ok, 100);
+    cr_assert_eq(res.failed, 0, "%d of %d requests failed across recycling", res.failed, res.ok + res.failed);
+    cr_assert(th_log_contains(&srv, "recycling worker", 3000));
+    cr_assert_eq(th_wait_workers(&srv, 1, first, 1, 5000), 0, "the first worker was replaced");
+}
+
 Test(core, bad_config_on_hup_keeps_the_old_one)
 {
     cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);

@@ -46,12 +46,17 @@ Test(channel, round_trip_with_every_split)
 
 Test(channel, byte_by_byte_many_frames)
 {
-    uint8_t buf[1024];
+    static uint8_t buf[6 * (CD_IPC_HEADER + sizeof(cd_stats))];
     size_t len = 0;
     cd_stats st = {.requests = 42, .in_flight = 3};
-    for (int i = 0; i < 5; i++)
-        len += (size_t)cd_ipc_encode(buf + len, sizeof buf - len, CD_MSG_HEARTBEAT, &st, sizeof st);
-    len += (size_t)cd_ipc_encode(buf + len, sizeof buf - len, CD_MSG_READY, NULL, 0);
+    for (int i = 0; i < 5; i++) {
+        int n = cd_ipc_encode(buf + len, sizeof buf - len, CD_MSG_HEARTBEAT, &st, sizeof st);
+        cr_assert_gt(n, 0);
+        len += (size_t)n;
+    }
+    int n = cd_ipc_encode(buf + len, sizeof buf - len, CD_MSG_READY, NULL, 0);
+    cr_assert_gt(n, 0);
+    len += (size_t)n;
     cd_ipc_decoder *d = dec_new();
     int got = 0, ready = 0;
     for (size_t i = 0; i < len; i++) {

@@ -95,6 +95,7 @@ struct ws_conn {
     int fd;
     enum conn_phase phase;
     int dead;          /* free at the next conn_update */
+    int peer_gone;     /* recv saw EOF or an error: nothing more to say */
     int awaiting_pong; /* "2" sent, "3" not back yet */
     size_t read_round; /* bytes read in this loop iteration (fairness) */
     wslay_event_context_ptr ws;
@@ -391,10 +392,12 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         c->read_round += (size_t)n;
         return n;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-    else
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE); /* EOF or reset */
+    } else {
+        c->peer_gone = 1; /* EOF or reset */
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    }
     return -1;
 }
 
@@ -553,6 +556,45 @@ static void linger_read(ws_conn *c)
     }
 }
 
+/* wslay_event_recv() failed although the peer is still there: its frame
+ * parser met a frame it cannot even frame (a fragmented or oversized
+ * control frame, a non-minimal length).  wslay then queues a close frame
+ * without a status code; RFC 6455 wants 1002, and a client deserves to
+ * know.  When nothing was queued or half-sent before this read, the
+ * output is at a frame boundary, so we can drop wslay's close and write a
+ * 1002 close frame ourselves (4 header bytes and a short reason, on a
+ * socket with nothing pending: a single send).  Otherwise wslay's own
+ * close goes out after what is queued. */
+static void conn_frame_error(ws_conn *c, int was_idle)
+{
+    static const char frame[] = "\x88\x0f\x03\xea" "invalid frame";
+    if (was_idle) {
+        wslay_event_shutdown_write(c->ws);
+        if (send(c->fd, frame, sizeof frame - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            cd_debug("events: client %s: close frame not sent: %s", c->sid, strerror(errno));
+    }
+    cd_debug("events: client %s: closing (1002 invalid frame)", c->sid);
+    c->phase = PH_CLOSING;
+    room_leave_all(c);
+    ev_timer_stop(c->st->svc->loop, &c->hb);
+    ev_timer_set(&c->hb, CLOSE_GRACE, 0.);
+    ev_timer_start(c->st->svc->loop, &c->hb);
+}
+
+/* Feeds the client's input to wslay (which calls ws_msg_cb per message). */
+static void conn_read(ws_conn *c)
+{
+    c->read_round = 0;
+    int was_idle = !wslay_event_want_write(c->ws) && c->hs_off == c->hs_len;
+    int r = wslay_event_recv(c->ws);
+    if (r < 0 && (c->peer_gone || r == WSLAY_ERR_NOMEM || c->phase >= PH_CLOSING))
+        c->dead = 1;
+    else if (r < 0)
+        conn_frame_error(c, was_idle);
+    /* Answer what this input produced (pongs, acks) right away. */
+    conn_flush(c);
+}
+
 static void rio_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
@@ -564,11 +606,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *io, int revents)
             conn_free(c);
         return;
     }
-    c->read_round = 0;
-    if (wslay_event_recv(c->ws) < 0)
-        c->dead = 1;
-    /* Answer what this input produced (pongs, acks) right away. */
-    conn_flush(c);
+    conn_read(c);
     conn_update(c);
 }
 
@@ -1091,12 +1129,8 @@ static void start_session(events_state *st, cd_request *req, const char *accept)
                      eio_sid, conf->ping_interval_ms, conf->ping_timeout_ms, conf->max_message_size);
     conn_send(c, open, (size_t)n);
     conn_flush(c);
-    if (c->pre && !c->dead) {
-        c->read_round = 0;
-        if (wslay_event_recv(c->ws) < 0)
-            c->dead = 1;
-        conn_flush(c);
-    }
+    if (c->pre && !c->dead)
+        conn_read(c);
     conn_update(c);
 }
 

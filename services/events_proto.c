@@ -276,7 +276,7 @@ int cd_events__json_get(const char *p, const char *end, const char *key, const c
         p = cd_events__json_ws(v_end, obj_end);
         if (*p == '}')
             break;
-        p++; /* the ',' */
+        p = cd_events__json_ws(p + 1, obj_end); /* the ',' */
     }
     return found ? 0 : -ENOENT;
 }
@@ -416,7 +416,8 @@ long cd_events__bcast_encode(char *buf, size_t cap, const char *except, size_t e
     unsigned char *o = (unsigned char *)buf;
     *o++ = 'R';
     *o++ = (unsigned char)except_len;
-    memcpy(o, except, except_len);
+    if (except_len) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(o, except, except_len);
     o += except_len;
     *o++ = (unsigned char)(nrooms >> 8);
     *o++ = (unsigned char)nrooms;

@@ -1,0 +1,605 @@
+/*
+ * test_events.c - integration tests of the events service: the real
+ * clusterd (-w 2) on a loopback port, driven by
+ *   - the real socket.io-client 4.x (npm; the scripts in tests/socketio,
+ *     run with node): rooms across workers, acks, publish, reconnect, a SIGKILLed
+ *     worker, a 1000-client broadcast;
+ *   - a raw WebSocket client written here, for what a well-behaved client
+ *     never sends: unmasked, reserved-opcode, oversized and binary frames,
+ *     broken Engine.IO/Socket.IO packets, a client that never answers
+ *     pings, a client that never reads.
+ * Each case checks the close code the server sends and that the other
+ * clients are undisturbed.  Every wait is bounded; node runs in its own
+ * process group and is SIGKILLed at its deadline.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+
+#define BASE_CONF                                                                                            \
+    "[cluster]\n"                                                                                            \
+    "listen = 127.0.0.1:%d\n"                                                                                \
+    "graceful_timeout = 5s\n"                                                                                \
+    "heartbeat_interval = 200ms\n"                                                                           \
+    "heartbeat_timeout = 3s\n"                                                                               \
+    "[dummy]\ntype = dummy\nroute = /dummy\n"                                                                \
+    "[events]\ntype = events\nroute = /socket.io\n"
+
+static th_server srv;
+
+static void fini(void)
+{
+    if (srv.pid > 0)
+        th_stop(&srv, SIGTERM, 8000);
+    /* In the sanitizer build, any report from the master or a worker fails the test. */
+    if (srv.log_path[0])
+        cr_assert(!th_log_contains(&srv, "Sanitizer", 0) && !th_log_contains(&srv, "runtime error:", 0),
+                  "sanitizer report in %s", srv.log_path);
+}
+
+TestSuite(events, .fini = fini, .timeout = 120);
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- node ---- */
+
+static void print_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f))
+        fprintf(stderr, "  | %s", line);
+    fclose(f);
+}
+
+/* Runs `node tests/socketio/SCRIPT PORT [a3 [a4]]` with a deadline; returns
+ * its exit status (0 = the script's checks passed), or -1 on timeout. */
+static int run_node(const char *script, int timeout_ms, const char *a3, const char *a4)
+{
+    const char *src = getenv("CLUSTERD_SRC") ? getenv("CLUSTERD_SRC") : ".";
+    char path[512], mods[512], out[400], port[16];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/tests/socketio/%s", src, script);
+    snprintf(mods, sizeof mods, "%s/tests/socketio/node_modules/socket.io-client", src);
+    snprintf(out, sizeof out, "%s/node-%s.log", srv.dir, script);
+    snprintf(port, sizeof port, "%d", srv.port);
+    cr_assert(stat(mods, &sb) == 0, "%s is missing: run scripts/npm-setup.sh", mods);
+
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execlp("node", "node", path, port, a3, a4, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    long long deadline = th_now_ms() + timeout_ms;
+    int st = 0, rc = -1;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) {
+            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        if (th_now_ms() > deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            fprintf(stderr, "node %s: killed at its %d ms deadline\n", script, timeout_ms);
+            break;
+        }
+        msleep(20);
+    }
+    fprintf(stderr, "node %s (exit %d):\n", script, rc);
+    print_file(out);
+    return rc;
+}
+
+/* The pid of the worker of `slot` (from its command line). */
+static pid_t worker_of_slot(int slot)
+{
+    pid_t w[8];
+    int n = th_workers(&srv, w, 8);
+    for (int i = 0; i < n; i++) {
+        char p[64], cmd[256];
+        snprintf(p, sizeof p, "/proc/%d/cmdline", (int)w[i]);
+        FILE *f = fopen(p, "r");
+        if (!f)
+            continue;
+        size_t l = fread(cmd, 1, sizeof cmd - 1, f);
+        fclose(f);
+        cmd[l] = '\0';
+        /* argv: clusterd\0--worker\0SLOT\0GEN */
+        const char *a = cmd + strlen(cmd) + 1;
+        if (strcmp(a, "--worker") == 0 && atoi(a + strlen(a) + 1) == slot)
+            return w[i];
+    }
+    return -1;
+}
+
+/* ---- a raw WebSocket client ---- */
+
+static int tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads exactly len bytes within timeout_ms.  Returns 0 or -1. */
+static int read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+    size_t got = 0;
+    long long deadline = th_now_ms() + timeout_ms;
+    while (got < len) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long long left = deadline - th_now_ms();
+        if (poll(&p, 1, left > 0 ? (int)left : 0) != 1)
+            return -1;
+        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Sends the upgrade request for `target` with extra header lines; returns
+ * the fd after a 101, else closes it and returns -(HTTP status) (or -1). */
+static int ws_open(const char *target, const char *extra)
+{
+    int fd = tcp_connect(srv.port);
+    if (fd < 0)
+        return -1;
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     target, extra ? extra : "");
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        close(fd);
+        return -1;
+    }
+    /* The response head, byte by byte so no frame is read past it. */
+    char head[2048];
+    size_t l = 0;
+    while (l < sizeof head - 1) {
+        if (read_full(fd, head + l, 1, 3000) < 0)
+            break;
+        l++;
+        if (l >= 4 && memcmp(head + l - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    head[l] = '\0';
+    int status = 0;
+    if (sscanf(head, "HTTP/1.1 %d", &status) != 1)
+        status = 1;
+    if (status != 101) {
+        close(fd);
+        return -status;
+    }
+    cr_expect(strstr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "%s", head);
+    return fd;
+}
+
+/* Sends one frame; masked unless `unmasked`. */
+static int ws_frame(int fd, int fin, int opcode, int unmasked, const void *payload, size_t len)
+{
+    unsigned char hdr[14];
+    size_t h = 0;
+    static const unsigned char key[4] = {0x12, 0x34, 0x56, 0x78};
+    hdr[h++] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x7f)); /* opcode may carry RSV bits */
+    unsigned char m = unmasked ? 0 : 0x80;
+    if (len < 126) {
+        hdr[h++] = m | (unsigned char)len;
+    } else if (len < 65536) {
+        hdr[h++] = m | 126;
+        hdr[h++] = (unsigned char)(len >> 8);
+        hdr[h++] = (unsigned char)len;
+    } else {
+        hdr[h++] = m | 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[h++] = (unsigned char)((unsigned long long)len >> (8 * i));
+    }
+    if (!unmasked) {
+        memcpy(hdr + h, key, 4);
+        h += 4;
+    }
+    unsigned char *buf = malloc(h + len);
+    memcpy(buf, hdr, h);
+    for (size_t i = 0; i < len; i++)
+        buf[h + i] = ((const unsigned char *)payload)[i] ^ (unmasked ? 0 : key[i & 3]);
+    ssize_t n = send(fd, buf, h + len, MSG_NOSIGNAL);
+    free(buf);
+    return n == (ssize_t)(h + len) ? 0 : -1;
+}
+
+static int ws_text(int fd, const char *s) { return ws_frame(fd, 1, 1, 0, s, strlen(s)); }
+
+/* Reads one frame (payload NUL-terminated in buf, truncated to cap-1).
+ * Returns the payload length, -1 on EOF/timeout. */
+static long ws_read(int fd, int *opcode, char *buf, size_t cap, int timeout_ms)
+{
+    unsigned char h[2];
+    if (read_full(fd, h, 1, timeout_ms) < 0)
+        return -1;
+    /* A frame has begun: the rest gets a fair time even when the caller
+     * only polled (timeout 0), so the stream never loses its framing. */
+    if (timeout_ms < 3000)
+        timeout_ms = 3000;
+    if (read_full(fd, h + 1, 1, timeout_ms) < 0)
+        return -1;
+    *opcode = h[0] & 0x0f;
+    unsigned long long len = h[1] & 0x7f;
+    if (len >= 126) {
+        unsigned char e[8];
+        int k = len == 126 ? 2 : 8;
+        if (read_full(fd, e, (size_t)k, timeout_ms) < 0)
+            return -1;
+        len = 0;
+        for (int i = 0; i < k; i++)
+            len = len << 8 | e[i];
+    }
+    unsigned long long keep = len < cap - 1 ? len : cap - 1;
+    if (read_full(fd, buf, keep, timeout_ms) < 0)
+        return -1;
+    buf[keep] = '\0';
+    for (unsigned long long skip = len - keep; skip > 0;) {
+        char junk[4096];
+        size_t k = skip < sizeof junk ? skip : sizeof junk;
+        if (read_full(fd, junk, k, timeout_ms) < 0)
+            return -1;
+        skip -= k;
+    }
+    return (long)len;
+}
+
+/* Reads frames until a text frame starting with prefix (Engine.IO pings in
+ * between are answered).  Returns its length (text in buf) or -1. */
+static long ws_expect(int fd, const char *prefix, char *buf, size_t cap, int timeout_ms)
+{
+    long long deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        int op;
+        int left = (int)(deadline - th_now_ms());
+        long n = left > 0 ? ws_read(fd, &op, buf, cap, left) : -1;
+        if (n < 0)
+            return -1;
+        if (op == 1 && strcmp(buf, "2") == 0) {
+            ws_text(fd, "3");
+            continue;
+        }
+        if (op == 1 && strncmp(buf, prefix, strlen(prefix)) == 0)
+            return n;
+        if (op == 8)
+            return -1;
+    }
+}
+
+/* Reads until the server's close frame; returns its code (reason in
+ * reason), 0 for a close without code, -1 for EOF or timeout. */
+static int ws_expect_close(int fd, char *reason, size_t cap, int timeout_ms)
+{
+    long long deadline = th_now_ms() + timeout_ms;
+    char buf[8192];
+    for (;;) {
+        int op;
+        int left = (int)(deadline - th_now_ms());
+        long n = left > 0 ? ws_read(fd, &op, buf, sizeof buf, left) : -1;
+        if (n < 0)
+            return -1;
+        if (op != 8)
+            continue;
+        if (reason && cap) {
+            size_t rl = n > 2 ? strnlen(buf + 2, cap - 1) : 0;
+            memcpy(reason, buf + 2, rl);
+            reason[rl] = '\0';
+        }
+        return n >= 2 ? ((unsigned char)buf[0] << 8 | (unsigned char)buf[1]) : 0;
+    }
+}
+
+/* A raw client connected to Socket.IO's main namespace. */
+static int sio_open(void)
+{
+    char buf[512];
+    int fd = ws_open("/socket.io/?EIO=4&transport=websocket", NULL);
+    cr_assert_geq(fd, 0, "upgrade refused: %d", fd);
+    cr_assert_gt(ws_expect(fd, "0{", buf, sizeof buf, 3000), 0, "no Engine.IO open packet");
+    cr_assert(strstr(buf, "\"upgrades\":[]") && strstr(buf, "\"pingInterval\":"), "%s", buf);
+    ws_text(fd, "40");
+    cr_assert_gt(ws_expect(fd, "40{\"sid\":\"", buf, sizeof buf, 3000), 0, "no CONNECT answer");
+    return fd;
+}
+
+/* The client answers whoami: it is alive and served. */
+static int sio_alive(int fd, int ack_id)
+{
+    char req[64], want[32], buf[512];
+    snprintf(req, sizeof req, "42%d[\"whoami\"]", ack_id);
+    snprintf(want, sizeof want, "43%d[{\"sid\":", ack_id);
+    return ws_text(fd, req) == 0 && ws_expect(fd, want, buf, sizeof buf, 3000) > 0;
+}
+
+/* ---- tests with socket.io-client ---- */
+
+Test(events, rooms_acks_publish_and_reconnect_across_workers)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF), 0);
+    cr_assert_eq(run_node("rooms.js", 40000, NULL, NULL), 0);
+}
+
+Test(events, killed_worker_clients_reconnect_and_keep_receiving)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF), 0);
+    pid_t victim = worker_of_slot(0);
+    cr_assert_gt(victim, 0);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)victim);
+    cr_assert_eq(run_node("kill.js", 45000, pid, "0"), 0);
+    cr_assert(th_log_contains(&srv, "killed by signal 9", 2000), "the worker was not SIGKILLed");
+    cr_assert_eq(th_wait_workers(&srv, 2, &victim, 1, 5000), 0, "slot 0 was not replaced");
+}
+
+Test(events, thousand_clients_receive_one_broadcast_each, .timeout = 200)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF), 0);
+    cr_assert_eq(run_node("fanout.js", 120000, "1000", NULL), 0);
+}
+
+/* ---- tests with the raw client ---- */
+
+Test(events, refused_upgrades_answer_http_errors)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF "origins = https://good.example\n"), 0);
+    th_response r;
+    th_http(&r, srv.port, "GET", "/socket.io/?EIO=4&transport=polling", NULL, 3000);
+    cr_expect_eq(r.status, 400);
+    cr_expect(r.body && strstr(r.body, "long-polling is not supported"), "%s", r.body);
+    th_response_free(&r);
+    th_http(&r, srv.port, "POST", "/socket.io/?EIO=4&transport=polling", "x", 3000);
+    cr_expect_eq(r.status, 400);
+    th_response_free(&r);
+    th_http(&r, srv.port, "GET", "/socket.io/?EIO=4&transport=websocket", NULL, 3000);
+    cr_expect_eq(r.status, 400, "no Upgrade header");
+    th_response_free(&r);
+    th_http(&r, srv.port, "GET", "/socket.io/publish", NULL, 3000);
+    cr_expect_eq(r.status, 405);
+    th_response_free(&r);
+
+    cr_expect_eq(ws_open("/socket.io/?EIO=3&transport=websocket", NULL), -400, "Engine.IO v3");
+    cr_expect_eq(ws_open("/socket.io/?EIO=4&transport=websocket", "Origin: https://evil.example\r\n"), -403);
+    cr_expect_eq(ws_open("/socket.io/nope?EIO=4&transport=websocket", NULL), -404);
+    int fd = ws_open("/socket.io/?EIO=4&transport=websocket", "Origin: https://good.example\r\n");
+    cr_expect_geq(fd, 0, "allowed origin refused");
+    if (fd >= 0)
+        close(fd);
+    /* No Origin: not a browser, nothing to check. */
+    fd = ws_open("/socket.io/?EIO=4&transport=websocket", NULL);
+    cr_expect_geq(fd, 0);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* One misbehaving client per case; each gets `code`, the bystander is
+ * served throughout. */
+Test(events, malformed_input_closes_that_connection_with_the_right_code)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF "max_message_size = 4k\nmax_send_queue = 64k\n"),
+                 0);
+    int bystander = sio_open();
+    static const char invalid_utf8[] = "42[\"a\xff\xfe\"]";
+    char big[6000];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "42[\"", 4);
+    struct {
+        const char *what;
+        int fin, opcode, unmasked;
+        const char *payload;
+        size_t len;
+        int code;
+    } cases[] = {
+        {"unmasked frame", 1, 1, 1, "42[\"a\"]", 7, 1002},
+        {"reserved opcode 3", 1, 3, 0, "x", 1, 1002},
+        {"RSV1 without an extension", 1, 0x41, 0, "42[\"a\"]", 7, 1002},
+        {"continuation without a start", 1, 0, 0, "x", 1, 1002},
+        {"fragmented ping", 0, 9, 0, "x", 1, 1002},
+        {"control frame over 125 bytes", 1, 9, 0, big, 200, 1002},
+        {"binary frame", 1, 2, 0, "\x01\x02", 2, 1003},
+        {"oversized message", 1, 1, 0, big, sizeof big, 1009},
+        {"unknown Engine.IO packet", 1, 1, 0, "9", 1, 1002},
+        {"empty Engine.IO packet", 1, 1, 0, "", 0, 1002},
+        {"unknown Socket.IO packet", 1, 1, 0, "49[]", 4, 1002},
+        {"Socket.IO event that is not an array", 1, 1, 0, "42{\"a\":1}", 9, 1002},
+        {"Socket.IO event with broken JSON", 1, 1, 0, "42[\"a\",]", 8, 1002},
+        {"Socket.IO binary event", 1, 1, 0, "451-[\"up\",{\"_placeholder\":true,\"num\":0}]", 39, 1003},
+        {"invalid UTF-8 in a text frame", 1, 1, 0, invalid_utf8, sizeof invalid_utf8 - 1, 1007},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = sio_open();
+        cr_assert_eq(ws_frame(fd, cases[i].fin, cases[i].opcode, cases[i].unmasked, cases[i].payload,
+                              cases[i].len),
+                     0);
+        char reason[128] = "";
+        int code = ws_expect_close(fd, reason, sizeof reason, 3000);
+        cr_expect_eq(code, cases[i].code, "%s: close code %d (%s), want %d", cases[i].what, code, reason,
+                     cases[i].code);
+        close(fd);
+        cr_assert(sio_alive(bystander, (int)i), "the bystander stopped being served after: %s", cases[i].what);
+    }
+
+    /* A message of two fragments (with a ping between them) is one message,
+     * and a total over max_message_size is refused like a single frame. */
+    int fd = sio_open();
+    char buf[512];
+    cr_assert_eq(ws_frame(fd, 0, 1, 0, "427[\"who", 8), 0);
+    cr_assert_eq(ws_frame(fd, 1, 9, 0, "hi", 2), 0);
+    cr_assert_eq(ws_frame(fd, 1, 0, 0, "ami\"]", 5), 0);
+    int op = 0;
+    long n = ws_read(fd, &op, buf, sizeof buf, 3000);
+    cr_expect(n == 2 && op == 10 && memcmp(buf, "hi", 2) == 0, "no pong for the ping (op %d)", op);
+    cr_expect_gt(ws_expect(fd, "437[{\"sid\":", buf, sizeof buf, 3000), 0, "fragmented message not served");
+    cr_assert_eq(ws_frame(fd, 0, 1, 0, big, 3000), 0);
+    cr_assert_eq(ws_frame(fd, 1, 0, 0, big, 3000), 0);
+    cr_expect_eq(ws_expect_close(fd, NULL, 0, 3000), 1009);
+    close(fd);
+
+    /* Reserved names are refused (not relayed); unknown namespaces get
+     * CONNECT_ERROR and the connection stays. */
+    fd = sio_open();
+    ws_text(fd, "42[\"join\",\"r\"]");
+    ws_text(fd, "421[\"disconnect\",1]");
+    cr_expect_gt(ws_expect(fd, "431[{\"ok\":false", buf, sizeof buf, 3000), 0);
+    ws_text(fd, "40/admin,");
+    cr_expect_gt(ws_expect(fd, "44/admin,{\"message\":\"Invalid namespace\"}", buf, sizeof buf, 3000), 0);
+    cr_expect(sio_alive(fd, 99));
+    /* A clean Engine.IO close. */
+    ws_text(fd, "1");
+    cr_expect_eq(ws_expect_close(fd, NULL, 0, 3000), 1000);
+    close(fd);
+    cr_assert(sio_alive(bystander, 100));
+    close(bystander);
+}
+
+Test(events, heartbeat_closes_clients_that_do_not_pong)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF "ping_interval = 200ms\nping_timeout = 300ms\n"), 0);
+    int good = sio_open(), silent = sio_open();
+    char buf[512];
+    /* The good client answers every ping; the silent one reads them but
+     * never answers.  Both are watched for 2 s. */
+    long long t0 = th_now_ms(), took = -1;
+    int pings = 0, good_pings = 0, code = -1, good_closed = 0;
+    while (th_now_ms() - t0 < 2000) {
+        struct pollfd p[2] = {{.fd = good, .events = POLLIN}, {.fd = code < 0 ? silent : -1, .events = POLLIN}};
+        if (poll(p, 2, 100) <= 0)
+            continue;
+        int op;
+        if (p[0].revents) {
+            long n = ws_read(good, &op, buf, sizeof buf, 1000);
+            if (n < 0 || op == 8) {
+                good_closed = 1;
+                break;
+            }
+            if (op == 1 && strcmp(buf, "2") == 0) {
+                good_pings++;
+                ws_text(good, "3");
+            }
+        }
+        if (p[1].revents) {
+            long n = ws_read(silent, &op, buf, sizeof buf, 1000);
+            if (n >= 0 && op == 1 && strcmp(buf, "2") == 0)
+                pings++;
+            if (n < 0 || op == 8) {
+                code = n >= 2 ? ((unsigned char)buf[0] << 8 | (unsigned char)buf[1]) : 0;
+                if (n > 2)
+                    cr_expect_str_eq(buf + 2, "ping timeout");
+                took = th_now_ms() - t0;
+            }
+        }
+    }
+    cr_expect_eq(pings, 1, "pings before the timeout: %d", pings);
+    cr_expect_eq(code, 1008);
+    cr_expect(took >= 350 && took < 1500, "closed after %lld ms (interval 200 + timeout 300)", took);
+    cr_expect(!good_closed, "the client that answered pings was closed");
+    cr_expect_geq(good_pings, 5, "the good client saw %d pings in 2 s (interval 200 ms)", good_pings);
+    cr_expect(sio_alive(good, 1));
+    close(silent);
+    close(good);
+}
+
+Test(events, slow_reader_is_disconnected_and_others_keep_receiving)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF "max_message_size = 64k\nmax_send_queue = 256k\n"),
+                 0);
+    int slow = sio_open(), fast = sio_open();
+    char buf[70000];
+    ws_text(slow, "421[\"join\",\"flood\"]");
+    ws_text(fast, "421[\"join\",\"flood\"]");
+    cr_assert_gt(ws_expect(slow, "431[", buf, sizeof buf, 3000), 0);
+    cr_assert_gt(ws_expect(fast, "431[", buf, sizeof buf, 3000), 0);
+    /* Up to 65 MB of events for a client that reads nothing: far more than
+     * the kernel's socket buffers and the queue hold. */
+    char *body = malloc(60000);
+    int len = snprintf(body, 60000, "{\"room\":\"flood\",\"event\":\"blob\",\"args\":[\"");
+    memset(body + len, 'y', 50000);
+    snprintf(body + len + 50000, 100, "\"]}");
+    int fast_got = 0, published = 0;
+    for (int i = 0; i < 1300 && !th_log_contains(&srv, "send queue full", 0); i++) {
+        th_response r;
+        th_http(&r, srv.port, "POST", "/socket.io/publish", body, 3000);
+        published += r.status == 202;
+        th_response_free(&r);
+        /* The fast client keeps up. */
+        int op;
+        while (ws_read(fast, &op, buf, sizeof buf, i % 10 ? 0 : 50) >= 0)
+            fast_got += op == 1 && strncmp(buf, "42[\"blob\"", 9) == 0;
+    }
+    free(body);
+    cr_assert(th_log_contains(&srv, "send queue full", 2000), "the slow reader was never cut off (%d published)",
+              published);
+    /* The slow client's socket is closed by the server within the grace. */
+    long long t0 = th_now_ms();
+    int op, eof = 0;
+    while (th_now_ms() - t0 < 10000) {
+        if (ws_read(slow, &op, buf, sizeof buf, 3000) < 0) {
+            eof = 1;
+            break;
+        }
+    }
+    cr_expect(eof, "the slow client's connection stayed open");
+    close(slow);
+    /* The fast one still receives. */
+    th_response r;
+    th_http(&r, srv.port, "POST", "/socket.io/publish", "{\"room\":\"flood\",\"event\":\"last\"}", 3000);
+    cr_expect_eq(r.status, 202);
+    th_response_free(&r);
+    cr_expect_gt(ws_expect(fast, "42[\"last\"]", buf, sizeof buf, 5000), 0, "fast client got %d blobs, not last",
+                 fast_got);
+    cr_expect(sio_alive(fast, 5));
+    close(fast);
+}
+
+Test(events, graceful_stop_sends_going_away)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF), 0);
+    int fd = sio_open();
+    cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+    char reason[128] = "";
+    cr_expect_eq(ws_expect_close(fd, reason, sizeof reason, 5000), 1001, "reason: %s", reason);
+    close(fd);
+    int st = th_stop(&srv, SIGTERM, 8000);
+    srv.pid = 0;
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+}

@@ -1,0 +1,180 @@
+/*
+ * test_events_proto.c - unit tests of the events service's codecs
+ * (services/events_proto.c): the JSON scanner, the WebSocket accept key,
+ * Socket.IO packet parsing and room broadcasts on the bus.  Runs in
+ * criterion's test processes; no sockets, no loop.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "services/events.h"
+
+static int json_ok(const char *s)
+{
+    const char *end = s + strlen(s);
+    const char *e = cd_events__json_skip(s, end, CD_EVENTS_JSON_DEPTH);
+    return e && cd_events__json_ws(e, end) == end;
+}
+
+Test(events_json, accepts_well_formed_values)
+{
+    const char *ok[] = {"0", "-0", "12", "-3.25e+10", "1E5", "true", "false", "null", "\"\"",
+                        "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00e9\"", "[]", "{}", " [1, \"x\", {\"a\":[null]}] ",
+                        "{\"k\" : 1 , \"l\":[true,false]}", "\"\xc3\xa9\""};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        cr_expect(json_ok(ok[i]), "refused: %s", ok[i]);
+}
+
+Test(events_json, refuses_malformed_values)
+{
+    const char *bad[] = {"", " ", "01", "1.", ".5", "-", "1e", "+1", "tru", "nul", "\"abc", "\"\\x\"",
+                         "\"\\u12g4\"", "\"a\nb\"", "[1,]", "[,1]", "[1 2]", "{\"a\"}", "{\"a\":}",
+                         "{a:1}", "{\"a\":1,}", "[", "]", "{\"a\":1", "[1]]", "'x'", "NaN"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect(!json_ok(bad[i]), "accepted: '%s'", bad[i]);
+}
+
+Test(events_json, nesting_is_bounded)
+{
+    char deep[200];
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    cr_expect(!cd_events__json_skip(deep, deep + 200, CD_EVENTS_JSON_DEPTH));
+    cr_expect(cd_events__json_skip(deep + 100 - 5, deep + 105, CD_EVENTS_JSON_DEPTH));
+}
+
+Test(events_json, decodes_strings)
+{
+    char out[32];
+    const char *next;
+    const char *s = "\"a\\u00e9\\ud83d\\ude00\\n\" rest";
+    int n = cd_events__json_string(s, s + strlen(s), out, sizeof out, &next);
+    cr_assert_eq(n, 1 + 2 + 4 + 1);
+    cr_expect_str_eq(out, "a\xc3\xa9\xf0\x9f\x98\x80\n");
+    cr_expect_str_eq(next, " rest");
+    /* Lone surrogates, NUL, overflow, unterminated. */
+    const char *bad[] = {"\"\\ud83d\"", "\"\\ude00\"", "\"\\u0000\"", "\"0123456789012345678901234567890123\"",
+                         "\"abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(cd_events__json_string(bad[i], bad[i] + strlen(bad[i]), out, sizeof out, NULL), -1,
+                     "%s", bad[i]);
+}
+
+Test(events_json, gets_object_members)
+{
+    const char *o = " {\"room\":\"r1\", \"event\" : \"ev\",\"args\":[1,{\"room\":2}],\"room\":\"dup\"}";
+    const char *end = o + strlen(o), *v, *ve;
+    cr_assert_eq(cd_events__json_get(o, end, "room", &v, &ve), 0);
+    cr_expect_eq(ve - v, 4);
+    cr_expect(strncmp(v, "\"r1\"", 4) == 0);
+    cr_assert_eq(cd_events__json_get(o, end, "args", &v, &ve), 0);
+    cr_expect(strncmp(v, "[1,{\"room\":2}]", (size_t)(ve - v)) == 0 && ve - v == 14);
+    cr_expect_eq(cd_events__json_get(o, end, "nope", &v, &ve), -ENOENT);
+    const char *bad = "{\"room\":\"r1\",}";
+    cr_expect_eq(cd_events__json_get(bad, bad + strlen(bad), "room", &v, &ve), -EINVAL);
+    const char *arr = "[1]";
+    cr_expect_eq(cd_events__json_get(arr, arr + 3, "room", &v, &ve), -EINVAL);
+    const char *empty = "{}";
+    cr_expect_eq(cd_events__json_get(empty, empty + 2, "room", &v, &ve), -ENOENT);
+}
+
+Test(events_ws, accept_key_matches_rfc6455)
+{
+    char out[29];
+    /* The example of RFC 6455 section 1.3. */
+    cr_assert_eq(cd_events__ws_accept("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
+    cr_expect_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    cr_expect_eq(cd_events__ws_accept(NULL, out), -EINVAL);
+    cr_expect_eq(cd_events__ws_accept("short==", out), -EINVAL);
+    cr_expect_eq(cd_events__ws_accept("dGhlIHNhbXBsZSBub25jZQ=x", out), -EINVAL);
+    cr_expect_eq(cd_events__ws_accept("dGhlIHNhbXBsZSBub25j!!==", out), -EINVAL);
+}
+
+Test(events_ws, header_tokens)
+{
+    cr_expect(cd_events__header_has_token("keep-alive, Upgrade", "upgrade"));
+    cr_expect(cd_events__header_has_token("websocket", "websocket"));
+    cr_expect(!cd_events__header_has_token("keep-alive, upgrades", "upgrade"));
+    cr_expect(!cd_events__header_has_token("", "upgrade"));
+}
+
+static int parse(const char *s, cd_sio_packet *p) { return cd_events__sio_parse(s, strlen(s), p); }
+
+Test(events_sio, parses_connect_disconnect_and_namespaces)
+{
+    cd_sio_packet p;
+    cr_assert_eq(parse("0", &p), 0);
+    cr_expect_eq(p.type, CD_SIO_CONNECT);
+    cr_expect(p.nsp_len == 1 && p.nsp[0] == '/');
+    cr_assert_eq(parse("0{\"token\":\"x\"}", &p), 0);
+    cr_expect_eq(p.data_len, 13);
+    cr_assert_eq(parse("0/admin,", &p), 0);
+    cr_expect(p.nsp_len == 6 && strncmp(p.nsp, "/admin", 6) == 0);
+    cr_assert_eq(parse("0/admin", &p), 0);
+    cr_expect_eq(p.nsp_len, 6);
+    cr_assert_eq(parse("1", &p), 0);
+    cr_expect_eq(p.type, CD_SIO_DISCONNECT);
+    cr_expect_eq(parse("0[1]", &p), -EPROTO, "CONNECT data must be an object");
+    cr_expect_eq(parse("1{}", &p), -EPROTO, "DISCONNECT carries nothing");
+}
+
+Test(events_sio, parses_events_with_and_without_ack)
+{
+    cd_sio_packet p;
+    cr_assert_eq(parse("2[\"hello\",1,{\"a\":[2]}]", &p), 0);
+    cr_expect_eq(p.type, CD_SIO_EVENT);
+    cr_expect_eq(p.ack_id, -1);
+    cr_expect(p.name_len == 7 && strncmp(p.name, "\"hello\"", 7) == 0);
+    cr_expect(p.args_len == 11 && strncmp(p.args, "1,{\"a\":[2]}", 11) == 0, "%.*s", (int)p.args_len, p.args);
+    cr_assert_eq(parse("212[\"join\",\"room\"]", &p), 0);
+    cr_expect_eq(p.ack_id, 12);
+    cr_expect(p.args_len == 6 && strncmp(p.args, "\"room\"", 6) == 0);
+    cr_assert_eq(parse("2/,3[\"x\"]", &p), 0);
+    cr_expect_eq(p.ack_id, 3);
+    cr_expect_eq(p.args_len, 0);
+    cr_assert_eq(parse("2[ \"x\" ] ", &p), 0);
+    cr_expect_eq(p.args_len, 0);
+    cr_assert_eq(parse("37[\"ok\"]", &p), 0);
+    cr_expect(p.type == CD_SIO_ACK && p.ack_id == 7);
+}
+
+Test(events_sio, refuses_malformed_and_binary_packets)
+{
+    cd_sio_packet p;
+    const char *bad[] = {"", "7", "x", "2", "2[]", "2[1]", "2{\"a\":1}", "2[\"a\",]", "2[\"a\"]x", "3[\"no id\"]",
+                         "4{\"message\":\"x\"}", "09", "1234567890123456789[\"a\"]", "2\"a\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(parse(bad[i], &p), -EPROTO, "%s", bad[i]);
+    cr_expect_eq(parse("51-[\"up\",{\"_placeholder\":true,\"num\":0}]", &p), -ENOTSUP);
+    cr_expect_eq(parse("61-0[{\"_placeholder\":true,\"num\":0}]", &p), -ENOTSUP);
+}
+
+Test(events_bcast, round_trips)
+{
+    char buf[256];
+    const char *rooms[] = {"a", "room-two"};
+    size_t lens[] = {1, 8};
+    const char *pkt = "42[\"ev\",1]";
+    long n = cd_events__bcast_encode(buf, sizeof buf, "SID", 3, rooms, lens, 2, pkt, strlen(pkt));
+    cr_assert_gt(n, 0);
+    cd_events_bcast b;
+    cr_assert_eq(cd_events__bcast_decode(buf, (size_t)n, &b), 0);
+    cr_expect(b.except_len == 3 && memcmp(b.except, "SID", 3) == 0);
+    cr_assert_eq(b.nrooms, 2);
+    const unsigned char *cur = b.rooms;
+    const char *name;
+    size_t len;
+    cd_events__bcast_room(&cur, &name, &len);
+    cr_expect(len == 1 && name[0] == 'a');
+    cd_events__bcast_room(&cur, &name, &len);
+    cr_expect(len == 8 && memcmp(name, "room-two", 8) == 0);
+    cr_expect(b.packet_len == strlen(pkt) && memcmp(b.packet, pkt, b.packet_len) == 0);
+
+    cr_expect_eq(cd_events__bcast_encode(buf, 10, "SID", 3, rooms, lens, 2, pkt, strlen(pkt)), -EMSGSIZE);
+    /* Truncated messages never decode (a room record past the end). */
+    for (long cut = 0; cut < 12; cut++)
+        cr_expect_eq(cd_events__bcast_decode(buf, (size_t)cut, &b), -EINVAL, "cut at %ld", cut);
+    buf[0] = 'X';
+    cr_expect_eq(cd_events__bcast_decode(buf, (size_t)n, &b), -EINVAL);
+}

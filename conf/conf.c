@@ -159,6 +159,18 @@ static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
         strcpy(dst, e->value);
         return 0;
     }
+    if (strcmp(k, "access_log") == 0) {
+        if (strlen(e->value) >= sizeof c->access_log || (e->value[0] && e->value[0] != '/'))
+            return fail(err, errlen, p, e->line, "access_log: expected an absolute path, or nothing for off");
+        strcpy(c->access_log, e->value);
+        return 0;
+    }
+    if (strcmp(k, "access_log_format") == 0) {
+        if (strcmp(e->value, "combined") != 0 && strcmp(e->value, "json") != 0)
+            return fail(err, errlen, p, e->line, "access_log_format: expected combined or json");
+        c->access_log_json = e->value[0] == 'j';
+        return 0;
+    }
     if (strcmp(k, "rlimit_nofile") == 0) {
         if (cd_parse_int(e->value, 64, 1 << 24, &c->rlimit_nofile) < 0)
             return fail(err, errlen, p, e->line, "rlimit_nofile: expected a number from 64 to 16777216");

@@ -34,6 +34,8 @@ typedef struct cd_conf {
     char user[64];         /* workers run as this user ("" = unchanged) */
     char group[64];        /* and group ("" = the user's) */
     long long rlimit_nofile; /* 0 = unchanged */
+    char access_log[200];    /* "" = off */
+    int access_log_json;     /* 0 = combined format, 1 = JSON lines */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int workers; /* 0 = auto (number of CPUs) */

@@ -31,7 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <llhttp.h>
+#include <netinet/in.h>
 
 #include "core/log.h"
 #include "worker/worker.h"
@@ -72,6 +74,8 @@ struct cd_request {
     void *data;
     int error_status; /* set when the request is refused while parsing */
     double start;     /* when it was dispatched (ev_time) */
+    uint8_t llmethod, http_minor;
+    char peer[48];    /* the client's address, for the access log */
 };
 
 struct cd_conn {
@@ -90,6 +94,7 @@ struct cd_conn {
     size_t out_off, out_len, out_cap;
     int processing; /* conn_process is on the stack */
     ev_tstamp idle_since;
+    struct sockaddr_storage peer;
     cd_conn *prev, *next;
 };
 
@@ -341,12 +346,81 @@ static void count(cd_worker *w, const cd_service *svc, int status, double start)
 
 static void count_status(cd_worker *w, int status) { count(w, NULL, status, 0); }
 
+static void peer_string(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    const void *addr = NULL;
+    if (ss->ss_family == AF_INET)
+        addr = &((const struct sockaddr_in *)ss)->sin_addr;
+    else if (ss->ss_family == AF_INET6)
+        addr = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    if (!addr || !inet_ntop(ss->ss_family, addr, out, (socklen_t)len))
+        snprintf(out, len, "-");
+}
+
+/* Appends s as JSON string content (no quotes) or, for the combined
+ * format, with quotes and control bytes escaped. */
+static size_t esc(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; s && *s && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* One access-log line (worker loop; the file is written by another thread). */
+static void log_access(cd_worker *w, const cd_conn *c, const cd_request *r, int status, size_t bytes)
+{
+    char peer[64] = "-";
+    if (c)
+        peer_string(&c->peer, peer, sizeof peer);
+    else if (r && r->peer[0])
+        snprintf(peer, sizeof peer, "%s", r->peer);
+    const char *method = r && r->path ? llhttp_method_name((llhttp_method_t)r->llmethod) : "-";
+    char url[1024], ua[256], ref[256];
+    esc(url, sizeof url, r && r->arena ? r->arena : "-");
+    esc(ua, sizeof ua, r && r->path ? cd_request_header(r, "User-Agent") : NULL);
+    esc(ref, sizeof ref, r && r->path ? cd_request_header(r, "Referer") : NULL);
+    double dt = r && r->start > 0 ? ev_time() - r->start : 0;
+    char tbuf[64];
+    time_t now = (time_t)ev_now(w->loop);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char line[2048];
+    int n;
+    if (w->conf->access_log_json) {
+        strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"url\":\"%s\",\"status\":%d,"
+                     "\"bytes\":%zu,\"duration\":%.6f,\"service\":\"%s\",\"user_agent\":\"%s\",\"referer\":\"%s\","
+                     "\"slot\":%d}\n",
+                     tbuf, peer, method, url, status, bytes, dt, r && r->svc ? r->svc->name : "-", ua, ref, w->slot);
+    } else {
+        strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        n = snprintf(line, sizeof line, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu \"%s\" \"%s\" %.6f\n", peer, tbuf,
+                     method, url, r ? r->http_minor : 1, status, bytes, ref[0] ? ref : "-", ua[0] ? ua : "-", dt);
+    }
+    if (n > 0)
+        cd_accesslog_append(&w->access_log, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
 static void respond(cd_request *r, int status, const char *content_type, const char *body, size_t len,
                     const char *extra)
 {
     cd_worker *w = r->w;
     cd_conn *c = r->conn;
     count(w, r->svc, status, r->start);
+    if (w->access_log_open)
+        log_access(w, c, r, status, r->head ? 0 : len);
     if (w->stats.in_flight)
         w->stats.in_flight--;
     if (c) {
@@ -424,13 +498,16 @@ void cd_request_respond_error(cd_request *r, int status, const char *msg)
 static void conn_fail(cd_conn *c, int status, const char *msg)
 {
     c->keepalive = 0;
-    if (c->req && c->state == CS_READING) {
-        request_free(c->req);
-        c->req = NULL;
-    }
+    cd_request *partial = c->req && c->state == CS_READING ? c->req : NULL;
     char body[512];
     int n = error_body(body, sizeof body, status, msg);
     count_status(c->w, status);
+    if (c->w->access_log_open)
+        log_access(c->w, c, partial, status, (size_t)n);
+    if (partial) {
+        request_free(partial);
+        c->req = NULL;
+    }
     queue_response(c, status, "application/json", body, (size_t)n, c->parser.method == HTTP_HEAD, NULL);
     c->state = CS_CLOSING;
 }
@@ -562,6 +639,8 @@ static int on_headers_complete(llhttp_t *p)
     cd_request *r = c->req;
     r->method = method_bit(p->method);
     r->head = p->method == HTTP_HEAD;
+    r->llmethod = p->method;
+    r->http_minor = p->http_minor;
     /* Split the URL: path and query.  An absolute-form URL keeps its path. */
     char *url = r->arena ? r->arena : "";
     const char *u = url;
@@ -705,6 +784,8 @@ static void dispatch(cd_conn *c)
     ev_timer_stop(w->loop, &c->timer);
     w->stats.in_flight++;
     r->start = ev_time();
+    if (w->access_log_open) /* the connection may be gone when it is answered */
+        peer_string(&c->peer, r->peer, sizeof r->peer);
     cd_service *s = cd_router_match(w->routes, w->nservices, r->path);
     if (!s) {
         cd_request_respond_error(r, 404, "no route for this path");
@@ -884,7 +965,7 @@ static void conn_close(cd_conn *c)
     }
 }
 
-void cd_http_conn_new(cd_worker *w, int fd)
+void cd_http_conn_new(cd_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
     if (!settings_ready)
         settings_init();
@@ -897,6 +978,8 @@ void cd_http_conn_new(cd_worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->state = CS_IDLE;
+    if (peer && peerlen <= sizeof c->peer)
+        memcpy(&c->peer, peer, peerlen);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);

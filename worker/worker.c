@@ -52,7 +52,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             cd_debug("max_connections (%d) reached; not accepting", w->conf->max_connections);
             return;
         }
-        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof peer;
+        int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
@@ -66,7 +68,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             cd_log_errno(CD_LOG_ERR, errno, "accept4", "accepting on slot %d", w->slot);
             return;
         }
-        cd_http_conn_new(w, fd);
+        cd_http_conn_new(w, fd, (struct sockaddr *)&peer, peerlen);
     }
 }
 
@@ -132,8 +134,8 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
             begin_drain(w, (double)w->conf->graceful_timeout_ms / 1000.0);
         else if (m.type == CD_MSG_CLUSTER)
             take_snapshot(w, m.payload, m.len);
-        else if (m.type == CD_MSG_REOPEN)
-            cd_debug("reopening log files");
+        else if (m.type == CD_MSG_REOPEN && w->access_log_open)
+            cd_accesslog_reopen(&w->access_log);
         else
             cd_debug("ignoring channel message type %u", m.type);
     }
@@ -174,6 +176,14 @@ cd_service *cd_service_all(cd_service *svc, size_t *n)
     cd_worker *w = svc->worker;
     *n = w->nservices;
     return w->services;
+}
+
+static void access_log_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_worker *w = t->data;
+    cd_accesslog_flush(&w->access_log);
 }
 
 static void drain_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -408,6 +418,19 @@ int cd_worker_main(int slot, unsigned generation)
         }
     }
 
+    if (conf->access_log[0]) {
+        int rc = cd_accesslog_open(&w->access_log, conf->access_log);
+        if (rc < 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "access_log %s: %s", conf->access_log, strerror(-rc));
+            code = boot_fail(w, msg);
+            goto out;
+        }
+        w->access_log_open = 1;
+        ev_timer_init(&w->access_log_w, access_log_cb, 1.0, 1.0);
+        w->access_log_w.data = w;
+        ev_timer_start(w->loop, &w->access_log_w);
+    }
     if (conf->max_requests) {
         srandom((unsigned)getpid());
         w->recycle_after = (uint64_t)conf->max_requests +
@@ -457,6 +480,10 @@ out:
     if (w->bus.in >= 0) {
         ev_io_stop(w->loop, &w->bus_w);
         cd_bus_close(&w->bus);
+    }
+    if (w->access_log_open) {
+        ev_timer_stop(w->loop, &w->access_log_w);
+        cd_accesslog_close(&w->access_log);
     }
     free(w->services);
     free(w->routes);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "conf/conf.h"
+#include "core/accesslog.h"
 #include "ipc/bus.h"
 #include "ipc/channel.h"
 #include "services/service.h"
@@ -48,6 +49,9 @@ typedef struct cd_worker {
     ev_timer accept_retry_w; /* after EMFILE: try accepting again shortly */
     ev_signal sigterm_w, sigquit_w;
     cd_ipc_decoder dec;
+    cd_accesslog access_log; /* open when access_log is set */
+    int access_log_open;
+    ev_timer access_log_w; /* hands buffered lines to the writer each second */
     cd_bus bus; /* open when a service uses it */
     ev_io bus_w;
 
@@ -77,8 +81,8 @@ typedef struct cd_worker {
 int cd_worker_main(int slot, unsigned generation);
 
 /* ---- http.c ---- */
-/* Takes over an accepted, non-blocking socket. */
-void cd_http_conn_new(cd_worker *w, int fd);
+/* Takes over an accepted, non-blocking socket (peer: its address). */
+void cd_http_conn_new(cd_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
 /* Graceful stop: idle connections close after a grace period, busy ones
  * answer their current request with Connection: close. */
 void cd_http_drain(cd_worker *w, ev_tstamp idle_grace);

@@ -129,3 +129,84 @@ Test(ops, readiness_names_a_degraded_readmongo)
     cr_assert_eq(r.status, 200);
     th_response_free(&r);
 }
+
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += !needle || strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static int wait_lines(const char *path, const char *needle, int want, int timeout_ms)
+{
+    long long deadline = th_now_ms() + timeout_ms;
+    int n;
+    while ((n = count_lines(path, needle)) < want && th_now_ms() < deadline)
+        usleep(50000);
+    return n;
+}
+
+Test(ops, access_log_combined_and_reopen_on_usr1)
+{
+    char dir[] = "/tmp/clusterd-al-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128], rotated[140];
+    snprintf(path, sizeof path, "%s/access.log", dir);
+    snprintf(rotated, sizeof rotated, "%s.1", path);
+    cr_assert_eq(th_start(&srv, 2, "/healthz", NULL,
+                          "[cluster]\nlisten = 127.0.0.1:%d\nheartbeat_interval = 100ms\nheartbeat_timeout = 2s\n"
+                          "graceful_timeout = 3s\naccess_log = %s\n"
+                          "[dummy]\ntype = dummy\n[metrics]\ntype = metrics\n[healthz]\ntype = health\n",
+                          path),
+                 0);
+    for (int i = 0; i < 5; i++) {
+        th_response r;
+        th_http(&r, srv.port, "GET", "/dummy?x=1", NULL, 2000);
+        th_response_free(&r);
+    }
+    cr_assert_geq(wait_lines(path, "\"GET /dummy?x=1 HTTP/1.1\" 200 29 ", 5, 3000), 5);
+    cr_assert_geq(count_lines(path, "127.0.0.1 - - ["), 5);
+    /* logrotate: move the file, USR1, and new lines go to a new file. */
+    cr_assert_eq(rename(path, rotated), 0);
+    kill(srv.pid, SIGUSR1);
+    usleep(300000);
+    for (int i = 0; i < 3; i++) {
+        th_response r;
+        th_http(&r, srv.port, "GET", "/nowhere", NULL, 2000);
+        th_response_free(&r);
+    }
+    cr_assert_eq(wait_lines(path, "\"GET /nowhere HTTP/1.1\" 404 ", 3, 3000), 3, "new lines in the new file");
+    cr_assert_eq(count_lines(rotated, "/nowhere"), 0, "none in the rotated one");
+    th_stop(&srv, SIGTERM, 5000);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(ops, access_log_json)
+{
+    char dir[] = "/tmp/clusterd-al-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/access.json", dir);
+    cr_assert_eq(th_start(&srv, 1, "/healthz", NULL,
+                          "[cluster]\nlisten = 127.0.0.1:%d\naccess_log = %s\naccess_log_format = json\n"
+                          "[dummy]\ntype = dummy\n[healthz]\ntype = health\n",
+                          path),
+                 0);
+    th_response r;
+    th_http(&r, srv.port, "GET", "/dummy", NULL, 2000);
+    th_response_free(&r);
+    cr_assert_eq(wait_lines(path, "\"url\":\"/dummy\",\"status\":200,\"bytes\":29,", 1, 3000), 1);
+    cr_assert_eq(count_lines(path, "\"service\":\"dummy\""), 1);
+    th_stop(&srv, SIGTERM, 5000);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -86,7 +86,7 @@ static void setup_with(const char *cluster)
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     client = sv[1];
-    cd_http_conn_new(&w, sv[0]);
+    cd_http_conn_new(&w, sv[0], NULL, 0);
 }
 
 static void setup(void) { setup_with("header_timeout = 10s\nkeepalive_timeout = 10s\nmax_header_size = 1k\nmax_body_size = 64"); }

@@ -1,0 +1,156 @@
+/*
+ * accesslog.c - see accesslog.h.
+ */
+#include "core/accesslog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AL_BUF (256 * 1024)  /* one buffer */
+#define AL_HANDOFF (64 * 1024) /* hand a buffer over once it holds this much */
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* a full disk loses log lines, not requests */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void *writer(void *arg)
+{
+    cd_accesslog *al = arg;
+    pthread_mutex_lock(&al->mu);
+    for (;;) {
+        while (!al->pending && !al->reopen && !al->stop)
+            pthread_cond_wait(&al->cv, &al->mu);
+        char *buf = al->pending;
+        size_t len = al->pending_len;
+        int reopen = al->reopen, stop = al->stop;
+        al->reopen = 0;
+        pthread_mutex_unlock(&al->mu);
+        if (buf && al->fd >= 0)
+            write_all(al->fd, buf, len);
+        if (reopen) {
+            int fd = open(al->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                close(al->fd);
+                al->fd = fd;
+            }
+        }
+        pthread_mutex_lock(&al->mu);
+        if (buf) {
+            al->spare = buf;
+            al->pending = NULL;
+        }
+        if (stop && !al->pending)
+            break;
+    }
+    pthread_mutex_unlock(&al->mu);
+    return NULL;
+}
+
+int cd_accesslog_open(cd_accesslog *al, const char *path)
+{
+    memset(al, 0, sizeof *al);
+    al->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (al->fd < 0)
+        return -errno;
+    al->path = strdup(path);
+    al->cur = malloc(AL_BUF);
+    al->spare = malloc(AL_BUF);
+    if (!al->path || !al->cur || !al->spare) {
+        close(al->fd);
+        free(al->path);
+        free(al->cur);
+        free(al->spare);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&al->mu, NULL);
+    pthread_cond_init(&al->cv, NULL);
+    int rc = pthread_create(&al->thread, NULL, writer, al);
+    if (rc != 0) {
+        close(al->fd);
+        free(al->path);
+        free(al->cur);
+        free(al->spare);
+        return -rc;
+    }
+    return 0;
+}
+
+void cd_accesslog_flush(cd_accesslog *al)
+{
+    if (al->cur_len == 0)
+        return;
+    pthread_mutex_lock(&al->mu);
+    if (!al->pending && al->spare) {
+        al->pending = al->cur;
+        al->pending_len = al->cur_len;
+        al->cur = al->spare;
+        al->spare = NULL;
+        al->cur_len = 0;
+        pthread_cond_signal(&al->cv);
+    }
+    pthread_mutex_unlock(&al->mu);
+}
+
+void cd_accesslog_append(cd_accesslog *al, const char *line, size_t len)
+{
+    if (al->cur_len + len > AL_BUF) {
+        cd_accesslog_flush(al);
+        if (al->cur_len + len > AL_BUF) {
+            al->dropped++; /* the writer is two buffers behind */
+            return;
+        }
+    }
+    memcpy(al->cur + al->cur_len, line, len);
+    al->cur_len += len;
+    if (al->cur_len >= AL_HANDOFF)
+        cd_accesslog_flush(al);
+}
+
+void cd_accesslog_reopen(cd_accesslog *al)
+{
+    cd_accesslog_flush(al);
+    pthread_mutex_lock(&al->mu);
+    al->reopen = 1;
+    pthread_cond_signal(&al->cv);
+    pthread_mutex_unlock(&al->mu);
+}
+
+void cd_accesslog_close(cd_accesslog *al)
+{
+    if (!al->path)
+        return;
+    /* Whatever is buffered goes out before the thread ends. */
+    for (int i = 0; i < 1000 && al->cur_len; i++) {
+        cd_accesslog_flush(al);
+        if (al->cur_len) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pthread_mutex_lock(&al->mu);
+    al->stop = 1;
+    pthread_cond_signal(&al->cv);
+    pthread_mutex_unlock(&al->mu);
+    pthread_join(al->thread, NULL);
+    pthread_mutex_destroy(&al->mu);
+    pthread_cond_destroy(&al->cv);
+    close(al->fd);
+    free(al->path);
+    free(al->cur);
+    free(al->spare);
+    free(al->pending);
+    al->path = NULL;
+}

@@ -59,6 +59,7 @@
 #define READ_BUDGET (256 * 1024)   /* bytes read from one client per loop iteration */
 #define UPGRADE_BUF 16384          /* bytes the client may have sent after its upgrade request */
 #define SID_LEN 20
+#define CONNECT_TIMEOUT 45.0       /* seconds to send Socket.IO CONNECT (Socket.IO's connectTimeout) */
 #define BUS_MSG_MAX (1 << 20)      /* ipc/bus.c's largest message */
 
 typedef struct events_state events_state;
@@ -98,6 +99,7 @@ struct ws_conn {
     int peer_gone;     /* recv saw EOF or an error: nothing more to say */
     int awaiting_pong; /* "2" sent, "3" not back yet */
     size_t read_round; /* bytes read in this loop iteration (fairness) */
+    ev_tstamp opened;  /* when the WebSocket session began */
     wslay_event_context_ptr ws;
     char hs[192];        /* the 101 response, written before any frame */
     size_t hs_len, hs_off;
@@ -867,6 +869,10 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (c->awaiting_pong) {
         conn_fail(c, WSLAY_CODE_POLICY_VIOLATION, "ping timeout");
+    } else if (c->phase == PH_OPEN && ev_now(loop) - c->opened >= CONNECT_TIMEOUT) {
+        /* Answering pings alone would hold a slot forever: checked at ping
+         * time, which is precise enough for a 45 s limit. */
+        conn_fail(c, WSLAY_CODE_POLICY_VIOLATION, "no Socket.IO CONNECT");
     } else {
         conn_send(c, "2", 1);
         c->awaiting_pong = 1;
@@ -1101,6 +1107,7 @@ static void start_session(events_state *st, cd_request *req, const char *accept)
     c->st = st;
     c->fd = fd;
     c->phase = PH_OPEN;
+    c->opened = ev_now(loop);
     make_sid(c->sid);
     wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)conf->max_message_size);
     c->hs_len = (size_t)snprintf(c->hs, sizeof c->hs,

@@ -917,8 +917,11 @@ static void on_bus(cd_service *svc, const void *msg, size_t len)
 
 static void handle_publish(events_state *st, cd_request *req)
 {
-    size_t blen;
-    const char *body = cd_request_body(req, &blen), *end = body + blen;
+    size_t blen = 0;
+    const char *body = cd_request_body(req, &blen);
+    if (!body) /* no body at all: still "not an object", without NULL + 0 */
+        body = "", blen = 0;
+    const char *end = body + blen;
     const char *rv, *rv_end, *ev, *ev_end, *av = NULL, *av_end = NULL;
     char rname[CD_EVENTS_ROOM_MAX + 1], ename[16];
     int rl;

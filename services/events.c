@@ -17,11 +17,16 @@
  * every room it is in, each member once, on whichever worker it is: the
  * natural reading of `socket.rooms.forEach(r => socket.to(r).emit(...))`,
  * without server code.  POST {route}/publish with {"room", "event", "args"}
- * lets a backend emit into a room.  Both travel as one bus message
+ * lets a backend emit into a room.  `whoami` (with an ack) answers
+ * {"sid", "worker", "rooms"}: which worker slot serves the client.  Acks of
+ * the service's events carry one object with "ok" (and "error" when false).
+ * Both kinds of broadcast travel as one bus message
  * (cd_service_publish) that reaches this service on every worker, the
  * sender's included; each worker then delivers to its local members.  So
  * delivery order is the bus order, the same on every worker, and a worker
- * needs no knowledge of where other clients live.
+ * needs no knowledge of where other clients live.  Delivery is best effort,
+ * as with Socket.IO's adapters: a worker that falls a whole bus buffer
+ * behind loses broadcasts (see ipc/bus.h).
  *
  * Backpressure.  Everything sent to a client is queued in its wslay context;
  * when a message would take the queue past max_send_queue, that client is

@@ -203,6 +203,8 @@ static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
         return dur(e, 0, &c->keepalive_timeout_ms, p, err, errlen);
     if (strcmp(k, "heartbeat_interval") == 0)
         return dur(e, 10, &c->heartbeat_interval_ms, p, err, errlen);
+    if (strcmp(k, "upgrade_timeout") == 0)
+        return dur(e, 100, &c->upgrade_timeout_ms, p, err, errlen);
     if (strcmp(k, "heartbeat_timeout") == 0)
         return dur(e, 100, &c->heartbeat_timeout_ms, p, err, errlen);
     if (strcmp(k, "max_header_size") == 0)
@@ -299,6 +301,7 @@ static void defaults(cd_conf *c)
     c->keepalive_timeout_ms = 75000;
     c->heartbeat_interval_ms = 1000;
     c->heartbeat_timeout_ms = 10000;
+    c->upgrade_timeout_ms = 30000;
     c->max_header_size = 16 * 1024;
     c->max_body_size = 1024 * 1024;
     c->max_connections = 4096;

@@ -45,6 +45,7 @@ typedef struct cd_conf {
     long long keepalive_timeout_ms;
     long long heartbeat_interval_ms;
     long long heartbeat_timeout_ms;
+    long long upgrade_timeout_ms; /* a binary upgrade rolls back if the new workers are not READY by then */
     size_t max_header_size;
     size_t max_body_size;
     int max_connections;

@@ -8,6 +8,7 @@
  *     scale N          waits until N workers are ready and the rest gone
  *     stop [--now]     waits until the master has exited
  *     reopen-logs      workers reopen their log files
+ *     upgrade          binary upgrade in place; waits until done or rolled back
  *     events           follows lifecycle events (until -t or Ctrl-C)
  *
  * The master answers every command at once; clusterctl waits for outcomes by
@@ -274,6 +275,39 @@ static int cmd_stop(int now)
     return EXIT_FAIL;
 }
 
+static int cmd_upgrade(void)
+{
+    char *r = must("upgrade");
+    double gen = json_num(r, "generation");
+    free(r);
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        sleep_ms(100);
+        const char *why;
+        r = request("status", &why); /* absent for a moment while the master execs */
+        if (!r)
+            continue;
+        if (!json_bool(r, "upgrading")) {
+            char last[200];
+            json_str(r, "last_upgrade", last, sizeof last);
+            double g = json_num(r, "generation");
+            free(r);
+            if (strncmp(last, "done", 4) == 0 && g > gen) {
+                printf("upgrade %s\n", last);
+                return 0;
+            }
+            if (strncmp(last, "FAILED", 6) == 0) {
+                fprintf(stderr, "clusterctl: upgrade %s\n", last);
+                return EXIT_FAIL;
+            }
+            continue;
+        }
+        free(r);
+    }
+    fprintf(stderr, "clusterctl: upgrade not finished after %.0fs\n", timeout_s);
+    return EXIT_FAIL;
+}
+
 static volatile sig_atomic_t interrupted;
 static void on_int(int sig)
 {
@@ -324,7 +358,7 @@ static int cmd_events(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: clusterctl [-c FILE | -s RUNDIR] [--json] [-t SECONDS] COMMAND\n"
-               "commands: status, reload, scale N, stop [--now], reopen-logs, events\n");
+               "commands: status, reload, scale N, stop [--now], reopen-logs, upgrade, events\n");
 }
 
 int main(int argc, char **argv)
@@ -386,6 +420,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "events") == 0 && extra == 0)
         return cmd_events();
+    if (strcmp(cmd, "upgrade") == 0 && extra == 0)
+        return cmd_upgrade();
     usage(stderr);
     return EXIT_USAGE;
 }

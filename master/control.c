@@ -4,7 +4,7 @@
  * Two nanomsg sockets in the runtime dir, both mode 0600 (the dir is 0700):
  *   ipc://RUNDIR/control  REP: one text command per request, one JSON reply
  *   ipc://RUNDIR/events   PUB: one JSON object per lifecycle event
- * Commands: status, reload, scale N, stop, stop now, reopen-logs.  Every
+ * Commands: status, reload, scale N, stop, stop now, reopen-logs, upgrade.  Every
  * command answers at once, saying whether the action began (or why not, e.g.
  * an invalid config with file:line); clusterctl then follows `status` to wait
  * for the outcome, so the master never holds a request open and stays
@@ -88,6 +88,8 @@ static void status(cd_master *m, out_buf *o)
     put(o, "\"reload_failed\":%s,\"stopping\":%s,\"last_reload\":", m->reload_failed ? "true" : "false",
         m->stopping ? "true" : "false");
     put_str(o, m->last_reload);
+    put(o, ",\"upgrading\":%s,\"last_upgrade\":", m->upgrading || m->upgrade_checking ? "true" : "false");
+    put_str(o, m->last_upgrade);
     put(o, ",\"listen\":");
     put_str(o, m->conf->listen);
     put(o, ",\"workers\":[");
@@ -145,11 +147,16 @@ static void handle(cd_master *m, const char *cmd, out_buf *o)
     } else if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "stop now") == 0) {
         put(o, "{\"ok\":true,\"pid\":%d}", (int)getpid());
         cd_master_stop(m, cmd[4] != '\0');
+    } else if (strcmp(cmd, "upgrade") == 0) {
+        if (cd_upgrade_begin(m, err, sizeof err) < 0)
+            error_reply(o, err);
+        else
+            put(o, "{\"ok\":true,\"generation\":%u}", m->generation);
     } else if (strcmp(cmd, "reopen-logs") == 0) {
         cd_master_reopen_logs(m);
         put(o, "{\"ok\":true}");
     } else {
-        error_reply(o, "unknown command (status, reload, scale N, stop, stop now, reopen-logs)");
+        error_reply(o, "unknown command (status, reload, scale N, stop, stop now, reopen-logs, upgrade)");
     }
 }
 
@@ -223,6 +230,7 @@ int cd_control_open(cd_master *m)
         cd_control_close(m);
         return -1;
     }
+    m->ctl_bound = 1;
     ev_io_init(&m->ctl_w, ctl_cb, fd, EV_READ);
     m->ctl_w.data = m;
     ev_io_start(m->loop, &m->ctl_w);

@@ -32,6 +32,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Debian's libmongoc runs mongoc_init() from a constructor in every
+     * process that links it, and by default each one creates a shared-memory
+     * counters file /dev/shm/mongoc-PID that a killed process leaves behind.
+     * We have no use for those counters: turn them off for the workers (the
+     * master's own file is removed at its exit). */
+    setenv("MONGOC_DISABLE_SHM", "1", 0);
     if (argc == 4 && strcmp(argv[1], "--worker") == 0) {
         long long slot, gen;
         if (cd_parse_int(argv[2], 0, 1 << 20, &slot) < 0 || cd_parse_int(argv[3], 0, 1LL << 31, &gen) < 0)
@@ -68,7 +74,15 @@ int main(int argc, char **argv)
     }
     cd_conf *conf = NULL;
     char err[512];
-    if (cd_conf_load_file(conf_path, &conf, err, sizeof err) < 0) {
+    if (getenv("CLUSTERD_UPGRADE") && !test) {
+        /* Exec'd by a running master (binary upgrade): its config, not the file. */
+        if (cd_upgrade_load_conf(conf_path, &conf, err, sizeof err) < 0) {
+            cd_log_role(-1, 0);
+            cd_upgrade_rollback_exec(argv, err);
+            fprintf(stderr, "clusterd: %s\n", err);
+            return 1;
+        }
+    } else if (cd_conf_load_file(conf_path, &conf, err, sizeof err) < 0) {
         fprintf(stderr, "clusterd: %s\n", err);
         return EXIT_USAGE;
     }
@@ -82,5 +96,5 @@ int main(int argc, char **argv)
         cd_conf_free(conf);
         return 0;
     }
-    return cd_master_main(conf, conf_path, workers);
+    return cd_master_main(conf, conf_path, workers, argv);
 }

@@ -46,6 +46,7 @@ static double backoff(unsigned fails);
 static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static int ensure_bus(cd_master *m);
 static void reload_finished(cd_master *m, int ok, const char *why);
+static void send_stop(cd_master *m, cd_proc *p);
 
 static double now(cd_master *m) { return ev_now(m->loop); }
 
@@ -243,6 +244,13 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
     cd_master_event(m, "{\"event\":\"worker_exited\",\"slot\":%d,\"pid\":%d,\"generation\":%u,\"status\":\"%s\"}",
                     s ? s->index : -1, (int)pid, gen, how);
 
+    if (m->upgrading && gen > m->upgrade_from && state == PROC_STARTING) {
+        char why[512];
+        snprintf(why, sizeof why, "a new worker %s%s%s", how, bootfail ? ": " : "", bootfail ? reason : "");
+        cd_upgrade_fail(m, why); /* execs the old binary; returns only if that fails */
+        maybe_done(m);
+        return;
+    }
     if (m->stopping || state == PROC_DRAINING) {
         int level = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ? CD_LOG_INFO : CD_LOG_WARN;
         cd_log(level, "worker pid %d (slot %d, generation %u) %s", (int)pid, s ? s->index : -1, gen, how);
@@ -309,6 +317,8 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     proc_exited(m, p, w->rstatus);
 }
 
+void cd_master_send_stop(cd_master *m, cd_proc *p) { send_stop(m, p); }
+
 static void send_stop(cd_master *m, cd_proc *p)
 {
     if (p->state == PROC_DRAINING)
@@ -372,6 +382,7 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
                             (int)p->pid, p->generation);
             if (m->reloading)
                 reload_step(m);
+            cd_upgrade_check(m);
             all_ready_check(m, was);
             if (m->stopping) /* started before the stop: stop it too */
                 send_stop(m, p);
@@ -405,7 +416,7 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
  * (max_requests) or grew past max_rss, never during a reload or a stop. */
 static void recycle_step(cd_master *m)
 {
-    if (m->recycling || m->reloading || m->stopping)
+    if (m->recycling || m->reloading || m->stopping || m->upgrading)
         return;
     for (int i = 0; i < m->active; i++) {
         cd_slot *s = &m->slots[i];
@@ -499,6 +510,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         m->last_watchdog = n;
     }
     recycle_step(m);
+    cd_upgrade_check(m);
     if (n - m->last_snapshot >= (double)m->conf->heartbeat_interval_ms / 1000.0) {
         send_snapshots(m);
         m->last_snapshot = n;
@@ -672,6 +684,10 @@ int cd_master_reload(cd_master *m, char *err, size_t errlen)
         snprintf(err, errlen, "stopping");
         return -1;
     }
+    if (m->upgrading || m->upgrade_checking) {
+        snprintf(err, errlen, "a binary upgrade is in progress");
+        return -1;
+    }
     if (m->reloading) {
         cd_notice("reload requested during a reload: it will follow");
         m->reload_pending = 1;
@@ -810,6 +826,7 @@ static int ensure_bus(cd_master *m)
         cd_log_errno(CD_LOG_ERR, -rc, "nn_bind", "cannot open the bus in %s", m->conf->runtime_dir);
         return -1;
     }
+    m->bus_bound = 1;
     ev_io_init(&m->bus_w, bus_relay_cb, m->bus.rcvfd, EV_READ);
     m->bus_w.data = m;
     ev_io_start(m->loop, &m->bus_w);
@@ -817,17 +834,28 @@ static int ensure_bus(cd_master *m)
     return 0;
 }
 
+/* Removes the sockets we bound (only those: a second clusterd that failed to
+ * start must not delete the first one's), then the dir if it is empty. */
 static void remove_runtime_dir(cd_master *m)
 {
     if (!m->runtime_dir[0])
         return;
     char path[300];
-    static const char *const names[] = {"bus-in", "bus-out", "control", "events"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", m->runtime_dir, names[i]);
-        unlink(path);
+    if (m->ctl_bound) {
+        static const char *const ctl[] = {"control", "events"};
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/%s", m->runtime_dir, ctl[i]);
+            unlink(path);
+        }
     }
-    rmdir(m->runtime_dir); /* only if empty: never remove what is not ours */
+    if (m->bus_bound) {
+        static const char *const bus[] = {"bus-in", "bus-out"};
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/%s", m->runtime_dir, bus[i]);
+            unlink(path);
+        }
+    }
+    rmdir(m->runtime_dir);
 }
 
 int cd_master_scale(cd_master *m, int target, char *err, size_t errlen)
@@ -850,6 +878,12 @@ int cd_master_scale(cd_master *m, int target, char *err, size_t errlen)
 }
 
 void cd_master_stop(cd_master *m, int immediate) { begin_stop(m, immediate, 0); }
+
+void cd_master_reopen_bus(cd_master *m)
+{
+    if (ensure_bus(m) < 0)
+        cd_err("the bus could not be reopened; broadcasts stay local");
+}
 
 void cd_master_reopen_logs(cd_master *m)
 {
@@ -896,6 +930,12 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     case SIGUSR1:
         cd_master_reopen_logs(m);
         break;
+    case SIGUSR2: {
+        char err[512];
+        if (cd_upgrade_begin(m, err, sizeof err) < 0)
+            cd_err("upgrade refused: %s", err);
+        break;
+    }
     default:
         break;
     }
@@ -903,7 +943,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* The process-wide settings of [cluster]: pidfile, rlimit_nofile, user/group.
  * Returns 0 or -1 (logged). */
-static int prepare_process(cd_master *m)
+static int prepare_process(cd_master *m, int adopted)
 {
     const cd_conf *c = m->conf;
     if (c->rlimit_nofile) {
@@ -932,7 +972,7 @@ static int prepare_process(cd_master *m)
         }
         m->drop_privs = geteuid() == 0;
     }
-    if (c->pidfile[0]) {
+    if (c->pidfile[0] && !adopted) { /* after an upgrade we hold it already */
         pid_t holder;
         m->pidfile_fd = cd_pidfile_open(c->pidfile, &holder);
         if (m->pidfile_fd == -EEXIST) {
@@ -952,9 +992,10 @@ static int prepare_process(cd_master *m)
     return 0;
 }
 
-int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
+int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char **argv)
 {
     cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1,
+                        .argv = argv, .prev_exe_fd = -1,
                         .conf_memfd = -1, .pidfile_fd = -1, .bus = {.in = -1, .out = -1},
                         .ctl_rep = -1, .ctl_pub = -1, .prev_memfd = -1};
     cd_master *m = &master;
@@ -981,10 +1022,18 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
         cd_log_errno(CD_LOG_ERR, -m->conf_memfd, "memfd_create", "cannot pass the config to workers");
         goto out;
     }
-    if (prepare_process(m) < 0)
+    ssize_t el = readlink("/proc/self/exe", m->exe_path, sizeof m->exe_path - 1);
+    if (el > 0) {
+        m->exe_path[el] = '\0';
+        char *del = strstr(m->exe_path, " (deleted)");
+        if (del)
+            *del = '\0';
+    }
+    int adopted = cd_upgrade_adopt(m);
+    if (prepare_process(m, adopted) < 0)
         goto out;
     int fds[CD_MAX_SLOTS];
-    int act = cd_systemd_listeners(fds, CD_MAX_SLOTS);
+    int act = adopted ? 0 : cd_systemd_listeners(fds, CD_MAX_SLOTS);
     if (act < 0)
         goto out;
     for (int i = 0; i < act; i++) {
@@ -993,21 +1042,28 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
     }
     m->activated = act;
     /* With sockets from systemd, their number is the default worker count. */
-    int n = cli_workers ? cli_workers : (act > 0 && conf->workers == 0) ? act : cd_conf_workers(conf);
+    int n = adopted ? m->active : cli_workers ? cli_workers : (act > 0 && conf->workers == 0) ? act : cd_conf_workers(conf);
     if (act > 0)
         cd_notice("socket activation: %d listener(s) from systemd%s", act,
                   n > act ? "; binding the rest ourselves" : "");
-    /* All listeners (and the bus) first: an error stops us before any worker starts. */
+    /* The control socket first: if another clusterd runs with the same
+     * runtime_dir, we must not join its listeners' reuseport group even
+     * briefly.  Then all listeners and the bus: an error stops us before any
+     * worker starts. */
+    m->started = ev_now(m->loop);
+    if (ensure_runtime_dir(m) < 0)
+        goto out;
+    if (cd_control_open(m) < 0) {
+        cd_err("is another clusterd running with runtime_dir %s? (set runtime_dir, or stop it)", m->conf->runtime_dir);
+        goto out;
+    }
     for (int i = 0; i < n; i++)
         if (open_slot(m, i) < 0)
             goto out;
     m->active = n;
     steer(m);
-    m->started = ev_now(m->loop);
     m->retired = calloc(1, sizeof *m->retired);
-    if (!m->retired)
-        goto out;
-    if (ensure_runtime_dir(m) < 0 || cd_control_open(m) < 0 || ensure_bus(m) < 0)
+    if (!m->retired || ensure_bus(m) < 0)
         goto out;
 
     static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
@@ -1027,9 +1083,12 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers)
 
     cd_notice("clusterd starting: %d workers on %s, config %s", n, conf->listen, conf_path);
     m->exit_code = 0;
+    if (adopted == 2)
+        cd_upgrade_start_generation(m);
     for (int i = 0; i < n; i++) {
         m->slots[i].wanted = 1;
-        spawn_slot(m, &m->slots[i]);
+        if (!m->slots[i].current)
+            spawn_slot(m, &m->slots[i]);
     }
     ev_run(m->loop, 0);
 
@@ -1053,6 +1112,8 @@ out:
     free(m->slots);
     if (m->conf_memfd >= 0)
         close(m->conf_memfd);
+    if (m->prev_exe_fd >= 0)
+        close(m->prev_exe_fd);
     cd_notice("stopped (exit code %d)", m->exit_code);
     cd_conf_free(m->prev_conf);
     if (m->prev_memfd >= 0)

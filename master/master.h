@@ -81,6 +81,7 @@ struct cd_master {
 
     cd_bus bus; /* relay for services with uses_bus; bus.in < 0 when closed */
     int ctl_rep, ctl_pub; /* control plane sockets, -1 when closed */
+    int ctl_bound, bus_bound; /* we bound those socket files (and remove them at exit) */
     ev_io ctl_w;
     ev_tstamp started;
     ev_io bus_w;
@@ -99,6 +100,17 @@ struct cd_master {
     uint64_t respawns;
     cd_proc *recycling; /* the replacement being started for a recycled worker */
 
+    char **argv;           /* to exec ourselves again (upgrade) */
+    char exe_path[512];    /* the binary's path: an upgrade execs what is there now */
+    int upgrading;         /* the new program waits for its first generation */
+    int upgrade_checking;  /* `NEW -V` is running */
+    unsigned upgrade_from; /* the old program's generation */
+    ev_tstamp upgrade_deadline;
+    int prev_exe_fd;       /* the old binary, for a rollback */
+    char last_upgrade[192];
+    ev_child upgrade_check_w;
+    ev_timer upgrade_check_timeout_w;
+
     int stopping;
     int exit_code;
     int reloading;       /* rolling restart in progress */
@@ -112,7 +124,7 @@ struct cd_master {
 };
 
 /* Runs the master until it stops; returns the process exit code. */
-int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers);
+int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char **argv);
 
 /* What signals and clusterctl ask of the master (master.c).  Each returns 0
  * when the action has begun, or -1 with the reason in err. */
@@ -120,6 +132,25 @@ int cd_master_reload(cd_master *m, char *err, size_t errlen); /* validates, then
 int cd_master_scale(cd_master *m, int workers, char *err, size_t errlen);
 void cd_master_stop(cd_master *m, int immediate);
 void cd_master_reopen_logs(cd_master *m); /* USR1: workers reopen their log files */
+void cd_master_send_stop(cd_master *m, cd_proc *p); /* graceful STOP to one worker */
+void cd_master_reopen_bus(cd_master *m);             /* after a failed exec */
+
+/* upgrade.c: USR2.  cd_upgrade_begin checks the new binary in a child and
+ * then execs it (returns 0 when the check has begun, -1 with err). */
+int cd_upgrade_begin(cd_master *m, char *err, size_t errlen);
+/* In the new program: the config text the old one ran (from its memfd). */
+int cd_upgrade_load_conf(const char *conf_path, cd_conf **out, char *err, size_t errlen);
+/* In the new program, when it cannot go on: exec the old binary again. */
+void cd_upgrade_rollback_exec(char **argv, const char *why);
+/* Adopts listeners and workers handed over by exec: 0 not an upgrade, 1 a
+ * rollback (keep the workers), 2 an upgrade (start a new generation). */
+int cd_upgrade_adopt(cd_master *m);
+void cd_upgrade_start_generation(cd_master *m);
+void cd_upgrade_check(cd_master *m);
+void cd_upgrade_fail(cd_master *m, const char *why);
+
+/* spawn.c: a cd_proc for a worker that already runs (handed over by exec). */
+cd_proc *cd_spawn_adopt(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan_fd);
 /* Publishes a lifecycle event (a JSON object, printf format) to clusterctl
  * followers (control.c).  A no-op when the control plane is closed. */
 void cd_master_event(cd_master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

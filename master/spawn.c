@@ -138,3 +138,32 @@ fail:
     free(p);
     return NULL;
 }
+
+cd_proc *cd_spawn_adopt(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan_fd)
+{
+    cd_proc *p = calloc(1, sizeof *p);
+    cd_ipc_decoder *dec = malloc(sizeof *dec);
+    if (!p || !dec) {
+        free(p);
+        free(dec);
+        return NULL;
+    }
+    dec->have = dec->consumed = 0;
+    cd_set_cloexec(chan_fd, 1);
+    cd_set_nonblock(chan_fd, 1);
+    p->m = m;
+    p->pid = pid;
+    p->slot = s->index;
+    p->generation = generation;
+    p->chan_fd = chan_fd;
+    p->dec = dec;
+    p->state = PROC_STARTING;
+    p->started = p->last_heartbeat = ev_now(m->loop);
+    ev_io_init(&p->chan_w, cd_master_chan_cb, chan_fd, EV_READ);
+    p->chan_w.data = p;
+    ev_io_start(m->loop, &p->chan_w);
+    p->next = m->procs;
+    m->procs = p;
+    cd_info("adopted worker pid %d of slot %d (generation %u)", (int)pid, s->index, generation);
+    return p;
+}

@@ -438,3 +438,100 @@ void th_cleanup(th_server *s)
         fprintf(stderr, "could not remove %s\n", s->dir);
     s->dir[0] = '\0';
 }
+
+/* A keep-alive client loop in a child process; reports ok/failed counts
+ * through a pipe.  A failure is any request that did not get a full answer. */
+
+static int read_response(int fd, char *buf, size_t cap, int *closed)
+{
+    size_t len = 0;
+    long long deadline = th_now_ms() + 5000;
+    for (;;) {
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            size_t want = (size_t)(end + 4 - buf) + (cl ? (size_t)atoi(cl + 16) : 0);
+            if (len >= want) {
+                *closed = strstr(buf, "Connection: close") != NULL;
+                buf[want] = '\0';
+                return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
+            }
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long long left = deadline - th_now_ms();
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return -1;
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+}
+
+pid_t th_client_loop(int port, int ms, int *rfd, const char *first_body)
+{
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        th_loop_result res = {0, 0, 0};
+        long long end = th_now_ms() + ms;
+        int fd = -1;
+        char buf[4096];
+        while (th_now_ms() < end && res.ok + res.failed < 200000) {
+            if (fd < 0 && (fd = th_connect(port)) < 0) {
+                res.failed++;
+                continue;
+            }
+            const char *req = "GET /dummy HTTP/1.1\r\nHost: x\r\n\r\n";
+            int closed = 0;
+            buf[0] = '\0';
+            if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+                read_response(fd, buf, sizeof buf, &closed) < 0) {
+                res.failed++;
+                closed = 1;
+            } else {
+                res.ok++;
+                char *body = strstr(buf, "\r\n\r\n") + 4;
+                if (strcmp(body, first_body) != 0)
+                    res.bodies_changed++;
+            }
+            if (closed) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        ssize_t wr = write(pfd[1], &res, sizeof res);
+        _exit(wr == sizeof res ? 0 : 1);
+    }
+    close(pfd[1]);
+    *rfd = pfd[0];
+    return pid;
+}
+
+th_loop_result th_client_result(pid_t pid, int rfd)
+{
+    th_loop_result res = {-1, -1, -1};
+    struct pollfd p = {.fd = rfd, .events = POLLIN};
+    if (poll(&p, 1, 30000) == 1 && read(rfd, &res, sizeof res) != sizeof res)
+        res.ok = -1;
+    close(rfd);
+    waitpid(pid, NULL, 0);
+    return res;
+}
+
+
+int th_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}

@@ -64,6 +64,19 @@ int th_http(th_response *r, int port, const char *method, const char *path, cons
 char *th_raw(int port, const char *data, size_t len, int timeout_ms, size_t *outlen);
 void th_response_free(th_response *r);
 
+/* A blocking TCP connection to 127.0.0.1:port, or -1. */
+int th_connect(int port);
+
+/* A keep-alive client loop (GET /dummy) in a child process for ms
+ * milliseconds (at most 200000 requests).  A failure is any request without
+ * a full 200 answer; bodies_changed counts answers whose body differs from
+ * first_body.  Collect with th_client_result (waits at most 30 s). */
+typedef struct th_loop_result {
+    int ok, failed, bodies_changed;
+} th_loop_result;
+pid_t th_client_loop(int port, int ms, int *rfd, const char *first_body);
+th_loop_result th_client_result(pid_t pid, int rfd);
+
 /* Milliseconds on a monotonic clock. */
 long long th_now_ms(void);
 

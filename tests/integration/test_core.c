@@ -81,18 +81,6 @@ static int sockets_of(pid_t pid)
     return n;
 }
 
-static int connect_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 Test(core, serves_dummy_from_every_worker)
 {
     cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"hello\":1}")), 0);
@@ -109,7 +97,7 @@ Test(core, serves_dummy_from_every_worker)
     /* 16 slow requests held open at once: both workers must be holding some. */
     int fds[16];
     for (int i = 0; i < 16; i++) {
-        fds[i] = connect_port(srv.port);
+        fds[i] = th_connect(srv.port);
         cr_assert_geq(fds[i], 0);
         const char *req = "GET /dummy?delay_ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n";
         cr_assert_eq(send(fds[i], req, strlen(req), 0), (ssize_t)strlen(req));
@@ -176,7 +164,7 @@ Test(core, killed_worker_is_replaced_and_queued_connections_survive)
 Test(core, sigterm_lets_inflight_request_finish)
 {
     cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF DUMMY("{\"slow\":1}")), 0);
-    int fd = connect_port(srv.port);
+    int fd = th_connect(srv.port);
     const char *req = "GET /dummy?delay_ms=1200 HTTP/1.1\r\nHost: x\r\n\r\n";
     cr_assert_eq(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
     msleep(200);
@@ -197,105 +185,19 @@ Test(core, sigterm_lets_inflight_request_finish)
     cr_assert_lt(th_now_ms() - t0, 4000);
 }
 
-/* A keep-alive client loop in a child process; reports ok/failed counts
- * through a pipe.  A failure is any request that did not get a full answer. */
-typedef struct loop_result {
-    int ok, failed, bodies_changed;
-} loop_result;
-
-static int read_response(int fd, char *buf, size_t cap, int *closed)
-{
-    size_t len = 0;
-    long long deadline = th_now_ms() + 5000;
-    for (;;) {
-        char *end = strstr(buf, "\r\n\r\n");
-        if (end) {
-            const char *cl = strstr(buf, "Content-Length: ");
-            size_t want = (size_t)(end + 4 - buf) + (cl ? (size_t)atoi(cl + 16) : 0);
-            if (len >= want) {
-                *closed = strstr(buf, "Connection: close") != NULL;
-                buf[want] = '\0';
-                return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
-            }
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        long long left = deadline - th_now_ms();
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            return -1;
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
-        if (n <= 0)
-            return -1;
-        len += (size_t)n;
-        buf[len] = '\0';
-    }
-}
-
-static pid_t client_loop(int port, int ms, int *rfd, const char *first_body)
-{
-    int pfd[2];
-    cr_assert_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        loop_result res = {0, 0, 0};
-        long long end = th_now_ms() + ms;
-        int fd = -1;
-        char buf[4096];
-        while (th_now_ms() < end && res.ok + res.failed < 200000) {
-            if (fd < 0 && (fd = connect_port(port)) < 0) {
-                res.failed++;
-                continue;
-            }
-            const char *req = "GET /dummy HTTP/1.1\r\nHost: x\r\n\r\n";
-            int closed = 0;
-            buf[0] = '\0';
-            if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
-                read_response(fd, buf, sizeof buf, &closed) < 0) {
-                res.failed++;
-                closed = 1;
-            } else {
-                res.ok++;
-                char *body = strstr(buf, "\r\n\r\n") + 4;
-                if (strcmp(body, first_body) != 0)
-                    res.bodies_changed++;
-            }
-            if (closed) {
-                close(fd);
-                fd = -1;
-            }
-        }
-        ssize_t wr = write(pfd[1], &res, sizeof res);
-        _exit(wr == sizeof res ? 0 : 1);
-    }
-    close(pfd[1]);
-    *rfd = pfd[0];
-    return pid;
-}
-
-static loop_result client_result(pid_t pid, int rfd)
-{
-    loop_result res = {-1, -1, -1};
-    struct pollfd p = {.fd = rfd, .events = POLLIN};
-    if (poll(&p, 1, 30000) == 1 && read(rfd, &res, sizeof res) != sizeof res)
-        res.ok = -1;
-    close(rfd);
-    waitpid(pid, NULL, 0);
-    return res;
-}
-
 Test(core, sighup_rolls_to_new_config_without_failed_requests)
 {
     cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);
     pid_t old[2];
     cr_assert_eq(th_workers(&srv, old, 2), 2);
     int rfd1, rfd2;
-    pid_t c1 = client_loop(srv.port, 4000, &rfd1, "{\"v\":1}");
-    pid_t c2 = client_loop(srv.port, 4000, &rfd2, "{\"v\":1}");
+    pid_t c1 = th_client_loop(srv.port, 4000, &rfd1, "{\"v\":1}");
+    pid_t c2 = th_client_loop(srv.port, 4000, &rfd2, "{\"v\":1}");
     msleep(800);
     cr_assert_eq(th_write_conf(&srv, BASE_CONF DUMMY("{\"v\":2}"), srv.port), 0);
     kill(srv.pid, SIGHUP);
     cr_assert(th_log_contains(&srv, "reload done", 8000), "reload finished");
-    loop_result a = client_result(c1, rfd1), b = client_result(c2, rfd2);
+    th_loop_result a = th_client_result(c1, rfd1), b = th_client_result(c2, rfd2);
     cr_assert_gt(a.ok, 50);
     cr_assert_gt(b.ok, 50);
     cr_assert_eq(a.failed + b.failed, 0, "failed requests during reload: %d + %d (ok %d + %d)", a.failed, b.failed,
@@ -311,13 +213,13 @@ Test(core, reload_whose_workers_cannot_boot_rolls_back)
     pid_t before[2];
     cr_assert_eq(th_workers(&srv, before, 2), 2);
     int rfd;
-    pid_t c = client_loop(srv.port, 3000, &rfd, "{\"v\":1}");
+    pid_t c = th_client_loop(srv.port, 3000, &rfd, "{\"v\":1}");
     msleep(300);
     /* Valid syntax, but the new workers cannot start: body_file is missing. */
     cr_assert_eq(th_write_conf(&srv, BASE_CONF "[dummy]\ntype = dummy\nbody_file = /nonexistent/v2.json\n", srv.port), 0);
     kill(srv.pid, SIGHUP);
     cr_assert(th_log_contains(&srv, "rolled back", 8000), "the reload rolled back");
-    loop_result res = client_result(c, rfd);
+    th_loop_result res = th_client_result(c, rfd);
     cr_assert_eq(res.failed, 0, "%d requests failed", res.failed);
     cr_assert_eq(res.bodies_changed, 0, "every answer came from the old config");
     cr_assert(get_ok("/dummy", "{\"v\":1}"));
@@ -337,8 +239,8 @@ Test(core, workers_recycle_after_max_requests_without_failures)
     pid_t first[1];
     cr_assert_eq(th_workers(&srv, first, 1), 1);
     int rfd;
-    pid_t c = client_loop(srv.port, 2500, &rfd, "{\"r\":1}");
-    loop_result res = client_result(c, rfd);
+    pid_t c = th_client_loop(srv.port, 2500, &rfd, "{\"r\":1}");
+    th_loop_result res = th_client_result(c, rfd);
     cr_assert_gt(res.ok, 100);
     cr_assert_eq(res.failed, 0, "%d of %d requests failed across recycling", res.failed, res.ok + res.failed);
     cr_assert(th_log_contains(&srv, "recycling worker", 3000));
@@ -467,10 +369,10 @@ Test(core, hung_worker_is_killed_and_replaced)
 Test(core, connection_limit_pauses_accepting)
 {
     cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "max_connections = 2\n" DUMMY("{}")), 0);
-    int a = connect_port(srv.port), b = connect_port(srv.port);
+    int a = th_connect(srv.port), b = th_connect(srv.port);
     cr_assert(a >= 0 && b >= 0);
     msleep(200); /* both accepted, idle */
-    int c = connect_port(srv.port); /* queued in the listener, not accepted */
+    int c = th_connect(srv.port); /* queued in the listener, not accepted */
     const char *req = "GET /dummy HTTP/1.1\r\nHost: x\r\n\r\n";
     cr_assert_eq(send(c, req, strlen(req), 0), (ssize_t)strlen(req));
     struct pollfd p = {.fd = c, .events = POLLIN};

@@ -1,0 +1,393 @@
+/*
+ * upgrade.c - binary upgrade in place (master).
+ *
+ * USR2 (or `clusterctl upgrade`) replaces the running master's program with
+ * the binary now at its path, keeping its PID (systemd's MAINPID), its
+ * listeners and its workers:
+ *
+ *  1. The new binary is checked first, in a child: `clusterd -V` must run
+ *     and exit 0 (a binary that cannot even start would otherwise take the
+ *     master down with it).  The master keeps serving meanwhile.
+ *  2. The master hands its state to the new program through the environment
+ *     (CLUSTERD_UPGRADE: generation, listener fds per slot, each worker's
+ *     pid/slot/generation/channel fd, the config memfd, the pidfile fd and an
+ *     fd of its own binary for rollback), clears FD_CLOEXEC on those fds and
+ *     execs.  The config is the text it was running, from the memfd: an
+ *     upgrade changes the program, a reload changes the config.
+ *  3. The new program adopts all of it and starts a new generation of
+ *     workers on the same listeners.  When every one is READY, the old ones
+ *     drain.  If the new program cannot take the config, or a new worker
+ *     fails, or they are not all READY within upgrade_timeout, it stops the
+ *     new workers and execs the old binary again (from the saved fd) with
+ *     the old workers, which never stopped serving.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "master/master.h"
+#include "worker/worker.h"
+
+extern char **environ;
+
+/* ---- the state string ---- */
+
+static int keep_fd(int fd) { return fd >= 0 ? cd_set_cloexec(fd, 0) : 0; }
+
+/* CLUSTERD_UPGRADE=g=G;a=ACTIVE;c=CONFFD;x=EXEFD;p=PIDFD;s=slot:fd,..;w=pid:slot:gen:chan:state,.. */
+static char *encode_state(cd_master *m, int exe_fd)
+{
+    size_t cap = 4096 + (size_t)m->active * 32;
+    for (cd_proc *p = m->procs; p; p = p->next)
+        cap += 64;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t n = (size_t)snprintf(s, cap, "g=%u;a=%d;c=%d;x=%d;p=%d;s=", m->generation, m->active, m->conf_memfd, exe_fd,
+                                m->pidfile_fd);
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].fd >= 0)
+            n += (size_t)snprintf(s + n, cap - n, "%d:%d,", i, m->slots[i].fd);
+    n += (size_t)snprintf(s + n, cap - n, ";w=");
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->chan_fd >= 0 && p->state != PROC_DRAINING)
+            n += (size_t)snprintf(s + n, cap - n, "%d:%d:%u:%d:%d,", (int)p->pid, p->slot, p->generation, p->chan_fd,
+                                  (int)p->state);
+    return s;
+}
+
+static const char *field(const char *state, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = state; p && *p; p = strchr(p, ';') ? strchr(p, ';') + 1 : NULL)
+        if (strncmp(p, key, kl) == 0 && p[kl] == '=')
+            return p + kl + 1;
+    return NULL;
+}
+
+static int field_int(const char *state, const char *key, int def)
+{
+    const char *v = field(state, key);
+    return v ? atoi(v) : def;
+}
+
+/* ---- the old program: check the new binary, then exec it ---- */
+
+static void exec_with_state(cd_master *m, const char *path, int exe_fd, const char *rollback_why)
+{
+    char *state = encode_state(m, exe_fd);
+    if (!state)
+        return;
+    keep_fd(m->conf_memfd);
+    keep_fd(exe_fd);
+    keep_fd(m->pidfile_fd);
+    for (int i = 0; i < m->nslots; i++)
+        keep_fd(m->slots[i].fd);
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->state != PROC_DRAINING)
+            keep_fd(p->chan_fd);
+    setenv("CLUSTERD_UPGRADE", state, 1);
+    if (rollback_why)
+        setenv("CLUSTERD_UPGRADE_ROLLBACK", rollback_why, 1);
+    else
+        unsetenv("CLUSTERD_UPGRADE_ROLLBACK");
+    free(state);
+    /* nanomsg's threads and sockets do not survive exec; close them cleanly
+     * so the new program can bind the same endpoints. */
+    cd_control_close(m);
+    if (m->bus.in >= 0) {
+        ev_io_stop(m->loop, &m->bus_w);
+        cd_bus_close(&m->bus);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (path)
+        execv(path, m->argv);
+    else
+        fexecve(exe_fd, m->argv, environ);
+    int err = errno;
+    cd_log_errno(CD_LOG_ERR, err, path ? "execv" : "fexecve", "upgrade: cannot exec %s", path ? path : "the old binary");
+    /* Still us: take everything back. */
+    unsetenv("CLUSTERD_UPGRADE");
+    unsetenv("CLUSTERD_UPGRADE_ROLLBACK");
+    cd_set_cloexec(m->conf_memfd, 1);
+    cd_set_cloexec(m->pidfile_fd, 1);
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].fd >= 0)
+            cd_set_cloexec(m->slots[i].fd, 1);
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->chan_fd >= 0)
+            cd_set_cloexec(p->chan_fd, 1);
+    if (cd_control_open(m) < 0)
+        cd_err("upgrade: the control plane is gone after a failed exec");
+    cd_master_reopen_bus(m);
+}
+
+static void check_done_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    cd_master *m = w->data;
+    ev_child_stop(loop, w);
+    ev_timer_stop(loop, &m->upgrade_check_timeout_w);
+    int st = w->rstatus;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED: %.120s -V did not run (status 0x%x)", m->exe_path, st);
+        cd_err("upgrade refused: the new binary %s does not run (`-V` status 0x%x); nothing changed", m->exe_path, st);
+        cd_systemd_notify("READY=1");
+        m->upgrade_checking = 0;
+        return;
+    }
+    m->upgrade_checking = 0;
+    int exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (exe_fd < 0) {
+        cd_log_errno(CD_LOG_ERR, errno, "open", "upgrade: cannot keep the running binary for a rollback");
+        cd_systemd_notify("READY=1");
+        return;
+    }
+    cd_notice("upgrade: executing %s (pid stays %d)", m->exe_path, (int)getpid());
+    exec_with_state(m, m->exe_path, exe_fd, NULL);
+    close(exe_fd); /* exec failed: logged, and we carry on */
+    snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED: cannot exec %.150s", m->exe_path);
+    cd_systemd_notify("READY=1");
+}
+
+static void check_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = t->data;
+    cd_err("upgrade: the new binary's `-V` did not finish in 5s; killing it");
+    kill(m->upgrade_check_w.pid, SIGKILL); /* check_done_cb reports the refusal */
+}
+
+int cd_upgrade_begin(cd_master *m, char *err, size_t errlen)
+{
+    if (m->stopping || m->reloading || m->upgrading || m->upgrade_checking) {
+        snprintf(err, errlen, "busy: %s", m->stopping ? "stopping" : m->reloading ? "reloading" : "upgrading");
+        return -1;
+    }
+    if (access(m->exe_path, X_OK) < 0) {
+        snprintf(err, errlen, "%s: %s", m->exe_path, strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork() failed: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execl(m->exe_path, m->exe_path, "-V", (char *)NULL);
+        _exit(127);
+    }
+    cd_notice("upgrade: checking the new binary %s", m->exe_path);
+    cd_systemd_notify("RELOADING=1");
+    m->upgrade_checking = 1;
+    ev_child_init(&m->upgrade_check_w, check_done_cb, pid, 0);
+    m->upgrade_check_w.data = m;
+    ev_child_start(m->loop, &m->upgrade_check_w);
+    ev_timer_init(&m->upgrade_check_timeout_w, check_timeout_cb, 5.0, 0.);
+    m->upgrade_check_timeout_w.data = m;
+    ev_timer_start(m->loop, &m->upgrade_check_timeout_w);
+    return 0;
+}
+
+/* ---- the new program ---- */
+
+int cd_upgrade_load_conf(const char *conf_path, cd_conf **out, char *err, size_t errlen)
+{
+    const char *state = getenv("CLUSTERD_UPGRADE");
+    int fd = state ? field_int(state, "c", -1) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "upgrade: no config memfd handed over");
+        return -1;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf || pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
+        free(buf);
+        snprintf(err, errlen, "upgrade: cannot read the config memfd");
+        return -1;
+    }
+    int rc = cd_conf_load_text(conf_path, buf, (size_t)st.st_size, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void cd_upgrade_rollback_exec(char **argv, const char *why)
+{
+    const char *state = getenv("CLUSTERD_UPGRADE");
+    int exe_fd = state ? field_int(state, "x", -1) : -1;
+    if (exe_fd < 0)
+        return;
+    cd_err("upgrade failed (%s); going back to the previous binary", why);
+    setenv("CLUSTERD_UPGRADE_ROLLBACK", why, 1);
+    fexecve(exe_fd, argv, environ);
+    cd_log_errno(CD_LOG_ERR, errno, "fexecve", "upgrade: cannot go back to the previous binary");
+}
+
+int cd_upgrade_adopt(cd_master *m)
+{
+    const char *state = getenv("CLUSTERD_UPGRADE");
+    if (!state)
+        return 0;
+    const char *why = getenv("CLUSTERD_UPGRADE_ROLLBACK");
+    m->generation = (unsigned)field_int(state, "g", 1);
+    m->active = field_int(state, "a", 1);
+    int exe_fd = field_int(state, "x", -1);
+    int conf_fd = field_int(state, "c", -1);
+    int pid_fd = field_int(state, "p", -1);
+    if (conf_fd >= 0)
+        close(conf_fd); /* the master makes its own memfd */
+    if (pid_fd >= 0) {
+        m->pidfile_fd = pid_fd; /* the lock (flock) survives exec: still ours */
+        cd_set_cloexec(pid_fd, 1);
+    }
+    for (const char *p = field(state, "s"); p && *p && *p != ';';) {
+        int slot, fd;
+        if (sscanf(p, "%d:%d", &slot, &fd) == 2 && slot >= 0 && slot < CD_MAX_SLOTS) {
+            m->slots[slot].fd = fd;
+            cd_set_cloexec(fd, 1);
+        }
+        p = strchr(p, ',');
+        if (!p)
+            break;
+        p++;
+    }
+    for (const char *p = field(state, "w"); p && *p && *p != ';';) {
+        int pid, slot, chan, st;
+        unsigned gen;
+        if (sscanf(p, "%d:%d:%u:%d:%d", &pid, &slot, &gen, &chan, &st) == 5 && slot >= 0 && slot < CD_MAX_SLOTS) {
+            cd_proc *q = cd_spawn_adopt(m, &m->slots[slot], pid, gen, chan);
+            if (q && st == PROC_READY)
+                q->state = PROC_READY;
+            if (q && !m->slots[slot].current)
+                m->slots[slot].current = q;
+        }
+        p = strchr(p, ',');
+        if (!p)
+            break;
+        p++;
+    }
+    for (int i = 0; i < m->active; i++)
+        m->slots[i].wanted = 1;
+    unsetenv("CLUSTERD_UPGRADE");
+    unsetenv("CLUSTERD_UPGRADE_ROLLBACK");
+    if (why) {
+        /* We are the old binary again: the old workers never stopped. */
+        if (exe_fd >= 0)
+            close(exe_fd);
+        snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED, rolled back: %.150s", why);
+        cd_err("upgrade rolled back: %s; generation %u keeps serving", why, m->generation);
+        m->notified_ready = 1;
+        cd_systemd_notify("READY=1");
+        return 1;
+    }
+    m->prev_exe_fd = exe_fd;
+    if (exe_fd >= 0)
+        cd_set_cloexec(exe_fd, 1);
+    m->upgrading = 1;
+    m->upgrade_from = m->generation;
+    m->notified_ready = 1;
+    return 2;
+}
+
+/* Starts the new generation on every slot (after the loop is set up). */
+void cd_upgrade_start_generation(cd_master *m)
+{
+    m->generation++;
+    cd_notice("upgrade: new binary running; starting generation %u on %d slot(s)", m->generation, m->active);
+    for (int i = 0; i < m->active; i++) {
+        cd_slot *s = &m->slots[i];
+        cd_proc *p = cd_spawn_worker(m, s);
+        if (!p) {
+            cd_upgrade_fail(m, "cannot start a worker");
+            return;
+        }
+        s->current = p;
+    }
+    m->upgrade_deadline = ev_now(m->loop) + (double)m->conf->upgrade_timeout_ms / 1000.0;
+}
+
+/* Called on every READY and tick while upgrading. */
+void cd_upgrade_check(cd_master *m)
+{
+    if (!m->upgrading)
+        return;
+    int ready = 0;
+    for (int i = 0; i < m->active; i++) {
+        cd_proc *p = m->slots[i].current;
+        ready += p && p->generation == m->generation && p->state == PROC_READY;
+    }
+    if (ready == m->active) {
+        for (cd_proc *p = m->procs; p; p = p->next)
+            if (p->generation <= m->upgrade_from)
+                cd_master_send_stop(m, p);
+        m->upgrading = 0;
+        if (m->prev_exe_fd >= 0)
+            close(m->prev_exe_fd);
+        m->prev_exe_fd = -1;
+        time_t t = time(NULL);
+        struct tm tm;
+        char when[32];
+        localtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(m->last_upgrade, sizeof m->last_upgrade, "done at %s (generation %u)", when, m->generation);
+        cd_notice("upgrade done: %d workers on generation %u", m->active, m->generation);
+        cd_master_event(m, "{\"event\":\"upgrade_done\",\"generation\":%u}", m->generation);
+        cd_systemd_notify("READY=1");
+        return;
+    }
+    if (ev_now(m->loop) > m->upgrade_deadline)
+        cd_upgrade_fail(m, "the new workers were not all READY within upgrade_timeout");
+}
+
+void cd_upgrade_fail(cd_master *m, const char *why)
+{
+    if (!m->upgrading)
+        return;
+    m->upgrading = 0;
+    /* The old workers are still serving: give them their slots back, stop
+     * the new ones, and become the old binary again. */
+    for (int i = 0; i < m->nslots; i++)
+        m->slots[i].current = NULL;
+    for (cd_proc *p = m->procs; p; p = p->next) {
+        if (p->generation > m->upgrade_from) {
+            cd_master_send_stop(m, p);
+            kill(p->pid, SIGTERM);
+        } else if (p->state != PROC_DRAINING && !m->slots[p->slot].current) {
+            m->slots[p->slot].current = p;
+        }
+    }
+    m->generation = m->upgrade_from;
+    cd_master_event(m, "{\"event\":\"upgrade_failed\"}");
+    int exe_fd = m->prev_exe_fd;
+    m->prev_exe_fd = -1;
+    /* The new workers we are leaving behind are not in the state: the old
+     * program reaps them as unknown children once they have drained. */
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->generation > m->upgrade_from)
+            p->state = PROC_DRAINING;
+    cd_err("upgrade failed: %s; going back to the previous binary", why);
+    exec_with_state(m, NULL, exe_fd, why);
+    /* Could not exec the old binary: stay the new one, with the old workers. */
+    snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED (%s); running the new binary with the old workers", why);
+    cd_systemd_notify("READY=1");
+}

@@ -9,7 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libnanomsg-dev
-      libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev curl)
+      libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev libssl-dev curl)
+# Node.js runs the Socket.IO tests; the machine may carry its own build of it
+# (which brings npm), so ask apt only when the commands are missing.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -27,3 +32,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/ferretdb.sh install
+scripts/npm-setup.sh

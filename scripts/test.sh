@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Debian's libmongoc creates /dev/shm/mongoc-PID in every process that links
+# it (tests included); killed test processes would leave them behind.
+export MONGOC_DISABLE_SHM=1
 
 run() {
     local dir=$1

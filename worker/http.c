@@ -476,14 +476,26 @@ int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len)
     c->req = NULL;
     size_t left = c->in_len - c->in_off;
     if (left > cap || c->out_off < c->out_len) {
-        conn_close(c);
+        if (c->processing)
+            c->state = CS_CLOSING; /* conn_process closes it */
+        else
+            conn_close(c);
         return -1;
     }
     memcpy(buf, c->in + c->in_off, left);
     *len = left;
     int fd = c->fd;
     c->fd = -1; /* now the service's */
-    conn_close(c);
+    ev_io_stop(w->loop, &c->io);
+    if (c->processing) {
+        /* Called from handle(), with conn_process on the stack: let it free
+         * the connection when it unwinds. */
+        c->state = CS_CLOSING;
+        c->in_off = c->in_len = 0;
+        c->out_off = c->out_len = 0;
+    } else {
+        conn_close(c);
+    }
     return fd;
 }
 

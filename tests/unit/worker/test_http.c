@@ -57,6 +57,25 @@ static void later_handle(cd_service *svc, cd_request *req)
     ev_timer_start(svc->loop, &l->t);
 }
 
+/* Takes the connection over from handle() itself, writes a 101 and echoes
+ * what the client had already sent after the request, then closes. */
+static void upgrade_handle(cd_service *svc, cd_request *req)
+{
+    (void)svc;
+    char left[16384];
+    size_t n;
+    int fd = cd_request_upgrade(req, left, sizeof left, &n);
+    if (fd < 0)
+        return;
+    char out[17000];
+    int h = snprintf(out, sizeof out, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft=%.*s", (int)n, left);
+    ssize_t w = send(fd, out, (size_t)h, MSG_NOSIGNAL);
+    (void)w;
+    close(fd);
+}
+
+static const cd_service_type upgrade_type = {.name = "up", .methods = CD_M_GET, .handle = upgrade_handle};
+
 static const cd_service_type echo_type = {.name = "echo", .methods = CD_M_GET | CD_M_HEAD | CD_M_POST,
                                           .handle = echo_handle};
 static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET, .handle = later_handle};
@@ -65,7 +84,7 @@ static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET,
 
 static cd_worker w;
 static cd_conf *conf;
-static cd_service services[2];
+static cd_service services[3];
 static int client = -1;
 
 static void setup_with(const char *cluster)
@@ -80,9 +99,10 @@ static void setup_with(const char *cluster)
                                .loop = w.loop};
     services[1] = (cd_service){.type = &later_type, .name = "later", .route = "/later", .route_len = 6,
                                .loop = w.loop};
+    services[2] = (cd_service){.type = &upgrade_type, .name = "up", .route = "/up", .route_len = 3, .loop = w.loop};
     w.services = services;
-    w.nservices = 2;
-    cr_assert_eq(cd_router_build(services, 2, &w.routes), 0);
+    w.nservices = 3;
+    cr_assert_eq(cd_router_build(services, 3, &w.routes), 0);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     client = sv[1];
@@ -368,4 +388,13 @@ Test(router, longest_prefix_on_segment_boundaries)
     cr_assert_eq(cd_router_match(routes, 3, "/ab"), &s[0]);
     cr_assert_null(cd_router_match(routes, 2, "/zzz"), "without \"/\" nothing catches /zzz");
     free(routes);
+}
+
+Test(http, upgrade_from_handle_hands_over_the_socket)
+{
+    put("GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nEARLY");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft=EARLY") == r, "%s", r);
+    cr_assert(got_eof, "the service closed it");
+    cr_assert_eq(w.nconns, 0, "the HTTP layer let go of the connection");
 }

@@ -210,3 +210,60 @@ Test(ops, access_log_json)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+static long proc_field(pid_t pid, const char *file, const char *key)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, strlen(key)) == 0) {
+            char *p = line + strlen(key);
+            while (*p == ' ' || *p == '\t' || *p == ':')
+                p++;
+            v = strtol(p, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+Test(ops, workers_drop_privileges_and_take_rlimit_nofile)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to switch users");
+    cr_assert_eq(th_start(&srv, 2, "/healthz", NULL,
+                          "[cluster]\nlisten = 127.0.0.1:%d\nuser = nobody\nrlimit_nofile = 4321\n"
+                          "[dummy]\ntype = dummy\n[healthz]\ntype = health\n"),
+                 0);
+    pid_t w[2];
+    cr_assert_eq(th_workers(&srv, w, 2), 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(proc_field(w[i], "status", "Uid:"), 65534, "worker %d runs as nobody", (int)w[i]);
+        cr_assert_eq(proc_field(w[i], "limits", "Max open files"), 4321);
+    }
+    cr_assert_eq(proc_field(srv.pid, "status", "Uid:"), 0, "the master keeps its privileges");
+    th_response r;
+    th_http(&r, srv.port, "GET", "/dummy", NULL, 2000);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+}
+
+Test(ops, workers_over_max_rss_are_recycled_without_failures)
+{
+    /* Every worker is over 1k of RSS: they are replaced one at a time, forever. */
+    cr_assert_eq(th_start(&srv, 2, "/healthz", NULL,
+                          "[cluster]\nlisten = 127.0.0.1:%d\nheartbeat_interval = 100ms\nmax_rss = 1k\n"
+                          "[dummy]\ntype = dummy\n[healthz]\ntype = health\n"),
+                 0);
+    int rfd;
+    pid_t c = th_client_loop(srv.port, 2000, &rfd, "{\"service\":\"dummy\",\"ok\":true}");
+    th_loop_result res = th_client_result(c, rfd);
+    cr_assert(th_log_contains(&srv, "over max_rss: recycling it", 0));
+    cr_assert_gt(res.ok, 100);
+    cr_assert_eq(res.failed, 0, "%d of %d requests failed across recycling", res.failed, res.ok + res.failed);
+    cr_assert_leq(th_workers(&srv, NULL, 0), 3, "at most one extra worker at a time");
+}

@@ -35,6 +35,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 DUMMY_BODY = '{"service":"dummy","ok":true}'
 
 WORK = None
+BENCH_PIDS = []  # long-lived helpers of the bench (the database): never "other load"
 DEADLINE = [float("inf")]
 PGIDS_FILE = None
 ALL_PROCS = []
@@ -184,16 +185,42 @@ def system_busy_s():
     return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
 
 
+def all_proc_cpu():
+    """{pid: (comm, cpu seconds)} for every process on the machine."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            i = st.rindex(")")
+            fields = st[i + 2:].split()
+            out[int(d)] = (st[st.index("(") + 1:i], (int(fields[11]) + int(fields[12])) / CLK_TCK)
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
 class OtherCpu:
     """CPU used during a run by processes that are neither the target, nor
     the database, nor the load generator, nor this script: other work on the
-    machine competing with the measurement (in cores, averaged)."""
+    machine competing with the measurement (in cores, averaged).  Kernel
+    softirq threads are not counted (loopback traffic of the run itself is
+    partly processed there).  Also names the biggest other consumers that
+    were alive at both ends of the run."""
+
+    def __init__(self, exclude_pids=(), accounted_pids=()):
+        self.accounted_pids = set(accounted_pids)
+        self.exclude = set(exclude_pids) | set(BENCH_PIDS)
 
     def __enter__(self):
         self.t0 = time.monotonic()
         self.b0 = system_busy_s()
+        self.p0 = all_proc_cpu()
         c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
         self.c0 = c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime
+        self.top = []
         return self
 
     def result(self, accounted_s):
@@ -201,7 +228,28 @@ class OtherCpu:
         c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
         mine = c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime - self.c0
         el = time.monotonic() - self.t0
-        return max(0.0, busy - mine - accounted_s) / el if el > 0 else None
+        p1 = all_proc_cpu()
+        softirq = 0.0
+        ours = 0.0  # bench processes not in accounted_s (e.g. the idle database)
+        per = {}
+        me_pid = os.getpid()
+        for pid, (comm, cpu) in p1.items():
+            if pid == me_pid:
+                continue
+            d = cpu - self.p0.get(pid, (comm, 0.0))[1]
+            if d <= 0:
+                continue
+            if pid in BENCH_PIDS and pid not in self.accounted_pids:
+                ours += d
+            if pid in self.exclude:
+                continue
+            if comm.startswith("ksoftirqd"):
+                softirq += d
+            elif comm != "wrk" and comm != "mongoc_loop":
+                per[comm] = per.get(comm, 0.0) + d
+        self.top = sorted(((round(v / el, 2), k) for k, v in per.items() if el > 0 and v / el >= 0.05),
+                          reverse=True)[:3]
+        return max(0.0, busy - mine - accounted_s - softirq - ours) / el if el > 0 else None
 
     def __exit__(self, *a):
         return False
@@ -597,12 +645,16 @@ class Clusterd(Target):
                          env={"NOTIFY_SOCKET": npath}, capture=capture)
 
     def self_ready_time(self):
-        """sd_notify READY=1 when clusterd sends it, else its log line."""
+        """clusterd's own 'all N workers ready' log line."""
+        r = self.proc.find_line(r"all \d+ workers? (are )?ready")
+        return r[0] if r else None
+
+    def notify_ready_time(self):
+        """When sd_notify READY=1 arrived on our NOTIFY_SOCKET."""
         for t, m in self.notify_msgs:
             if re.search(r"(^|\n)READY=1", m):
                 return t
-        r = self.proc.find_line(r"all \d+ workers? (are )?ready")
-        return r[0] if r else None
+        return None
 
     def worker_ready_time(self, pid, after=0.0):
         r = self.proc.find_line(rf"worker pid {pid} for slot \d+ is ready", after)
@@ -796,6 +848,9 @@ def measure_startup(target, workers, reps):
                     time.sleep(0.005)
                 if t_self is not None:
                     t_self -= t0
+            t_notify = target.notify_ready_time() if hasattr(target, "notify_ready_time") else None
+            if t_notify is not None:
+                t_notify -= t0
             time.sleep(0.2)  # let the first answers settle before reading RSS
             kids = children(master)
             rss = [status_kb(p, "VmRSS") for p in kids]
@@ -803,6 +858,7 @@ def measure_startup(target, workers, reps):
             res.append({"worker_pss_kb": [x["Pss"] for x in sm], "worker_private_kb": [x["Private"] for x in sm],
                         "worker_anon_kb": [status_kb(p, "RssAnon") for p in kids],"all_serving_ms": t_all * 1000 if t_all is not None else None,
                         "self_ready_ms": t_self * 1000 if t_self is not None else None,
+                        "notify_ready_ms": t_notify * 1000 if t_notify is not None else None,
                         "workers_seen": len(seen), "worker_rss_kb": rss,
                         "master_rss_kb": status_kb(master, "VmRSS")})
         finally:
@@ -872,6 +928,21 @@ def process_memory(master):
     }
 
 
+def wait_quiet(args):
+    """Before a round: wait (bounded) until the machine is quiet, i.e. other
+    processes use less than --disturbed cores (the targets are idle now)."""
+    if args.quiet_wait <= 0:
+        return 0.0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < args.quiet_wait and time.monotonic() < DEADLINE[0]:
+        with OtherCpu() as oc:
+            time.sleep(0.5)
+            load = oc.result(0.0)
+        if load is not None and load < args.disturbed:
+            break
+    return time.monotonic() - t0
+
+
 def run_scenario(sc, entries, args, mongo):
     """entries: list of (key, runner) where runner(duration) -> result dict."""
     results = {k: [] for k, _ in entries}
@@ -896,6 +967,9 @@ def run_scenario(sc, entries, args, mongo):
             extra += 1
             log(f"  extra round (disturbed rounds for {', '.join(short)})")
         rnd += 1
+        waited = wait_quiet(args)
+        if waited > 0.6:
+            log(f"  waited {waited:.1f} s for other work on the machine to calm down")
         for key, runner in entries:
             try:
                 r = runner(args.duration)
@@ -908,7 +982,8 @@ def run_scenario(sc, entries, args, mongo):
             if "rps" in r:
                 log(f"  round {rnd} {key:9s} {r['rps']:10.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
                     f"p99 {r['p99_us'] / 1000:.2f} ms  errs {r.get('status', 0)}+{r.get('socket_errors', 0)}  "
-                    f"other load {fmt(r.get('other_cores'), '{:.2f}')}{'  DISTURBED' if r.get('disturbed') else ''}")
+                    f"other load {fmt(r.get('other_cores'), '{:.2f}')}{'  DISTURBED' if r.get('disturbed') else ''}"
+                    f"{'  (' + ', '.join(f'{n} {c}' for c, n in r['other_top']) + ')' if r.get('other_top') else ''}")
     return results
 
 
@@ -917,12 +992,13 @@ def http_runner(target, url, sc, args, ferret_pid):
         pids = tree(target.proc.pid)
         c0 = cpu_seconds(pids)
         f0 = cpu_seconds([ferret_pid]) if ferret_pid else 0
-        with OtherCpu() as oc:
+        with OtherCpu(pids, accounted_pids=pids + ([ferret_pid] if ferret_pid else [])) as oc:
             r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"], args.wrk_timeout)
             pids = tree(target.proc.pid)
             r["cpu_s"] = cpu_seconds(pids) - c0
             r["db_cpu_s"] = (cpu_seconds([ferret_pid]) - f0) if ferret_pid else None
             r["other_cores"] = oc.result(r["cpu_s"] + (r["db_cpu_s"] or 0))
+            r["other_top"] = oc.top
         return r
     return run
 
@@ -930,12 +1006,17 @@ def http_runner(target, url, sc, args, ferret_pid):
 def mongoc_runner(binary, mongo, query, threads):
     def run(duration):
         f0 = cpu_seconds([mongo["pid"]]) if mongo["pid"] else 0
-        with OtherCpu() as oc:
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with OtherCpu(accounted_pids=[mongo["pid"]] if mongo["pid"] else []) as oc:
             d = run_mongoc(binary, mongo, query, threads, duration)
             dbc = (cpu_seconds([mongo["pid"]]) - f0) if mongo["pid"] else None
             other = oc.result(dbc or 0)
-        return {"other_cores": other,"requests": d["ops"], "rps": d["ops_per_s"], "p50_us": d["p50_us"], "p99_us": d["p99_us"],
-                "status": 0, "socket_errors": d["errors"], "cpu_s": None,
+            other_top = oc.top
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # the loop's own CPU: the driver and JSON rendering, no HTTP
+        own = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        return {"other_cores": other, "other_top": other_top,"requests": d["ops"], "rps": d["ops_per_s"], "p50_us": d["p50_us"], "p99_us": d["p99_us"],
+                "status": 0, "socket_errors": d["errors"], "cpu_s": own,
                 "db_cpu_s": dbc,
                 "docs_per_op": d["docs_per_op"]}
     return run
@@ -1039,7 +1120,8 @@ def write_report(data, path_md, path_png):
              f"wrk (`-t{p['wrk_threads']}`, {p['duration']} s per run, {p['warmup']} s warm-up) "
              f"drives them in alternation, {p['rounds']} rounds per target; wrk shares the "
              f"{m['nproc']} CPUs with the servers. Medians over rounds; errors are summed. "
-             "CPU/req is utime+stime of all the target's processes (from /proc) over requests served; "
+             "CPU/req is utime+stime of all the target's processes (from /proc) over requests served (for the mongoc "
+             "loop: its own CPU, i.e. the driver and JSON rendering without HTTP); "
              "DB CPU/req is FerretDB's. 'other load' = the most CPU (in cores, worst round used) that processes outside the "
              "measurement (not the target, database, wrk or this script) used during a run; a run above "
              f"{p.get('disturbed', 0.25)} cores counts as disturbed and its round is repeated (at most "
@@ -1065,6 +1147,18 @@ def write_report(data, path_md, path_png):
                      f"{s['rounds']}/{s['rounds_run']}{' (disturbed)' if s['disturbed_used'] else ''} | "
                      f"{fmt(s['other_cores'], '{:.2f}')} |")
     L.append("")
+
+    agg = {}
+    for sc in data["scenarios"]:
+        for key, rounds in sc["rounds"].items():
+            for r in rounds:
+                for c, n in r.get("other_top") or []:
+                    agg[n] = agg.get(n, 0.0) + c
+    if agg:
+        top = sorted(agg.items(), key=lambda kv: -kv[1])[:6]
+        L.append("Other load during the runs came mostly from: " +
+                 ", ".join(f"{n}" for n, _ in top) + " (processes alive for a whole run; short-lived ones such as "
+                 "compiler jobs are counted in 'other load' but cannot be named).\n")
 
     L.append("## Ratios (clusterd / peer, same run)\n")
     L.append("req/s: higher is better for clusterd; p99 and CPU/req: lower is better. On this machine wrk shares "
@@ -1122,13 +1216,13 @@ def write_report(data, path_md, path_png):
         L.append("## Startup: exec to all workers ready (ms, median of runs, min–max)\n")
         L.append("'all serving' = every worker process has answered a request (attributed via sock_diag and /proc/PID/fd; "
                  "probes keep 2x workers fresh connections in flight); "
-                 "'self-reported' = clusterd's sd_notify READY=1 or its 'all N workers ready' log line / Node primary's line after every worker's "
+                 "'self-reported' = clusterd's 'all N workers ready' log line / Node primary's line after every worker's "
                  "'listening' event (nginx has none).\n")
-        L.append("| target | workers | all serving | self-reported | runs |")
-        L.append("|---|---:|---:|---:|---:|")
+        L.append("| target | workers | all serving | self-reported | sd_notify READY=1 | runs |")
+        L.append("|---|---:|---:|---:|---:|---:|")
         for row in data["startup"]:
             L.append(f"| {data['labels'][row['target']]} | {row['workers']} | {row['all_serving']} | "
-                     f"{row['self_ready']} | {row['runs']} |")
+                     f"{row['self_ready']} | {row.get('notify_ready', '–')} | {row['runs']} |")
         L.append("")
 
     if data["replace"]:
@@ -1232,14 +1326,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about a minute: short runs, fewer repetitions")
     ap.add_argument("--rounds", type=int, help="wrk runs per target per scenario (default 3)")
-    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 8, quick 2)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 6, quick 1)")
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per target per scenario")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--disturbed", type=float, default=0.25,
                     help="a run during which other processes used more than this many cores is repeated")
     ap.add_argument("--max-extra-rounds", type=int, help="per scenario (default 2, quick 1)")
-    ap.add_argument("--budget", type=int, help="seconds after which no extra rounds start (default 540, quick 75)")
+    ap.add_argument("--quiet-wait", type=float,
+                    help="before each round wait up to this many seconds for the machine to be quiet (default 6, quick 1)")
+    ap.add_argument("--budget", type=int, help="seconds after which no extra rounds or quiet waits start (default 450, quick 55)")
     ap.add_argument("--wrk-timeout", type=int, default=5)
     ap.add_argument("--conns", type=int, default=64, help="wrk connections for /dummy")
     ap.add_argument("--mongo-conns", type=int, default=8,
@@ -1266,7 +1362,7 @@ def main():
     if args.rounds is None:
         args.rounds = 3
     if args.duration is None:
-        args.duration = 2 if args.quick else 8
+        args.duration = 1 if args.quick else 6
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     args.rounds = max(1, min(args.rounds, 20))
@@ -1277,7 +1373,9 @@ def main():
     if args.max_extra_rounds is None:
         args.max_extra_rounds = 1 if args.quick else 2
     if args.budget is None:
-        args.budget = 75 if args.quick else 540
+        args.budget = 55 if args.quick else 450
+    if args.quiet_wait is None:
+        args.quiet_wait = 1.0 if args.quick else 6.0
     DEADLINE[0] = time.monotonic() + args.budget
     kills = 2 if args.quick else 3
     _next_port[0] = args.port_base - 1
@@ -1350,6 +1448,7 @@ def main():
                         "target": t.key, "workers": w, "runs": len(rs), "raw": rs,
                         "all_serving": med_range([r["all_serving_ms"] for r in rs]),
                         "self_ready": med_range([r["self_ready_ms"] for r in rs]),
+                        "notify_ready": med_range([r.get("notify_ready_ms") for r in rs]),
                         "all_serving_median": statistics.median([r["all_serving_ms"] for r in rs if r["all_serving_ms"] is not None] or [float("nan")]),
                     })
                     log(f"  all serving {data['startup'][-1]['all_serving']} ms, self-reported {data['startup'][-1]['self_ready']} ms")
@@ -1382,6 +1481,8 @@ def main():
                 log(f"readmongo comparison SKIPPED: {why}")
             else:
                 mongo["docs"] = args.mongo_docs
+                if mongo["pid"]:
+                    BENCH_PIDS.append(mongo["pid"])
                 mongo["version"] = tool_version([os.path.join(REPO, "scripts", "ferretdb.sh"), "bin"])
                 try:
                     fb = mongo["version"]
@@ -1406,6 +1507,7 @@ def main():
                 t.proc.stop()
                 continue
             running.append(t)
+            BENCH_PIDS.extend(tree(t.proc.pid))  # idle targets are not "other load"
             time.sleep(0.3)
             data["memory"][t.key] = {"idle": process_memory(t.proc.pid)}
             log(f"target {t.key} on 127.0.0.1:{port}, pid {t.proc.pid}, workers {children(t.proc.pid)}")

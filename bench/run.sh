@@ -10,8 +10,8 @@
 # with 2 worker processes each, drives them with wrk in alternation, and
 # writes bench/results/latest.md, latest.json and latest.png.
 #
-#   bench/run.sh            the full run (about 6-9 minutes)
-#   bench/run.sh --quick    about a minute
+#   bench/run.sh            the full run (about 7-9 minutes)
+#   bench/run.sh --quick    about a minute (1 s runs: a smoke test, not numbers to quote)
 #   bench/run.sh --help     bench.py's options (--rounds, --duration, --only ...)
 #
 # Environment: BENCH_NO_INSTALL=1 skips apt-get/npm; BENCH_NO_BUILD=1 uses the

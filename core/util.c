@@ -185,6 +185,43 @@ int cd_listen_reuseport(const struct sockaddr *addr, socklen_t len, int backlog)
     return fd;
 }
 
+int cd_hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '+' && plus_space) {
+            ch = ' ';
+        } else if (ch == '%') {
+            if (i + 2 >= n)
+                return -EINVAL;
+            int hi = cd_hexval((unsigned char)s[i + 1]), lo = cd_hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -EINVAL;
+            ch = hi * 16 + lo;
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return -ENAMETOOLONG;
+        out[o++] = (char)ch;
+    }
+    if (outlen == 0)
+        return -ENAMETOOLONG;
+    out[o] = '\0';
+    return (long)o;
+}
+
 char *cd_trim(char *s)
 {
     while (isspace((unsigned char)*s))

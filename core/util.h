@@ -26,6 +26,13 @@ int cd_set_cloexec(int fd, int on);
 /* A non-blocking SO_REUSEPORT TCP listener bound to addr; returns fd or -errno. */
 int cd_listen_reuseport(const struct sockaddr *addr, socklen_t len, int backlog);
 
+/* The value of a hex digit, or -1. */
+int cd_hexval(int ch);
+/* Percent-decodes s[0..n) into out, NUL-terminated; with plus_space, '+' is
+ * a space (query strings).  Returns the length, -EINVAL for a bad escape or
+ * an encoded NUL, -ENAMETOOLONG when it does not fit in outlen. */
+long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space);
+
 /* Trims ASCII whitespace in place; returns s. */
 char *cd_trim(char *s);
 

@@ -21,55 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "master/master.h"
-
-typedef struct out_buf {
-    char *p;
-    size_t len, cap;
-} out_buf;
-
-static void put(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(out_buf *o, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (o->p && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t cap = o->cap ? o->cap * 2 : 4096;
-        while (cap < o->len + (size_t)n + 1)
-            cap *= 2;
-        char *np = realloc(o->p, cap);
-        if (!np)
-            return;
-        o->p = np;
-        o->cap = cap;
-    }
-}
-
-/* A JSON string literal of s (quotes and escapes). */
-static void put_str(out_buf *o, const char *s)
-{
-    put(o, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            put(o, "\\%c", ch);
-        else if (ch < 0x20)
-            put(o, "\\u%04x", ch);
-        else
-            put(o, "%c", ch);
-    }
-    put(o, "\"");
-}
 
 static const char *state_name(proc_state s)
 {
@@ -80,26 +35,26 @@ static const char *state_name(proc_state s)
     }
 }
 
-static void status(cd_master *m, out_buf *o)
+static void status(cd_master *m, cd_buf *o)
 {
     ev_tstamp now = ev_now(m->loop);
-    put(o, "{\"ok\":true,\"pid\":%d,\"uptime\":%.1f,\"generation\":%u,\"workers_wanted\":%d,\"reloading\":%s,",
+    cd_buf_printf(o, "{\"ok\":true,\"pid\":%d,\"uptime\":%.1f,\"generation\":%u,\"workers_wanted\":%d,\"reloading\":%s,",
         (int)getpid(), now - m->started, m->generation, m->active, m->reloading ? "true" : "false");
-    put(o, "\"reload_failed\":%s,\"stopping\":%s,\"last_reload\":", m->reload_failed ? "true" : "false",
+    cd_buf_printf(o, "\"reload_failed\":%s,\"stopping\":%s,\"last_reload\":", m->reload_failed ? "true" : "false",
         m->stopping ? "true" : "false");
-    put_str(o, m->last_reload);
-    put(o, ",\"upgrading\":%s,\"last_upgrade\":", m->upgrading || m->upgrade_checking ? "true" : "false");
-    put_str(o, m->last_upgrade);
-    put(o, ",\"listen\":");
-    put_str(o, m->conf->listen);
-    put(o, ",\"workers\":[");
+    cd_buf_json_str(o, m->last_reload);
+    cd_buf_printf(o, ",\"upgrading\":%s,\"last_upgrade\":", m->upgrading || m->upgrade_checking ? "true" : "false");
+    cd_buf_json_str(o, m->last_upgrade);
+    cd_buf_printf(o, ",\"listen\":");
+    cd_buf_json_str(o, m->conf->listen);
+    cd_buf_printf(o, ",\"workers\":[");
     /* Slot order, then older generations: a stable table for humans. */
     int first = 1;
     for (int slot = 0; slot < m->nslots; slot++) {
         for (cd_proc *p = m->procs; p; p = p->next) {
             if (p->slot != slot)
                 continue;
-            put(o,
+            cd_buf_printf(o,
                 "%s{\"slot\":%d,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"uptime\":%.1f,\"requests\":%llu,"
                 "\"in_flight\":%llu,\"connections\":%llu,\"rss\":%llu,\"heartbeat_age\":%.2f}",
                 first ? "" : ",", p->slot, (int)p->pid, p->generation, state_name(p->state), now - p->started,
@@ -116,17 +71,17 @@ static void status(cd_master *m, out_buf *o)
                 break;
         }
     }
-    put(o, "]}");
+    cd_buf_printf(o, "]}");
 }
 
-static void error_reply(out_buf *o, const char *msg)
+static void error_reply(cd_buf *o, const char *msg)
 {
-    put(o, "{\"ok\":false,\"error\":");
-    put_str(o, msg);
-    put(o, "}");
+    cd_buf_printf(o, "{\"ok\":false,\"error\":");
+    cd_buf_json_str(o, msg);
+    cd_buf_printf(o, "}");
 }
 
-static void handle(cd_master *m, const char *cmd, out_buf *o)
+static void handle(cd_master *m, const char *cmd, cd_buf *o)
 {
     char err[512] = "";
     long long n;
@@ -136,25 +91,25 @@ static void handle(cd_master *m, const char *cmd, out_buf *o)
         if (cd_master_reload(m, err, sizeof err) < 0)
             error_reply(o, err);
         else
-            put(o, "{\"ok\":true,\"generation\":%u}", m->generation);
+            cd_buf_printf(o, "{\"ok\":true,\"generation\":%u}", m->generation);
     } else if (strncmp(cmd, "scale ", 6) == 0) {
         if (cd_parse_int(cmd + 6, 1, CD_MAX_SLOTS, &n) < 0)
             error_reply(o, "scale needs a worker count");
         else if (cd_master_scale(m, (int)n, err, sizeof err) < 0)
             error_reply(o, err);
         else
-            put(o, "{\"ok\":true,\"workers\":%d}", m->active);
+            cd_buf_printf(o, "{\"ok\":true,\"workers\":%d}", m->active);
     } else if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "stop now") == 0) {
-        put(o, "{\"ok\":true,\"pid\":%d}", (int)getpid());
+        cd_buf_printf(o, "{\"ok\":true,\"pid\":%d}", (int)getpid());
         cd_master_stop(m, cmd[4] != '\0');
     } else if (strcmp(cmd, "upgrade") == 0) {
         if (cd_upgrade_begin(m, err, sizeof err) < 0)
             error_reply(o, err);
         else
-            put(o, "{\"ok\":true,\"generation\":%u}", m->generation);
+            cd_buf_printf(o, "{\"ok\":true,\"generation\":%u}", m->generation);
     } else if (strcmp(cmd, "reopen-logs") == 0) {
         cd_master_reopen_logs(m);
-        put(o, "{\"ok\":true}");
+        cd_buf_printf(o, "{\"ok\":true}");
     } else {
         error_reply(o, "unknown command (status, reload, scale N, stop, stop now, reopen-logs, upgrade)");
     }
@@ -173,11 +128,11 @@ static void ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
         char cmd[128];
         snprintf(cmd, sizeof cmd, "%.*s", len, msg);
         nn_freemsg(msg);
-        out_buf o = {0};
+        cd_buf o = {0};
         handle(m, cd_trim(cmd), &o);
-        if (o.p && nn_send(m->ctl_rep, o.p, o.len, NN_DONTWAIT) < 0)
+        if (o.p && !o.oom && nn_send(m->ctl_rep, o.p, o.len, NN_DONTWAIT) < 0)
             cd_warn("control: cannot reply: nn_send() failed: %s", nn_strerror(nn_errno()));
-        free(o.p);
+        cd_buf_free(&o);
         if (m->ctl_rep < 0)
             return;
     }

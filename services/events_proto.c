@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/util.h"
 #include "services/events.h"
 
 /* ---- JSON ---- */
@@ -24,16 +25,6 @@ const char *cd_events__json_ws(const char *p, const char *end)
     return p;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static long hex4(const char *p, const char *end)
 {
@@ -41,7 +32,7 @@ static long hex4(const char *p, const char *end)
         return -1;
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = cd_hexval((unsigned char)p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

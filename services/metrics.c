@@ -7,70 +7,40 @@
  * so the answer lags by at most one interval and never blocks on the
  * master.  Counters include workers that have exited, so they only go up.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "ipc/channel.h"
 #include "services/service.h"
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 8192;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np)
-            return;
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 static const char *const state_names[] = {"starting", "ready", "draining"};
 
-static void render(const cd_snapshot *s, buf *b)
+static void render(const cd_snapshot *s, cd_buf *b)
 {
-    put(b, "# HELP clusterd_requests_total Requests answered, by service and status class.\n"
+    cd_buf_printf(b, "# HELP clusterd_requests_total Requests answered, by service and status class.\n"
            "# TYPE clusterd_requests_total counter\n");
     for (uint32_t i = 0; i < s->nsvc; i++)
         for (int c = 1; c <= 5; c++)
-            put(b, "clusterd_requests_total{service=\"%s\",code=\"%dxx\"} %llu\n", s->svc[i].name, c,
+            cd_buf_printf(b, "clusterd_requests_total{service=\"%s\",code=\"%dxx\"} %llu\n", s->svc[i].name, c,
                 (unsigned long long)s->svc[i].status[c]);
-    put(b, "# HELP clusterd_request_duration_seconds Time from a complete request to its answer.\n"
+    cd_buf_printf(b, "# HELP clusterd_request_duration_seconds Time from a complete request to its answer.\n"
            "# TYPE clusterd_request_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < CD_LAT_BUCKETS - 1; i++) {
         cum += s->lat_bucket[i];
-        put(b, "clusterd_request_duration_seconds_bucket{le=\"%g\"} %llu\n", cd_lat_bounds[i], (unsigned long long)cum);
+        cd_buf_printf(b, "clusterd_request_duration_seconds_bucket{le=\"%g\"} %llu\n", cd_lat_bounds[i], (unsigned long long)cum);
     }
     cum += s->lat_bucket[CD_LAT_BUCKETS - 1];
-    put(b, "clusterd_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    put(b, "clusterd_request_duration_seconds_sum %.6f\n", (double)s->lat_sum_us / 1e6);
-    put(b, "clusterd_request_duration_seconds_count %llu\n", (unsigned long long)cum);
-    put(b, "# HELP clusterd_accepted_connections_total Connections accepted.\n"
+    cd_buf_printf(b, "clusterd_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    cd_buf_printf(b, "clusterd_request_duration_seconds_sum %.6f\n", (double)s->lat_sum_us / 1e6);
+    cd_buf_printf(b, "clusterd_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+    cd_buf_printf(b, "# HELP clusterd_accepted_connections_total Connections accepted.\n"
            "# TYPE clusterd_accepted_connections_total counter\n"
            "clusterd_accepted_connections_total %llu\n",
         (unsigned long long)s->accepted);
-    put(b, "# HELP clusterd_respawns_total Workers respawned after dying.\n"
+    cd_buf_printf(b, "# HELP clusterd_respawns_total Workers respawned after dying.\n"
            "# TYPE clusterd_respawns_total counter\n"
            "clusterd_respawns_total %llu\n",
         (unsigned long long)s->respawns);
@@ -80,10 +50,10 @@ static void render(const cd_snapshot *s, buf *b)
         in_flight += s->workers[i].in_flight;
         ready += s->workers[i].state == 1;
     }
-    put(b, "# HELP clusterd_in_flight Requests being handled now.\n# TYPE clusterd_in_flight gauge\n"
+    cd_buf_printf(b, "# HELP clusterd_in_flight Requests being handled now.\n# TYPE clusterd_in_flight gauge\n"
            "clusterd_in_flight %llu\n",
         (unsigned long long)in_flight);
-    put(b, "# HELP clusterd_workers_ready Workers serving.\n# TYPE clusterd_workers_ready gauge\n"
+    cd_buf_printf(b, "# HELP clusterd_workers_ready Workers serving.\n# TYPE clusterd_workers_ready gauge\n"
            "clusterd_workers_ready %d\n",
         ready);
     static const struct {
@@ -98,7 +68,7 @@ static void render(const cd_snapshot *s, buf *b)
         {"clusterd_worker_uptime_seconds", "gauge", "Time since this worker started."},
     };
     for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
-        put(b, "# HELP %s %s\n# TYPE %s %s\n", per[k].name, per[k].help, per[k].name, per[k].type);
+        cd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", per[k].name, per[k].help, per[k].name, per[k].type);
         for (uint32_t i = 0; i < s->nworkers; i++) {
             const cd_snap_worker *w = &s->workers[i];
             double v = k == 0   ? (double)w->requests
@@ -108,7 +78,7 @@ static void render(const cd_snapshot *s, buf *b)
                        : k == 4 ? (double)w->rss_bytes
                        : k == 5 ? w->heartbeat_age
                                 : w->uptime;
-            put(b, "%s{slot=\"%d\",pid=\"%d\",generation=\"%u\",state=\"%s\"} %.15g\n", per[k].name, w->slot, w->pid,
+            cd_buf_printf(b, "%s{slot=\"%d\",pid=\"%d\",generation=\"%u\",state=\"%s\"} %.15g\n", per[k].name, w->slot, w->pid,
                 w->generation, w->state < 3 ? state_names[w->state] : "unknown", v);
         }
     }
@@ -125,14 +95,15 @@ static void metrics_handle(cd_service *svc, cd_request *req)
         cd_request_respond_error(req, 503, "no cluster snapshot yet; retry in a second");
         return;
     }
-    buf b = {0};
+    cd_buf b = {0};
     render(s, &b);
-    if (!b.p) {
+    if (!b.p || b.oom) {
+        cd_buf_free(&b);
         cd_request_respond_error(req, 500, "out of memory");
         return;
     }
     cd_request_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
-    free(b.p);
+    cd_buf_free(&b);
 }
 
 const cd_service_type cd_service_metrics = {

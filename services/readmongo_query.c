@@ -14,6 +14,7 @@
  * the operator.  Values are never inspected: the string "$where" as a value
  * is data.
  */
+#include "core/util.h"
 #include "services/readmongo.h"
 
 #include <errno.h>
@@ -153,16 +154,6 @@ int cd_readmongo__parse_count(const char *s, long long max, long long *out)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int cd_readmongo__split_path(const char *subpath, char *coll, size_t collen, char *id,
                              size_t idlen)
@@ -190,24 +181,8 @@ int cd_readmongo__split_path(const char *subpath, char *coll, size_t collen, cha
     p = slash + 1;
     if (strchr(p, '/'))
         return -EINVAL;
-    size_t o = 0;
-    for (; *p; p++) {
-        int c = (unsigned char)*p;
-        if (c == '%') {
-            int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-            if (hi < 0 || lo < 0)
-                return -EINVAL;
-            c = hi * 16 + lo;
-            if (c == 0)
-                return -EINVAL;
-            p += 2;
-        }
-        if (o + 1 >= idlen)
-            return -ENAMETOOLONG;
-        id[o++] = (char)c;
-    }
-    id[o] = '\0';
-    return 2;
+    long dn = cd_percent_decode(p, strlen(p), id, idlen, 0);
+    return dn < 0 ? (int)dn : 2;
 }
 
 void cd_readmongo__id_filter(const char *id, bson_t *filter)

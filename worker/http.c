@@ -36,6 +36,7 @@
 #include <netinet/in.h>
 
 #include "core/log.h"
+#include "core/util.h"
 #include "worker/worker.h"
 
 #define CD_SERVER_NAME "clusterd/0.1"
@@ -161,41 +162,6 @@ const char *cd_request_header(const cd_request *r, const char *name)
     return NULL;
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = tolower(ch);
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into out; '+' is a space.  Returns length or -2. */
-static int url_decode(const char *s, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%') {
-            if (i + 2 >= n)
-                return -2;
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -2;
-            ch = hi * 16 + lo;
-            i += 2;
-        }
-        if (o + 1 >= outlen)
-            return -2;
-        out[o++] = (char)ch;
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen)
 {
     const char *q = cd_request_query(r);
@@ -212,7 +178,8 @@ int cd_request_query_param(const cd_request *r, const char *key, char *out, size
                 out[0] = '\0';
                 return 0;
             }
-            return url_decode(eq + 1, len - nlen - 1, out, outlen);
+            long n = cd_percent_decode(eq + 1, len - nlen - 1, out, outlen, 1);
+            return n < 0 ? -2 : (int)n;
         }
         q += len;
         if (*q == '&')

@@ -77,6 +77,10 @@ typedef struct th_loop_result {
 pid_t th_client_loop(int port, int ms, int *rfd, const char *first_body);
 th_loop_result th_client_result(pid_t pid, int rfd);
 
+/* Runs argv (argv[0] a path) to completion, its stdout and stderr in out
+ * (NUL-terminated).  Returns its exit code, or -1. */
+int th_run(const char *const argv[], char *out, size_t cap);
+
 /* Milliseconds on a monotonic clock. */
 long long th_now_ms(void);
 

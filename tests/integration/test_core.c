@@ -390,30 +390,6 @@ Test(core, connection_limit_pauses_accepting)
 
 /* ---- command line ---- */
 
-static int run(const char *const argv[], char *out, size_t outlen)
-{
-    int pfd[2];
-    cr_assert_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(pfd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < outlen - 1 && (n = read(pfd[0], out + len, outlen - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(pfd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 Test(cli, check_flag_version_help_and_usage)
 {
     const char *bin = getenv("CLUSTERD_BIN");
@@ -424,7 +400,7 @@ Test(cli, check_flag_version_help_and_usage)
     cr_assert_eq(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
     close(fd);
     const char *t_bad[] = {bin, "-t", "-c", path, NULL};
-    cr_assert_eq(run(t_bad, out, sizeof out), 2);
+    cr_assert_eq(th_run(t_bad, out, sizeof out), 2);
     char want[256];
     snprintf(want, sizeof want, "%s:6: max_delay", path);
     cr_assert(strstr(out, want), "%s", out);
@@ -433,19 +409,19 @@ Test(cli, check_flag_version_help_and_usage)
     char good[512];
     snprintf(good, sizeof good, "%s/conf/services.ini", src);
     const char *t_good[] = {bin, "-t", "-c", good, NULL};
-    cr_assert_eq(run(t_good, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(th_run(t_good, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "ok"), "%s", out);
 
     const char *v[] = {bin, "-V", NULL};
-    cr_assert_eq(run(v, out, sizeof out), 0);
+    cr_assert_eq(th_run(v, out, sizeof out), 0);
     cr_assert(strstr(out, "clusterd "), "%s", out);
     const char *h[] = {bin, "-h", NULL};
-    cr_assert_eq(run(h, out, sizeof out), 0);
+    cr_assert_eq(th_run(h, out, sizeof out), 0);
     cr_assert(strstr(out, "usage:"), "%s", out);
     const char *unknown[] = {bin, "--frobnicate", NULL};
-    cr_assert_eq(run(unknown, out, sizeof out), 2);
+    cr_assert_eq(th_run(unknown, out, sizeof out), 2);
     cr_assert(strstr(out, "usage:"), "%s", out);
     const char *badw[] = {bin, "-w", "zero", "-c", good, NULL};
-    cr_assert_eq(run(badw, out, sizeof out), 2);
+    cr_assert_eq(th_run(badw, out, sizeof out), 2);
     unlink(path);
 }

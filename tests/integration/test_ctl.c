@@ -35,27 +35,8 @@ TestSuite(ctl, .fini = fini, .timeout = 90);
  * exit code (or -1). */
 static int ctl(char *out, size_t cap, const char *a1, const char *a2, const char *a3)
 {
-    int pfd[2];
-    cr_assert_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        const char *bin = getenv("CLUSTERCTL_BIN");
-        execl(bin, bin, "-c", srv.conf_path, "-t", "30", a1, a2, a3, (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(pfd[0], out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(pfd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const char *argv[] = {getenv("CLUSTERCTL_BIN"), "-c", srv.conf_path, "-t", "30", a1, a2, a3, NULL};
+    return th_run(argv, out, cap);
 }
 
 static char out[65536];

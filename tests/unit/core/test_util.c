@@ -1,5 +1,6 @@
 /* Unit tests for core/util.c: units, numbers, listen addresses. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 
@@ -56,4 +57,22 @@ Test(util, listen_addresses)
     cr_assert_eq(cd_parse_listen("1.2.3.4:0", &ss, &len), -1);
     cr_assert_eq(cd_parse_listen("1.2.3.4:70000", &ss, &len), -1);
     cr_assert_eq(cd_parse_listen("example.org:80", &ss, &len), -1);
+}
+
+Test(util, percent_decoding)
+{
+    char out[16];
+    cr_assert_eq(cd_percent_decode("a%20b+c", 7, out, sizeof out, 1), 5);
+    cr_assert_str_eq(out, "a b c");
+    cr_assert_eq(cd_percent_decode("a+b", 3, out, sizeof out, 0), 3);
+    cr_assert_str_eq(out, "a+b", "'+' stays outside query strings");
+    cr_assert_eq(cd_percent_decode("%7B%7d", 6, out, sizeof out, 0), 2);
+    cr_assert_str_eq(out, "{}");
+    cr_assert_eq(cd_percent_decode("%", 1, out, sizeof out, 0), -EINVAL);
+    cr_assert_eq(cd_percent_decode("%4", 2, out, sizeof out, 0), -EINVAL);
+    cr_assert_eq(cd_percent_decode("%zz", 3, out, sizeof out, 0), -EINVAL);
+    cr_assert_eq(cd_percent_decode("a%00b", 5, out, sizeof out, 0), -EINVAL, "no encoded NUL");
+    cr_assert_eq(cd_percent_decode("0123456789abcdef", 16, out, sizeof out, 0), -ENAMETOOLONG);
+    cr_assert_eq(cd_percent_decode("", 0, out, sizeof out, 0), 0);
+    cr_assert_str_eq(out, "");
 }

@@ -1,0 +1,56 @@
+/*
+ * buf.c - see buf.h.
+ */
+#include "core/buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void cd_buf_printf(cd_buf *b, const char *fmt, ...)
+{
+    while (!b->oom) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+void cd_buf_json_str(cd_buf *b, const char *s)
+{
+    cd_buf_printf(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            cd_buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            cd_buf_printf(b, "\\u%04x", ch);
+        else
+            cd_buf_printf(b, "%c", ch);
+    }
+    cd_buf_printf(b, "\"");
+}
+
+void cd_buf_free(cd_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,22 @@
+/*
+ * buf.h - a growable text buffer for building answers (any process).
+ * On allocation failure it stops growing and sets oom; callers check it once
+ * at the end instead of after every append.
+ */
+#ifndef CD_BUF_H
+#define CD_BUF_H
+
+#include <stddef.h>
+
+typedef struct cd_buf {
+    char *p; /* NUL-terminated once anything was appended */
+    size_t len, cap;
+    int oom;
+} cd_buf;
+
+void cd_buf_printf(cd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a quoted JSON string. */
+void cd_buf_json_str(cd_buf *b, const char *s);
+void cd_buf_free(cd_buf *b);
+
+#endif

@@ -1299,7 +1299,7 @@ set yrange [100:*]
 plot {rps_plot}
 set title "p99 latency in ms (lower is better)"
 set ylabel "ms"
-set yrange [0.05:*]
+set autoscale y
 plot {p99_plot}
 unset multiplot
 """)

@@ -1,30 +1,103 @@
 /*
- * registry.c - the list of service types.  Adding a service is one line
- * here plus its file in services/.
+ * registry.c - the list of service types (master and workers).
+ *
+ * Services with heavy dependencies live in modules, loaded with dlopen the
+ * first time a config names them: readmongo (libmongoc, OpenSSL, SASL, ICU)
+ * and events (wslay, libcrypto).  A worker that serves only built-in
+ * services never maps those libraries, which keeps it small (an idle dummy
+ * worker's RSS is mostly the C library) and its exec fast.  A module
+ * resolves the API it calls (cd_request_*, cd_log, ...) from the clusterd
+ * executable, which exports it.
+ *
+ * Adding a service: its file(s) in services/ and one line here (plus, for a
+ * module, one line in CMakeLists.txt naming its sources and libraries).
  */
 #include "services/service.h"
 
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern const cd_service_type cd_service_dummy;
-extern const cd_service_type cd_service_readmongo;
 extern const cd_service_type cd_service_metrics;
 extern const cd_service_type cd_service_health;
-extern const cd_service_type cd_service_events;
 
-const cd_service_type *const cd_service_types[] = {
-    &cd_service_dummy,
-    &cd_service_readmongo,
-    &cd_service_metrics,
-    &cd_service_health,
-    &cd_service_events,
-    NULL,
+typedef struct entry {
+    const char *name;
+    const cd_service_type *builtin; /* or NULL: in module clusterd-NAME.so, symbol cd_service_NAME */
+} entry;
+
+static const entry registry[] = {
+    {"dummy", &cd_service_dummy},
+    {"metrics", &cd_service_metrics},
+    {"health", &cd_service_health},
+    {"readmongo", NULL},
+    {"events", NULL},
 };
 
-const cd_service_type *cd_service_lookup(const char *type)
+#ifndef CD_MODULE_DIR
+#define CD_MODULE_DIR "/usr/local/lib/clusterd"
+#endif
+
+/* Loads clusterd-NAME.so from $CLUSTERD_MODULE_DIR, the executable's own
+ * directory (a build tree), or CD_MODULE_DIR (installed). */
+static const cd_service_type *load(const char *name, char *err, size_t errlen)
 {
-    for (size_t i = 0; cd_service_types[i]; i++)
-        if (strcmp(cd_service_types[i]->name, type) == 0)
-            return cd_service_types[i];
+    char dirs[3][1024];
+    int nd = 0;
+    const char *env = getenv("CLUSTERD_MODULE_DIR");
+    if (env && *env)
+        snprintf(dirs[nd++], sizeof dirs[0], "%.1000s", env);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(dirs[nd++], sizeof dirs[0], "%.1000s", exe);
+        }
+    }
+    snprintf(dirs[nd++], sizeof dirs[0], "%.1000s", CD_MODULE_DIR);
+    char first_err[256] = "";
+    for (int i = 0; i < nd; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%.1000s/clusterd-%.64s.so", dirs[i], name);
+        if (access(path, F_OK) < 0)
+            continue;
+        /* Never unloaded: its code runs until the process ends. */
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            snprintf(first_err, sizeof first_err, "cannot load: %.200s", dlerror());
+            continue;
+        }
+        char sym[96];
+        snprintf(sym, sizeof sym, "cd_service_%s", name);
+        const cd_service_type *t = dlsym(h, sym);
+        if (t)
+            return t;
+        snprintf(first_err, sizeof first_err, "has no symbol %.100s", sym);
+    }
+    snprintf(err, errlen, "service type '%s' is a module, and clusterd-%s.so %s", name, name,
+             first_err[0] ? first_err : "was not found (CLUSTERD_MODULE_DIR, next to clusterd, or " CD_MODULE_DIR ")");
+    return NULL;
+}
+
+const cd_service_type *cd_service_lookup(const char *type, char *err, size_t errlen)
+{
+    static const cd_service_type *loaded[sizeof registry / sizeof registry[0]];
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
+        if (strcmp(registry[i].name, type) != 0)
+            continue;
+        if (registry[i].builtin)
+            return registry[i].builtin;
+        if (!loaded[i])
+            loaded[i] = load(type, err, errlen);
+        return loaded[i];
+    }
+    snprintf(err, errlen, "unknown service type '%s'", type);
     return NULL;
 }

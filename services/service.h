@@ -103,9 +103,10 @@ int cd_service_publish(cd_service *svc, const void *msg, size_t len);
 /* Registers the callback that receives this service's bus messages. */
 void cd_service_subscribe(cd_service *svc, cd_bus_cb cb);
 
-/* Registry (services/registry.c). */
-const cd_service_type *cd_service_lookup(const char *type);
-extern const cd_service_type *const cd_service_types[];
+/* Registry (services/registry.c): the type named `type`, loading its module
+ * if it is one; NULL with the reason in err (unknown, or a module that
+ * cannot be loaded). */
+const cd_service_type *cd_service_lookup(const char *type, char *err, size_t errlen);
 
 /* ---- Requests (implemented in worker/http.c; loop thread only) ---- */
 

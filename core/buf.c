@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void cd_buf_printf(cd_buf *b, const char *fmt, ...)
 {
@@ -31,6 +32,34 @@ void cd_buf_printf(cd_buf *b, const char *fmt, ...)
         b->p = np;
         b->cap = cap;
     }
+}
+
+int cd_buf_reserve(cd_buf *b, size_t more)
+{
+    if (b->oom)
+        return -1;
+    if (b->len + more + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+void cd_buf_append(cd_buf *b, const void *data, size_t len)
+{
+    if (cd_buf_reserve(b, len) < 0)
+        return;
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+    b->p[b->len] = '\0';
 }
 
 void cd_buf_json_str(cd_buf *b, const char *s)

@@ -15,6 +15,10 @@ typedef struct cd_buf {
 } cd_buf;
 
 void cd_buf_printf(cd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends len bytes (the fast path for hot loops: no format parsing). */
+void cd_buf_append(cd_buf *b, const void *data, size_t len);
+/* Makes room for `more` bytes; 0, or -1 (and oom) when it cannot. */
+int cd_buf_reserve(cd_buf *b, size_t more);
 /* Appends s as a quoted JSON string. */
 void cd_buf_json_str(cd_buf *b, const char *s);
 void cd_buf_free(cd_buf *b);

@@ -55,6 +55,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "services/service.h"
@@ -421,31 +422,28 @@ static mongoc_client_pool_t *get_pool(rm_state *st, char *err, size_t errlen)
     return pool;
 }
 
-/* Appends the cursor's documents to docs.  Returns the count; sets
- * *truncated when the next document would pass max_response_size, and
- * fails the job on a document libbson cannot render. */
-static long long render_docs(rm_state *st, rm_job *job, mongoc_cursor_t *cur, bson_string_t *docs,
-                             int *truncated)
+/* Appends the cursor's documents, comma-separated, to out.  Returns the
+ * count; sets *truncated when the next document would pass
+ * max_response_size, and fails the job on a document it cannot render. */
+static long long render_docs(rm_state *st, rm_job *job, mongoc_cursor_t *cur, cd_buf *out, int *truncated)
 {
     const bson_t *doc;
     long long n = 0;
 
     while (mongoc_cursor_next(cur, &doc)) {
-        size_t len;
-        char *json = bson_as_relaxed_extended_json(doc, &len);
-        if (!json) {
+        size_t before = out->len;
+        if (n > 0)
+            cd_buf_append(out, ",", 1);
+        if (cd_readmongo__json(doc, out) < 0) {
             job_fail(job, 502, "a document could not be converted to JSON");
             return n;
         }
-        if ((long long)(docs->len + len + 1) > st->conf->max_response_size) {
-            bson_free(json);
+        if ((long long)out->len + 2 > st->conf->max_response_size) {
+            out->len = before; /* leave it out */
+            out->p[before] = '\0';
             *truncated = 1;
             break;
         }
-        if (n > 0)
-            bson_string_append_c(docs, ',');
-        bson_string_append(docs, json);
-        bson_free(json);
         n++;
     }
     return n;
@@ -458,7 +456,7 @@ static void run_job(rm_state *st, rm_job *job)
     mongoc_client_t *client = NULL;
     mongoc_collection_t *coll = NULL;
     mongoc_cursor_t *cur = NULL;
-    bson_string_t *docs = NULL;
+    cd_buf out = {0};
     bson_error_t berr;
     char msg[sizeof berr.message + 64];
     long long started = now_ms();
@@ -483,9 +481,17 @@ static void run_job(rm_state *st, rm_job *job)
     client = mongoc_client_pool_pop(pool);
     coll = mongoc_client_get_collection(client, c->database, job->coll);
     cur = mongoc_collection_find_with_opts(coll, &job->filter, &job->opts, NULL);
-    docs = bson_string_new(NULL);
+    /* The envelope is written around the documents in the same buffer; the
+     * count and "truncated" go last, once known. */
+    if (job->kind != RM_GET) {
+        bson_string_t *head = bson_string_new("{\"collection\":");
+        cd_readmongo__json_string(head, job->coll);
+        bson_string_append_printf(head, ",\"limit\":%lld,\"skip\":%lld,\"documents\":[", job->limit, job->skip);
+        cd_buf_append(&out, head->str, head->len);
+        bson_string_free(head, true);
+    }
     int truncated = 0;
-    long long n = render_docs(st, job, cur, docs, &truncated);
+    long long n = render_docs(st, job, cur, &out, &truncated);
     if (job->body) /* render_docs failed the job */
         goto out;
     if (mongoc_cursor_error(cur, &berr)) {
@@ -512,26 +518,23 @@ static void run_job(rm_state *st, rm_job *job)
             goto out;
         }
         job->status = 200;
-        job->body_len = docs->len;
-        job->body = bson_string_free(docs, false);
-        docs = NULL;
+        job->body_len = out.len;
+        job->body = out.p;
+        out.p = NULL;
         goto out;
     }
-
-    bson_string_t *b = bson_string_new("{\"collection\":");
-    cd_readmongo__json_string(b, job->coll);
-    bson_string_append_printf(b, ",\"count\":%lld,\"limit\":%lld,\"skip\":%lld,\"truncated\":%s,"
-                                 "\"documents\":[",
-                              n, job->limit, job->skip, truncated ? "true" : "false");
-    bson_string_append(b, docs->str);
-    bson_string_append(b, "]}");
+    cd_buf_printf(&out, "],\"count\":%lld,\"truncated\":%s}", n, truncated ? "true" : "false");
+    if (out.oom) {
+        job_fail(job, 503, "out of memory rendering the answer");
+        goto out;
+    }
     job->status = 200;
-    job->body_len = b->len;
-    job->body = bson_string_free(b, false);
+    job->body_len = out.len;
+    job->body = out.p;
+    out.p = NULL;
 
 out:
-    if (docs)
-        bson_string_free(docs, true);
+    cd_buf_free(&out);
     if (cur)
         mongoc_cursor_destroy(cur);
     if (coll)

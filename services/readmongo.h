@@ -91,4 +91,9 @@ int cd_readmongo__error_status(const bson_error_t *e, int timed_out);
 /* Appends s to b as a JSON string literal (quotes included). */
 void cd_readmongo__json_string(bson_string_t *b, const char *s);
 
+/* readmongo_json.c: appends doc as compact relaxed Extended JSON v2.
+ * Returns 0, or -1 for BSON it cannot walk (or out of memory). */
+struct cd_buf;
+int cd_readmongo__json(const bson_t *doc, struct cd_buf *out);
+
 #endif

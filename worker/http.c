@@ -88,6 +88,7 @@ struct cd_conn {
     llhttp_t parser;
     cd_request *req;
     int keepalive; /* answer this request with keep-alive */
+    int peer_closed; /* the client shut its side while a request was in service */
     int upgrade;
     char in[IN_BUF];
     size_t in_off, in_len; /* unparsed bytes are in[in_off..in_len) */
@@ -392,7 +393,7 @@ static void respond(cd_request *r, int status, const char *content_type, const c
         w->stats.in_flight--;
     if (c) {
         c->req = NULL;
-        if (w->draining || c->upgrade)
+        if (w->draining || c->upgrade || c->peer_closed)
             c->keepalive = 0;
         queue_response(c, status, content_type, body, len, r->head, extra);
         if (c->state == CS_SERVICE)
@@ -851,7 +852,10 @@ static void conn_process(cd_conn *c)
             return;
         }
         if (c->state == CS_SERVICE) {
-            set_io(c, 0); /* back-pressure: read the next request later */
+            /* Keep reading into the buffer (pipelined requests wait there)
+             * until it is full: toggling the watcher per request would cost
+             * epoll_ctl calls for nothing. */
+            set_io(c, c->peer_closed || c->in_len == sizeof c->in ? 0 : EV_READ);
             break;
         }
         if (c->in_off < c->in_len) {
@@ -881,6 +885,12 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
             conn_fail(c, 431, "request headers too large");
         } else {
             ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
+            if (n == 0 && c->state == CS_SERVICE) {
+                /* Half-closed while its request is being served: answer, then close. */
+                c->peer_closed = 1;
+                conn_process(c);
+                return;
+            }
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
                 if (c->state == CS_READING)
                     cd_debug("fd %d: client closed mid-request", c->fd);

@@ -1,0 +1,112 @@
+/*
+ * Unit tests for services/readmongo_json.c: every BSON type to relaxed
+ * Extended JSON, shortest doubles, escapes; and the property that matters
+ * most: libbson reads our JSON back into the very same BSON.
+ */
+#include <bson/bson.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "services/readmongo.h"
+
+static char *render(const bson_t *doc)
+{
+    cd_buf b = {0};
+    cr_assert_eq(cd_readmongo__json(doc, &b), 0);
+    return b.p;
+}
+
+/* Our JSON, parsed back by libbson, equals the original document. */
+static void assert_round_trip(const bson_t *doc)
+{
+    char *json = render(doc);
+    bson_error_t err;
+    bson_t *back = bson_new_from_json((const uint8_t *)json, -1, &err);
+    cr_assert_not_null(back, "libbson cannot read %s: %s", json, err.message);
+    cr_assert(bson_equal(doc, back), "round trip changed the document: %s", json);
+    bson_destroy(back);
+    free(json);
+}
+
+Test(readmongo_json, scalars_compact_and_relaxed)
+{
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, "65a000000000000000000002");
+    bson_t *d = BCON_NEW("s", BCON_UTF8("a\"b\\c\n\x01"), "i", BCON_INT32(-42), "l", BCON_INT64(9007199254740993LL),
+                         "d", BCON_DOUBLE(74.77), "w", BCON_DOUBLE(3.0), "t", BCON_BOOL(true), "n", BCON_NULL,
+                         "o", BCON_OID(&oid), "at", BCON_DATE_TIME(1704067201000LL));
+    char *j = render(d);
+    cr_assert_str_eq(j, "{\"s\":\"a\\\"b\\\\c\\n\\u0001\",\"i\":-42,\"l\":9007199254740993,\"d\":74.77,\"w\":3.0,"
+                        "\"t\":true,\"n\":null,\"o\":{\"$oid\":\"65a000000000000000000002\"},"
+                        "\"at\":{\"$date\":\"2024-01-01T00:00:01.000Z\"}}");
+    free(j);
+    assert_round_trip(d);
+    bson_destroy(d);
+}
+
+Test(readmongo_json, doubles_are_shortest_that_read_back)
+{
+    double vals[] = {0.1, 1.0 / 3.0, 1e300, -2.5e-308, 123456789012345678.0, 0.0, -0.0};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        bson_t *d = BCON_NEW("v", BCON_DOUBLE(vals[i]));
+        assert_round_trip(d);
+        bson_destroy(d);
+    }
+    bson_t *d = BCON_NEW("v", BCON_DOUBLE(0.1));
+    char *j = render(d);
+    cr_assert_str_eq(j, "{\"v\":0.1}");
+    free(j);
+    bson_destroy(d);
+    d = BCON_NEW("a", BCON_DOUBLE(NAN), "b", BCON_DOUBLE(-INFINITY));
+    j = render(d);
+    cr_assert_str_eq(j, "{\"a\":{\"$numberDouble\":\"NaN\"},\"b\":{\"$numberDouble\":\"-Infinity\"}}");
+    free(j);
+    bson_destroy(d);
+}
+
+Test(readmongo_json, nested_and_special_types)
+{
+    bson_t *d = bson_new();
+    bson_t child, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(d, "sub", &child);
+    BSON_APPEND_INT32(&child, "x", 20);
+    BSON_APPEND_ARRAY_BEGIN(&child, "tags", &arr);
+    BSON_APPEND_UTF8(&arr, "0", "t");
+    BSON_APPEND_DOUBLE(&arr, "1", 2.5);
+    bson_append_array_end(&child, &arr);
+    bson_append_document_end(d, &child);
+    const uint8_t bin[] = {0xde, 0xad, 0xbe, 0xef, 0x01};
+    BSON_APPEND_BINARY(d, "bin", BSON_SUBTYPE_BINARY, bin, sizeof bin);
+    BSON_APPEND_REGEX(d, "re", "^a.*\"b", "i");
+    BSON_APPEND_TIMESTAMP(d, "ts", 1700000000, 7);
+    BSON_APPEND_DATE_TIME(d, "old", -86400000LL); /* 1969: not an ISO string in relaxed form */
+    BSON_APPEND_MINKEY(d, "min");
+    BSON_APPEND_MAXKEY(d, "max");
+    bson_decimal128_t dec;
+    bson_decimal128_from_string("12.50", &dec);
+    BSON_APPEND_DECIMAL128(d, "dec", &dec);
+    BSON_APPEND_CODE(d, "code", "function(){}");
+    char *j = render(d);
+    cr_assert(strstr(j, "\"sub\":{\"x\":20,\"tags\":[\"t\",2.5]}"), "%s", j);
+    cr_assert(strstr(j, "\"bin\":{\"$binary\":{\"base64\":\"3q2+7wE=\",\"subType\":\"00\"}}"), "%s", j);
+    cr_assert(strstr(j, "\"re\":{\"$regularExpression\":{\"pattern\":\"^a.*\\\"b\",\"options\":\"i\"}}"), "%s", j);
+    cr_assert(strstr(j, "\"ts\":{\"$timestamp\":{\"t\":1700000000,\"i\":7}}"), "%s", j);
+    cr_assert(strstr(j, "\"old\":{\"$date\":{\"$numberLong\":\"-86400000\"}}"), "%s", j);
+    cr_assert(strstr(j, "\"min\":{\"$minKey\":1},\"max\":{\"$maxKey\":1}"), "%s", j);
+    cr_assert(strstr(j, "\"dec\":{\"$numberDecimal\":\"12.50\"}"), "%s", j);
+    cr_assert(strstr(j, "\"code\":{\"$code\":\"function(){}\"}"), "%s", j);
+    free(j);
+    assert_round_trip(d);
+    bson_destroy(d);
+}
+
+Test(readmongo_json, utf8_passes_through)
+{
+    bson_t *d = BCON_NEW("name", BCON_UTF8("Zoë 東京 \xf0\x9f\x98\x80"));
+    char *j = render(d);
+    cr_assert_str_eq(j, "{\"name\":\"Zoë 東京 \xf0\x9f\x98\x80\"}");
+    free(j);
+    bson_destroy(d);
+}

@@ -16,6 +16,9 @@
  */
 #include <mongoc/mongoc.h>
 
+#include "core/buf.h"
+#include "services/readmongo.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,10 +56,11 @@ static void *run(void *arg)
         unsigned long long n = 0;
         size_t bytes = 0;
         while (mongoc_cursor_next(cur, &doc)) {
-            size_t len;
-            char *json = bson_as_relaxed_extended_json(doc, &len);
-            bytes += len;
-            bson_free(json);
+            /* The same JSON rendering readmongo does (services/readmongo_json.c). */
+            cd_buf out = {0};
+            cd_readmongo__json(doc, &out);
+            bytes += out.len;
+            cd_buf_free(&out);
             n++;
         }
         bson_error_t err;

@@ -1,0 +1,109 @@
+#!/bin/bash
+#
+# bench/events/run.sh [--quick] [bench.js options]
+#
+# The Socket.IO fan-out benchmark (issue 6): clusterd's events service
+# against Node.js cluster + socket.io + @socket.io/cluster-adapter, both with
+# 2 worker processes on 127.0.0.1, the same clients (socket.io-client over
+# WebSocket) and the same load.  Builds clusterd (Release) in build-release/,
+# installs the npm packages into bench/events/node (npm ci from the committed
+# lock file), then runs bench/events/node/bench.js, which alternates the two
+# servers (A B A B, 3 rounds) and writes bench/events/results/latest.md (and
+# latest.json, every run's raw numbers), which it also prints.
+#
+#   bench/events/run.sh            200 clients, 3 rounds (about 3-5 minutes)
+#   bench/events/run.sh --quick    50 clients, short phases (about a minute;
+#                                  a smoke test, not numbers to quote)
+#   bench/events/run.sh --help     bench.js's options (--rounds, --clients,
+#                                  --rate, --window, --only ...)
+#
+# Environment: BENCH_NO_INSTALL=1 skips npm; BENCH_NO_BUILD=1 uses the
+# existing build-release/clusterd; BENCH_KEEP=1 keeps the scratch directory
+# (configs and logs of every process) even when the run succeeds.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo" || exit 1
+
+say() { echo "[events/run.sh] $*" >&2; }
+
+command -v node >/dev/null || { say "node is required (Debian: apt-get install nodejs npm)"; exit 1; }
+for a in "$@"; do
+    case "$a" in -h | --help) exec node "$here/node/bench.js" --help ;; esac
+done
+
+work=$(mktemp -d /tmp/clusterd-bench-events.XXXXXX) || exit 1
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    # Every process group bench.js started (it records them), whatever
+    # happened to bench.js itself.
+    if [ -n "${bench_pid:-}" ]; then
+        kill -TERM "$bench_pid" 2>/dev/null
+        wait "$bench_pid" 2>/dev/null
+    fi
+    if [ -f "$work/pgids" ]; then
+        while read -r pg; do
+            [ -n "$pg" ] && kill -KILL -- "-$pg" 2>/dev/null
+        done <"$work/pgids"
+    fi
+    if [ "$rc" -eq 0 ] && [ -z "${BENCH_KEEP:-}" ]; then
+        rm -rf "$work"
+    else
+        say "scratch directory kept: $work (configs and logs)"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- npm packages -------------------------------------------------------------
+if [ -z "${BENCH_NO_INSTALL:-}" ]; then
+    if ! command -v npm >/dev/null; then
+        say "npm is required (Debian: apt-get install npm)"
+        exit 1
+    fi
+    # npm ci unless node_modules was installed from this very lock file.
+    if [ ! -f "$here/node/node_modules/.package-lock.json" ] ||
+        [ "$here/node/package-lock.json" -nt "$here/node/node_modules/.package-lock.json" ]; then
+        say "installing socket.io, @socket.io/cluster-adapter, socket.io-client (npm ci)"
+        if ! (cd "$here/node" && timeout 300 npm ci --no-audit --no-fund >"$work/npm.log" 2>&1); then
+            tail -n 20 "$work/npm.log" >&2
+            say "npm ci failed"
+            exit 1
+        fi
+    fi
+fi
+
+# ---- clusterd, release build --------------------------------------------------
+# Serialized (flock) against another run of this script; when the build
+# fails, the existing binary is measured and the run says so.
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    say "building clusterd (Release) in build-release/"
+    mkdir -p "$repo/build-release"
+    if ! (
+        flock -w 600 9 || exit 1
+        timeout 900 cmake -S "$repo" -B "$repo/build-release" -DCMAKE_BUILD_TYPE=Release -DCD_TESTS=OFF &&
+            timeout 1200 cmake --build "$repo/build-release" -j2
+    ) 9>"$repo/build-release/.events-build-lock" >"$work/build.log" 2>&1; then
+        tail -n 20 "$work/build.log" >&2
+        if [ -x "$repo/build-release/clusterd" ]; then
+            say "the build FAILED; measuring the existing build-release/clusterd from $(date -r "$repo/build-release/clusterd" '+%F %T')"
+        else
+            say "the build FAILED and there is no build-release/clusterd"
+            exit 1
+        fi
+    fi
+fi
+[ -x "$repo/build-release/clusterd" ] || { say "no build-release/clusterd (unset BENCH_NO_BUILD)"; exit 1; }
+
+# ---- the benchmark ------------------------------------------------------------
+cmd="bench/events/run.sh${*:+ $*}"
+node "$here/node/bench.js" --clusterd "$repo/build-release/clusterd" --work "$work" --command "$cmd" "$@" &
+bench_pid=$!
+wait "$bench_pid"
+rc=$?
+bench_pid=
+exit "$rc"

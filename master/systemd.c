@@ -9,7 +9,13 @@
  * Socket activation: with LISTEN_FDS from systemd (one socket per slot,
  * named slot0..slotN-1 by FileDescriptorName=), the master uses those
  * sockets as its slots' listeners instead of binding its own.
+ *
+ * libsystemd is loaded with dlopen, by the master only: workers (the same
+ * executable) never talk to systemd, and not linking it keeps libsystemd
+ * and what it pulls in (libgcrypt, liblz4, libzstd, ...) out of every
+ * worker's memory.  Without libsystemd installed, all of this is a no-op.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +28,39 @@
 #include "core/util.h"
 #include "master/master.h"
 
+static struct {
+    int tried;
+    __typeof__(sd_notify) *notify;
+    __typeof__(sd_listen_fds_with_names) *listen_fds_with_names;
+    __typeof__(sd_is_socket) *is_socket;
+    __typeof__(sd_watchdog_enabled) *watchdog_enabled;
+} sd;
+
+/* Loads libsystemd once; returns 0 when its functions are there. */
+static int load(void)
+{
+    if (!sd.tried) {
+        sd.tried = 1;
+        void *h = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            cd_debug("libsystemd not loaded (%s): no sd_notify, no socket activation", dlerror());
+            return -1;
+        }
+        sd.notify = (__typeof__(sd.notify))dlsym(h, "sd_notify");
+        sd.listen_fds_with_names = (__typeof__(sd.listen_fds_with_names))dlsym(h, "sd_listen_fds_with_names");
+        sd.is_socket = (__typeof__(sd.is_socket))dlsym(h, "sd_is_socket");
+        sd.watchdog_enabled = (__typeof__(sd.watchdog_enabled))dlsym(h, "sd_watchdog_enabled");
+        if (!sd.notify || !sd.listen_fds_with_names || !sd.is_socket || !sd.watchdog_enabled)
+            sd.notify = NULL;
+    }
+    return sd.notify ? 0 : -1;
+}
+
 void cd_systemd_notify(const char *state)
 {
-    int rc = sd_notify(0, state);
+    if (!getenv("NOTIFY_SOCKET") || load() < 0)
+        return;
+    int rc = sd.notify(0, state);
     if (rc < 0)
         cd_log_errno(CD_LOG_WARN, -rc, "sd_notify", "telling systemd '%s'", state);
 }
@@ -41,13 +77,15 @@ void cd_systemd_status(cd_master *m, const char *what)
     snprintf(buf, sizeof buf, "STATUS=%s%s%d/%d workers ready, %llu requests served by current workers%s%s", what ? what : "",
              what ? "; " : "", ready, m->active, (unsigned long long)requests, m->last_reload[0] ? ", last reload: " : "",
              m->last_reload);
-    sd_notify(0, buf);
+    cd_systemd_notify(buf);
 }
 
 int cd_systemd_listeners(int *fds, int max)
 {
+    if (!getenv("LISTEN_FDS") || load() < 0)
+        return 0;
     char **names = NULL;
-    int n = sd_listen_fds_with_names(1, &names);
+    int n = sd.listen_fds_with_names(1, &names);
     if (n <= 0) {
         free(names);
         return n;
@@ -64,7 +102,7 @@ int cd_systemd_listeners(int *fds, int max)
         } else {
             slot = i; /* unnamed or otherwise named: in order */
         }
-        if (slot >= max || fds[slot] >= 0 || sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+        if (slot >= max || fds[slot] >= 0 || sd.is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
             cd_warn("ignoring passed fd %d (%s): not a listening stream socket for a free slot", fd,
                     name ? name : "unnamed");
             close(fd);
@@ -92,5 +130,7 @@ int cd_systemd_listeners(int *fds, int max)
 
 int cd_systemd_watchdog_usec(uint64_t *usec)
 {
-    return sd_watchdog_enabled(0, usec);
+    if (!getenv("WATCHDOG_USEC") || load() < 0)
+        return 0;
+    return sd.watchdog_enabled(0, usec);
 }

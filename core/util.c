@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -175,8 +176,12 @@ int cd_listen_reuseport(const struct sockaddr *addr, socklen_t len, int backlog)
     if (fd < 0)
         return -errno;
     int one = 1;
+    /* TCP_NODELAY on the listener is inherited by every accepted socket: no
+     * per-connection syscall, and no small write (an ack, a WebSocket frame
+     * after it) waiting for the peer's delayed ACK. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 || bind(fd, addr, len) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 || bind(fd, addr, len) < 0 ||
         listen(fd, backlog) < 0) {
         int err = errno;
         close(fd);

@@ -16,6 +16,8 @@
 #include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+#include <netinet/tcp.h>
 
 #include "tests/integration/harness.h"
 
@@ -133,6 +135,52 @@ Test(core, serves_dummy_from_every_worker)
     }
     int st = th_stop(&srv, SIGTERM, 8000);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+}
+
+/* Whether the worker's socket fd has TCP_NODELAY, read through pidfd_getfd
+ * (needs ptrace rights over the worker: root, or the same user with
+ * yama's ptrace_scope 0).  Returns 1, 0, or -1 when it cannot be read. */
+static int nodelay_of(pid_t pid, int fd)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0)
+        return -1;
+    int mine = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
+    close(pfd);
+    if (mine < 0)
+        return -1;
+    int v = 0, listening = 0;
+    socklen_t vl = sizeof v, ll = sizeof listening;
+    int rc = getsockopt(mine, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 && !listening &&
+                     getsockopt(mine, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0
+                 ? v != 0
+                 : -1;
+    close(mine);
+    return rc;
+}
+
+Test(core, accepted_connections_have_tcp_nodelay)
+{
+    /* Small writes (an ack, then a broadcast) must not wait for the peer's
+     * delayed ACK: found by the events benchmark as a 40 ms stall. */
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF DUMMY("{}")), 0);
+    int c = th_connect(srv.port);
+    const char *req = "GET /dummy?delay_ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(send(c, req, strlen(req), 0), (ssize_t)strlen(req));
+    msleep(200);
+    pid_t w[1];
+    cr_assert_eq(th_workers(&srv, w, 1), 1);
+    int checked = 0;
+    for (int fd = 3; fd < 64; fd++) {
+        int v = nodelay_of(w[0], fd);
+        if (v < 0)
+            continue;
+        cr_assert_eq(v, 1, "fd %d of the worker lacks TCP_NODELAY", fd);
+        checked++;
+    }
+    if (checked == 0)
+        cr_skip_test("cannot read the worker's sockets (pidfd_getfd not permitted here)");
+    close(c);
 }
 
 Test(core, killed_worker_is_replaced_and_queued_connections_survive)

@@ -398,3 +398,105 @@ Test(http, upgrade_from_handle_hands_over_the_socket)
     cr_assert(got_eof, "the service closed it");
     cr_assert_eq(w.nconns, 0, "the HTTP layer let go of the connection");
 }
+
+/* Bad input is an expected event: a few thousand mutations of valid
+ * requests (bytes flipped, cut, duplicated, spliced), each on a fresh
+ * connection of the same worker context.  None may crash (ASan build) or
+ * leave a connection or request behind; each gets an answer or a close. */
+static const char *const seeds[] = {
+    "GET /echo/a?q=1 HTTP/1.1\r\nHost: t\r\nX-Test: v\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "GET /later/x HTTP/1.1\r\nHost: t\r\n\r\nGET /echo HTTP/1.1\r\n\r\n",
+    "GET /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nEARLY",
+    "HEAD /echo HTTP/1.0\r\n\r\n",
+};
+
+static uint32_t rng = 12345;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+}
+
+Test(http_fuzz, mutated_requests_never_crash, .init = setup, .fini = teardown, .timeout = 120)
+{
+    close(client); /* setup's connection is not used */
+    client = -1;
+    static char buf[8192];
+    for (int iter = 0; iter < 3000; iter++) {
+        const char *seed = seeds[rnd() % (sizeof seeds / sizeof seeds[0])];
+        size_t len = strlen(seed);
+        memcpy(buf, seed, len);
+        int muts = 1 + (int)(rnd() % 4);
+        for (int m = 0; m < muts; m++) {
+            switch (rnd() % 5) {
+            case 0: /* flip a byte */
+                if (len)
+                    buf[rnd() % len] = (char)rnd();
+                break;
+            case 1: /* cut */
+                if (len)
+                    len = rnd() % len;
+                break;
+            case 2: { /* duplicate a chunk */
+                if (!len)
+                    break;
+                size_t at = rnd() % len, n = 1 + rnd() % 64;
+                if (at + n > len)
+                    n = len - at;
+                if (len + n < sizeof buf) {
+                    memmove(buf + at + n, buf + at, len - at);
+                    len += n;
+                }
+                break;
+            }
+            case 3: /* insert a special byte */
+                if (len + 1 < sizeof buf) {
+                    static const char special[] = {'\0', '\r', '\n', ':', ' ', '%', '\x80', '\xff', '?', '/'};
+                    size_t at = len ? rnd() % len : 0;
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = special[rnd() % sizeof special];
+                    len++;
+                }
+                break;
+            default: { /* a huge header value */
+                size_t n = 200 + rnd() % 3000;
+                if (len + n + 8 < sizeof buf) {
+                    memcpy(buf + len, "X-B: ", 5);
+                    memset(buf + len + 5, 'b', n);
+                    len += n + 5;
+                }
+                break;
+            }
+            }
+        }
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        cd_http_conn_new(&w, sv[0], NULL, 0);
+        ssize_t sent = send(sv[1], buf, len, MSG_NOSIGNAL);
+        (void)sent;
+        if (rnd() % 2)
+            shutdown(sv[1], SHUT_WR);
+        for (int k = 0; k < 3; k++)
+            ev_run(w.loop, EVRUN_NOWAIT);
+        char sink[16384];
+        while (recv(sv[1], sink, sizeof sink, 0) > 0)
+            ;
+        close(sv[1]);
+        for (int k = 0; k < 3; k++)
+            ev_run(w.loop, EVRUN_NOWAIT);
+    }
+    /* Let the timer service answer whatever it still holds. */
+    for (int k = 0; k < 20; k++) {
+        ev_run(w.loop, EVRUN_NOWAIT);
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(w.stats.in_flight, 0, "every request was answered (or freed with its client)");
+    cr_assert_gt(w.stats.requests, 1000, "most mutations still parse into something answered");
+    cd_http_close_all(&w);
+    cr_assert_eq(w.nconns, 0);
+}

@@ -340,6 +340,16 @@ static long long pick_timeout(long long configured, const mongoc_uri_t *uri, con
     return v > 0 ? v : dflt;
 }
 
+static void quiet_log_cb(mongoc_log_level_t level, const char *domain, const char *message, void *data)
+{
+    (void)level;
+    (void)domain;
+    (void)message;
+    (void)data;
+}
+
+static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message, void *data);
+
 /* Runs in the master too.  URI parsing is pure string work in libmongoc (no
  * threads, sockets or DNS, even for mongodb+srv), so it is safe before
  * mongoc_init and before the fork/exec of the workers. */
@@ -352,7 +362,12 @@ static int rm_conf_check(void *conf, char *err, size_t errlen)
 
     if (!c->uri && set_string(&c->uri, "mongodb://127.0.0.1:27017", err, errlen) < 0)
         goto out;
-    if (!(uri = mongoc_uri_new_with_error(c->uri, &berr))) {
+    /* libmongoc also logs what is wrong with a URI; our error names
+     * file:line already, so keep its own line out of the log meanwhile. */
+    mongoc_log_set_handler(quiet_log_cb, NULL);
+    uri = mongoc_uri_new_with_error(c->uri, &berr);
+    mongoc_log_set_handler(mongoc_log_cb, NULL);
+    if (!uri) {
         snprintf(err, errlen, "uri: %s", berr.message);
         goto out;
     }

@@ -145,3 +145,53 @@ Test(conf, shipped_config_is_valid)
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_geq(conf->nservices, 2);
 }
+
+/* A broken config is an expected event: thousands of mutations of the
+ * shipped file either load or fail with "file:line: why" / "file: why",
+ * never crash (ASan build) or leak. */
+Test(conf, mutated_configs_fail_cleanly, .timeout = 120)
+{
+    const char *src = getenv("CLUSTERD_SRC");
+    char path[512];
+    snprintf(path, sizeof path, "%s/conf/services.ini", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    static char orig[65536], text[70000];
+    size_t olen = fread(orig, 1, sizeof orig - 1, f);
+    fclose(f);
+    uint32_t r = 99;
+    int ok = 0, failed = 0;
+    for (int iter = 0; iter < 2000; iter++) {
+        memcpy(text, orig, olen);
+        size_t len = olen;
+        for (int m = 0; m < 3; m++) {
+            r ^= r << 13;
+            r ^= r >> 17;
+            r ^= r << 5;
+            size_t at = r % len;
+            static const char special[] = {'[', ']', '=', ';', '\n', ' ', 'x', '0', 'k', '\xff', '\t', '#'};
+            switch (r % 3) {
+            case 0: text[at] = special[(r >> 8) % sizeof special]; break;
+            case 1: len = at + 1; break;
+            default:
+                memmove(text + at + 1, text + at, len - at);
+                text[at] = special[(r >> 8) % sizeof special];
+                len++;
+                break;
+            }
+        }
+        cd_conf *c = NULL;
+        char err[512] = "";
+        if (cd_conf_load_text("t.ini", text, len, &c, err, sizeof err) == 0) {
+            cr_assert_not_null(c);
+            cd_conf_free(c);
+            ok++;
+        } else {
+            cr_assert_null(c);
+            cr_assert(strncmp(err, "t.ini:", 6) == 0, "iteration %d: '%s'", iter, err);
+            failed++;
+        }
+    }
+    cr_assert_gt(failed, 100);
+    cr_assert_gt(ok, 10);
+}

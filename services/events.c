@@ -66,7 +66,6 @@
 #define SID_LEN 20
 #define CONNECT_TIMEOUT 45.0       /* seconds to send Socket.IO CONNECT (Socket.IO's connectTimeout) */
 #define BUS_MSG_MAX (1 << 20)      /* ipc/bus.c's largest message */
-#define OBUF_MAX 65536             /* frames gathered into one send() */
 
 typedef struct events_state events_state;
 typedef struct ws_conn ws_conn;
@@ -109,8 +108,6 @@ struct ws_conn {
     wslay_event_context_ptr ws;
     char hs[192];        /* the 101 response, written before any frame */
     size_t hs_len, hs_off;
-    char *obuf;          /* frames wslay handed us with "more to come": one send for all */
-    size_t olen, ooff;   /* obuf[ooff..olen) is not written yet */
     char *pre;           /* bytes the HTTP layer read past the request */
     size_t pre_len, pre_off;
     uint64_t mark;       /* last broadcast delivered: one copy per broadcast */
@@ -424,25 +421,6 @@ static int write_handshake(ws_conn *c)
     return 1;
 }
 
-/* Writes the frames ws_send_cb gathered.  1 when all are out, 0 when the
- * socket is full, -1 on error. */
-static int flush_out(ws_conn *c)
-{
-    while (c->ooff < c->olen) {
-        ssize_t n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
-        if (n < 0)
-            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        c->ooff += (size_t)n;
-    }
-    c->ooff = c->olen = 0;
-    return 1;
-}
-
-/* wslay hands over one frame (or a piece of one) at a time.  While it says
- * more are coming, gather them, so a burst of broadcasts to one client
- * costs one send() instead of one per frame (with TCP_NODELAY, each would
- * also be its own packet).  Bytes accepted here are ours to finish writing
- * (flush_out), which is why a backlog makes us refuse new ones. */
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                           void *user)
 {
@@ -451,24 +429,6 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     if (hs <= 0) {
         wslay_event_set_error(ctx, hs == 0 ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
-    }
-    if (c->ooff < c->olen) {
-        int f = flush_out(c);
-        if (f <= 0) {
-            wslay_event_set_error(ctx, f == 0 ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
-            return -1;
-        }
-    }
-    if (len <= OBUF_MAX - c->olen && (c->obuf || (c->obuf = malloc(OBUF_MAX)))) {
-        memcpy(c->obuf + c->olen, data, len);
-        c->olen += len;
-        if ((flags & WSLAY_MSG_MORE) && c->olen < OBUF_MAX)
-            return (ssize_t)len;
-        if (flush_out(c) < 0) {
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-            return -1;
-        }
-        return (ssize_t)len; /* what did not fit in the socket waits in obuf */
     }
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0));
     if (n >= 0)
@@ -519,7 +479,6 @@ static void conn_free(ws_conn *c)
         wslay_event_context_free(c->ws);
     free(c->pre);
     free(c->rooms);
-    free(c->obuf);
     free(c);
 }
 
@@ -555,7 +514,7 @@ static void conn_update(ws_conn *c)
     if (c->phase == PH_LINGER)
         return;
     int want_r = wslay_event_want_read(c->ws);
-    int want_w = wslay_event_want_write(c->ws) || c->hs_off < c->hs_len || c->ooff < c->olen;
+    int want_w = wslay_event_want_write(c->ws) || c->hs_off < c->hs_len;
     if (!want_r && !want_w) {
         /* The close handshake is over (or we gave up reading).  If the peer
          * has not closed yet, let it read our close frame before the fd
@@ -584,9 +543,7 @@ static void conn_update(ws_conn *c)
 
 static void conn_flush(ws_conn *c)
 {
-    if (!c->dead && c->ooff < c->olen && flush_out(c) < 0)
-        c->dead = 1;
-    if (!c->dead && c->ooff == c->olen && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) < 0)
+    if (!c->dead && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) < 0)
         c->dead = 1;
     if (!c->dead && c->hs_off < c->hs_len && write_handshake(c) < 0)
         c->dead = 1;
@@ -635,7 +592,7 @@ static void conn_frame_error(ws_conn *c, int was_idle)
 static void conn_read(ws_conn *c)
 {
     c->read_round = 0;
-    int was_idle = !wslay_event_want_write(c->ws) && c->hs_off == c->hs_len && c->ooff == c->olen;
+    int was_idle = !wslay_event_want_write(c->ws) && c->hs_off == c->hs_len;
     int r = wslay_event_recv(c->ws);
     if (r < 0 && (c->peer_gone || r == WSLAY_ERR_NOMEM || c->phase >= PH_CLOSING))
         c->dead = 1;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Parses the leading unsigned decimal of s; *end is left after it. */
@@ -225,6 +226,14 @@ long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int pl
         return -ENAMETOOLONG;
     out[o] = '\0';
     return (long)o;
+}
+
+void cd_now_string(char *out, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
 char *cd_trim(char *s)

@@ -33,6 +33,9 @@ int cd_hexval(int ch);
  * an encoded NUL, -ENAMETOOLONG when it does not fit in outlen. */
 long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space);
 
+/* The local time now as "YYYY-MM-DD HH:MM:SS" (for status lines). */
+void cd_now_string(char *out, size_t len);
+
 /* Trims ASCII whitespace in place; returns s. */
 char *cd_trim(char *s);
 

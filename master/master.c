@@ -626,11 +626,8 @@ static void reload_finished(cd_master *m, int ok, const char *why)
         close(m->prev_memfd);
         m->prev_memfd = -1;
     }
-    time_t t = time(NULL);
-    struct tm tm;
     char when[32];
-    localtime_r(&t, &tm);
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    cd_now_string(when, sizeof when);
     snprintf(m->last_reload, sizeof m->last_reload, "%s at %s (generation %u)%s%.60s",
              ok ? "done" : "FAILED, rolled back", when, m->generation, why ? ": " : "", why ? why : "");
     cd_systemd_notify("READY=1");

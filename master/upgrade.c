@@ -344,11 +344,8 @@ void cd_upgrade_check(cd_master *m)
         if (m->prev_exe_fd >= 0)
             close(m->prev_exe_fd);
         m->prev_exe_fd = -1;
-        time_t t = time(NULL);
-        struct tm tm;
         char when[32];
-        localtime_r(&t, &tm);
-        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        cd_now_string(when, sizeof when);
         snprintf(m->last_upgrade, sizeof m->last_upgrade, "done at %s (generation %u)", when, m->generation);
         cd_notice("upgrade done: %d workers on generation %u", m->active, m->generation);
         cd_master_event(m, "{\"event\":\"upgrade_done\",\"generation\":%u}", m->generation);

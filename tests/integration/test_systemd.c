@@ -23,6 +23,7 @@
 static char dir[] = "/tmp/clusterd-sd-XXXXXX";
 static char conf[300], logpath[300];
 static pid_t master;
+static const char *watchdog_usec; /* WATCHDOG_USEC for the next start(), or NULL */
 
 static void fini(void)
 {
@@ -64,6 +65,8 @@ static pid_t start(int workers, const char *notify, const int *fds, int nfds, co
             dup2(moved[i], 3 + i);
         if (notify)
             setenv("NOTIFY_SOCKET", notify, 1);
+        if (watchdog_usec)
+            setenv("WATCHDOG_USEC", watchdog_usec, 1);
         if (nfds) {
             char buf[32];
             snprintf(buf, sizeof buf, "%d", nfds);
@@ -224,4 +227,38 @@ Test(systemd, pidfile_is_locked)
     waitpid(master, NULL, 0);
     master = 0;
     cr_assert_neq(access(pidfile, F_OK), 0, "pidfile removed at exit");
+}
+
+static int count_in(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+Test(systemd, watchdog_pings_while_workers_are_healthy)
+{
+    int port = th_free_port();
+    write_conf(port, "");
+    char sockpath[300];
+    snprintf(sockpath, sizeof sockpath, "%s/notify", dir);
+    int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path, sockpath);
+    cr_assert_eq(bind(sock, (struct sockaddr *)&a, sizeof a), 0);
+    watchdog_usec = "600000"; /* WatchdogSec=0.6: a ping at least every 0.3 s */
+    master = start(2, sockpath, NULL, 0, NULL);
+    static char all[16384];
+    all[0] = '\0';
+    cr_assert(wait_notify(sock, "READY=1", all, sizeof all, 10000), "%s", all);
+    long long t0 = th_now_ms();
+    while (th_now_ms() - t0 < 1500)
+        wait_notify(sock, "\x01never", all, sizeof all, 200);
+    int pings = count_in(all, "WATCHDOG=1");
+    cr_assert_geq(pings, 3, "WATCHDOG=1 about every 0.3 s while healthy: %d in 1.5 s (%s)", pings, all);
+    kill(master, SIGTERM);
+    waitpid(master, NULL, 0);
+    master = 0;
+    close(sock);
 }

@@ -201,12 +201,10 @@ Test(ctl, master_answers_while_workers_are_stuck)
     cr_assert_eq(th_workers(&srv, w, 2), 2);
     kill(w[0], SIGSTOP);
     kill(w[1], SIGSTOP);
-    long long t0 = th_now_ms();
+    /* clusterctl gives up after 2 s without an answer: rc 0 means it came. */
     int rc = ctl(out, sizeof out, "status", NULL, NULL);
-    long long took = th_now_ms() - t0;
     kill(w[0], SIGCONT);
     kill(w[1], SIGCONT);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "SLOT"), "%s", out);
-    cr_assert_lt(took, 2000, "status took %lld ms with both workers stopped", took);
 }

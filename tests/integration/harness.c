@@ -121,6 +121,14 @@ int th_start(th_server *s, int workers, const char *ready_path, const char *cons
     fclose(f);
     va_end(ap);
 
+    /* The master's sockets go under the test's own dir (clusterd's default
+     * runtime_dir is $RUNTIME_DIRECTORY when set), so a master killed by a
+     * test leaves nothing in /tmp/clusterd.PORT for a later test on the
+     * same port; clusterctl started by the test finds them the same way. */
+    char rundir[320];
+    snprintf(rundir, sizeof rundir, "%s/run", s->dir);
+    setenv("RUNTIME_DIRECTORY", rundir, 1);
+
     const char *argv[32];
     int argc = 0;
     char wbuf[16];
@@ -559,4 +567,20 @@ int th_run(const char *const argv[], char *out, size_t cap)
     int st;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int th_finish(th_server *s)
+{
+    if (s->pid > 0)
+        th_stop(s, SIGTERM, 8000);
+    if (!s->log_path[0]) {
+        th_cleanup(s);
+        return 0;
+    }
+    if (th_log_contains(s, "Sanitizer", 0) || th_log_contains(s, "runtime error:", 0)) {
+        print_log(s);
+        return -1;
+    }
+    th_cleanup(s);
+    return 0;
 }

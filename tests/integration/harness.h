@@ -46,6 +46,11 @@ int th_stop(th_server *s, int sig, int timeout_ms);
 
 /* Removes the temp dir (call after the last look at the log). */
 void th_cleanup(th_server *s);
+/* The end of a test (its suite's fini): stops the server if it still runs
+ * (SIGTERM), then removes its dir unless the log holds a sanitizer report.
+ * Returns 0, or -1 when there is such a report (the log is printed and
+ * kept). */
+int th_finish(th_server *s);
 
 /* Worker pids of the master (its children), up to max; returns the count. */
 int th_workers(const th_server *s, pid_t *pids, int max);

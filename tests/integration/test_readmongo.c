@@ -253,12 +253,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (fx.srv_started) {
-        th_stop(&fx.srv, SIGTERM, 10000);
-        cr_assert(!th_log_contains(&fx.srv, "Sanitizer", 0) && !th_log_contains(&fx.srv, "runtime error:", 0),
-                  "sanitizer report in %s", fx.srv.log_path);
-        th_cleanup(&fx.srv);
-    }
+    int clean = fx.srv_started ? th_finish(&fx.srv) : 0;
     if (fx.db_started) {
         pid_t pid = db_pid();
         if (pid > 0)
@@ -269,6 +264,7 @@ static void teardown(void)
         if (system(cmd) != 0)
             fprintf(stderr, "could not remove %s\n", fx.dir);
     }
+    cr_assert_eq(clean, 0, "sanitizer report in the clusterd log (printed above)");
 }
 
 TestSuite(readmongo, .init = setup, .fini = teardown, .timeout = 240);

@@ -25,15 +25,12 @@ static char bin[256];
 
 static void fini(void)
 {
-    if (srv.pid > 0)
-        th_stop(&srv, SIGTERM, 5000);
-    if (srv.log_path[0])
-        cr_assert(!th_log_contains(&srv, "Sanitizer", 0), "sanitizer report in %s", srv.log_path);
-    th_cleanup(&srv);
+    int rc = th_finish(&srv);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", bindir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", bindir);
+    cr_assert_eq(rc, 0, "sanitizer report in the clusterd log (printed above)");
 }
 
 TestSuite(upgrade, .fini = fini, .timeout = 90);

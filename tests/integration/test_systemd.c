@@ -31,6 +31,12 @@ static void fini(void)
         kill(master, SIGKILL);
         waitpid(master, NULL, 0);
     }
+    if (strncmp(dir, "/tmp/clusterd-sd-", 17) == 0 && !strstr(dir, "XXXXXX")) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", dir);
+    }
 }
 
 TestSuite(systemd, .fini = fini, .timeout = 60);

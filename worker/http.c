@@ -325,8 +325,8 @@ static void peer_string(const struct sockaddr_storage *ss, char *out, size_t len
         snprintf(out, len, "-");
 }
 
-/* Appends s as JSON string content (no quotes) or, for the combined
- * format, with quotes and control bytes escaped. */
+/* s escaped for inside a JSON string (also safe in the combined log
+ * format's quoted fields): quote, backslash and control bytes. */
 static size_t esc(char *out, size_t cap, const char *s)
 {
     size_t o = 0;
@@ -412,21 +412,9 @@ void cd_request_respond(cd_request *r, int status, const char *content_type, con
 /* {"error":"<msg>","status":N} with msg escaped; returns the length. */
 static int error_body(char *body, size_t size, int status, const char *msg)
 {
-    char esc[300];
-    size_t o = 0;
-    for (const char *p = msg; *p && o + 7 < sizeof esc; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"' || ch == '\\') {
-            esc[o++] = '\\';
-            esc[o++] = (char)ch;
-        } else if (ch < 0x20) {
-            o += (size_t)snprintf(esc + o, sizeof esc - o, "\\u%04x", ch);
-        } else {
-            esc[o++] = (char)ch;
-        }
-    }
-    esc[o] = '\0';
-    int n = snprintf(body, size, "{\"error\":\"%s\",\"status\":%d}", esc, status);
+    char msg_esc[300];
+    esc(msg_esc, sizeof msg_esc, msg);
+    int n = snprintf(body, size, "{\"error\":\"%s\",\"status\":%d}", msg_esc, status);
     return n > 0 && (size_t)n < size ? n : 0;
 }
 

@@ -86,6 +86,28 @@ static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, uns
     _exit(CD_EXIT_BOOTFAIL);
 }
 
+/* Fills p for worker pid of slot s on channel chan and starts watching it. */
+static void proc_track(cd_master *m, cd_proc *p, cd_ipc_decoder *dec, cd_slot *s, pid_t pid, unsigned generation,
+                       int chan)
+{
+    dec->have = dec->consumed = 0;
+    cd_set_cloexec(chan, 1);
+    cd_set_nonblock(chan, 1);
+    p->m = m;
+    p->pid = pid;
+    p->slot = s->index;
+    p->generation = generation;
+    p->chan_fd = chan;
+    p->dec = dec;
+    p->state = PROC_STARTING;
+    p->started = p->last_heartbeat = ev_now(m->loop);
+    ev_io_init(&p->chan_w, cd_master_chan_cb, chan, EV_READ);
+    p->chan_w.data = p;
+    ev_io_start(m->loop, &p->chan_w);
+    p->next = m->procs;
+    m->procs = p;
+}
+
 cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s)
 {
     cd_proc *p = calloc(1, sizeof *p);
@@ -95,7 +117,6 @@ cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s)
         cd_err("out of memory spawning a worker for slot %d", s->index);
         goto fail;
     }
-    dec->have = dec->consumed = 0;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         cd_log_errno(CD_LOG_ERR, errno, "socketpair", "spawning a worker for slot %d", s->index);
         goto fail;
@@ -111,20 +132,7 @@ cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s)
         child_exec(m, s, sv[1], master_pid, m->generation);
     }
     close(sv[1]);
-    cd_set_nonblock(sv[0], 1);
-    p->m = m;
-    p->pid = pid;
-    p->slot = s->index;
-    p->generation = m->generation;
-    p->chan_fd = sv[0];
-    p->dec = dec;
-    p->state = PROC_STARTING;
-    p->started = p->last_heartbeat = ev_now(m->loop);
-    ev_io_init(&p->chan_w, cd_master_chan_cb, sv[0], EV_READ);
-    p->chan_w.data = p;
-    ev_io_start(m->loop, &p->chan_w);
-    p->next = m->procs;
-    m->procs = p;
+    proc_track(m, p, dec, s, pid, m->generation, sv[0]);
     cd_info("started worker pid %d for slot %d (generation %u)", (int)pid, s->index, m->generation);
     cd_master_event(m, "{\"event\":\"worker_started\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", s->index,
                     (int)pid, m->generation);
@@ -148,22 +156,7 @@ cd_proc *cd_spawn_adopt(cd_master *m, cd_slot *s, pid_t pid, unsigned generation
         free(dec);
         return NULL;
     }
-    dec->have = dec->consumed = 0;
-    cd_set_cloexec(chan_fd, 1);
-    cd_set_nonblock(chan_fd, 1);
-    p->m = m;
-    p->pid = pid;
-    p->slot = s->index;
-    p->generation = generation;
-    p->chan_fd = chan_fd;
-    p->dec = dec;
-    p->state = PROC_STARTING;
-    p->started = p->last_heartbeat = ev_now(m->loop);
-    ev_io_init(&p->chan_w, cd_master_chan_cb, chan_fd, EV_READ);
-    p->chan_w.data = p;
-    ev_io_start(m->loop, &p->chan_w);
-    p->next = m->procs;
-    m->procs = p;
+    proc_track(m, p, dec, s, pid, generation, chan_fd);
     cd_info("adopted worker pid %d of slot %d (generation %u)", (int)pid, s->index, generation);
     return p;
 }

@@ -250,8 +250,10 @@ static int build_service(cd_conf *c, parse_state *ps, size_t first, cd_conf_serv
     char why[512];
     svc->type = cd_service_lookup(tname, why, sizeof why);
     if (!svc->type) {
-        if (type_kv || strncmp(why, "unknown service type", 20) != 0)
+        if (why[0]) /* a module that cannot be loaded */
             return fail(err, errlen, c->path, type_kv ? type_kv->line : svc->line, "%s", why);
+        if (type_kv)
+            return fail(err, errlen, c->path, type_kv->line, "unknown service type '%s'", tname);
         return fail(err, errlen, c->path, svc->line,
                     "unknown section [%s] (not [cluster], and no 'type =' naming a service type)", sect);
     }

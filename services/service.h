@@ -104,8 +104,8 @@ int cd_service_publish(cd_service *svc, const void *msg, size_t len);
 void cd_service_subscribe(cd_service *svc, cd_bus_cb cb);
 
 /* Registry (services/registry.c): the type named `type`, loading its module
- * if it is one; NULL with the reason in err (unknown, or a module that
- * cannot be loaded). */
+ * if it is one.  NULL with err "" when there is no such type, or with the
+ * reason in err when its module cannot be loaded. */
 const cd_service_type *cd_service_lookup(const char *type, char *err, size_t errlen);
 
 /* ---- Requests (implemented in worker/http.c; loop thread only) ---- */

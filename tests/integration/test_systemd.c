@@ -124,16 +124,23 @@ static int get_status(int port)
     return st;
 }
 
+/* The datagram socket systemd would listen on for sd_notify, in dir. */
+static int notify_socket(char *path, size_t len)
+{
+    snprintf(path, len, "%s/notify", dir);
+    int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    cr_assert_eq(bind(sock, (struct sockaddr *)&a, sizeof a), 0);
+    return sock;
+}
+
 Test(systemd, notify_ready_reloading_stopping)
 {
     int port = th_free_port();
     write_conf(port, "");
     char sockpath[300];
-    snprintf(sockpath, sizeof sockpath, "%s/notify", dir);
-    int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    strcpy(a.sun_path, sockpath);
-    cr_assert_eq(bind(sock, (struct sockaddr *)&a, sizeof a), 0);
+    int sock = notify_socket(sockpath, sizeof sockpath);
     master = start(2, sockpath, NULL, 0, NULL);
     static char all[8192];
     all[0] = '\0';
@@ -248,11 +255,7 @@ Test(systemd, watchdog_pings_while_workers_are_healthy)
     int port = th_free_port();
     write_conf(port, "");
     char sockpath[300];
-    snprintf(sockpath, sizeof sockpath, "%s/notify", dir);
-    int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    strcpy(a.sun_path, sockpath);
-    cr_assert_eq(bind(sock, (struct sockaddr *)&a, sizeof a), 0);
+    int sock = notify_socket(sockpath, sizeof sockpath);
     watchdog_usec = "600000"; /* WatchdogSec=0.6: a ping at least every 0.3 s */
     master = start(2, sockpath, NULL, 0, NULL);
     static char all[16384];

@@ -48,9 +48,13 @@ static void status(cd_master *m, cd_buf *o)
     cd_buf_printf(o, ",\"listen\":");
     cd_buf_json_str(o, m->conf->listen);
     cd_buf_printf(o, ",\"workers\":[");
-    /* Slot order, then older generations: a stable table for humans. */
+    /* Slot order: a stable table for humans. */
+    int last = -1;
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->slot > last)
+            last = p->slot;
     int first = 1;
-    for (int slot = 0; slot < m->nslots; slot++) {
+    for (int slot = 0; slot <= last; slot++) {
         for (cd_proc *p = m->procs; p; p = p->next) {
             if (p->slot != slot)
                 continue;
@@ -62,13 +66,6 @@ static void status(cd_master *m, cd_buf *o)
                 (unsigned long long)p->stats.connections, (unsigned long long)p->stats.rss_bytes,
                 now - p->last_heartbeat);
             first = 0;
-        }
-        if (slot >= m->active && !first) {
-            int more = 0;
-            for (cd_proc *p = m->procs; p; p = p->next)
-                more |= p->slot > slot;
-            if (!more)
-                break;
         }
     }
     cd_buf_printf(o, "]}");

@@ -22,3 +22,6 @@ run() {
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run build-asan -DCMAKE_BUILD_TYPE=Debug -DCD_SANITIZE=ON
+
+echo "== build-fuzz: fuzzing every target for ${CD_FUZZ_SECONDS:-60}s" >&2
+scripts/fuzz.sh --all "${CD_FUZZ_SECONDS:-60}"

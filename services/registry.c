@@ -63,6 +63,14 @@ static const cd_service_type *load(const char *name, char *err, size_t errlen)
     }
     snprintf(dirs[nd++], sizeof dirs[0], "%.1000s", CD_MODULE_DIR);
     char first_err[256] = "";
+    char sym[96];
+    snprintf(sym, sizeof sym, "cd_service_%s", name);
+    /* A program that links the module's code itself (the unit tests, the
+     * fuzz targets) uses that copy: loading a second one would give the
+     * process two sets of the module's globals. */
+    const cd_service_type *linked = dlsym(RTLD_DEFAULT, sym);
+    if (linked)
+        return linked;
     for (int i = 0; i < nd; i++) {
         char path[1200];
         snprintf(path, sizeof path, "%.1000s/clusterd-%.64s.so", dirs[i], name);
@@ -74,8 +82,6 @@ static const cd_service_type *load(const char *name, char *err, size_t errlen)
             snprintf(first_err, sizeof first_err, "cannot load: %.200s", dlerror());
             continue;
         }
-        char sym[96];
-        snprintf(sym, sizeof sym, "cd_service_%s", name);
         const cd_service_type *t = dlsym(h, sym);
         if (t)
             return t;

@@ -500,3 +500,95 @@ Test(http_fuzz, mutated_requests_never_crash, .init = setup, .fini = teardown, .
     cd_http_close_all(&w);
     cr_assert_eq(w.nconns, 0);
 }
+
+/* RFC 9112 §5.1: no whitespace is allowed between a header name and its
+ * colon, and a field name is a token (no spaces inside).  Behind a proxy
+ * that reads such a header differently, accepting it smuggles requests. */
+Test(http, header_name_with_space_inside_gets_400_and_close)
+{
+    put("GET /echo HTTP/1.1\r\nHost: t\r\nBad Header: v\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 ") == r, "%s", r);
+    cr_assert(strstr(r, "Connection: close"), "%s", r);
+    cr_assert(got_eof, "the connection is closed");
+}
+
+Test(http, whitespace_before_the_colon_gets_400_and_close)
+{
+    put("GET /echo HTTP/1.1\r\nHost: t\r\nX-Test : v\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 ") == r, "%s", r);
+    cr_assert(got_eof, "the connection is closed");
+}
+
+Test(http, tab_before_the_colon_gets_400)
+{
+    put("GET /echo HTTP/1.1\r\nHost: t\r\nX-Test\t: v\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 ") == r, "%s", r);
+    cr_assert(got_eof, "the connection is closed");
+}
+
+/* ---- request bodies: body_timeout between reads, body_deadline in all ---- */
+
+static void setup_body(void)
+{
+    setup_with("header_timeout = 10s\nkeepalive_timeout = 10s\nmax_body_size = 64\n"
+               "body_timeout = 300ms\nbody_deadline = 600ms");
+}
+
+TestSuite(http_body, .init = setup_body, .fini = teardown);
+
+/* One byte every 50 ms: every read is well within body_timeout (and, before
+ * the fix, restarted header_timeout), so only a bound on the whole body
+ * stops it.  The body would take 3 s; body_deadline is 600 ms. */
+Test(http_body, trickled_body_gets_408_at_body_deadline)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 60\r\n\r\n");
+    int sent = 0;
+    for (; sent < 60 && !got_eof && !strstr(got, "HTTP/1.1 "); sent++) {
+        if (send(client, "x", 1, MSG_NOSIGNAL) != 1)
+            break;
+        pump(-1, 50);
+    }
+    if (got_len == 0)
+        pump(-1, 1000);
+    cr_assert(strstr(got, "HTTP/1.1 408 ") == got, "after %d body bytes: %s", sent, got);
+    cr_assert(strstr(got, "Connection: close"), "%s", got);
+    cr_assert(got_eof, "the connection is closed");
+    cr_assert_lt(sent, 60, "answered before the whole body was in");
+}
+
+/* A body that stops: body_timeout (300 ms) ends it long before
+ * header_timeout (10 s) would. */
+Test(http_body, stalled_body_gets_408_after_body_timeout)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234");
+    const char *r = pump(-1, 5000);
+    cr_assert(strstr(r, "HTTP/1.1 408 ") == r, "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http_body, chunked_body_that_stalls_gets_408)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+    const char *r = pump(-1, 5000);
+    cr_assert(strstr(r, "HTTP/1.1 408 ") == r, "%s", r);
+    cr_assert(got_eof);
+}
+
+/* The timers stop with the body: the next request on the connection and
+ * the service's time do not count against them. */
+Test(http_body, body_in_time_is_served_and_keeps_the_connection)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab");
+    pump(0, 50);
+    put("cde");
+    const char *r = pump(1, 1000);
+    cr_assert(strstr(r, "body=abcde"), "%s", r);
+    pump(-1, 800); /* longer than body_deadline */
+    cr_assert_eq(got_eof, 0, "an idle keep-alive connection waits for keepalive_timeout");
+    put("GET /echo/again HTTP/1.1\r\nHost: t\r\n\r\n");
+    r = pump(1, 1000);
+    cr_assert(strstr(r, "sub=/again"), "%s", r);
+}

@@ -8,10 +8,13 @@
  *   GET /readmongo/{coll}?filter=&projection=&sort=&limit=&skip=
  *   GET /readmongo/{coll}/{id}[?projection=]
  *
- * The driver blocks, so the loop never calls it.  handle() checks the
- * request completely on the loop thread (allowlist, JSON parameters, refused
- * operators, limits: readmongo_query.c) and answers 400/403/404 at once;
- * only a valid query becomes a job on a bounded queue (503 when full).  A
+ * The driver blocks, so the loop never calls it.  handle() has the request
+ * checked completely on the loop thread (allowlist, JSON parameters, refused
+ * operators, limits: cd_readmongo__check_request in readmongo_query.c, which
+ * returns a query or a refusal and never answers) and answers
+ * 400/403/404/414 at once; only a valid query becomes a job on a bounded
+ * queue (503 when full).  handle() and done_cb are the only places that
+ * answer a request.  A
  * few threads per worker take jobs, run them with a client from the
  * worker's mongoc_client_pool, render the JSON response body, and put the
  * job on a done list; an ev_async wakes the loop, which answers the
@@ -26,7 +29,9 @@
  * reach the database get 503 at once instead of each waiting out the same
  * timeout (a burst during an outage costs one timeout, not one per
  * queue position).  The driver's monitor threads notice when the database comes
- * back, so the service recovers by itself.
+ * back, so the service recovers by itself.  Error bodies give a generic reason
+ * ("database unreachable", "query over the time budget"...); the driver's
+ * message, which names hosts and ports, goes to the log only.
  *
  * Process-wide driver state: mongoc_init is called in init (a worker is a
  * freshly exec'd process with no threads yet) and mongoc_cleanup in the last
@@ -63,19 +68,13 @@
 /* Driver library users in this process (loop thread only); see above. */
 static int mongoc_users;
 
-enum { RM_FIND, RM_GET };
-
 typedef struct rm_job rm_job;
 typedef struct rm_state rm_state;
 
 struct rm_job {
     rm_job *next;
     cd_request *req; /* loop thread only */
-    int kind;        /* RM_FIND or RM_GET */
-    char coll[128];
-    bson_t filter;
-    bson_t opts; /* projection, sort, limit, skip, maxTimeMS */
-    long long limit, skip;
+    cd_readmongo_query q; /* checked on the loop thread, read-only after */
     long long queued_at_ms;
     /* The result, written by the query thread. */
     int status;
@@ -107,9 +106,6 @@ struct rm_state {
     /* When the last query failed to reach the database (monotonic ms), or 0
      * when it succeeded. */
     atomic_llong unreachable_at;
-
-    char *param; /* loop thread only: one query parameter, decoded */
-    size_t param_len;
 };
 
 static long long now_ms(void)
@@ -151,8 +147,7 @@ static void job_fail(rm_job *job, int status, const char *msg)
 
 static void job_free(rm_job *job)
 {
-    bson_destroy(&job->filter);
-    bson_destroy(&job->opts);
+    cd_readmongo__query_free(&job->q);
     bson_free(job->body);
     free(job);
 }
@@ -416,25 +411,57 @@ out:
 /* ---- query threads ---- */
 
 /* The pool, created on first use (see the top of the file).  A failed
- * creation is retried by the next job. */
-static mongoc_client_pool_t *get_pool(rm_state *st, char *err, size_t errlen)
+ * creation is retried by the next job; NULL with the driver's reason in
+ * *berr. */
+static mongoc_client_pool_t *get_pool(rm_state *st, bson_error_t *berr)
 {
     mongoc_client_pool_t *pool;
-    bson_error_t berr;
 
     pthread_mutex_lock(&st->pool_lock);
     if (!st->pool) {
-        st->pool = mongoc_client_pool_new_with_error(st->uri, &berr);
+        st->pool = mongoc_client_pool_new_with_error(st->uri, berr);
         if (st->pool) {
             mongoc_client_pool_set_error_api(st->pool, MONGOC_ERROR_API_VERSION_2);
             mongoc_client_pool_max_size(st->pool, (uint32_t)st->nthreads);
-        } else {
-            snprintf(err, errlen, "database client: %s", berr.message);
         }
     }
     pool = st->pool;
     pthread_mutex_unlock(&st->pool_lock);
     return pool;
+}
+
+/* Error bodies name the kind of failure, never the driver's words (which
+ * carry hosts, ports and server internals); the log gets those, once per
+ * failure, and once per outage for "unreachable". */
+static const char *failure_reason(int status)
+{
+    switch (status) {
+    case 503: return "database unreachable";
+    case 504: return "query over the time budget";
+    case 400: return "query rejected by the database";
+    default: return "database error";
+    }
+}
+
+/* Fails the job with the generic reason for status and logs the driver's
+ * detail.  Query threads. */
+static void job_fail_driver(rm_state *st, rm_job *job, int status, const char *what,
+                            const bson_error_t *berr)
+{
+    const char *name = st->svc->name;
+    int level = CD_LOG_WARN;
+
+    if (status == 503 || (status == 504 && berr->domain == MONGOC_ERROR_STREAM)) {
+        /* An outage is reported when it starts, not by every query during
+         * it (those go to the debug level). */
+        if (atomic_exchange(&st->unreachable_at, now_ms()) != 0)
+            level = CD_LOG_DEBUG;
+    } else if (status == 400) {
+        level = CD_LOG_INFO; /* the client's query, not our trouble */
+    }
+    cd_log(level, "%s: %s on collection '%s': %s: %s (domain %u, code %u)", name, what,
+           job->q.coll, failure_reason(status), berr->message, berr->domain, berr->code);
+    job_fail(job, status, failure_reason(status));
 }
 
 /* Appends the cursor's documents, comma-separated, to out.  Returns the
@@ -450,6 +477,9 @@ static long long render_docs(rm_state *st, rm_job *job, mongoc_cursor_t *cur, cd
         if (n > 0)
             cd_buf_append(out, ",", 1);
         if (cd_readmongo__json(doc, out) < 0) {
+            cd_warn("%s: a document of collection '%s' could not be converted to JSON "
+                    "(invalid BSON, nested deeper than %d, or out of memory)",
+                    st->svc->name, job->q.coll, CD_READMONGO_JSON_MAX_DEPTH);
             job_fail(job, 502, "a document could not be converted to JSON");
             return n;
         }
@@ -473,7 +503,6 @@ static void run_job(rm_state *st, rm_job *job)
     mongoc_cursor_t *cur = NULL;
     cd_buf out = {0};
     bson_error_t berr;
-    char msg[sizeof berr.message + 64];
     long long started = now_ms();
 
     if (started - job->queued_at_ms > c->queue_timeout_ms) {
@@ -485,23 +514,23 @@ static void run_job(rm_state *st, rm_job *job)
      * that failure still try, so the service notices when it is back. */
     long long down_at = atomic_load(&st->unreachable_at);
     if (down_at && job->queued_at_ms < down_at) {
-        job_fail(job, 503, "database unavailable: a query queued with this one could not reach it");
+        job_fail(job, 503, failure_reason(503));
         goto out;
     }
-    if (!(pool = get_pool(st, msg, sizeof msg))) {
-        atomic_store(&st->unreachable_at, now_ms());
-        job_fail(job, 503, msg);
+    if (!(pool = get_pool(st, &berr))) {
+        job_fail_driver(st, job, 503, "creating the client pool", &berr);
         goto out;
     }
     client = mongoc_client_pool_pop(pool);
-    coll = mongoc_client_get_collection(client, c->database, job->coll);
-    cur = mongoc_collection_find_with_opts(coll, &job->filter, &job->opts, NULL);
+    coll = mongoc_client_get_collection(client, c->database, job->q.coll);
+    cur = mongoc_collection_find_with_opts(coll, &job->q.filter, &job->q.opts, NULL);
     /* The envelope is written around the documents in the same buffer; the
      * count and "truncated" go last, once known. */
-    if (job->kind != RM_GET) {
+    if (job->q.kind != CD_RM_GET) {
         bson_string_t *head = bson_string_new("{\"collection\":");
-        cd_readmongo__json_string(head, job->coll);
-        bson_string_append_printf(head, ",\"limit\":%lld,\"skip\":%lld,\"documents\":[", job->limit, job->skip);
+        cd_readmongo__json_string(head, job->q.coll);
+        bson_string_append_printf(head, ",\"limit\":%lld,\"skip\":%lld,\"documents\":[",
+                                  job->q.limit, job->q.skip);
         cd_buf_append(&out, head->str, head->len);
         bson_string_free(head, true);
     }
@@ -511,23 +540,13 @@ static void run_job(rm_state *st, rm_job *job)
         goto out;
     if (mongoc_cursor_error(cur, &berr)) {
         int timed_out = now_ms() - started >= c->socket_timeout_ms * 9 / 10;
-        int status = cd_readmongo__error_status(&berr, timed_out);
-        if (status == 503 || (status == 504 && berr.domain == MONGOC_ERROR_STREAM))
-            atomic_store(&st->unreachable_at, now_ms());
-        if (status == 503)
-            snprintf(msg, sizeof msg, "database unavailable: %s", berr.message);
-        else if (status == 504)
-            snprintf(msg, sizeof msg, "query exceeded its time budget: %s", berr.message);
-        else if (status == 400)
-            snprintf(msg, sizeof msg, "query rejected by the database: %s", berr.message);
-        else
-            snprintf(msg, sizeof msg, "database error: %s", berr.message);
-        job_fail(job, status, msg);
+        job_fail_driver(st, job, cd_readmongo__error_status(&berr, timed_out), "find", &berr);
         goto out;
     }
-    atomic_store(&st->unreachable_at, 0);
+    if (atomic_exchange(&st->unreachable_at, 0) != 0)
+        cd_notice("%s: database reachable again", st->svc->name);
 
-    if (job->kind == RM_GET) {
+    if (job->q.kind == CD_RM_GET) {
         if (n == 0) {
             job_fail(job, 404, "no document with this _id");
             goto out;
@@ -614,68 +633,6 @@ static void done_cb(struct ev_loop *loop, ev_async *w, int revents)
     }
 }
 
-/* Reads query parameter key into st->param.  Returns its length, -1 when
- * absent, or answers 400 and returns -2. */
-static int get_param(rm_state *st, cd_request *req, const char *key)
-{
-    char msg[128];
-    int n = cd_request_query_param(req, key, st->param, st->param_len);
-
-    if (n == -2) {
-        snprintf(msg, sizeof msg, "%s is larger than %lld bytes or badly percent-encoded", key,
-                 st->conf->max_filter_size);
-        respond_error(req, 400, msg);
-    }
-    return n;
-}
-
-/* Parses JSON parameter key into doc (initialised either way).  Returns 0
- * (absent counts), or answers 400 and returns -1. */
-static int get_doc_param(rm_state *st, cd_request *req, const char *key, bson_t *doc)
-{
-    char msg[512];
-    int n = get_param(st, req, key);
-
-    if (n < 0) {
-        bson_init(doc);
-        return n == -1 ? 0 : -1;
-    }
-    if (cd_readmongo__parse_doc(key, st->param, (size_t)n, (size_t)st->conf->max_filter_size,
-                                (int)st->conf->max_filter_depth, doc, msg, sizeof msg) < 0) {
-        respond_error(req, 400, msg);
-        return -1;
-    }
-    return 0;
-}
-
-/* limit or skip into *out (dflt when absent).  Returns 0, or answers 400
- * and returns -1. */
-static int get_count_param(rm_state *st, cd_request *req, const char *key, long long dflt,
-                           long long max, long long *out)
-{
-    char msg[128];
-    int n = get_param(st, req, key);
-
-    if (n == -2)
-        return -1;
-    if (n == -1) {
-        *out = dflt;
-        return 0;
-    }
-    int rc = cd_readmongo__parse_count(st->param, max, out);
-    if (rc == -EINVAL) {
-        snprintf(msg, sizeof msg, "%s must be a non-negative integer", key);
-        respond_error(req, 400, msg);
-        return -1;
-    }
-    if (rc == -ERANGE) {
-        snprintf(msg, sizeof msg, "%s must be at most %lld", key, max);
-        respond_error(req, 400, msg);
-        return -1;
-    }
-    return 0;
-}
-
 static void respond_index(rm_state *st, cd_request *req)
 {
     bson_string_t *b = bson_string_new("{\"database\":");
@@ -692,117 +649,30 @@ static void respond_index(rm_state *st, cd_request *req)
     bson_string_free(b, true);
 }
 
-static int allowed(const cd_readmongo_conf *c, const char *coll)
-{
-    for (size_t i = 0; i < c->ncollections; i++)
-        if (strcmp(c->collections[i], coll) == 0)
-            return 1;
-    return 0;
-}
-
-/* Builds the job for a valid request, or answers the request and returns
- * NULL. */
-static rm_job *build_job(rm_state *st, cd_request *req)
-{
-    const cd_readmongo_conf *c = st->conf;
-    char id[1024], msg[256];
-    bson_t projection, sort, filter;
-    long long limit = 0, skip = 0;
-    rm_job *job = NULL;
-    int ok = 0;
-
-    bson_init(&projection);
-    bson_init(&sort);
-    bson_init(&filter);
-    if (!(job = calloc(1, sizeof *job))) {
-        respond_error(req, 503, "out of memory");
-        goto out;
-    }
-    bson_init(&job->filter);
-    bson_init(&job->opts);
-
-    int kind = cd_readmongo__split_path(cd_request_subpath(req), job->coll, sizeof job->coll, id,
-                                        sizeof id);
-    if (kind == 0) {
-        respond_index(st, req);
-        goto out;
-    }
-    if (kind < 0) {
-        respond_error(req, kind == -ENAMETOOLONG ? 414 : 404,
-                      kind == -ENAMETOOLONG ? "path segment too long"
-                                            : "no such resource: use /{collection} or "
-                                              "/{collection}/{id}");
-        goto out;
-    }
-    /* The allowlist comes first: nothing about a refused collection reaches
-     * the database, not even its name. */
-    if (!allowed(c, job->coll)) {
-        if (cd_readmongo__valid_collection(job->coll))
-            snprintf(msg, sizeof msg, "collection '%s' is not readable through this service",
-                     job->coll);
-        else
-            snprintf(msg, sizeof msg, "this collection is not readable through this service");
-        respond_error(req, 403, msg);
-        goto out;
-    }
-
-    if (get_doc_param(st, req, "projection", &projection) < 0)
-        goto out;
-    if (kind == 2) {
-        int n = get_param(st, req, "filter");
-        if (n == -2)
-            goto out;
-        if (n >= 0 || get_param(st, req, "sort") >= 0 || get_param(st, req, "skip") >= 0) {
-            respond_error(req, 400, "filter, sort and skip do not apply to a lookup by id");
-            goto out;
-        }
-        job->kind = RM_GET;
-        job->limit = 1;
-        cd_readmongo__id_filter(id, &job->filter);
-    } else {
-        if (get_doc_param(st, req, "filter", &filter) < 0 ||
-            get_doc_param(st, req, "sort", &sort) < 0 ||
-            get_count_param(st, req, "limit", c->default_limit, LLONG_MAX / 2, &limit) < 0 ||
-            get_count_param(st, req, "skip", 0, c->max_skip, &skip) < 0)
-            goto out;
-        if (limit == 0) {
-            respond_error(req, 400, "limit must be at least 1");
-            goto out;
-        }
-        job->kind = RM_FIND;
-        job->limit = limit > c->max_limit ? c->max_limit : limit;
-        job->skip = skip;
-        bson_concat(&job->filter, &filter);
-        if (!bson_empty(&sort))
-            BSON_APPEND_DOCUMENT(&job->opts, "sort", &sort);
-        if (skip)
-            BSON_APPEND_INT64(&job->opts, "skip", skip);
-    }
-    if (!bson_empty(&projection))
-        BSON_APPEND_DOCUMENT(&job->opts, "projection", &projection);
-    BSON_APPEND_INT64(&job->opts, "limit", job->limit);
-    BSON_APPEND_INT64(&job->opts, "maxTimeMS", c->max_time_ms);
-    job->req = req;
-    ok = 1;
-
-out:
-    bson_destroy(&projection);
-    bson_destroy(&sort);
-    bson_destroy(&filter);
-    if (!ok && job) {
-        job_free(job);
-        job = NULL;
-    }
-    return job;
-}
-
+/* The only place a request is answered on the loop thread at once: the
+ * checks (readmongo_query.c) return a query or a refusal and never answer,
+ * so nothing can use a request after its answer has freed it. */
 static void rm_handle(cd_service *svc, cd_request *req)
 {
     rm_state *st = svc->state;
-    rm_job *job = build_job(st, req);
+    cd_readmongo_refusal refusal;
+    rm_job *job = calloc(1, sizeof *job);
 
-    if (!job)
+    if (!job) {
+        respond_error(req, 503, "out of memory");
         return;
+    }
+    if (cd_readmongo__check_request(st->conf, cd_request_subpath(req), cd_request_query(req),
+                                    &job->q, &refusal) < 0) {
+        job_free(job);
+        respond_error(req, refusal.status, refusal.msg);
+        return;
+    }
+    if (job->q.kind == CD_RM_INDEX) {
+        job_free(job);
+        respond_index(st, req);
+        return;
+    }
     job->queued_at_ms = now_ms();
     pthread_mutex_lock(&st->lock);
     if (st->queued >= (size_t)st->conf->queue_size) {
@@ -811,6 +681,7 @@ static void rm_handle(cd_service *svc, cd_request *req)
         respond_error(req, 503, "the service is overloaded: its query queue is full");
         return;
     }
+    job->req = req;
     if (st->tail)
         st->tail->next = job;
     else
@@ -854,7 +725,6 @@ static void state_free(rm_state *st)
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->cond);
     free(st->threads);
-    free(st->param);
     free(st);
 }
 
@@ -891,10 +761,8 @@ static int rm_init(cd_service *svc, char *err, size_t errlen)
     pthread_mutex_init(&st->pool_lock, NULL);
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->cond, NULL);
-    st->param_len = (size_t)c->max_filter_size + 1;
     st->nthreads = (size_t)c->threads;
-    if (!(st->param = malloc(st->param_len)) ||
-        !(st->threads = calloc(st->nthreads, sizeof *st->threads))) {
+    if (!(st->threads = calloc(st->nthreads, sizeof *st->threads))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

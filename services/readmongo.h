@@ -1,8 +1,9 @@
 /*
- * readmongo.h - internals of the readmongo service shared between its files
- * and its unit tests: the parsed config, and the pure helpers of
- * readmongo_query.c that turn request parts into BSON and driver errors into
- * HTTP statuses.  Nothing here touches the network, a thread or the loop, so
+ * readmongo.h - internals of the readmongo service shared between its files,
+ * its unit tests and its fuzz targets: the parsed config, and the pure
+ * helpers of readmongo_query.c that turn a request (its subpath and query
+ * string) into a checked query or a refusal, and driver errors into HTTP
+ * statuses.  Nothing here touches the network, a thread or the loop, so
  * all of it runs (and is tested) in any process; in production it runs in a
  * worker, on the loop thread (request checks) or on the service's query
  * threads (error mapping).
@@ -40,6 +41,41 @@ typedef struct cd_readmongo_conf {
     long long max_response_size; /* documents beyond this are cut off */
 } cd_readmongo_conf;
 
+/* What a checked request asks for. */
+enum { CD_RM_INDEX, CD_RM_FIND, CD_RM_GET };
+
+/* A checked request: a query ready for mongoc_collection_find_with_opts.
+ * cd_readmongo__check_request fills it; release with
+ * cd_readmongo__query_free. */
+typedef struct cd_readmongo_query {
+    int kind;       /* CD_RM_INDEX (nothing else is set), CD_RM_FIND, CD_RM_GET */
+    char coll[128]; /* an allowlisted collection */
+    bson_t filter;  /* {"_id": id} for CD_RM_GET */
+    bson_t opts;    /* projection, sort, skip, limit, maxTimeMS */
+    long long limit, skip;
+} cd_readmongo_query;
+
+/* Why a request is refused: the status and the message for the client. */
+typedef struct cd_readmongo_refusal {
+    int status; /* 400, 403, 404 or 414 (503 when out of memory) */
+    char msg[512];
+} cd_readmongo_refusal;
+
+/* Checks one request completely, with no I/O and without the request
+ * itself: subpath is what follows the route ("", "/coll", "/coll/id"), as
+ * sent; query the raw query string after '?' ("" when none).  Returns 0 with
+ * *q filled (the caller frees it with cd_readmongo__query_free), or -1 with
+ * *r filled and nothing in *q to free.  Answering is the caller's job: this
+ * never answers, so a refusal cannot leave a request half answered. */
+int cd_readmongo__check_request(const cd_readmongo_conf *c, const char *subpath, const char *query,
+                                cd_readmongo_query *q, cd_readmongo_refusal *r);
+void cd_readmongo__query_free(cd_readmongo_query *q);
+
+/* Percent-decodes (with '+' as space) the first parameter named key of the
+ * raw query string into out (NUL-terminated).  Returns its length, -1 when
+ * absent, -2 when it does not fit in outlen or is badly encoded. */
+int cd_readmongo__query_param(const char *query, const char *key, char *out, size_t outlen);
+
 /* Whether name may be used as an allowlisted collection name: 1..120 bytes
  * of [A-Za-z0-9_.-], not starting with "system." or a dot.  The restricted
  * alphabet means names never need escaping in JSON or URLs. */
@@ -59,7 +95,7 @@ int cd_readmongo__parse_doc(const char *name, const char *json, size_t len, size
                             int max_depth, bson_t *out, char *err, size_t errlen);
 
 /* Checks an already parsed document as cd_readmongo__parse_doc does (depth
- * and refused operators).  Same returns. */
+ * and refused operators, inside CodeWScope scopes too).  Same returns. */
 int cd_readmongo__check_doc(const char *name, const bson_t *doc, int max_depth, char *err,
                             size_t errlen);
 
@@ -92,7 +128,10 @@ int cd_readmongo__error_status(const bson_error_t *e, int timed_out);
 void cd_readmongo__json_string(bson_string_t *b, const char *s);
 
 /* readmongo_json.c: appends doc as compact relaxed Extended JSON v2.
- * Returns 0, or -1 for BSON it cannot walk (or out of memory). */
+ * Returns 0, or -1 for BSON it cannot walk, nesting deeper than
+ * CD_READMONGO_JSON_MAX_DEPTH (documents, arrays and CodeWScope scopes all
+ * count; the top level is 1), or out of memory. */
+#define CD_READMONGO_JSON_MAX_DEPTH 100
 struct cd_buf;
 int cd_readmongo__json(const bson_t *doc, struct cd_buf *out);
 

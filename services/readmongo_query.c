@@ -5,6 +5,12 @@
  * checks on the loop thread (they are cheap and bounded by the size caps),
  * the error mapping on the query threads.  No I/O, no logging, no globals.
  *
+ * cd_readmongo__check_request takes the request's parts (subpath, raw query
+ * string), not the request: it returns a query or a refusal (status and
+ * message) and never answers anything, so exactly one caller (the
+ * service's handle) answers each request, once.  The same function is what
+ * the fuzz target tests/fuzz/fuzz_readmongo_query.c drives.
+ *
  * "Safe by construction" lives here.  A JSON parameter is refused before it
  * is parsed when it is too long, and after parsing when it nests too deep or
  * names an operator that runs code on the server ($where, $function,
@@ -20,7 +26,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <mongoc/mongoc.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const refused_ops[] = {"$where", "$function", "$accumulator", NULL};
@@ -58,16 +66,29 @@ static int check_level(const char *name, bson_iter_t *iter, int depth, int max_d
                 }
             }
         }
+        bson_iter_t child;
         if (BSON_ITER_HOLDS_DOCUMENT(iter) || BSON_ITER_HOLDS_ARRAY(iter)) {
-            bson_iter_t child;
             if (!bson_iter_recurse(iter, &child)) {
                 snprintf(err, errlen, "%s is not valid BSON", name);
                 return -EINVAL;
             }
-            int rc = check_level(name, &child, depth + 1, max_depth, err, errlen);
-            if (rc < 0)
-                return rc;
+        } else if (BSON_ITER_HOLDS_CODEWSCOPE(iter)) {
+            /* {"$code":..., "$scope":{...}}: the scope is one more level
+             * of nesting like any other. */
+            uint32_t code_len, scope_len;
+            const uint8_t *scope;
+            bson_t sdoc;
+            bson_iter_codewscope(iter, &code_len, &scope_len, &scope);
+            if (!bson_init_static(&sdoc, scope, scope_len) || !bson_iter_init(&child, &sdoc)) {
+                snprintf(err, errlen, "%s is not valid BSON", name);
+                return -EINVAL;
+            }
+        } else {
+            continue;
         }
+        int rc = check_level(name, &child, depth + 1, max_depth, err, errlen);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -183,6 +204,205 @@ int cd_readmongo__split_path(const char *subpath, char *coll, size_t collen, cha
         return -EINVAL;
     long dn = cd_percent_decode(p, strlen(p), id, idlen, 0);
     return dn < 0 ? (int)dn : 2;
+}
+
+int cd_readmongo__query_param(const char *query, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+    const char *q = query;
+
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t nlen = eq ? (size_t)(eq - q) : len;
+        if (nlen == klen && memcmp(q, key, klen) == 0) {
+            if (outlen == 0)
+                return -2;
+            if (!eq) {
+                out[0] = '\0';
+                return 0;
+            }
+            long n = cd_percent_decode(eq + 1, len - nlen - 1, out, outlen, 1);
+            return n < 0 || n > INT_MAX ? -2 : (int)n;
+        }
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+    return -1;
+}
+
+void cd_readmongo__query_free(cd_readmongo_query *q)
+{
+    if (q->kind == CD_RM_INDEX)
+        return;
+    bson_destroy(&q->filter);
+    bson_destroy(&q->opts);
+    q->kind = CD_RM_INDEX;
+}
+
+/* The request checks share one scratch buffer for the decoded parameter. */
+typedef struct req_ctx {
+    const cd_readmongo_conf *c;
+    const char *query;
+    char *param; /* max_filter_size + 1 bytes */
+    size_t param_len;
+    cd_readmongo_refusal *r;
+} req_ctx;
+
+static int refuse(cd_readmongo_refusal *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(cd_readmongo_refusal *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    r->status = status;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Reads parameter key into x->param.  Returns its length, -1 when absent,
+ * or -2 with the refusal filled. */
+static int get_param(req_ctx *x, const char *key)
+{
+    int n = cd_readmongo__query_param(x->query, key, x->param, x->param_len);
+
+    if (n == -2)
+        refuse(x->r, 400, "%s is larger than %lld bytes or badly percent-encoded", key,
+               x->c->max_filter_size);
+    return n;
+}
+
+/* JSON parameter key into doc (empty when absent; initialised either way).
+ * Returns 0 or -1 with the refusal filled. */
+static int get_doc_param(req_ctx *x, const char *key, bson_t *doc)
+{
+    int n = get_param(x, key);
+
+    if (n < 0) {
+        bson_init(doc);
+        return n == -1 ? 0 : -1;
+    }
+    if (cd_readmongo__parse_doc(key, x->param, (size_t)n, (size_t)x->c->max_filter_size,
+                                (int)x->c->max_filter_depth, doc, x->r->msg,
+                                sizeof x->r->msg) < 0) {
+        x->r->status = 400;
+        return -1;
+    }
+    return 0;
+}
+
+/* limit or skip into *out (dflt when absent).  Returns 0 or -1 with the
+ * refusal filled. */
+static int get_count_param(req_ctx *x, const char *key, long long dflt, long long max,
+                           long long *out)
+{
+    int n = get_param(x, key);
+
+    if (n == -2)
+        return -1;
+    if (n == -1) {
+        *out = dflt;
+        return 0;
+    }
+    int rc = cd_readmongo__parse_count(x->param, max, out);
+    if (rc == -EINVAL)
+        return refuse(x->r, 400, "%s must be a non-negative integer", key);
+    if (rc == -ERANGE)
+        return refuse(x->r, 400, "%s must be at most %lld", key, max);
+    return 0;
+}
+
+static int allowed(const cd_readmongo_conf *c, const char *coll)
+{
+    for (size_t i = 0; i < c->ncollections; i++)
+        if (strcmp(c->collections[i], coll) == 0)
+            return 1;
+    return 0;
+}
+
+int cd_readmongo__check_request(const cd_readmongo_conf *c, const char *subpath, const char *query,
+                                cd_readmongo_query *q, cd_readmongo_refusal *r)
+{
+    char id[1024];
+    bson_t projection = BSON_INITIALIZER, sort = BSON_INITIALIZER, filter = BSON_INITIALIZER;
+    long long limit = 0, skip = 0;
+    req_ctx x = {.c = c, .query = query, .r = r};
+    int rc = -1;
+
+    memset(q, 0, sizeof *q);
+    q->kind = CD_RM_INDEX;
+    r->status = 0;
+    r->msg[0] = '\0';
+
+    int kind = cd_readmongo__split_path(subpath, q->coll, sizeof q->coll, id, sizeof id);
+    if (kind == 0)
+        return 0;
+    if (kind == -ENAMETOOLONG)
+        return refuse(r, 414, "path segment too long");
+    if (kind < 0)
+        return refuse(r, 404, "no such resource: use /{collection} or /{collection}/{id}");
+    /* The allowlist comes first: nothing about a refused collection reaches
+     * the database, not even its name. */
+    if (!allowed(c, q->coll)) {
+        if (cd_readmongo__valid_collection(q->coll))
+            return refuse(r, 403, "collection '%s' is not readable through this service",
+                          q->coll);
+        return refuse(r, 403, "this collection is not readable through this service");
+    }
+
+    x.param_len = (size_t)c->max_filter_size + 1;
+    if (!(x.param = malloc(x.param_len)))
+        return refuse(r, 503, "out of memory");
+    if (get_doc_param(&x, "projection", &projection) < 0)
+        goto out;
+    if (kind == 2) {
+        if (get_param(&x, "filter") != -1 || get_param(&x, "sort") != -1 ||
+            get_param(&x, "skip") != -1) {
+            refuse(r, 400, "filter, sort and skip do not apply to a lookup by id");
+            goto out;
+        }
+        bson_init(&q->filter);
+        bson_init(&q->opts);
+        q->kind = CD_RM_GET;
+        q->limit = 1;
+        cd_readmongo__id_filter(id, &q->filter);
+    } else {
+        if (get_doc_param(&x, "filter", &filter) < 0 || get_doc_param(&x, "sort", &sort) < 0 ||
+            get_count_param(&x, "limit", c->default_limit, LLONG_MAX / 2, &limit) < 0 ||
+            get_count_param(&x, "skip", 0, c->max_skip, &skip) < 0)
+            goto out;
+        if (limit == 0) {
+            refuse(r, 400, "limit must be at least 1");
+            goto out;
+        }
+        bson_init(&q->filter);
+        bson_init(&q->opts);
+        q->kind = CD_RM_FIND;
+        q->limit = limit > c->max_limit ? c->max_limit : limit;
+        q->skip = skip;
+        bson_concat(&q->filter, &filter);
+        if (!bson_empty(&sort))
+            BSON_APPEND_DOCUMENT(&q->opts, "sort", &sort);
+        if (skip)
+            BSON_APPEND_INT64(&q->opts, "skip", skip);
+    }
+    if (!bson_empty(&projection))
+        BSON_APPEND_DOCUMENT(&q->opts, "projection", &projection);
+    BSON_APPEND_INT64(&q->opts, "limit", q->limit);
+    BSON_APPEND_INT64(&q->opts, "maxTimeMS", c->max_time_ms);
+    rc = 0;
+
+out:
+    free(x.param);
+    bson_destroy(&projection);
+    bson_destroy(&sort);
+    bson_destroy(&filter);
+    return rc;
 }
 
 void cd_readmongo__id_filter(const char *id, bson_t *filter)

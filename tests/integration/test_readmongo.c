@@ -32,6 +32,7 @@ typedef struct fixture {
     char dir[64]; /* FerretDB's state */
     int db_port;
     int db_started;
+    int dead_port; /* [deadmongo]'s port, where nothing listens */
     th_server srv;
     int srv_started;
 } fixture;
@@ -244,9 +245,9 @@ static void setup(void)
     cr_assert_eq(db_start(), 0, "scripts/ferretdb.sh start failed (log in %s)", fx.dir);
     fx.db_started = 1;
     seed();
-    int dead_port = th_free_port(); /* bound then released: nothing listens */
+    fx.dead_port = th_free_port(); /* bound then released: nothing listens */
     cr_assert_eq(th_start(&fx.srv, 1, "/dummy", NULL, conf_fmt, fx.db_port, fx.db_port,
-                          fx.db_port, dead_port),
+                          fx.db_port, fx.dead_port),
                  0, "clusterd did not start");
     fx.srv_started = 1;
 }
@@ -529,6 +530,84 @@ Test(readmongo, client_errors)
 
     th_http(&r, fx.srv.port, "POST", "/readmongo/items", "{}", HTTP_TIMEOUT_MS);
     cr_expect_eq(r.status, 405, "POST: %d", r.status);
+    th_response_free(&r);
+}
+
+/* Issue 9: a malformed parameter on the by-id path got its 400 from a
+ * helper that freed the request, and the lookup went on with it: the
+ * worker died (double free) once the query came back.  Each one must be a
+ * 400, and the worker that answered it must still be the same process
+ * after a later query on the same queue has come back; the ASan build's log
+ * must hold no report (th_finish in the suite's fini checks). */
+Test(readmongo, malformed_params_on_the_by_id_path_answer_400_and_the_worker_lives)
+{
+    static const char *const paths[] = {
+        "/readmongo/items/" OID("01") "?sort=%",
+        "/readmongo/items/" OID("01") "?skip=%",
+        "/readmongo/items/" OID("01") "?filter=%",
+        "/readmongo/items/" OID("01") "?projection=%",
+        "/readmongo/items/abc?sort=%zz",
+        "/readmongo/items/abc?skip=%4",
+        "/readmongo/items/abc?projection=%7B%22a%22%3A&sort=%7B%7D",
+        "/readmongo/items/abc?projection=%7B&sort=%",
+    };
+    th_response r;
+    pid_t before[4], after[4];
+
+    int nw = th_workers(&fx.srv, before, 4);
+    cr_assert_eq(nw, 1);
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        get(&r, paths[i]);
+        expect_status(&r, 400, paths[i]);
+        th_response_free(&r);
+        /* A lookup on the same queue and done list: it comes back after
+         * anything the refused request might have left queued. */
+        get(&r, "/readmongo/items/" OID("02"));
+        expect_status(&r, 200, "the lookup after it");
+        th_response_free(&r);
+    }
+    get(&r, "/dummy");
+    cr_expect_eq(r.status, 200);
+    th_response_free(&r);
+    cr_expect_eq(th_workers(&fx.srv, after, 4), 1);
+    cr_expect_eq(after[0], before[0], "the worker was replaced");
+    cr_expect(!th_log_contains(&fx.srv, "killed by signal", 0), "a worker died");
+}
+
+/* Issue 9: error bodies showed the driver's messages ("Failed to connect
+ * to target host: 127.0.0.1:PORT").  Clients get a generic reason with the
+ * right status; the log has the driver's detail. */
+Test(readmongo, database_errors_show_no_driver_internals)
+{
+    static const char *const paths[] = {
+        "/deadmongo/items",
+        "/deadmongo/items/" OID("01"),
+        "/deadmongo/items?filter=%7B%22n%22%3A1%7D",
+    };
+    char port[16];
+    th_response r;
+
+    snprintf(port, sizeof port, "%d", fx.dead_port);
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        get(&r, paths[i]);
+        expect_status(&r, 503, paths[i]);
+        cr_assert(r.body, "%s: no body", paths[i]);
+        cr_expect(strstr(r.body, "database unreachable"), "%s: %s", paths[i], r.body);
+        cr_expect(!strstr(r.body, "127.0.0.1"), "%s: %s", paths[i], r.body);
+        cr_expect(!strstr(r.body, port), "%s: %s", paths[i], r.body);
+        cr_expect(!strstr(r.body, "Failed to"), "%s: %s", paths[i], r.body);
+        cr_expect(!strstr(r.body, "server selection"), "%s: %s", paths[i], r.body);
+        th_response_free(&r);
+    }
+    /* The log has the detail: which service, and the driver's words. */
+    cr_expect(th_log_contains(&fx.srv, port, 2000), "the log does not name the port");
+
+    /* A query the server refuses: 400 with a generic reason, not the
+     * server's own message. */
+    get_json(&r, "/readmongo", "items", "sort", "{\"n\":\"sideways\"}", NULL);
+    expect_status(&r, 400, "bad sort");
+    cr_expect(strstr(r.body, "query rejected by the database"), "%s", r.body);
+    cr_expect(!strstr(r.body, "sideways"), "%s", r.body);
     th_response_free(&r);
 }
 

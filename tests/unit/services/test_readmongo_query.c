@@ -260,3 +260,138 @@ Test(readmongo_valid_collection, names)
     cr_assert(!cd_readmongo__valid_collection("a$b"));
     cr_assert(!cd_readmongo__valid_collection("a%20"));
 }
+
+Test(readmongo_check_doc, looks_inside_codewscope_scopes)
+{
+    char err[256];
+    bson_t *scope = BCON_NEW("$where", BCON_UTF8("1"));
+    bson_t *doc = bson_new();
+    bson_append_code_with_scope(doc, "f", -1, "x", scope);
+
+    cr_assert_eq(cd_readmongo__check_doc("filter", doc, 16, err, sizeof err), -EPERM);
+    /* The scope is a level of its own: {} 1, scope 2. */
+    bson_t *plain = BCON_NEW("a", BCON_INT32(1));
+    bson_t *doc2 = bson_new();
+    bson_append_code_with_scope(doc2, "f", -1, "x", plain);
+    cr_assert_eq(cd_readmongo__check_doc("filter", doc2, 2, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cd_readmongo__check_doc("filter", doc2, 1, err, sizeof err), -ELOOP);
+    /* Through the JSON parser too ($code/$scope is extended JSON). */
+    bson_t out;
+    cr_assert_eq(parse("{\"a\":{\"$code\":\"x\",\"$scope\":{\"b\":{\"$function\":1}}}}", 4096,
+                       16, &out, err, sizeof err),
+                 -EPERM, "%s", err);
+    bson_destroy(&out);
+    bson_destroy(scope);
+    bson_destroy(doc);
+    bson_destroy(plain);
+    bson_destroy(doc2);
+}
+
+/* ---- cd_readmongo__check_request: the whole request, no cd_request ---- */
+
+static cd_readmongo_conf test_conf(void)
+{
+    static char *colls[] = {"users", "items"};
+    cd_readmongo_conf c = {
+        .database = "demo",
+        .collections = colls,
+        .ncollections = 2,
+        .default_limit = 5,
+        .max_limit = 8,
+        .max_skip = 50,
+        .max_time_ms = 1000,
+        .max_filter_size = 1024,
+        .max_filter_depth = 4,
+    };
+    return c;
+}
+
+static int check_req(const char *subpath, const char *query, cd_readmongo_query *q,
+                     cd_readmongo_refusal *r)
+{
+    cd_readmongo_conf c = test_conf();
+    return cd_readmongo__check_request(&c, subpath, query, q, r);
+}
+
+/* Issue 9: on the by-id path, a malformed parameter was answered by a
+ * helper (which freed the request) and the lookup went on.  Now every such
+ * request is a refusal, and nothing is answered by the check itself. */
+Test(readmongo_check_request, malformed_params_on_the_by_id_path_are_refusals)
+{
+    static const char *const queries[] = {
+        "sort=%", "skip=%", "filter=%", "projection=%", "sort=%zz", "filter=%7B%7D",
+        "skip=1", "sort=%7B%7D", "projection=%7B", "projection=%7B%22%24where%22%3A1%7D",
+    };
+    for (size_t i = 0; i < sizeof queries / sizeof *queries; i++) {
+        cd_readmongo_query q;
+        cd_readmongo_refusal r;
+        cr_expect_eq(check_req("/users/abc", queries[i], &q, &r), -1, "%s", queries[i]);
+        cr_expect_eq(r.status, 400, "%s: %d", queries[i], r.status);
+        cr_expect(r.msg[0], "%s: no message", queries[i]);
+        cd_readmongo__query_free(&q); /* harmless after a refusal */
+    }
+}
+
+Test(readmongo_check_request, queries_and_refusals)
+{
+    cd_readmongo_query q;
+    cd_readmongo_refusal r;
+    bson_iter_t it;
+
+    cr_assert_eq(check_req("", "", &q, &r), 0);
+    cr_assert_eq(q.kind, CD_RM_INDEX);
+    cr_assert_eq(check_req("/", "filter=%", &q, &r), 0, "the index takes no parameters");
+
+    cr_assert_eq(check_req("/users/65a000000000000000000001", "projection=%7B%22n%22%3A1%7D", &q,
+                           &r),
+                 0, "%s", r.msg);
+    cr_assert_eq(q.kind, CD_RM_GET);
+    cr_assert_str_eq(q.coll, "users");
+    cr_assert(bson_iter_init_find(&it, &q.filter, "_id") && BSON_ITER_HOLDS_OID(&it));
+    cr_assert(bson_iter_init_find(&it, &q.opts, "projection"));
+    cr_assert(bson_iter_init_find(&it, &q.opts, "limit") && bson_iter_as_int64(&it) == 1);
+    cd_readmongo__query_free(&q);
+
+    cr_assert_eq(check_req("/items", "filter=%7B%22n%22%3A2%7D&sort=%7B%22n%22%3A-1%7D&skip=3&limit=100",
+                           &q, &r),
+                 0, "%s", r.msg);
+    cr_assert_eq(q.kind, CD_RM_FIND);
+    cr_assert_eq(q.limit, 8, "capped by max_limit");
+    cr_assert_eq(q.skip, 3);
+    cr_assert(bson_iter_init_find(&it, &q.filter, "n") && bson_iter_as_int64(&it) == 2);
+    cr_assert(bson_iter_init_find(&it, &q.opts, "sort"));
+    cr_assert(bson_iter_init_find(&it, &q.opts, "maxTimeMS") && bson_iter_as_int64(&it) == 1000);
+    cd_readmongo__query_free(&q);
+
+    cr_assert_eq(check_req("/items", "limit=", &q, &r), -1);
+    cr_assert_eq(r.status, 400);
+    cr_assert_eq(check_req("/items", "limit=0", &q, &r), -1);
+    cr_assert_eq(check_req("/items", "skip=51", &q, &r), -1);
+    cr_assert_eq(check_req("/items", "filter=%7B%22%24where%22%3A1%7D", &q, &r), -1);
+    cr_assert(strstr(r.msg, "$where"), "%s", r.msg);
+    cr_assert_eq(check_req("/secret", "", &q, &r), -1);
+    cr_assert_eq(r.status, 403);
+    cr_assert_eq(check_req("/secret/x", "filter=%", &q, &r), -1);
+    cr_assert_eq(r.status, 403, "the allowlist comes first");
+    cr_assert_eq(check_req("/items/a/b", "", &q, &r), -1);
+    cr_assert_eq(r.status, 404);
+    char longpath[300];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = '\0';
+    cr_assert_eq(check_req(longpath, "", &q, &r), -1);
+    cr_assert_eq(r.status, 414);
+}
+
+Test(readmongo_query_param, first_match_decoded)
+{
+    char out[8];
+
+    cr_assert_eq(cd_readmongo__query_param("a=1&b=x+y%21&b=2", "b", out, sizeof out), 4);
+    cr_assert_str_eq(out, "x y!");
+    cr_assert_eq(cd_readmongo__query_param("ab=1", "a", out, sizeof out), -1);
+    cr_assert_eq(cd_readmongo__query_param("a&b", "a", out, sizeof out), 0);
+    cr_assert_eq(cd_readmongo__query_param("a=%", "a", out, sizeof out), -2);
+    cr_assert_eq(cd_readmongo__query_param("a=123456789", "a", out, sizeof out), -2);
+    cr_assert_eq(cd_readmongo__query_param("", "a", out, sizeof out), -1);
+}

@@ -9,7 +9,9 @@
  * doubles in the shortest form that reads back to the same value, and
  * leaves out the spaces.  The output is the same JSON values: relaxed
  * numbers for int32/int64/finite doubles, and the $-wrappers of the spec for
- * everything else.
+ * everything else.  Nesting (documents, arrays and CodeWScope scopes alike)
+ * is bounded by CD_READMONGO_JSON_MAX_DEPTH, so no document from the
+ * database can run a query thread out of stack.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -129,27 +131,38 @@ static void date(cd_buf *b, int64_t ms)
 
 static int value(cd_buf *b, bson_iter_t *it, int depth);
 
-/* The elements of a document (as an object) or an array. */
-static int container(cd_buf *b, bson_iter_t *it, int array, int depth)
+/* The elements it walks, as an object or an array.  depth is that of the
+ * container they belong to (the top-level document is 1); documents, arrays
+ * and CodeWScope scopes each add one, so no nesting of any kind goes past
+ * CD_READMONGO_JSON_MAX_DEPTH and the recursion is bounded. */
+static int elements(cd_buf *b, bson_iter_t *it, int array, int depth)
 {
-    bson_iter_t child;
-    if (depth > 100 || !bson_iter_recurse(it, &child))
+    if (depth > CD_READMONGO_JSON_MAX_DEPTH)
         return -1;
     cd_buf_append(b, array ? "[" : "{", 1);
     int first = 1;
-    while (bson_iter_next(&child)) {
+    while (bson_iter_next(it)) {
         if (!first)
             cd_buf_append(b, ",", 1);
         first = 0;
         if (!array) {
-            str(b, bson_iter_key(&child), bson_iter_key_len(&child));
+            str(b, bson_iter_key(it), bson_iter_key_len(it));
             cd_buf_append(b, ":", 1);
         }
-        if (value(b, &child, depth + 1) < 0)
+        if (value(b, it, depth) < 0)
             return -1;
     }
     cd_buf_append(b, array ? "]" : "}", 1);
     return 0;
+}
+
+/* A document or array value inside a container at depth. */
+static int container(cd_buf *b, bson_iter_t *it, int array, int depth)
+{
+    bson_iter_t child;
+    if (!bson_iter_recurse(it, &child))
+        return -1;
+    return elements(b, &child, array, depth + 1);
 }
 
 static int value(cd_buf *b, bson_iter_t *it, int depth)
@@ -223,7 +236,7 @@ static int value(cd_buf *b, bson_iter_t *it, int depth)
         lit(b, "{\"$code\":");
         str(b, s, len);
         lit(b, ",\"$scope\":");
-        if (cd_readmongo__json(&sdoc, b) < 0)
+        if (elements(b, &sit, 0, depth + 1) < 0)
             return -1;
         lit(b, "}");
         break;
@@ -260,18 +273,7 @@ int cd_readmongo__json(const bson_t *doc, cd_buf *out)
     bson_iter_t it;
     if (!bson_iter_init(&it, doc))
         return -1;
-    /* A document is the elements of a container: iterate it in place. */
-    cd_buf_append(out, "{", 1);
-    int first = 1;
-    while (bson_iter_next(&it)) {
-        if (!first)
-            cd_buf_append(out, ",", 1);
-        first = 0;
-        str(out, bson_iter_key(&it), bson_iter_key_len(&it));
-        cd_buf_append(out, ":", 1);
-        if (value(out, &it, 1) < 0)
-            return -1;
-    }
-    cd_buf_append(out, "}", 1);
+    if (elements(out, &it, 0, 1) < 0)
+        return -1;
     return out->oom ? -1 : 0;
 }

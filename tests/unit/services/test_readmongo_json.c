@@ -110,3 +110,109 @@ Test(readmongo_json, utf8_passes_through)
     free(j);
     bson_destroy(d);
 }
+
+/* levels CodeWScopes, each the only value ("s") of the previous one's
+ * scope: {"s": Code("x", {"s": Code("x", {... {} ...})})}, built as raw
+ * BSON from the outside in (appending would copy the whole tail at each
+ * level).  Returns a malloc'd buffer of *len bytes. */
+static uint8_t *nested_codewscope(size_t levels, size_t *len)
+{
+    /* Per level: document length 4, type 1, key "s\0" 2, code_w_s length
+     * 4, string length 4, "x\0" 2, then the inner document, then the
+     * document's terminating 0. */
+    const size_t per = 4 + 1 + 2 + 4 + 4 + 2 + 1;
+    size_t total = 5 + per * levels;
+    uint8_t *buf = malloc(total), *p = buf;
+    cr_assert(buf);
+    for (size_t i = 0; i < levels; i++) {
+        uint32_t doc_len = (uint32_t)(total - per * i);
+        uint32_t cws_len = doc_len - 4 - 1 - 2 - 1;
+        memcpy(p, &doc_len, 4); /* little-endian host (x86-64, arm64) */
+        p[4] = BSON_TYPE_CODEWSCOPE;
+        memcpy(p + 5, "s", 2);
+        memcpy(p + 7, &cws_len, 4);
+        uint32_t slen = 2;
+        memcpy(p + 11, &slen, 4);
+        memcpy(p + 15, "x", 2);
+        p += 17;
+    }
+    const uint8_t empty[5] = {5, 0, 0, 0, 0};
+    memcpy(p, empty, 5);
+    p += 5;
+    memset(p, 0, levels); /* every document's terminator */
+    *len = total;
+    return buf;
+}
+
+/* Issue 9: the writer rendered a CodeWScope's scope with the depth reset
+ * to the top, so scopes nested in scopes had no bound at all (a deep
+ * enough document overflowed a query thread's stack). */
+Test(readmongo_json, codewscope_scopes_count_towards_the_depth_bound)
+{
+    size_t len;
+    uint8_t *raw = nested_codewscope(CD_READMONGO_JSON_MAX_DEPTH - 1, &len);
+    bson_t doc;
+    cr_assert(bson_init_static(&doc, raw, len));
+    cr_assert(bson_validate(&doc, BSON_VALIDATE_NONE, NULL));
+    cd_buf b = {0};
+    /* The top level and CD_READMONGO_JSON_MAX_DEPTH - 1 scopes: exactly at
+     * the bound. */
+    cr_assert_eq(cd_readmongo__json(&doc, &b), 0);
+    cr_assert(strncmp(b.p, "{\"s\":{\"$code\":\"x\",\"$scope\":{\"s\":", 31) == 0, "%.64s", b.p);
+    cd_buf_free(&b);
+    free(raw);
+
+    raw = nested_codewscope(CD_READMONGO_JSON_MAX_DEPTH, &len);
+    cr_assert(bson_init_static(&doc, raw, len));
+    cd_buf b2 = {0};
+    cr_assert_eq(cd_readmongo__json(&doc, &b2), -1, "one scope too deep was rendered");
+    cd_buf_free(&b2);
+    free(raw);
+
+    /* Far deeper than any stack would take: refused, not a crash. */
+    raw = nested_codewscope(200000, &len);
+    cr_assert(bson_init_static(&doc, raw, len));
+    cd_buf b3 = {0};
+    cr_assert_eq(cd_readmongo__json(&doc, &b3), -1);
+    cd_buf_free(&b3);
+    free(raw);
+}
+
+/* Documents, arrays and scopes count alike. */
+Test(readmongo_json, mixed_nesting_is_bounded)
+{
+    bson_t *docs[CD_READMONGO_JSON_MAX_DEPTH + 1];
+    /* docs[i] nests i levels below the top: alternate arrays, documents
+     * and scopes. */
+    docs[0] = BCON_NEW("v", BCON_INT32(1));
+    for (int i = 1; i <= CD_READMONGO_JSON_MAX_DEPTH; i++) {
+        docs[i] = bson_new();
+        switch (i % 3) {
+        case 0: BSON_APPEND_DOCUMENT(docs[i], "d", docs[i - 1]); break;
+        case 1: bson_append_code_with_scope(docs[i], "c", -1, "f()", docs[i - 1]); break;
+        default: {
+            bson_t arr;
+            BSON_APPEND_ARRAY_BEGIN(docs[i], "a", &arr);
+            BSON_APPEND_DOCUMENT(&arr, "0", docs[i - 1]);
+            bson_append_array_end(docs[i], &arr);
+            break;
+        }
+        }
+    }
+    cd_buf b = {0};
+    /* docs[k] has 1 + k levels (arrays add one more: the array and the
+     * document inside it). */
+    int at_bound = -1;
+    for (int i = 0; i <= CD_READMONGO_JSON_MAX_DEPTH; i++) {
+        b.len = 0;
+        int rc = cd_readmongo__json(docs[i], &b);
+        if (rc < 0) {
+            at_bound = i;
+            break;
+        }
+    }
+    cr_assert_gt(at_bound, 0, "no nesting was refused");
+    cd_buf_free(&b);
+    for (int i = 0; i <= CD_READMONGO_JSON_MAX_DEPTH; i++)
+        bson_destroy(docs[i]);
+}

@@ -9,6 +9,7 @@
 #include <nanomsg/pubsub.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BUS_BUF (4 << 20) /* per-socket buffer: room for bursts of broadcasts */
 #define BUS_MAX_MSG (1 << 20)
@@ -17,6 +18,24 @@ static int endpoint(char *out, size_t len, const char *dir, const char *name)
 {
     int n = snprintf(out, len, "ipc://%s/%s", dir, name);
     return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+int cd_ipc_bind_0600(int s, const char *dir, const char *name)
+{
+    char path[300], url[320];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return -ENAMETOOLONG;
+    snprintf(url, sizeof url, "ipc://%s", path);
+    /* nanomsg binds (creates the file) inside nn_bind, in this thread: a
+     * umask for that moment gives the file 0600 from birth; the chmod then
+     * makes sure of it whatever the library did. */
+    mode_t old = umask(0177);
+    int rc = nn_bind(s, url) < 0 ? -nn_errno() : 0;
+    umask(old);
+    if (rc == 0 && chmod(path, 0600) < 0)
+        rc = -errno;
+    return rc;
 }
 
 static int sock(int proto, int *out)
@@ -40,17 +59,12 @@ static int rcvfd(int s, int *fd)
 
 int cd_bus_master_open(cd_bus *b, const char *dir)
 {
-    char in[512], out[512];
     int rc;
     b->in = b->out = -1;
-    if ((rc = endpoint(in, sizeof in, dir, "bus-in")) < 0 || (rc = endpoint(out, sizeof out, dir, "bus-out")) < 0)
-        return rc;
     if ((rc = sock(NN_PULL, &b->in)) < 0 || (rc = sock(NN_PUB, &b->out)) < 0)
         goto fail;
-    if (nn_bind(b->in, in) < 0 || nn_bind(b->out, out) < 0) {
-        rc = -nn_errno();
+    if ((rc = cd_ipc_bind_0600(b->in, dir, "bus-in")) < 0 || (rc = cd_ipc_bind_0600(b->out, dir, "bus-out")) < 0)
         goto fail;
-    }
     if ((rc = rcvfd(b->in, &b->rcvfd)) < 0)
         goto fail;
     return 0;

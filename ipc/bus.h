@@ -11,6 +11,10 @@
  *
  * nanomsg is not fork-safe: only the master (before any fork) and exec'd
  * workers open these sockets.  Helpers return 0 or -errno and never log.
+ *
+ * Every socket file the master binds (bus-in, bus-out, and the control
+ * plane's control and events) is mode 0600 in a runtime dir that no one
+ * else may write: cd_ipc_bind_0600 is the one place that does it.
  */
 #ifndef CD_IPC_BUS_H
 #define CD_IPC_BUS_H
@@ -23,7 +27,14 @@ typedef struct cd_bus {
     int rcvfd; /* pollable fd: readable when a message can be received */
 } cd_bus;
 
-/* Master: binds both endpoints under dir.  Returns 0 or -errno. */
+/* Binds nanomsg socket s to ipc://DIR/NAME, the socket file created with
+ * mode 0600 (never the umask's mode, not even for a moment: only this user
+ * may connect).  For the master's bus and control plane, called from its
+ * only thread (it sets the process umask around the bind).  Returns 0 or
+ * -errno. */
+int cd_ipc_bind_0600(int s, const char *dir, const char *name);
+
+/* Master: binds both endpoints under dir, mode 0600.  Returns 0 or -errno. */
 int cd_bus_master_open(cd_bus *b, const char *dir);
 /* Master: relays every message waiting on bus-in to bus-out.  Returns the
  * number relayed. */

@@ -18,12 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "ipc/bus.h"
 #include "master/master.h"
 
 static const char *state_name(proc_state s)
@@ -152,18 +152,6 @@ void cd_master_event(cd_master *m, const char *fmt, ...)
     nn_send(m->ctl_pub, line, (size_t)l, NN_DONTWAIT);
 }
 
-static int bind_0600(int s, const char *dir, const char *name)
-{
-    char path[300], url[320];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(url, sizeof url, "ipc://%s", path);
-    if (nn_bind(s, url) < 0)
-        return -nn_errno();
-    if (chmod(path, 0600) < 0)
-        return -errno;
-    return 0;
-}
-
 int cd_control_open(cd_master *m)
 {
     m->ctl_rep = nn_socket(AF_SP, NN_REP);
@@ -171,8 +159,8 @@ int cd_control_open(cd_master *m)
     int rc = 0;
     if (m->ctl_rep < 0 || m->ctl_pub < 0)
         rc = -nn_errno();
-    if (rc == 0 && (rc = bind_0600(m->ctl_rep, m->conf->runtime_dir, "control")) == 0)
-        rc = bind_0600(m->ctl_pub, m->conf->runtime_dir, "events");
+    if (rc == 0 && (rc = cd_ipc_bind_0600(m->ctl_rep, m->conf->runtime_dir, "control")) == 0)
+        rc = cd_ipc_bind_0600(m->ctl_pub, m->conf->runtime_dir, "events");
     int fd = -1;
     size_t sz = sizeof fd;
     if (rc == 0 && nn_getsockopt(m->ctl_rep, NN_SOL_SOCKET, NN_RCVFD, &fd, &sz) < 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ipc/bus.h"
@@ -75,4 +76,49 @@ Test(bus, relays_to_every_worker, .timeout = 20)
     snprintf(path, sizeof path, "%s/bus-out", dir);
     unlink(path);
     rmdir(dir);
+}
+
+static void remove_bus_dir(const char *dir)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/bus-in", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/bus-out", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Issue 9: the bus sockets used to get the umask's mode (0777 under umask
+ * 0): any local user could inject broadcasts.  Like the control socket,
+ * they must be 0600 whatever the umask. */
+Test(bus, sockets_are_0600_whatever_the_umask, .timeout = 20)
+{
+    char dir[] = "/tmp/clusterd-bus-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    mode_t old = umask(0);
+    cd_bus relay;
+    int rc = cd_bus_master_open(&relay, dir);
+    umask(old);
+    cr_assert_eq(rc, 0, "open: %d", rc);
+    static const char *const names[] = {"bus-in", "bus-out"};
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        struct stat st;
+        cr_assert_eq(stat(path, &st), 0, "%s exists", path);
+        cr_assert(S_ISSOCK(st.st_mode), "%s is a socket", path);
+        cr_assert_eq(st.st_mode & 07777, 0600, "%s has mode %o", path, (unsigned)(st.st_mode & 07777));
+    }
+    cr_assert_eq(umask(old), old, "the process umask is left as it was");
+    cd_bus_close(&relay);
+    remove_bus_dir(dir);
+}
+
+Test(bus, bind_0600_reports_a_missing_dir)
+{
+    cd_bus relay;
+    int rc = cd_bus_master_open(&relay, "/nonexistent-clusterd-dir");
+    cr_assert_lt(rc, 0);
+    cr_assert_eq(relay.in, -1);
+    cr_assert_eq(relay.out, -1);
 }

@@ -788,7 +788,16 @@ static void bus_relay_cb(struct ev_loop *loop, ev_io *w, int revents)
     cd_bus_master_relay(&m->bus);
 }
 
-/* Creates the runtime dir (mode 0700) when missing.  Returns 0 or -1 (logged). */
+/* Creates the runtime dir (mode 0700) when missing.  One that exists must be
+ * a directory (not a symlink) of ours that neither group nor others can
+ * write: whoever can write it can replace our sockets (clusterctl would then
+ * talk to theirs) or squat their names.  We refuse to start rather than
+ * chmod it, like sshd's StrictModes: its mode is the admin's choice
+ * (systemd's RuntimeDirectoryMode=, a dir shared on purpose), and fixing it
+ * silently would hide that it was open, perhaps already used.  Read and
+ * search for others, as systemd's default 0755, are fine: the sockets in it
+ * are 0600.  With workers under another user, the dir is given to them and
+ * stays acceptable to us.  Returns 0 or -1 (logged). */
 static int ensure_runtime_dir(cd_master *m)
 {
     const char *dir = m->conf->runtime_dir;
@@ -797,8 +806,24 @@ static int ensure_runtime_dir(cd_master *m)
         return -1;
     }
     struct stat st;
-    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
-        cd_err("runtime_dir %s is not a directory of ours", dir);
+    if (lstat(dir, &st) < 0) {
+        cd_log_errno(CD_LOG_ERR, errno, "lstat", "runtime_dir %s", dir);
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        cd_err("runtime_dir %s is not a directory%s; not starting", dir,
+               S_ISLNK(st.st_mode) ? " but a symbolic link (name the real directory)" : "");
+        return -1;
+    }
+    if (st.st_uid != geteuid() && !(m->drop_privs && st.st_uid == m->uid)) {
+        cd_err("runtime_dir %s is owned by uid %d, not by us (uid %d): another user could replace our sockets; "
+               "not starting", dir, (int)st.st_uid, (int)geteuid());
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        cd_err("runtime_dir %s has mode %04o: writable by %s, who could replace our sockets; not starting "
+               "(chmod go-w it, or let clusterd create it)", dir, (unsigned)(st.st_mode & 07777),
+               st.st_mode & S_IWOTH ? "every user" : "its group");
         return -1;
     }
     /* Workers that run as another user must reach the sockets in it. */

@@ -207,3 +207,146 @@ Test(ctl, master_answers_while_workers_are_stuck)
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "SLOT"), "%s", out);
 }
+
+/* ---- issue 9: the runtime dir and its sockets ---- */
+
+#define CONF_BUS CONF "[events]\ntype = events\n"
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s exists", path);
+    return st.st_mode & 07777;
+}
+
+Test(ctl, every_socket_is_0600)
+{
+    mode_t old = umask(0); /* clusterd inherits it: the sockets must not */
+    int rc = th_start(&srv, 1, "/dummy", NULL, CONF_BUS, "{}");
+    umask(old);
+    cr_assert_eq(rc, 0);
+    static const char *const names[] = {"control", "events", "bus-in", "bus-out"};
+    for (int i = 0; i < 4; i++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/run/%s", srv.dir, names[i]);
+        cr_assert_eq(mode_of(path), 0600, "%s: mode %o", path, (unsigned)mode_of(path));
+    }
+    char rundir[320];
+    snprintf(rundir, sizeof rundir, "%s/run", srv.dir);
+    cr_assert_eq(mode_of(rundir), 0700, "the dir clusterd creates: mode %o", (unsigned)mode_of(rundir));
+}
+
+/* Prepares srv (dir, config, log) without starting it, with its runtime
+ * dir created beforehand with `mode` (and owner uid unless -1). */
+static void prepare_rundir(char *rundir, size_t cap, mode_t mode, uid_t uid)
+{
+    snprintf(srv.dir, sizeof srv.dir, "/tmp/clusterd-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(srv.dir));
+    snprintf(srv.conf_path, sizeof srv.conf_path, "%s/services.ini", srv.dir);
+    snprintf(srv.log_path, sizeof srv.log_path, "%s/stderr.log", srv.dir);
+    srv.port = th_free_port();
+    cr_assert_eq(th_write_conf(&srv, CONF_BUS, srv.port, "{}"), 0);
+    snprintf(rundir, cap, "%s/run", srv.dir);
+    cr_assert_eq(mkdir(rundir, 0700), 0);
+    cr_assert_eq(chmod(rundir, mode), 0);
+    if (uid != (uid_t)-1)
+        cr_assert_eq(chown(rundir, uid, (gid_t)-1), 0);
+    setenv("RUNTIME_DIRECTORY", rundir, 1);
+}
+
+/* Starts clusterd on srv's config with one worker, stderr into its log. */
+static void spawn(void)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(srv.log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        const char *bin = getenv("CLUSTERD_BIN");
+        execl(bin, bin, "-c", srv.conf_path, "-w", "1", (char *)NULL);
+        _exit(127);
+    }
+    srv.pid = pid;
+}
+
+/* Runs clusterd on srv's config; returns its exit code, or -1 when it is
+ * still running after 10 s (then fini stops it). */
+static int run_until_exit(void)
+{
+    spawn();
+    pid_t pid = srv.pid;
+    long long deadline = th_now_ms() + 10000;
+    int st;
+    while (th_now_ms() < deadline) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            srv.pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(20000);
+    }
+    return -1; /* fini stops it */
+}
+
+static void refused(const char *rundir, const char *why)
+{
+    int code = run_until_exit();
+    cr_assert_gt(code, 0, "clusterd must refuse to start (%s); exit code %d", why, code);
+    cr_assert(th_log_contains(&srv, rundir, 0), "the log names the dir");
+    cr_assert(th_log_contains(&srv, why, 0), "the log says why: %s", why);
+    char path[400];
+    snprintf(path, sizeof path, "%s/control", rundir);
+    cr_assert_neq(access(path, F_OK), 0, "no socket was created in it");
+    cr_assert_eq(access(rundir, F_OK), 0, "the dir is left alone");
+}
+
+Test(ctl, refuses_a_runtime_dir_anyone_can_write)
+{
+    char rundir[320];
+    prepare_rundir(rundir, sizeof rundir, 0777, (uid_t)-1);
+    refused(rundir, "mode 0777");
+    cr_assert_eq(mode_of(rundir), 0777, "its mode is not changed behind the admin's back");
+}
+
+Test(ctl, refuses_a_runtime_dir_its_group_can_write)
+{
+    char rundir[320];
+    prepare_rundir(rundir, sizeof rundir, 0770, (uid_t)-1);
+    refused(rundir, "mode 0770");
+}
+
+Test(ctl, refuses_a_sticky_world_writable_runtime_dir)
+{
+    char rundir[320];
+    prepare_rundir(rundir, sizeof rundir, 01777, (uid_t)-1); /* like /tmp */
+    refused(rundir, "mode 1777");
+}
+
+Test(ctl, refuses_a_runtime_dir_of_another_user)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to give the dir away");
+    char rundir[320];
+    prepare_rundir(rundir, sizeof rundir, 0700, 65534);
+    refused(rundir, "owned by uid 65534");
+}
+
+/* systemd's RuntimeDirectory= is 0755 by default (our unit asks 0750),
+ * owned by the service user: that must keep working. */
+Test(ctl, accepts_a_0755_runtime_dir_like_systemds)
+{
+    char rundir[320];
+    prepare_rundir(rundir, sizeof rundir, 0755, (uid_t)-1);
+    spawn();
+    int rc = -1;
+    for (int i = 0; i < 100 && rc != 0; i++) { /* up to ~10 s to come up */
+        usleep(100000);
+        rc = ctl(out, sizeof out, "status", NULL, NULL);
+        cr_assert_eq(waitpid(srv.pid, NULL, WNOHANG), 0, "clusterd exited: %s", out);
+    }
+    cr_assert_eq(rc, 0, "clusterd answers with a 0755 runtime dir: %s", out);
+    char path[400];
+    snprintf(path, sizeof path, "%s/bus-in", rundir);
+    cr_assert_eq(mode_of(path), 0600);
+    cr_assert_eq(mode_of(rundir), 0755, "the dir's mode is the admin's");
+}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BUS_BUF (4 << 20) /* per-socket buffer: room for bursts of broadcasts */
 #define BUS_MAX_MSG (1 << 20)
@@ -38,6 +39,13 @@ int cd_ipc_bind_0600(int s, const char *dir, const char *name)
     return rc;
 }
 
+static int chown_in(const char *dir, const char *name, const struct stat *owner)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name); /* fits: cd_ipc_bind_0600 checked */
+    return chown(path, owner->st_uid, owner->st_gid) < 0 ? -errno : 0;
+}
+
 static int sock(int proto, int *out)
 {
     int s = nn_socket(AF_SP, proto);
@@ -64,6 +72,16 @@ int cd_bus_master_open(cd_bus *b, const char *dir)
     if ((rc = sock(NN_PULL, &b->in)) < 0 || (rc = sock(NN_PUB, &b->out)) < 0)
         goto fail;
     if ((rc = cd_ipc_bind_0600(b->in, dir, "bus-in")) < 0 || (rc = cd_ipc_bind_0600(b->out, dir, "bus-out")) < 0)
+        goto fail;
+    /* A root master whose workers run as another user gives them the dir
+     * (master.c): connecting needs write permission on the socket file, so
+     * the bus sockets go to the dir's owner too, still 0600. */
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (st.st_uid != geteuid() && ((rc = chown_in(dir, "bus-in", &st)) < 0 || (rc = chown_in(dir, "bus-out", &st)) < 0))
         goto fail;
     if ((rc = rcvfd(b->in, &b->rcvfd)) < 0)
         goto fail;

@@ -34,7 +34,9 @@ typedef struct cd_bus {
  * -errno. */
 int cd_ipc_bind_0600(int s, const char *dir, const char *name);
 
-/* Master: binds both endpoints under dir, mode 0600.  Returns 0 or -errno. */
+/* Master: binds both endpoints under dir, mode 0600, owned by the dir's
+ * owner (the workers' user when the master drops them to one).  Returns 0
+ * or -errno. */
 int cd_bus_master_open(cd_bus *b, const char *dir);
 /* Master: relays every message waiting on bus-in to bus-out.  Returns the
  * number relayed. */

@@ -122,3 +122,30 @@ Test(bus, bind_0600_reports_a_missing_dir)
     cr_assert_eq(relay.in, -1);
     cr_assert_eq(relay.out, -1);
 }
+
+/* Workers that run as another user (a root master with user=) own the
+ * runtime dir; a 0600 root socket would keep them off the bus (connecting
+ * needs write permission on the socket file), silently: nanomsg retries the
+ * connection in the background.  The bus sockets go to the dir's owner. */
+Test(bus, sockets_belong_to_the_owner_of_the_dir, .timeout = 20)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to give the dir away");
+    char dir[] = "/tmp/clusterd-bus-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(chown(dir, 65534, 65534), 0);
+    cd_bus relay;
+    cr_assert_eq(cd_bus_master_open(&relay, dir), 0);
+    static const char *const names[] = {"bus-in", "bus-out"};
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        struct stat st;
+        cr_assert_eq(stat(path, &st), 0);
+        cr_assert_eq(st.st_uid, 65534, "%s: owner %d", path, (int)st.st_uid);
+        cr_assert_eq(st.st_gid, 65534, "%s: group %d", path, (int)st.st_gid);
+        cr_assert_eq(st.st_mode & 07777, 0600);
+    }
+    cd_bus_close(&relay);
+    remove_bus_dir(dir);
+}

@@ -7,10 +7,21 @@
  * handler gets no line numbers in Debian's build, so our reader counts lines
  * as inih pulls them: when the handler runs, the last line read is the one
  * being handled.
+ *
+ * inih only reports keys (Debian builds it without
+ * INI_CALL_HANDLER_ON_NEW_SECTION), so a section without keys would not
+ * exist and a repeated one would be merged silently.  The reader therefore
+ * also notes every line that inih will read as a "[section]" (same rules:
+ * leading whitespace skipped, the name up to ']' or an inline comment); a
+ * line that looked like one but reached the handler was a continuation of
+ * the previous value instead, and is dropped.  Sections are then what the
+ * file says, in file order: an empty one is a service with its defaults, a
+ * repeated one is an error naming both lines.
  */
 #include "conf/conf.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <netinet/in.h>
@@ -29,6 +40,11 @@ typedef struct kv {
     int line;
 } kv;
 
+typedef struct sect {
+    char *name; /* as inih will see it (before any check) */
+    int line;
+} sect;
+
 typedef struct parse_state {
     const char *path;
     const char *text, *cur, *end;
@@ -36,8 +52,46 @@ typedef struct parse_state {
     int long_line; /* first line that was too long, or 0 */
     kv *kvs;
     size_t nkv, cap;
+    sect *sects; /* every "[name]" line, in file order */
+    size_t nsect, sect_cap;
     int oom;
 } parse_state;
+
+/* Notes line (n bytes at s) if inih will take it for a section header. */
+static void note_section(parse_state *ps, const char *s, size_t n)
+{
+    const char *end = s + n;
+    if (ps->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3; /* inih skips a UTF-8 BOM */
+    while (s < end && isspace((unsigned char)*s))
+        s++;
+    if (s == end || *s != '[')
+        return;
+    const char *name = ++s;
+    int was_space = 0;
+    while (s < end && *s != ']' && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    if (s == end || *s != ']')
+        return; /* inih reports the syntax error */
+    if (ps->nsect == ps->sect_cap) {
+        size_t cap = ps->sect_cap ? ps->sect_cap * 2 : 16;
+        sect *nw = realloc(ps->sects, cap * sizeof *nw);
+        if (!nw) {
+            ps->oom = 1;
+            return;
+        }
+        ps->sects = nw;
+        ps->sect_cap = cap;
+    }
+    char *copy = strndup(name, (size_t)(s - name));
+    if (!copy) {
+        ps->oom = 1;
+        return;
+    }
+    ps->sects[ps->nsect++] = (sect){copy, ps->line};
+}
 
 static char *reader(char *str, int num, void *stream)
 {
@@ -53,13 +107,18 @@ static char *reader(char *str, int num, void *stream)
     }
     memcpy(str, ps->cur, n);
     str[n] = '\0';
+    note_section(ps, ps->cur, n);
     ps->cur += n;
-    return str;
+    return ps->oom ? NULL : str;
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     parse_state *ps = user;
+    if (ps->nsect && ps->sects[ps->nsect - 1].line == ps->line) {
+        /* An indented "[...]" line after a key: inih continued the value. */
+        free(ps->sects[--ps->nsect].name);
+    }
     if (ps->nkv == ps->cap) {
         size_t cap = ps->cap ? ps->cap * 2 : 32;
         kv *n = realloc(ps->kvs, cap * sizeof *n);
@@ -199,6 +258,10 @@ static int cluster_key(cd_conf *c, const kv *e, char *err, size_t errlen)
         return dur(e, 0, &c->graceful_timeout_ms, p, err, errlen);
     if (strcmp(k, "header_timeout") == 0)
         return dur(e, 1, &c->header_timeout_ms, p, err, errlen);
+    if (strcmp(k, "body_timeout") == 0)
+        return dur(e, 1, &c->body_timeout_ms, p, err, errlen);
+    if (strcmp(k, "body_deadline") == 0)
+        return dur(e, 1, &c->body_deadline_ms, p, err, errlen);
     if (strcmp(k, "keepalive_timeout") == 0)
         return dur(e, 0, &c->keepalive_timeout_ms, p, err, errlen);
     if (strcmp(k, "heartbeat_interval") == 0)
@@ -227,13 +290,13 @@ static int valid_route(const char *r)
     return 1;
 }
 
-/* Builds the service of section kvs[first..] (all entries with that section). */
-static int build_service(cd_conf *c, parse_state *ps, size_t first, cd_conf_service *svc, char *err,
+/* Builds the service of section hdr from its keys (there may be none). */
+static int build_service(cd_conf *c, parse_state *ps, const struct sect *hdr, cd_conf_service *svc, char *err,
                          size_t errlen)
 {
-    const char *sect = ps->kvs[first].section;
+    const char *sect = hdr->name;
     const kv *type_kv = NULL, *route_kv = NULL;
-    for (size_t i = first; i < ps->nkv; i++) {
+    for (size_t i = 0; i < ps->nkv; i++) {
         kv *e = &ps->kvs[i];
         if (strcmp(e->section, sect) != 0)
             continue;
@@ -242,7 +305,7 @@ static int build_service(cd_conf *c, parse_state *ps, size_t first, cd_conf_serv
         else if (strcmp(e->key, "route") == 0)
             route_kv = e;
     }
-    svc->line = ps->kvs[first].line;
+    svc->line = hdr->line;
     svc->name = strdup(sect);
     if (!svc->name)
         return fail(err, errlen, c->path, 0, "out of memory");
@@ -274,7 +337,7 @@ static int build_service(cd_conf *c, parse_state *ps, size_t first, cd_conf_serv
     svc->conf = svc->type->conf_new ? svc->type->conf_new() : NULL;
     if (svc->type->conf_new && !svc->conf)
         return fail(err, errlen, c->path, 0, "out of memory");
-    for (size_t i = first; i < ps->nkv; i++) {
+    for (size_t i = 0; i < ps->nkv; i++) {
         kv *e = &ps->kvs[i];
         if (strcmp(e->section, sect) != 0 || strcmp(e->key, "type") == 0 || strcmp(e->key, "route") == 0)
             continue;
@@ -301,6 +364,8 @@ static void defaults(cd_conf *c)
     c->backlog = 511;
     c->graceful_timeout_ms = 30000;
     c->header_timeout_ms = 10000;
+    c->body_timeout_ms = 10000;
+    c->body_deadline_ms = 60000;
     c->keepalive_timeout_ms = 75000;
     c->heartbeat_interval_ms = 1000;
     c->heartbeat_timeout_ms = 10000;
@@ -310,42 +375,65 @@ static void defaults(cd_conf *c)
     c->max_connections = 4096;
 }
 
+/* Section names end up in metric labels, log lines and default routes:
+ * 1..CD_CONF_NAME_MAX of [A-Za-z0-9_.-]. */
+static int valid_section_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CD_CONF_NAME_MAX)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
 static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
 {
-    /* Duplicate keys within a section, and a section that starts again after
-     * another one (inih hands us a repeated [name] as more keys of it). */
+    size_t nsvc = 0;
+    for (size_t i = 0; i < ps->nsect; i++) {
+        const sect *h = &ps->sects[i];
+        if (!valid_section_name(h->name))
+            return fail(err, errlen, c->path, h->line,
+                        "bad section name [%s] (section names are 1 to %d letters, digits, '_', '-' or '.')",
+                        h->name, CD_CONF_NAME_MAX);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(h->name, ps->sects[j].name) == 0)
+                return fail(err, errlen, c->path, h->line, "section [%s] appears again (first at line %d)",
+                            h->name, ps->sects[j].line);
+        if (strcmp(h->name, "cluster") != 0)
+            nsvc++;
+    }
+    /* Section names are unique now, so a key belongs to the one it names;
+     * that is the last header above it, or our reading of the file and
+     * inih's differ (then refuse rather than drop the key). */
+    size_t h = 0;
     for (size_t i = 0; i < ps->nkv; i++) {
-        int starts = i == 0 || strcmp(ps->kvs[i].section, ps->kvs[i - 1].section) != 0;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(ps->kvs[i].section, ps->kvs[j].section) != 0)
-                continue;
-            if (starts)
-                return fail(err, errlen, c->path, ps->kvs[i].line, "section [%s] appears twice (first at line %d)",
-                            ps->kvs[i].section, ps->kvs[j].line);
-            if (strcmp(ps->kvs[i].key, ps->kvs[j].key) == 0)
+        if (ps->kvs[i].section[0] == '\0')
+            return fail(err, errlen, c->path, ps->kvs[i].line, "key '%s' outside any section", ps->kvs[i].key);
+        while (h < ps->nsect && ps->sects[h].line < ps->kvs[i].line)
+            h++;
+        if (h == 0 || strcmp(ps->sects[h - 1].name, ps->kvs[i].section) != 0)
+            return fail(err, errlen, c->path, ps->kvs[i].line, "cannot tell which section key '%s' is in",
+                        ps->kvs[i].key);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(ps->kvs[i].section, ps->kvs[j].section) == 0 && strcmp(ps->kvs[i].key, ps->kvs[j].key) == 0)
                 return fail(err, errlen, c->path, ps->kvs[i].line, "duplicate key '%s' (first at line %d)",
                             ps->kvs[i].key, ps->kvs[j].line);
-        }
     }
-    size_t nsect = 0;
-    for (size_t i = 0; i < ps->nkv; i++)
-        if (i == 0 || strcmp(ps->kvs[i].section, ps->kvs[i - 1].section) != 0)
-            nsect++;
-    c->services = calloc(nsect ? nsect : 1, sizeof *c->services);
+    c->services = calloc(nsvc ? nsvc : 1, sizeof *c->services);
     if (!c->services)
         return fail(err, errlen, c->path, 0, "out of memory");
-    for (size_t i = 0; i < ps->nkv; i++) {
-        kv *e = &ps->kvs[i];
-        if (e->section[0] == '\0')
-            return fail(err, errlen, c->path, e->line, "key '%s' outside any section", e->key);
-        if (strcmp(e->section, "cluster") == 0) {
-            if (cluster_key(c, e, err, errlen) < 0)
-                return -1;
+    for (size_t i = 0; i < ps->nsect; i++) {
+        const sect *h = &ps->sects[i];
+        if (strcmp(h->name, "cluster") == 0) {
+            for (size_t k = 0; k < ps->nkv; k++)
+                if (strcmp(ps->kvs[k].section, "cluster") == 0 && cluster_key(c, &ps->kvs[k], err, errlen) < 0)
+                    return -1;
             continue;
         }
-        if (i > 0 && strcmp(e->section, ps->kvs[i - 1].section) == 0)
-            continue; /* a section is built from its first key */
-        if (build_service(c, ps, i, &c->services[c->nservices], err, errlen) < 0) {
+        if (build_service(c, ps, h, &c->services[c->nservices], err, errlen) < 0) {
             c->nservices++; /* so cd_conf_free releases the partial one */
             return -1;
         }
@@ -410,6 +498,9 @@ out:
         free(ps.kvs[i].value);
     }
     free(ps.kvs);
+    for (size_t i = 0; i < ps.nsect; i++)
+        free(ps.sects[i].name);
+    free(ps.sects);
     cd_conf_free(c);
     return rc;
 }

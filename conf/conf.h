@@ -14,13 +14,17 @@
 
 #include "services/service.h"
 
+/* A section name: 1..31 of [A-Za-z0-9_.-] (what the metrics snapshot keeps
+ * per service, ipc/channel.h); anything else is a file:line error. */
+#define CD_CONF_NAME_MAX 31
+
 typedef struct cd_conf_service {
     char *name;  /* section name */
     char *route; /* path prefix */
     size_t route_len;
     const cd_service_type *type;
     void *conf; /* the type's own parsed config */
-    int line;   /* where the section starts */
+    int line;   /* the line of its [section] header */
 } cd_conf_service;
 
 typedef struct cd_conf {
@@ -42,6 +46,8 @@ typedef struct cd_conf {
     int backlog;
     long long graceful_timeout_ms;
     long long header_timeout_ms;
+    long long body_timeout_ms;  /* longest pause between two reads of a request body */
+    long long body_deadline_ms; /* a whole body, from the end of its headers */
     long long keepalive_timeout_ms;
     long long heartbeat_interval_ms;
     long long heartbeat_timeout_ms;

@@ -6,6 +6,10 @@
  * worker a snapshot of the cluster's counters (ipc/channel.h, cd_snapshot),
  * so the answer lags by at most one interval and never blocks on the
  * master.  Counters include workers that have exited, so they only go up.
+ *
+ * Service names become label values; config allows only [A-Za-z0-9_.-] in
+ * them, and they are escaped anyway (the snapshot crosses a process
+ * boundary, and a broken label would break the whole scrape).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +21,33 @@
 
 static const char *const state_names[] = {"starting", "ready", "draining"};
 
+/* Appends a label value (at most max bytes of s, which need not be
+ * terminated within them), escaped per the Prometheus text format:
+ * backslash, double quote and newline. */
+static void label_value(cd_buf *b, const char *s, size_t max)
+{
+    size_t start = 0, i = 0;
+    for (; i < max && s[i]; i++) {
+        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        if (!esc)
+            continue;
+        cd_buf_append(b, s + start, i - start);
+        cd_buf_append(b, esc, 2);
+        start = i + 1;
+    }
+    cd_buf_append(b, s + start, i - start);
+}
+
 static void render(const cd_snapshot *s, cd_buf *b)
 {
     cd_buf_printf(b, "# HELP clusterd_requests_total Requests answered, by service and status class.\n"
            "# TYPE clusterd_requests_total counter\n");
-    for (uint32_t i = 0; i < s->nsvc; i++)
-        for (int c = 1; c <= 5; c++)
-            cd_buf_printf(b, "clusterd_requests_total{service=\"%s\",code=\"%dxx\"} %llu\n", s->svc[i].name, c,
-                (unsigned long long)s->svc[i].status[c]);
+    for (uint32_t i = 0; i < s->nsvc && i < CD_SNAP_SERVICES; i++)
+        for (int c = 1; c <= 5; c++) {
+            cd_buf_printf(b, "clusterd_requests_total{service=\"");
+            label_value(b, s->svc[i].name, sizeof s->svc[i].name);
+            cd_buf_printf(b, "\",code=\"%dxx\"} %llu\n", c, (unsigned long long)s->svc[i].status[c]);
+        }
     cd_buf_printf(b, "# HELP clusterd_request_duration_seconds Time from a complete request to its answer.\n"
            "# TYPE clusterd_request_duration_seconds histogram\n");
     uint64_t cum = 0;

@@ -17,9 +17,14 @@
  * and freed when the service answers.
  *
  * Timers (one per connection): header_timeout from the first byte of a
- * request to its last header (not reset by progress, against slowloris) and
- * between body reads; keepalive_timeout while idle between requests and
- * while a response cannot be written.
+ * request to its last header (not reset by progress, against slowloris);
+ * in the body, body_timeout between two reads and body_deadline for the
+ * whole body, whichever ends first (a client that sends a byte now and then
+ * never stalls long enough for body_timeout alone, so only a total bound
+ * frees its slot; a deadline rather than a minimum rate, because a rate
+ * still lets a client hold the slot for max_body_size / rate); then
+ * keepalive_timeout while idle between requests and while a response
+ * cannot be written.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -90,6 +95,7 @@ struct cd_conn {
     int keepalive; /* answer this request with keep-alive */
     int peer_closed; /* the client shut its side while a request was in service */
     int upgrade;
+    ev_tstamp body_until; /* body_deadline of the body being read (0: none) */
     char in[IN_BUF];
     size_t in_off, in_len; /* unparsed bytes are in[in_off..in_len) */
     char *out;
@@ -105,6 +111,7 @@ static int settings_ready;
 
 static void conn_process(cd_conn *c);
 static void conn_close(cd_conn *c);
+static void body_timer(cd_conn *c);
 
 /* ---- requests ---- */
 
@@ -494,6 +501,7 @@ static int on_message_begin(llhttp_t *p)
     r->conn = c;
     c->req = r;
     c->state = CS_READING;
+    c->body_until = 0;
     /* header_timeout runs from the first byte of the request. */
     ev_timer_stop(c->w->loop, &c->timer);
     ev_timer_set(&c->timer, (double)c->w->conf->header_timeout_ms / 1000.0, 0.);
@@ -533,9 +541,24 @@ static int on_url_complete(llhttp_t *p)
     return 0;
 }
 
+/* RFC 9110 §5.6.2: tchar, what a field name is made of. */
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     cd_request *r = cur(p);
+    /* llhttp's default (non-strict) build lets spaces into a name, also
+     * before the colon ("Name : v"); RFC 9112 §5.1 says 400, and a proxy
+     * that reads such a header differently is a request-smuggling vector. */
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)at[i])) {
+            r->error_status = 400;
+            return -1;
+        }
     if (!r->in_name) { /* a new header; a name may come in several pieces */
         if (r->nhdrs == MAX_HEADERS) {
             r->error_status = 431;
@@ -635,10 +658,10 @@ static int on_headers_complete(llhttp_t *p)
     const char *expect = cd_request_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0)
         r->expect_continue = 1;
-    /* Headers are in: from now on the timer guards progress of the body. */
-    ev_timer_stop(c->w->loop, &c->timer);
-    ev_timer_set(&c->timer, (double)c->w->conf->header_timeout_ms / 1000.0, 0.);
-    ev_timer_start(c->w->loop, &c->timer);
+    /* Headers are in: from now on the timer guards the body (when there is
+     * none, on_message_complete follows at once and dispatch stops it). */
+    c->body_until = ev_now(c->w->loop) + (double)c->w->conf->body_deadline_ms / 1000.0;
+    body_timer(c);
     if (r->expect_continue && (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && c->out_len == c->out_off) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         ssize_t wr = send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -705,6 +728,19 @@ static void set_timer(cd_conn *c, long long ms)
         ev_timer_set(&c->timer, (double)ms / 1000.0, 0.);
         ev_timer_start(c->w->loop, &c->timer);
     }
+}
+
+/* While a body is read: the timer ends at the next of body_timeout from
+ * now and the body's deadline. */
+static void body_timer(cd_conn *c)
+{
+    double left = c->body_until - ev_now(c->w->loop);
+    double t = (double)c->w->conf->body_timeout_ms / 1000.0;
+    if (left < t)
+        t = left > 0 ? left : 0;
+    ev_timer_stop(c->w->loop, &c->timer);
+    ev_timer_set(&c->timer, t, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
 }
 
 static void set_io(cd_conn *c, int events)
@@ -803,7 +839,8 @@ static void conn_parse(cd_conn *c)
     const char *msg = "malformed request";
     if (c->req && c->req->error_status) {
         status = c->req->error_status;
-        msg = status == 413 ? "request body too large"
+        msg = status == 400 ? "malformed request"
+              : status == 413 ? "request body too large"
               : status == 414 ? "request URI too long"
               : "request headers too large";
     } else if (err == HPE_INVALID_VERSION) {
@@ -887,8 +924,8 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
             }
             if (n > 0) {
                 c->in_len += (size_t)n;
-                if (c->state == CS_READING && c->req && c->req->path) /* in the body: progress resets */
-                    set_timer(c, c->w->conf->header_timeout_ms);
+                if (c->state == CS_READING && c->body_until > 0) /* in the body */
+                    body_timer(c);
             }
         }
     }
@@ -897,12 +934,19 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
     (void)revents;
     cd_conn *c = t->data;
     if (c->state == CS_READING) {
         /* A client that stalls mid-request: tell it, then close. */
-        cd_debug("fd %d: request not received within header_timeout", c->fd);
+        if (c->body_until == 0)
+            cd_debug("fd %d: request headers not received within header_timeout", c->fd);
+        else if (ev_now(loop) + 0.001 >= c->body_until)
+            cd_info("fd %d: request body not received within body_deadline (%zu bytes in)", c->fd,
+                    c->req ? c->req->body_len : 0);
+        else
+            cd_info("fd %d: request body stalled for body_timeout (%zu bytes in)", c->fd,
+                    c->req ? c->req->body_len : 0);
+        c->body_until = 0;
         llhttp_init(&c->parser, HTTP_REQUEST, &settings); /* forget the half request */
         c->parser.data = c;
         conn_fail(c, 408, "request not received in time");

@@ -62,7 +62,6 @@ Test(conf, parses_cluster_and_services)
 
 Test(conf, type_and_route_default_to_the_section_name)
 {
-    cr_assert_eq(load("[dummy]\n"), -1); /* a section without keys does not exist for inih */
     cr_assert_eq(load("[dummy]\nmax_delay = 1s\n"), 0, "%s", err);
     cr_assert_str_eq(conf->services[0].route, "/dummy");
     cr_assert_eq(conf->workers, 0, "workers defaults to auto");
@@ -88,7 +87,8 @@ static const struct {
     {"[cluster]\nmax_body_size = 1x\n[dummy]\ntype=dummy\n", "t.ini:2: ", "size"},
     {"[cluster]\nmax_header_size = 10\n[dummy]\ntype=dummy\n", "t.ini:2: ", "size"},
     {"[cluster]\n\nbogus = 1\n[dummy]\ntype=dummy\n", "t.ini:3: ", "unknown key 'bogus'"},
-    {"[dummy]\ntype = dummy\n[nosuch]\nroute = /x\n", "t.ini:4: ", "unknown section [nosuch]"},
+    {"[dummy]\ntype = dummy\n[nosuch]\nroute = /x\n", "t.ini:3: ", "unknown section [nosuch]"},
+    {"[dummy]\ntype = dummy\n\n[nosuch]\n", "t.ini:4: ", "unknown section [nosuch]"},
     {"[x]\ntype = teleport\n", "t.ini:2: ", "unknown service type 'teleport'"},
     {"[a]\ntype = dummy\nroute = /same\n[b]\ntype = dummy\nroute = /same\n", "t.ini:6: ", "already used"},
     {"[a]\ntype = dummy\nroute = nope\n", "t.ini:3: ", "route"},
@@ -96,7 +96,9 @@ static const struct {
     {"[a]\ntype = dummy\nflavour = mint\n", "t.ini:3: ", "unknown key 'flavour'"},
     {"[a]\ntype = dummy\nmax_delay = soon\n", "t.ini:3: ", "max_delay"},
     {"[a]\ntype = dummy\ntype = dummy\n", "t.ini:3: ", "duplicate key"},
-    {"[a]\ntype = dummy\n[cluster]\nworkers=1\n[a]\nroute=/z\n", "t.ini:6: ", "appears twice"},
+    {"[a]\ntype = dummy\n[cluster]\nworkers=1\n[a]\nroute=/z\n", "t.ini:5: ", "first at line 1"},
+    {"[cluster]\nbody_timeout = later\n[dummy]\n", "t.ini:2: ", "body_timeout"},
+    {"[cluster]\nbody_deadline = 0\n[dummy]\n", "t.ini:2: ", "body_deadline"},
     {"[a]\ntype = dummy\nthis line has no equals sign\n", "t.ini:3: ", "syntax"},
     {"[a\ntype = dummy\n", "t.ini:1: ", "syntax"},
     {"orphan = 1\n[a]\ntype = dummy\n", "t.ini:1: ", "outside any section"},
@@ -194,4 +196,95 @@ Test(conf, mutated_configs_fail_cleanly, .timeout = 120)
     }
     cr_assert_gt(failed, 100);
     cr_assert_gt(ok, 10);
+}
+
+Test(conf, body_timeouts_parse_and_default)
+{
+    cr_assert_eq(load("[dummy]\nmax_delay = 1s\n"), 0, "%s", err);
+    cr_assert_eq(conf->body_timeout_ms, 10000);
+    cr_assert_eq(conf->body_deadline_ms, 60000);
+    cr_assert_eq(load("[cluster]\nbody_timeout = 250ms\nbody_deadline = 2m\n[dummy]\ntype = dummy\n"), 0, "%s", err);
+    cr_assert_eq(conf->body_timeout_ms, 250);
+    cr_assert_eq(conf->body_deadline_ms, 120000);
+}
+
+/* [dummy] alone is a dummy service with its defaults, like any section
+ * whose keys are all left at their defaults. */
+Test(conf, section_without_keys_is_a_service_with_defaults)
+{
+    cr_assert_eq(load("[dummy]\n"), 0, "%s", err);
+    cr_assert_eq(conf->nservices, 1);
+    cr_assert_str_eq(conf->services[0].name, "dummy");
+    cr_assert_str_eq(conf->services[0].type->name, "dummy");
+    cr_assert_str_eq(conf->services[0].route, "/dummy");
+    cr_assert_eq(conf->services[0].line, 1);
+
+    cr_assert_eq(load("[cluster]\nworkers = 2\n\n[metrics]\n; nothing to set\n[dummy]\n[healthz]\ntype = health\n"),
+                 0, "%s", err);
+    cr_assert_eq(conf->nservices, 3, "every section, in file order");
+    cr_assert_str_eq(conf->services[0].name, "metrics");
+    cr_assert_eq(conf->services[0].line, 4);
+    cr_assert_str_eq(conf->services[1].name, "dummy");
+    cr_assert_eq(conf->services[1].line, 6);
+    cr_assert_str_eq(conf->services[2].name, "healthz");
+    cr_assert_eq(conf->workers, 2);
+
+    cr_assert_eq(load("[cluster]\n"), -1, "an empty [cluster] is still not a service");
+    cr_assert(strstr(err, "no service"), "%s", err);
+}
+
+/* A repeated section, empty or not, is an error naming both lines (inih
+ * would silently merge them). */
+Test(conf, repeated_section_is_an_error_naming_both_lines)
+{
+    static const struct {
+        const char *text;
+        const char *want;
+    } cases[] = {
+        {"[dummy]\n[dummy]\n", "t.ini:2: section [dummy] appears again (first at line 1)"},
+        {"[dummy]\n\n[metrics]\n[dummy]\n", "t.ini:4: section [dummy] appears again (first at line 1)"},
+        {"[dummy]\ntype = dummy\n[metrics]\n[dummy]\n", "t.ini:4: section [dummy] appears again (first at line 1)"},
+        {"[cluster]\n[dummy]\n[cluster]\nworkers = 1\n", "t.ini:3: section [cluster] appears again (first at line 1)"},
+        {"[cluster]\nworkers = 1\n[dummy]\n[cluster]\n", "t.ini:4: section [cluster] appears again (first at line 1)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(load(cases[i].text), -1, "case %zu should fail", i);
+        cr_assert(strncmp(err, cases[i].want, strlen(cases[i].want)) == 0, "case %zu: '%s', want '%s'", i, err,
+                  cases[i].want);
+    }
+}
+
+/* inih reads an indented line after a key as more of its value
+ * (continuation), even when it looks like a section: that is no section
+ * (and a continued value is refused as a second 'body'). */
+Test(conf, indented_bracket_line_after_a_key_is_a_continuation)
+{
+    cr_assert_eq(load("[dummy]\nbody = {\"a\":\n  [1]}\n"), -1);
+    cr_assert(strncmp(err, "t.ini:3: duplicate key 'body'", 29) == 0, "%s", err);
+    cr_assert_eq(load("[dummy]\n  [metrics]\n"), 0, "%s", err);
+    cr_assert_eq(conf->nservices, 2, "an indented section after a section line is a section");
+}
+
+/* Section names become metric labels, log words and default routes: only
+ * letters, digits, '_', '-' and '.', at most 31 of them (what the metrics
+ * snapshot keeps). */
+Test(conf, section_names_are_restricted_to_a_safe_charset)
+{
+    static const char *const bad_names[] = {
+        "[bad name]\ntype = dummy\n",   "[a\"b]\ntype = dummy\n",  "[a\\b]\ntype = dummy\n",
+        "[]\ntype = dummy\n",           "[a{b}]\ntype = dummy\n",  "[ dummy]\n",
+        "[dummy ]\n",                   "[caf\xc3\xa9]\ntype = dummy\n", "[a/b]\ntype = dummy\n",
+        "[x=1]\ntype = dummy\n",
+        "[abcdefghijklmnopqrstuvwxyz012345]\ntype = dummy\n", /* 32 */
+    };
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "[cluster]\nworkers = 1\n%s", bad_names[i]);
+        cr_assert_eq(load(text), -1, "case %zu should fail", i);
+        cr_assert(strncmp(err, "t.ini:3: ", 9) == 0, "case %zu: %s", i, err);
+        cr_assert(strstr(err, "section name"), "case %zu: %s", i, err);
+    }
+    cr_assert_eq(load("[my-svc_1.v2]\ntype = dummy\n[abcdefghijklmnopqrstuvwxyz01234]\ntype = dummy\n"), 0, "%s",
+                 err);
+    cr_assert_str_eq(conf->services[0].route, "/my-svc_1.v2");
 }

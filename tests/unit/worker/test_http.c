@@ -16,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ipc/channel.h"
 #include "worker/worker.h"
+
+extern const cd_service_type cd_service_metrics;
 
 /* ---- test services: echo (sync) and later (answers from a timer) ---- */
 
@@ -84,7 +87,7 @@ static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET,
 
 static cd_worker w;
 static cd_conf *conf;
-static cd_service services[3];
+static cd_service services[4];
 static int client = -1;
 
 static void setup_with(const char *cluster)
@@ -591,4 +594,53 @@ Test(http_body, body_in_time_is_served_and_keeps_the_connection)
     put("GET /echo/again HTTP/1.1\r\nHost: t\r\n\r\n");
     r = pump(1, 1000);
     cr_assert(strstr(r, "sub=/again"), "%s", r);
+}
+
+/* The same for the names llhttp itself interprets (it matches them before
+ * the generic path): a smuggled length must not be read as one. */
+Test(http, whitespace_before_the_colon_of_content_length_gets_400)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length : 3\r\n\r\nabc");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 ") == r, "%s", r);
+    cr_assert_eq(count(r, "HTTP/1.1 "), 1, "%s", r);
+    cr_assert(got_eof);
+}
+
+Test(http, whitespace_before_the_colon_of_transfer_encoding_gets_400)
+{
+    put("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 400 ") == r, "%s", r);
+    cr_assert_eq(count(r, "HTTP/1.1 "), 1, "%s", r);
+    cr_assert(got_eof);
+}
+
+/* Service names reach Prometheus label values: a quote, backslash or
+ * newline in one must come out escaped (text format 0.0.4), never end the
+ * label or the line.  Config forbids such names; the snapshot comes from
+ * another process, so the renderer does not rely on that. */
+Test(http, metrics_label_values_are_escaped)
+{
+    services[3] = (cd_service){.type = &cd_service_metrics, .name = "metrics", .route = "/metrics",
+                               .route_len = 8, .loop = w.loop, .worker = &w};
+    w.nservices = 4;
+    free(w.routes);
+    cr_assert_eq(cd_router_build(services, 4, &w.routes), 0);
+    cd_snapshot *snap = calloc(1, sizeof *snap);
+    snap->nsvc = 2;
+    strcpy(snap->svc[0].name, "a\"b\\c\nd");
+    snap->svc[0].status[2] = 7;
+    memset(snap->svc[1].name, 'x', sizeof snap->svc[1].name); /* not terminated: stops at the array's end */
+    snap->svc[1].status[4] = 3;
+    w.snapshot = snap;
+    put("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = pump(1, 1000);
+    w.snapshot = NULL;
+    free(snap);
+    cr_assert(strstr(r, "HTTP/1.1 200 ") == r, "%s", r);
+    cr_assert(strstr(r, "\nclusterd_requests_total{service=\"a\\\"b\\\\c\\nd\",code=\"2xx\"} 7\n"), "%s", r);
+    cr_assert(strstr(r, "\nclusterd_requests_total{service=\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",code=\"4xx\"} 3\n"),
+              "%s", r);
+    cr_assert_null(strstr(r, "\nd\","), "no raw newline inside a label: %s", r);
 }

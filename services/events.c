@@ -66,6 +66,7 @@
 #define SID_LEN 20
 #define CONNECT_TIMEOUT 45.0       /* seconds to send Socket.IO CONNECT (Socket.IO's connectTimeout) */
 #define BUS_MSG_MAX (1 << 20)      /* ipc/bus.c's largest message */
+#define QUEUED_MSG_COST 128        /* bytes of bookkeeping per message wslay queues (see conn_queued) */
 
 typedef struct events_state events_state;
 typedef struct ws_conn ws_conn;
@@ -135,6 +136,7 @@ struct events_state {
     size_t nbuckets, nrooms;
     uint64_t mark;
     int stopping;
+    unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
 };
 
 static void conn_update(ws_conn *c);
@@ -262,17 +264,16 @@ static void events_conf_free(void *conf)
 
 /* ---- rooms ---- */
 
-static uint64_t hash_name(const char *s, size_t len)
+/* Keyed (SipHash, events_hash.c), so clients cannot pick names that
+ * collide: the key is this worker's secret, drawn at init. */
+static uint64_t hash_name(const events_state *st, const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
+    return cd_events__siphash(st->hash_key, s, len);
 }
 
 static room *room_find(events_state *st, const char *name, size_t len)
 {
-    for (room *r = st->buckets[hash_name(name, len) & (st->nbuckets - 1)]; r; r = r->hnext)
+    for (room *r = st->buckets[hash_name(st, name, len) & (st->nbuckets - 1)]; r; r = r->hnext)
         if (r->len == len && memcmp(r->name, name, len) == 0)
             return r;
     return NULL;
@@ -290,7 +291,7 @@ static void rooms_grow(events_state *st)
         room *r = st->buckets[i];
         while (r) {
             room *next = r->hnext;
-            size_t k = hash_name(r->name, r->len) & (n - 1);
+            size_t k = hash_name(st, r->name, r->len) & (n - 1);
             r->hnext = b[k];
             b[k] = r;
             r = next;
@@ -321,7 +322,7 @@ static int room_join(ws_conn *c, const char *name, size_t len)
         }
         memcpy(r->name, name, len);
         r->len = len;
-        size_t k = hash_name(name, len) & (st->nbuckets - 1);
+        size_t k = hash_name(st, name, len) & (st->nbuckets - 1);
         r->hnext = st->buckets[k];
         st->buckets[k] = r;
         if (++st->nrooms > st->nbuckets)
@@ -349,7 +350,7 @@ static void member_drop(events_state *st, member *m)
     free(m);
     if (r->members)
         return;
-    room **pp = &st->buckets[hash_name(r->name, r->len) & (st->nbuckets - 1)];
+    room **pp = &st->buckets[hash_name(st, r->name, r->len) & (st->nbuckets - 1)];
     while (*pp != r)
         pp = &(*pp)->hnext;
     *pp = r->hnext;
@@ -440,18 +441,37 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return -1;
 }
 
+/* What one client's output costs us: every message wslay holds for
+ * sending (ours, and the pongs and close frames it queues by itself while
+ * reading), payload plus bookkeeping (its message struct, the payload's
+ * allocation, its queue entry: about QUEUED_MSG_COST bytes with malloc's
+ * headers).  Counting the bookkeeping matters for control frames: an
+ * empty ping costs its sender 6 bytes and us a whole queued pong. */
+static size_t conn_queued(const ws_conn *c)
+{
+    return wslay_event_get_queued_msg_length(c->ws) + wslay_event_get_queued_msg_count(c->ws) * QUEUED_MSG_COST;
+}
+
+/* Whether adding `more` bytes (one more message) would take the client
+ * past max_send_queue; if so, closes it (1008) and says so once. */
+static int conn_over_queue(ws_conn *c, size_t more)
+{
+    size_t q = conn_queued(c);
+    if (q + more <= (size_t)c->st->conf->max_send_queue)
+        return 0;
+    cd_info("events: client %s: send queue full (%zu bytes queued); disconnecting it", c->sid, q);
+    conn_fail(c, WSLAY_CODE_POLICY_VIOLATION, "send queue full");
+    return 1;
+}
+
 /* Queues one Engine.IO text message.  Over max_send_queue the client is
  * closed instead: it is not keeping up, and the others must not wait. */
 static void conn_send(ws_conn *c, const char *msg, size_t len)
 {
     if (c->dead || c->phase >= PH_CLOSING)
         return;
-    if (wslay_event_get_queued_msg_length(c->ws) + len > (size_t)c->st->conf->max_send_queue) {
-        cd_info("events: client %s: send queue full (%zu bytes queued); disconnecting it", c->sid,
-                wslay_event_get_queued_msg_length(c->ws));
-        conn_fail(c, WSLAY_CODE_POLICY_VIOLATION, "send queue full");
+    if (conn_over_queue(c, len + QUEUED_MSG_COST))
         return;
-    }
     struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)msg, .msg_length = len};
     /* It fails once wslay has queued a close of its own (a protocol error it
      * found): the message is moot then, and the close path goes on. */
@@ -628,12 +648,29 @@ static void wio_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- Engine.IO / Socket.IO ---- */
 
-static void send_ack(ws_conn *c, long long id, const char *json_args)
+/* Queues the ack "43<id>[<json_args>]".  Sized to what it carries, so no
+ * ack is ever dropped for its length (conn_send still applies
+ * max_send_queue). */
+static void send_ack(ws_conn *c, long long id, const char *json_args, size_t len)
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "43%lld[%s]", id, json_args);
-    if (n > 0 && (size_t)n < sizeof buf)
+    char stackbuf[256];
+    size_t cap = 2 + 20 + 1 + len + 1 + 1;
+    char *buf = cap <= sizeof stackbuf ? stackbuf : malloc(cap);
+    if (!buf) {
+        conn_fail(c, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    int n = snprintf(buf, cap, "43%lld[%.*s]", id, (int)len, json_args);
+    if (n > 0 && (size_t)n < cap)
         conn_send(c, buf, (size_t)n);
+    if (buf != stackbuf)
+        free(buf);
+}
+
+/* send_ack for a NUL-terminated json_args. */
+static void send_ack_str(ws_conn *c, long long id, const char *json_args)
+{
+    send_ack(c, id, json_args, strlen(json_args));
 }
 
 /* Publishes the Engine.IO text `packet` to the members of rooms (on every
@@ -654,18 +691,21 @@ static int broadcast(events_state *st, const char *except, const char *const *ro
     return rc;
 }
 
-/* join / leave: the first argument is the room name. */
+/* join / leave: the first argument is the room name.  With an ack id the
+ * client always gets an answer: {"ok":true,"room":<its own token>} or
+ * {"ok":false,"error":...}. */
 static void on_room_event(ws_conn *c, int join, const cd_sio_packet *p)
 {
     char name[CD_EVENTS_ROOM_MAX + 1];
-    char ack[CD_EVENTS_ROOM_MAX * 6 + 64];
     const char *end = p->args + p->args_len;
     const char *a = cd_events__json_ws(p->args, end);
     const char *tok_end = NULL;
     int len = cd_events__json_string(a, end, name, sizeof name, &tok_end);
     const char *err = NULL;
-    if (len <= 0) {
-        err = "the room must be a non-empty string of at most 128 bytes";
+    if (len == -E2BIG) {
+        err = "the room name is longer than 128 bytes";
+    } else if (len <= 0) {
+        err = "the room must be a non-empty string without NUL or lone surrogates";
     } else if (join) {
         int rc = room_join(c, name, (size_t)len);
         if (rc == -ENOSPC)
@@ -677,23 +717,26 @@ static void on_room_event(ws_conn *c, int join, const cd_sio_packet *p)
     }
     if (p->ack_id < 0)
         return;
-    if (err)
+    if (err) {
+        char ack[160];
         snprintf(ack, sizeof ack, "{\"ok\":false,\"error\":\"%s\"}", err);
-    else /* echo the client's own JSON token: no need to re-escape it */
-        snprintf(ack, sizeof ack, "{\"ok\":true,\"room\":%.*s}", (int)(tok_end - a), a);
-    send_ack(c, p->ack_id, ack);
-}
-
-/* Names Socket.IO reserves for its own use: a client receiving one of them
- * as an event would take it for a lifecycle event of its own socket. */
-static int reserved_event(const char *name)
-{
-    static const char *const names[] = {"connect", "connect_error", "disconnect", "disconnecting",
-                                        "newListener", "removeListener"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
-            return 1;
-    return 0;
+        send_ack_str(c, p->ack_id, ack);
+        return;
+    }
+    /* Echo the client's own JSON token: no need to re-escape it.  At most
+     * 6 bytes per decoded byte plus the quotes; sized exactly here. */
+    static const char head[] = "{\"ok\":true,\"room\":";
+    size_t tl = (size_t)(tok_end - a), al = sizeof head - 1 + tl + 1;
+    char *ack = malloc(al);
+    if (!ack) {
+        conn_fail(c, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    memcpy(ack, head, sizeof head - 1);
+    memcpy(ack + sizeof head - 1, a, tl);
+    ack[al - 1] = '}';
+    send_ack(c, p->ack_id, ack, al);
+    free(ack);
 }
 
 static void on_event(ws_conn *c, const cd_sio_packet *p)
@@ -711,13 +754,13 @@ static void on_event(ws_conn *c, const cd_sio_packet *p)
         snprintf(ack, sizeof ack, "{\"sid\":\"%s\",\"worker\":%d,\"rooms\":%zu}", c->sid, st->svc->slot,
                  c->nrooms);
         if (p->ack_id >= 0)
-            send_ack(c, p->ack_id, ack);
+            send_ack_str(c, p->ack_id, ack);
         return;
     }
     /* Anything else goes to the client's rooms: "42[" name [, args] "]",
      * the client's own bytes minus its ack id. */
     int rc = 0;
-    if (nl >= 0 && reserved_event(name)) {
+    if (nl >= 0 && cd_events__reserved_event(name)) {
         rc = -EPERM;
     } else if (c->nrooms) {
         size_t len = 3 + p->name_len + 1 + p->args_len + 1;
@@ -757,7 +800,7 @@ static void on_event(ws_conn *c, const cd_sio_packet *p)
                                      : "broadcast failed");
         else
             snprintf(ack, sizeof ack, "{\"ok\":true,\"rooms\":%zu}", c->nrooms);
-        send_ack(c, p->ack_id, ack);
+        send_ack_str(c, p->ack_id, ack);
     }
 }
 
@@ -777,11 +820,20 @@ static void on_socketio(ws_conn *c, const char *msg, size_t len)
         /* Only the main namespace exists; as Socket.IO does, refuse others
          * and ignore packets sent to them. */
         if (p.type == CD_SIO_CONNECT) {
-            char buf[512];
-            int n = snprintf(buf, sizeof buf, "44%.*s,{\"message\":\"Invalid namespace\"}",
-                             (int)(p.nsp_len > 256 ? 256 : p.nsp_len), p.nsp);
-            if (n > 0 && (size_t)n < sizeof buf)
-                conn_send(c, buf, (size_t)n);
+            /* The namespace is echoed whole: cutting it could split a
+             * UTF-8 sequence, and the client must recognise its own. */
+            static const char tail[] = ",{\"message\":\"Invalid namespace\"}";
+            size_t n = 2 + p.nsp_len + sizeof tail - 1;
+            char *buf = malloc(n);
+            if (!buf) {
+                conn_fail(c, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+                return;
+            }
+            memcpy(buf, "44", 2);
+            memcpy(buf + 2, p.nsp, p.nsp_len);
+            memcpy(buf + 2 + p.nsp_len, tail, sizeof tail - 1);
+            conn_send(c, buf, n);
+            free(buf);
         }
         return;
     }
@@ -856,6 +908,12 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     ws_conn *c = user;
     if (c->phase >= PH_CLOSING)
         return;
+    /* wslay has just queued a pong for a ping (or a close for a close):
+     * that output counts like ours.  A client that pings and never reads
+     * is cut off here, one message past the limit, since this callback
+     * runs for every message and closing stops the reading. */
+    if (conn_over_queue(c, 0))
+        return;
     if (arg->opcode == WSLAY_TEXT_FRAME)
         on_text(c, (const char *)arg->msg, arg->msg_length);
     else if (arg->opcode == WSLAY_BINARY_FRAME)
@@ -926,65 +984,23 @@ static void handle_publish(events_state *st, cd_request *req)
     const char *body = cd_request_body(req, &blen);
     if (!body) /* no body at all: still "not an object", without NULL + 0 */
         body = "", blen = 0;
-    const char *end = body + blen;
-    const char *rv, *rv_end, *ev, *ev_end, *av = NULL, *av_end = NULL;
-    char rname[CD_EVENTS_ROOM_MAX + 1], ename[16];
-    int rl;
-    if (cd_events__json_get(body, end, "room", &rv, &rv_end) < 0 ||
-        (rl = cd_events__json_string(rv, rv_end, rname, sizeof rname, NULL)) <= 0) {
-        cd_request_respond_error(req, 400, "expected a JSON object with \"room\" (a non-empty string of "
-                                           "at most 128 bytes), \"event\" (a string) and \"args\" (an array)");
+    cd_events_publish pub;
+    const char *why = NULL;
+    int rc = cd_events__publish_parse(body, blen, (size_t)st->conf->max_message_size, &pub, &why);
+    if (rc < 0) {
+        cd_request_respond_error(req, rc == -EMSGSIZE ? 413 : rc == -ENOMEM ? 503 : 400, why);
         return;
     }
-    int el = -1; /* -1 also when the name is longer than any reserved one */
-    if (cd_events__json_get(body, end, "event", &ev, &ev_end) < 0 || *ev != '"' ||
-        (el = cd_events__json_string(ev, ev_end, ename, sizeof ename, NULL)) == 0 ||
-        (el > 0 && reserved_event(ename))) {
-        cd_request_respond_error(req, 400, "\"event\" must be a non-empty string, not a name Socket.IO "
-                                           "reserves (connect, disconnect, ...)");
-        return;
-    }
-    int ra = cd_events__json_get(body, end, "args", &av, &av_end);
-    if (ra == 0 && *av != '[') {
-        cd_request_respond_error(req, 400, "\"args\" must be an array");
-        return;
-    }
-    /* "4" "2[" event ["," args-inner] "]" */
-    size_t inner = 0;
-    const char *in = NULL;
-    if (ra == 0) {
-        in = av + 1;
-        const char *close = av_end - 1; /* the ']' */
-        if (cd_events__json_ws(in, close) != close)
-            inner = (size_t)(close - in);
-    }
-    size_t len = 3 + (size_t)(ev_end - ev) + (inner ? 1 + inner : 0) + 1;
-    if (len > (size_t)st->conf->max_message_size) {
-        cd_request_respond_error(req, 413, "the event is larger than max_message_size");
-        return;
-    }
-    char *pkt = malloc(len);
-    if (!pkt) {
-        cd_request_respond_error(req, 503, "out of memory");
-        return;
-    }
-    size_t o = 0;
-    memcpy(pkt, "42[", 3), o = 3;
-    memcpy(pkt + o, ev, (size_t)(ev_end - ev)), o += (size_t)(ev_end - ev);
-    if (inner) {
-        pkt[o++] = ',';
-        memcpy(pkt + o, in, inner), o += inner;
-    }
-    pkt[o++] = ']';
-    const char *rooms[1] = {rname};
-    size_t lens[1] = {(size_t)rl};
-    int rc = broadcast(st, NULL, rooms, lens, 1, pkt, o);
-    free(pkt);
+    const char *rooms[1] = {pub.room};
+    size_t lens[1] = {pub.room_len};
+    rc = broadcast(st, NULL, rooms, lens, 1, pub.packet, pub.packet_len);
+    free(pub.packet);
     if (rc == -EAGAIN) {
         cd_request_respond_error(req, 503, "the bus is backed up; try again");
         return;
     }
     if (rc < 0) {
+        cd_info("events: publish to room of %zu bytes failed: %s", pub.room_len, strerror(-rc));
         cd_request_respond_error(req, 500, "publish failed");
         return;
     }
@@ -1074,35 +1090,32 @@ static int check_upgrade(events_state *st, cd_request *req, char accept[29])
     return 0;
 }
 
-/* Takes the connection from HTTP and starts the WebSocket session. */
-static void start_session(events_state *st, cd_request *req, const char *accept)
+/* Starts the WebSocket session on fd, which the caller hands over (closed
+ * here on failure): queues the 101 (accept is its Sec-WebSocket-Accept)
+ * and the Engine.IO open packet, then serves what the client already sent
+ * (pre, pre_len: malloc'd or NULL, owned from here on).  start_session()
+ * calls it after cd_request_upgrade(); the fuzz target
+ * (tests/fuzz/fuzz_events_ws.c) calls it with one end of a socketpair,
+ * which is why it takes the service rather than the state.  Returns 0 or
+ * -ENOMEM. */
+int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, char *pre, size_t pre_len)
 {
     static const struct wslay_event_callbacks cbs = {
         .recv_callback = ws_recv_cb,
         .send_callback = ws_send_cb,
         .on_msg_recv_callback = ws_msg_cb,
     };
+    events_state *st = svc->state;
     const cd_events_conf *conf = st->conf;
     struct ev_loop *loop = st->svc->loop;
     ws_conn *c = calloc(1, sizeof *c);
-    char *pre = malloc(UPGRADE_BUF);
     member **rooms = calloc((size_t)conf->max_rooms, sizeof *rooms);
-    if (!c || !pre || !rooms) {
+    if (!c || !rooms || wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+        close(fd);
         free(c);
         free(pre);
         free(rooms);
-        cd_request_respond_error(req, 503, "out of memory");
-        return;
-    }
-    size_t pre_len = 0;
-    int fd = cd_request_upgrade(req, pre, UPGRADE_BUF, &pre_len);
-    if (fd < 0 || wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        if (fd >= 0)
-            close(fd);
-        free(c);
-        free(pre);
-        free(rooms);
-        return;
+        return -ENOMEM;
     }
     /* Keep the early bytes only when there are some: most clients wait. */
     if (pre_len == 0) {
@@ -1147,6 +1160,27 @@ static void start_session(events_state *st, cd_request *req, const char *accept)
     if (c->pre && !c->dead)
         conn_read(c);
     conn_update(c);
+    return 0;
+}
+
+/* Takes the connection from HTTP and starts the WebSocket session. */
+static void start_session(events_state *st, cd_request *req, const char *accept)
+{
+    char *pre = malloc(UPGRADE_BUF);
+    if (!pre) {
+        cd_request_respond_error(req, 503, "out of memory");
+        return;
+    }
+    size_t pre_len = 0;
+    int fd = cd_request_upgrade(req, pre, UPGRADE_BUF, &pre_len);
+    if (fd < 0) {
+        free(pre);
+        return;
+    }
+    /* Out of memory from here on costs the client its connection: the
+     * HTTP side is gone, there is no one to write a 503. */
+    if (cd_events__adopt_fd(st->svc, fd, accept, pre, pre_len) < 0)
+        cd_info("events: out of memory starting a WebSocket session");
 }
 
 static void upgrade_unlink(events_state *st, pending_upgrade *u)
@@ -1223,6 +1257,14 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
     if (!st || !(st->buckets = calloc(64, sizeof *st->buckets))) {
         free(st);
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* getrandom() blocks only until the kernel's pool is first seeded,
+     * which has happened long before a worker starts. */
+    if (getrandom(st->hash_key, sizeof st->hash_key, 0) != (ssize_t)sizeof st->hash_key) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        free(st->buckets);
+        free(st);
         return -1;
     }
     st->nbuckets = 64;

@@ -43,17 +43,25 @@ typedef struct cd_events_conf {
 /* ---- JSON (RFC 8259), scanned in place ---- */
 
 /* Skips whitespace, then one complete JSON value, checking its syntax
- * (strings, escapes, numbers, literals, nesting up to `depth` levels).
+ * (strings, escapes, numbers, literals, nesting up to `depth` levels) and
+ * that its strings are valid UTF-8.
  * Returns a pointer just past the value, or NULL when [p, end) does not
  * start with a well-formed value. */
 const char *cd_events__json_skip(const char *p, const char *end, int depth);
+/* The length of the UTF-8 sequence at p (1 to 4), or 0 when [p, end)
+ * does not start with a valid one (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF, no truncation). */
+size_t cd_events__utf8_seq(const char *p, const char *end);
+/* Whether [p, p + len) is valid UTF-8. */
+int cd_events__utf8_valid(const char *p, size_t len);
 /* Skips JSON whitespace. */
 const char *cd_events__json_ws(const char *p, const char *end);
 /* Decodes the JSON string token at p (which must point at its opening
- * quote) into out as UTF-8, NUL-terminated.  Returns the decoded length, or
- * -1 when it is not a well-formed string, holds a NUL or a lone surrogate,
- * or does not fit in cap (including the NUL).  *next (if not NULL) is set
- * past the closing quote. */
+ * quote) into out as UTF-8, NUL-terminated.  Returns the decoded length;
+ * -EINVAL when it is not a well-formed string (invalid UTF-8 included) or
+ * holds a NUL or a lone surrogate; -E2BIG when it is well-formed but does
+ * not fit in cap (including the NUL).  *next (if not NULL) is set past the
+ * closing quote on success. */
 int cd_events__json_string(const char *p, const char *end, char *out, size_t cap, const char **next);
 /* Finds `key` among the members of the JSON object at p (after whitespace).
  * On success sets [*val, *val_end) to the raw value and returns 0; returns
@@ -108,6 +116,46 @@ typedef struct cd_sio_packet {
  * binary frames, which this server does not take); -EPROTO for anything
  * malformed or a type a client never sends (CONNECT_ERROR). */
 int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p);
+
+/* Whether name is one Socket.IO reserves (connect, disconnect, ...): a
+ * client receiving it as an event would take it for a lifecycle event of
+ * its own socket. */
+int cd_events__reserved_event(const char *name);
+
+/* ---- POST {route}/publish ---- */
+
+typedef struct cd_events_publish {
+    char room[CD_EVENTS_ROOM_MAX + 1]; /* decoded, NUL-terminated */
+    size_t room_len;
+    char *packet; /* malloc'd Engine.IO text "42[" event ["," args] "]"; free() it */
+    size_t packet_len;
+} cd_events_publish;
+
+/* Parses and checks a publish body: valid UTF-8 throughout, one JSON
+ * object and nothing after it but whitespace, with "room" (a non-empty
+ * string of at most CD_EVENTS_ROOM_MAX bytes), "event" (a non-empty string
+ * Socket.IO does not reserve) and optionally "args" (an array); other
+ * members are ignored.  Builds the packet every member of the room gets.
+ * Returns 0; -EINVAL (bad body), -EMSGSIZE (packet over max_len) or
+ * -ENOMEM, with a reason for the client in *why (no internals). */
+int cd_events__publish_parse(const char *body, size_t len, size_t max_len, cd_events_publish *out,
+                             const char **why);
+
+/* ---- sessions (events.c) ---- */
+
+struct cd_service;
+/* Starts a WebSocket session on fd, an upgraded connection the caller
+ * hands over (closed on failure): writes the 101 with Sec-WebSocket-Accept
+ * `accept`, then serves the client, starting with its bytes already read
+ * (pre: malloc'd or NULL, owned by the callee).  Worker, loop thread; the
+ * HTTP upgrade path and the fuzz target use it.  Returns 0 or -ENOMEM. */
+int cd_events__adopt_fd(struct cd_service *svc, int fd, const char *accept, char *pre, size_t pre_len);
+
+/* ---- the room table's hash (events_hash.c) ---- */
+
+/* SipHash-2-4 of [data, data + len) under a 128-bit key (the reference
+ * algorithm, so its published test vectors apply). */
+uint64_t cd_events__siphash(const unsigned char key[16], const void *data, size_t len);
 
 /* ---- room broadcasts on the bus ----
  *

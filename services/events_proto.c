@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -40,7 +41,59 @@ static long hex4(const char *p, const char *end)
     return v;
 }
 
-/* p at the opening quote; returns past the closing quote or NULL. */
+size_t cd_events__utf8_seq(const char *p, const char *end)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    size_t avail = (size_t)(end - p);
+    if (avail == 0)
+        return 0;
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    /* RFC 3629 table 4: the second byte's range depends on the first;
+     * that excludes overlong forms, surrogates and anything past U+10FFFF. */
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (avail < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+int cd_events__utf8_valid(const char *p, size_t len)
+{
+    const char *end = p + len;
+    while (p < end) {
+        size_t n = cd_events__utf8_seq(p, end);
+        if (!n)
+            return 0;
+        p += n;
+    }
+    return 1;
+}
+
+/* p at the opening quote; returns past the closing quote or NULL.  The
+ * raw bytes must be UTF-8 (RFC 8259 section 8.1): what the scanner accepts
+ * may go to clients inside WebSocket text frames. */
 static const char *skip_string(const char *p, const char *end)
 {
     p++;
@@ -50,6 +103,13 @@ static const char *skip_string(const char *p, const char *end)
             return p + 1;
         if (c < 0x20)
             return NULL;
+        if (c >= 0x80) {
+            size_t n = cd_events__utf8_seq(p, end);
+            if (!n)
+                return NULL;
+            p += n;
+            continue;
+        }
         if (c != '\\') {
             p++;
             continue;
@@ -183,21 +243,28 @@ static size_t put_utf8(char *out, unsigned long cp)
 int cd_events__json_string(const char *p, const char *end, char *out, size_t cap, const char **next)
 {
     size_t o = 0;
+    int too_long = 0;
     if (p >= end || *p != '"' || cap == 0)
-        return -1;
+        return -EINVAL;
     p++;
     while (p < end && *p != '"') {
         unsigned char c = (unsigned char)*p;
         char tmp[4];
         size_t n = 1;
         if (c < 0x20)
-            return -1;
-        if (c != '\\') {
+            return -EINVAL;
+        if (c >= 0x80) {
+            n = cd_events__utf8_seq(p, end);
+            if (!n)
+                return -EINVAL;
+            memcpy(tmp, p, n);
+            p += n;
+        } else if (c != '\\') {
             tmp[0] = (char)c;
             p++;
         } else {
             if (++p >= end)
-                return -1;
+                return -EINVAL;
             char e = *p++;
             switch (e) {
             case '"': case '\\': case '/': tmp[0] = e; break;
@@ -209,14 +276,14 @@ int cd_events__json_string(const char *p, const char *end, char *out, size_t cap
             case 'u': {
                 long cp = hex4(p, end);
                 if (cp <= 0) /* malformed, or U+0000: names are C strings */
-                    return -1;
+                    return -EINVAL;
                 p += 4;
                 if (cp >= 0xDC00 && cp <= 0xDFFF)
-                    return -1;
+                    return -EINVAL;
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
                     if (lo < 0xDC00 || lo > 0xDFFF)
-                        return -1;
+                        return -EINVAL;
                     p += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
@@ -224,17 +291,23 @@ int cd_events__json_string(const char *p, const char *end, char *out, size_t cap
                 break;
             }
             default:
-                return -1;
+                return -EINVAL;
             }
         }
+        /* Too long: keep checking the rest, so a malformed string is
+         * -EINVAL whatever its length. */
         if (o + n >= cap)
-            return -1;
-        memcpy(out + o, tmp, n);
-        o += n;
+            too_long = 1;
+        if (!too_long) {
+            memcpy(out + o, tmp, n);
+            o += n;
+        }
     }
     if (p >= end)
-        return -1;
+        return -EINVAL;
     out[o] = '\0';
+    if (too_long)
+        return -E2BIG;
     if (next)
         *next = p + 1;
     return (int)o;
@@ -244,22 +317,27 @@ int cd_events__json_get(const char *p, const char *end, const char *key, const c
                         const char **val_end)
 {
     int found = 0;
+    size_t klen = strlen(key);
     /* The whole object is checked first, so a malformed tail after the key
-     * is still refused. */
+     * is still refused, and the walk below can trust its syntax. */
     const char *obj_end = cd_events__json_skip(p, end, CD_EVENTS_JSON_DEPTH);
     p = cd_events__json_ws(p, end);
     if (!obj_end || *p != '{')
         return -EINVAL;
-    p = cd_events__json_ws(p + 1, end);
+    p = cd_events__json_ws(p + 1, obj_end);
     if (*p == '}')
         return -ENOENT;
     for (;;) {
+        /* A member name may hold anything JSON allows (a NUL, a lone
+         * surrogate, any length) and still be skipped: it just is not the
+         * key asked for.  Only the raw token is walked here. */
         char name[256];
-        int n = cd_events__json_string(p, obj_end, name, sizeof name, &p);
-        p = cd_events__json_ws(p, obj_end);
+        const char *name_end = skip_string(p, obj_end);
+        int n = klen < sizeof name ? cd_events__json_string(p, name_end, name, sizeof name, NULL) : -E2BIG;
+        p = cd_events__json_ws(name_end, obj_end);
         p = cd_events__json_ws(p + 1, obj_end); /* the ':' */
         const char *v_end = cd_events__json_skip(p, obj_end, CD_EVENTS_JSON_DEPTH);
-        if (!found && n >= 0 && (size_t)n == strlen(key) && memcmp(name, key, (size_t)n) == 0) {
+        if (!found && n >= 0 && (size_t)n == klen && memcmp(name, key, klen) == 0) {
             *val = p;
             *val_end = v_end;
             found = 1;
@@ -391,6 +469,92 @@ int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p)
         return 0;
     }
     }
+}
+
+int cd_events__reserved_event(const char *name)
+{
+    static const char *const names[] = {"connect", "connect_error", "disconnect", "disconnecting",
+                                        "newListener", "removeListener"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- POST {route}/publish ---- */
+
+int cd_events__publish_parse(const char *body, size_t len, size_t max_len, cd_events_publish *out,
+                             const char **why)
+{
+    static const char shape[] = "expected a JSON object with \"room\" (a non-empty string of at most 128 bytes), "
+                                "\"event\" (a string) and \"args\" (an array)";
+    const char *end = body + len;
+    const char *rv, *rv_end, *ev, *ev_end, *av = NULL, *av_end = NULL;
+    char ename[16];
+
+    memset(out, 0, sizeof *out);
+    /* The whole body, not just the members used: it is one JSON text. */
+    if (!cd_events__utf8_valid(body, len)) {
+        *why = "the body is not valid UTF-8";
+        return -EINVAL;
+    }
+    const char *obj_end = cd_events__json_skip(body, end, CD_EVENTS_JSON_DEPTH);
+    if (!obj_end || cd_events__json_ws(obj_end, end) != end) {
+        *why = shape;
+        return -EINVAL;
+    }
+    int rl;
+    if (cd_events__json_get(body, end, "room", &rv, &rv_end) < 0 ||
+        (rl = cd_events__json_string(rv, rv_end, out->room, sizeof out->room, NULL)) <= 0) {
+        *why = shape;
+        return -EINVAL;
+    }
+    out->room_len = (size_t)rl;
+    /* Names longer than any reserved one do not fit ename (-E2BIG), nor
+     * do names with a NUL or a lone surrogate (-EINVAL): none is reserved,
+     * and all are JSON a client can take. */
+    int el = -EINVAL;
+    if (cd_events__json_get(body, end, "event", &ev, &ev_end) < 0 || *ev != '"' ||
+        (el = cd_events__json_string(ev, ev_end, ename, sizeof ename, NULL)) == 0 ||
+        (el > 0 && cd_events__reserved_event(ename))) {
+        *why = "\"event\" must be a non-empty string, not a name Socket.IO reserves (connect, disconnect, ...)";
+        return -EINVAL;
+    }
+    int ra = cd_events__json_get(body, end, "args", &av, &av_end);
+    if (ra == 0 && *av != '[') {
+        *why = "\"args\" must be an array";
+        return -EINVAL;
+    }
+    /* "42[" event ["," args-inner] "]" */
+    size_t inner = 0;
+    const char *in = NULL;
+    if (ra == 0) {
+        in = av + 1;
+        const char *close = av_end - 1; /* the ']' */
+        if (cd_events__json_ws(in, close) != close)
+            inner = (size_t)(close - in);
+    }
+    size_t plen = 3 + (size_t)(ev_end - ev) + (inner ? 1 + inner : 0) + 1;
+    if (plen > max_len) {
+        *why = "the event is larger than max_message_size";
+        return -EMSGSIZE;
+    }
+    char *pkt = malloc(plen);
+    if (!pkt) {
+        *why = "out of memory";
+        return -ENOMEM;
+    }
+    size_t o = 0;
+    memcpy(pkt, "42[", 3), o = 3;
+    memcpy(pkt + o, ev, (size_t)(ev_end - ev)), o += (size_t)(ev_end - ev);
+    if (inner) {
+        pkt[o++] = ',';
+        memcpy(pkt + o, in, inner), o += inner;
+    }
+    pkt[o++] = ']';
+    out->packet = pkt;
+    out->packet_len = o;
+    return 0;
 }
 
 /* ---- room broadcasts ---- */

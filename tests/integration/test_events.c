@@ -598,3 +598,246 @@ Test(events, graceful_stop_sends_going_away)
     srv.pid = 0;
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
 }
+
+/* ---- hardening (issue 9) ---- */
+
+/* The one worker's pid (the tests below run with -w 1). */
+static pid_t only_worker(void)
+{
+    pid_t w[4];
+    cr_assert_eq(th_workers(&srv, w, 4), 1);
+    return w[0];
+}
+
+/* POST {route}/publish; returns the status, the body in why (if not NULL). */
+static int publish(const char *body, char *why, size_t cap)
+{
+    th_response r;
+    th_http(&r, srv.port, "POST", "/socket.io/publish", body, 3000);
+    int status = r.status;
+    if (why && cap)
+        snprintf(why, cap, "%s", r.body ? r.body : "");
+    th_response_free(&r);
+    return status;
+}
+
+/* Keys the JSON key decoder refuses (a NUL, longer than its 255-byte
+ * buffer, a lone surrogate) once took the decoder's NULL into the scanner:
+ * SIGSEGV.  Each is an object without "room", so 400; the worker lives. */
+Test(events, publish_with_undecodable_keys_answers_400_and_the_worker_survives)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    pid_t before = only_worker();
+    char longkey[400];
+    snprintf(longkey, sizeof longkey, "{\"%0300d\":1}", 0);
+    const char *bodies[] = {
+        "{\"\\u0000\":1}",
+        " { \"\\u0000\" : 1 } ",
+        longkey,
+        "{\"\\ud800\":1}",
+        "{\"\\udc00x\":1}",
+        "{\"\\ud800\\u0041\":1}",
+        "{\"\\u0000\":1,\"room\":\"r\"}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char why[512] = "";
+        int st = publish(bodies[i], why, sizeof why);
+        cr_expect_eq(st, 400, "body %zu (%.40s): status %d %s", i, bodies[i], st, why);
+        pid_t w[4];
+        cr_assert_eq(th_workers(&srv, w, 4), 1);
+        cr_assert_eq(w[0], before, "the worker died on body %zu (%.40s)", i, bodies[i]);
+    }
+    /* Unknown keys the decoder cannot hold are still just unknown keys. */
+    char body[600];
+    snprintf(body, sizeof body, "{\"room\":\"r\",\"event\":\"e\",\"%0300d\":1,\"\\u0000\":2,\"\\udfff\":3}", 0);
+    cr_expect_eq(publish(body, NULL, 0), 202);
+    cr_expect_eq(only_worker(), before);
+    cr_expect_eq(publish("{\"room\":\"r\",\"event\":\"e\"}", NULL, 0), 202);
+}
+
+/* Invalid UTF-8 anywhere in the body is refused (a text frame carrying it
+ * makes RFC 6455 clients drop the connection); a member of the room gets
+ * none of it, then the valid event, intact. */
+Test(events, publish_with_invalid_utf8_answers_400_and_relays_nothing)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    int fd = sio_open();
+    char buf[512];
+    ws_text(fd, "421[\"join\",\"r\"]");
+    cr_assert_gt(ws_expect(fd, "431[{\"ok\":true", buf, sizeof buf, 3000), 0);
+    const char *bodies[] = {
+        "{\"room\":\"r\",\"event\":\"a\xff\"}",
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"\xc3\x28\"]}",
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[{\"k\":\"\xc0\xaf\"}]}",        /* overlong '/' */
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"\xed\xa0\x80\"]}",            /* a surrogate */
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"\xf4\x90\x80\x80\"]}",        /* above U+10FFFF */
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"\xe2\x82\"]}",                /* truncated */
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[1],\"k\xff\":1}",             /* a key */
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[1]} \xff",                    /* after the object */
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char why[512] = "";
+        int st = publish(bodies[i], why, sizeof why);
+        cr_expect_eq(st, 400, "body %zu: status %d %s", i, st, why);
+        cr_expect(strstr(why, "UTF-8") || strstr(why, "JSON"), "body %zu: reason %s", i, why);
+    }
+    cr_expect_eq(publish("{\"room\":\"r\",\"event\":\"ok\",\"args\":[\"h\xc3\xa9llo \xf0\x9f\x98\x80\"]}", NULL, 0),
+                 202);
+    int op;
+    long n = ws_read(fd, &op, buf, sizeof buf, 3000);
+    cr_expect(n > 0 && op == 1 && strcmp(buf, "42[\"ok\",\"h\xc3\xa9llo \xf0\x9f\x98\x80\"]") == 0,
+              "first frame after the refused bodies: op %d %s", op, buf);
+    close(fd);
+}
+
+/* A room name within the limit is acknowledged however long its JSON
+ * token (here every byte escaped: 770 bytes for 128); one over the limit
+ * gets an explicit error ack, not silence. */
+Test(events, join_acks_long_room_names_and_refuses_names_over_the_limit)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    int fd = sio_open();
+    char room[128 * 6 + 1], msg[1024], buf[2048];
+    for (int i = 0; i < 128; i++)
+        memcpy(room + 6 * i, "\\u0061", 6);
+    room[128 * 6] = '\0';
+    snprintf(msg, sizeof msg, "421[\"join\",\"%s\"]", room);
+    ws_text(fd, msg);
+    cr_expect_gt(ws_expect(fd, "431[{\"ok\":true,\"room\":\"\\u0061", buf, sizeof buf, 3000), 0,
+                 "no ack for a 128-byte room name");
+    snprintf(msg, sizeof msg, "422[\"whoami\"]");
+    ws_text(fd, msg);
+    cr_expect_gt(ws_expect(fd, "432[{\"sid\":", buf, sizeof buf, 3000), 0);
+    cr_expect(strstr(buf, "\"rooms\":1"), "%s", buf);
+    /* The same room by its plain name: already a member, still acked. */
+    char plain[200];
+    memset(plain, 'a', 128);
+    plain[128] = '\0';
+    snprintf(msg, sizeof msg, "423[\"leave\",\"%s\"]", plain);
+    ws_text(fd, msg);
+    cr_expect_gt(ws_expect(fd, "433[{\"ok\":true", buf, sizeof buf, 3000), 0);
+    /* 129 bytes: over CD_EVENTS_ROOM_MAX. */
+    memset(plain, 'b', 129);
+    plain[129] = '\0';
+    snprintf(msg, sizeof msg, "424[\"join\",\"%s\"]", plain);
+    ws_text(fd, msg);
+    cr_expect_gt(ws_expect(fd, "434[{\"ok\":false,\"error\":\"", buf, sizeof buf, 3000), 0,
+                 "no error ack for a 129-byte room name");
+    cr_expect(strstr(buf, "128"), "the error names the limit: %s", buf);
+    snprintf(msg, sizeof msg, "425[\"join\",\"%s%s\"]", room, "\\u0062");
+    ws_text(fd, msg);
+    cr_expect_gt(ws_expect(fd, "435[{\"ok\":false,\"error\":\"", buf, sizeof buf, 3000), 0,
+                 "no error ack for an escaped 129-byte room name");
+    cr_expect(sio_alive(fd, 6));
+    close(fd);
+}
+
+/* Peak resident memory of pid in kB (VmHWM), or -1. */
+static long vm_hwm_kb(pid_t pid)
+{
+    char p[64], line[256];
+    long kb = -1;
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* Sends masked ping frames with `payload` bytes each, round and round,
+ * without reading, until `target` bytes are out, the server stops reading
+ * (no progress for 5 s) or the connection fails.  Then reads until EOF or
+ * reset (15 s at most).  Returns the bytes sent; *closed says whether the
+ * server closed the connection. */
+static size_t ping_flood(int fd, size_t payload, size_t target, int *closed)
+{
+    size_t frame = 2 + 4 + payload, nframes = 65536 / frame;
+    unsigned char *frames = malloc(frame * nframes);
+    for (size_t f = 0; f < nframes; f++) {
+        unsigned char *h = frames + f * frame;
+        h[0] = 0x89;
+        h[1] = (unsigned char)(0x80 | payload); /* control frames carry at most 125 bytes */
+        memcpy(h + 2, "\x12\x34\x56\x78", 4);
+        for (size_t i = 0; i < payload; i++)
+            h[6 + i] = (unsigned char)('p' ^ h[2 + (i & 3)]);
+    }
+    size_t all = frame * nframes, sent = 0, off = 0;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    long long t0 = th_now_ms(), last_progress = t0;
+    int err = 0;
+    while (sent < target && th_now_ms() - t0 < 60000 && th_now_ms() - last_progress < 5000) {
+        ssize_t n = send(fd, frames + off, all - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            off = (off + (size_t)n) % all;
+            last_progress = th_now_ms();
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            poll(&p, 1, 100);
+        } else {
+            err = errno;
+            break;
+        }
+    }
+    free(frames);
+    fprintf(stderr, "ping flood (%zu-byte payloads): sent %zu bytes in %lld ms, then %s\n", payload, sent,
+            th_now_ms() - t0, err ? strerror(err) : sent >= target ? "all sent" : "the server stopped reading");
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *closed = 0;
+    long long t1 = th_now_ms();
+    static char junk[65536];
+    while (th_now_ms() - t1 < 15000) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 500) != 1)
+            continue;
+        if (recv(fd, junk, sizeof junk, 0) <= 0) {
+            *closed = 1;
+            break;
+        }
+    }
+    return sent;
+}
+
+/* Clients that send WebSocket pings and never read: every pong wslay
+ * queues counts against max_send_queue, with its bookkeeping, so the
+ * worker cuts them off instead of holding ~1.7x what they send (far more
+ * for empty pings).  The peak RSS (VmHWM) is the measure: it sees any
+ * transient growth.  Under ASan the quarantine would keep the churn of
+ * freed buffers, so it is off for this server. */
+Test(events, ping_flood_without_reading_is_cut_off_and_memory_stays_bounded, .timeout = 180)
+{
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=0", asan ? asan : "", asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "max_send_queue = 256k\nmax_message_size = 64k\n"), 0);
+    pid_t worker = only_worker();
+    int bystander = sio_open();
+    cr_assert(sio_alive(bystander, 1));
+    long hwm0 = vm_hwm_kb(worker);
+    cr_assert_gt(hwm0, 0);
+
+    struct {
+        size_t payload, target;
+    } floods[] = {{0, 2u << 20}, {125, 20u << 20}};
+    for (size_t i = 0; i < sizeof floods / sizeof floods[0]; i++) {
+        int fd = sio_open(), closed;
+        size_t sent = ping_flood(fd, floods[i].payload, floods[i].target, &closed);
+        close(fd);
+        long hwm1 = vm_hwm_kb(worker);
+        fprintf(stderr, "  worker VmHWM %ld -> %ld kB\n", hwm0, hwm1);
+        cr_expect(closed, "flood %zu: the flooding client's connection stayed open", i);
+        /* 256k of queue and one read budget of pings in flight: far below
+         * the bytes a flood sends when nothing stops it. */
+        cr_expect_lt((hwm1 - hwm0) * 1024L, (long)(floods[i].target / 4),
+                     "flood %zu: the worker grew by %ld kB for %zu bytes of pings", i, hwm1 - hwm0, sent);
+        cr_expect(sio_alive(bystander, 2 + (int)i), "the bystander was not served after flood %zu", i);
+    }
+    cr_expect(th_log_contains(&srv, "send queue full", 2000), "no log line for the cut-off clients");
+    cr_expect_eq(only_worker(), worker);
+    close(bystander);
+}

@@ -6,6 +6,8 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "services/events.h"
@@ -53,12 +55,15 @@ Test(events_json, decodes_strings)
     cr_assert_eq(n, 1 + 2 + 4 + 1);
     cr_expect_str_eq(out, "a\xc3\xa9\xf0\x9f\x98\x80\n");
     cr_expect_str_eq(next, " rest");
-    /* Lone surrogates, NUL, overflow, unterminated. */
-    const char *bad[] = {"\"\\ud83d\"", "\"\\ude00\"", "\"\\u0000\"", "\"0123456789012345678901234567890123\"",
-                         "\"abc"};
+    /* Lone surrogates, NUL, invalid UTF-8, unterminated: -EINVAL, even
+     * when also too long; well-formed but too long: -E2BIG. */
+    const char *bad[] = {"\"\\ud83d\"", "\"\\ude00\"", "\"\\u0000\"", "\"abc", "\"a\xff\"", "\"\xc3\"",
+                         "\"0123456789012345678901234567890123\\ud800\"", "\"0123456789012345678901234567890123"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_expect_eq(cd_events__json_string(bad[i], bad[i] + strlen(bad[i]), out, sizeof out, NULL), -1,
+        cr_expect_eq(cd_events__json_string(bad[i], bad[i] + strlen(bad[i]), out, sizeof out, NULL), -EINVAL,
                      "%s", bad[i]);
+    const char *big = "\"0123456789012345678901234567890123\"";
+    cr_expect_eq(cd_events__json_string(big, big + strlen(big), out, sizeof out, NULL), -E2BIG);
 }
 
 Test(events_json, gets_object_members)
@@ -177,4 +182,144 @@ Test(events_bcast, round_trips)
         cr_expect_eq(cd_events__bcast_decode(buf, (size_t)cut, &b), -EINVAL, "cut at %ld", cut);
     buf[0] = 'X';
     cr_expect_eq(cd_events__bcast_decode(buf, (size_t)n, &b), -EINVAL);
+}
+
+/* Members whose names the key decoder refuses (a NUL, longer than its
+ * buffer, a lone surrogate) are skipped, not followed into a NULL: this
+ * once crashed the worker on POST /publish {"\u0000":1}. */
+Test(events_json, get_skips_members_whose_names_do_not_decode)
+{
+    char longkey[400];
+    snprintf(longkey, sizeof longkey, "{\"%0300d\":1,\"room\":\"r\"}", 0);
+    const char *objs[] = {"{\"\\u0000\":1,\"room\":\"r\"}", "{\"\\ud800\":[1,2],\"room\":\"r\"}",
+                          "{\"\\udc00x\":{\"a\":1},\"room\":\"r\"}", longkey};
+    for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++) {
+        const char *v = NULL, *ve = NULL, *end = objs[i] + strlen(objs[i]);
+        cr_expect_eq(cd_events__json_get(objs[i], end, "room", &v, &ve), 0, "%s", objs[i]);
+        cr_expect(v && ve - v == 3 && memcmp(v, "\"r\"", 3) == 0, "%s", objs[i]);
+        cr_expect_eq(cd_events__json_get(objs[i], end, "nope", &v, &ve), -ENOENT, "%s", objs[i]);
+    }
+    const char *lone = "{\"\\u0000\":1}";
+    const char *v, *ve;
+    cr_expect_eq(cd_events__json_get(lone, lone + strlen(lone), "room", &v, &ve), -ENOENT);
+}
+
+Test(events_json, strings_must_be_valid_utf8)
+{
+    const char *ok[] = {"\"\xc3\xa9\"", "\"\xe2\x82\xac\"", "\"\xf0\x9f\x98\x80\"", "\"\xef\xbf\xbf\"",
+                        "\"\xf4\x8f\xbf\xbf\""};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        cr_expect(json_ok(ok[i]), "refused: %s", ok[i]);
+    const char *bad[] = {"\"\xff\"",         "\"\xc3\x28\"",     "\"\xc0\xaf\"",     "\"\xc1\xbf\"",
+                         "\"\xe0\x80\xaf\"", "\"\xed\xa0\x80\"", "\"\xed\xbf\xbf\"", "\"\xf0\x80\x80\xaf\"",
+                         "\"\xf4\x90\x80\x80\"", "\"\xf5\x80\x80\x80\"", "\"\xe2\x82\"", "\"\x80\"",
+                         "[\"a\",\"\xfe\"]", "{\"k\xff\":1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect(!json_ok(bad[i]), "accepted: %s", bad[i]);
+    cr_expect(cd_events__utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11));
+    cr_expect(!cd_events__utf8_valid("\xf0\x9f\x98", 3));
+}
+
+/* ---- publish bodies ---- */
+
+static int pub(const char *body, cd_events_publish *out, const char **why)
+{
+    return cd_events__publish_parse(body, strlen(body), 1000, out, why);
+}
+
+Test(events_publish, builds_the_packet)
+{
+    cd_events_publish p;
+    const char *why = NULL;
+    cr_assert_eq(pub(" {\"room\":\"r\\u00e9\",\"event\":\"chat\",\"args\":[1, {\"a\":\"\xc3\xa9\"}] } ", &p, &why), 0,
+                 "%s", why);
+    cr_expect_str_eq(p.room, "r\xc3\xa9");
+    cr_expect_eq(p.room_len, 3);
+    cr_expect(p.packet_len == strlen("42[\"chat\",1, {\"a\":\"\xc3\xa9\"}]") &&
+                  memcmp(p.packet, "42[\"chat\",1, {\"a\":\"\xc3\xa9\"}]", p.packet_len) == 0,
+              "%.*s", (int)p.packet_len, p.packet);
+    free(p.packet);
+    cr_assert_eq(pub("{\"room\":\"r\",\"event\":\"e\",\"args\":[ ]}", &p, &why), 0);
+    cr_expect(p.packet_len == 7 && memcmp(p.packet, "42[\"e\"]", 7) == 0, "%.*s", (int)p.packet_len, p.packet);
+    free(p.packet);
+    /* Unknown members, whatever their names, are ignored. */
+    cr_assert_eq(pub("{\"\\u0000\":1,\"room\":\"r\",\"\\ud800\":2,\"event\":\"e\"}", &p, &why), 0);
+    free(p.packet);
+}
+
+Test(events_publish, refuses_bad_bodies_with_a_reason)
+{
+    const char *bad[] = {
+        "",
+        "{\"\\u0000\":1}",
+        "{\"\\ud800\":1}",
+        "[1]",
+        "{\"room\":\"r\",\"event\":\"e\"} x",
+        "{\"room\":\"r\",\"event\":\"e\"}{}",
+        "{\"room\":\"\",\"event\":\"e\"}",
+        "{\"room\":1,\"event\":\"e\"}",
+        "{\"room\":\"r\",\"event\":\"\"}",
+        "{\"room\":\"r\",\"event\":1}",
+        "{\"room\":\"r\",\"event\":\"disconnect\"}",
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":{}}",
+        "{\"room\":\"r\",\"event\":\"a\xff\"}",
+        "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"\xed\xa0\x80\"]}",
+        "{\"room\":\"r\",\"event\":\"e\",\"k\xc0\xaf\":1}",
+        "{\"room\":\"r\",\"event\":\"e\"}\xff",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cd_events_publish p;
+        const char *why = NULL;
+        cr_expect_eq(pub(bad[i], &p, &why), -EINVAL, "accepted: %s", bad[i]);
+        cr_expect(why && *why, "no reason for %s", bad[i]);
+        cr_expect_null(p.packet);
+    }
+    char room[200];
+    snprintf(room, sizeof room, "{\"room\":\"%0129d\",\"event\":\"e\"}", 0);
+    cd_events_publish p;
+    const char *why;
+    cr_expect_eq(pub(room, &p, &why), -EINVAL, "a 129-byte room");
+    char big[1200];
+    snprintf(big, sizeof big, "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"%01000d\"]}", 0);
+    cr_expect_eq(pub(big, &p, &why), -EMSGSIZE);
+}
+
+/* ---- the room table's hash ---- */
+
+Test(events_hash, siphash24_matches_the_reference_vectors)
+{
+    /* From the SipHash paper (appendix A) and its reference code's
+     * vectors: key 00..0f, messages 00..(n-1). */
+    unsigned char key[16], msg[64];
+    for (int i = 0; i < 16; i++)
+        key[i] = (unsigned char)i;
+    for (int i = 0; i < 64; i++)
+        msg[i] = (unsigned char)i;
+    cr_expect_eq(cd_events__siphash(key, msg, 0), 0x726fdb47dd0e0e31ULL);
+    cr_expect_eq(cd_events__siphash(key, msg, 1), 0x74f839c593dc67fdULL);
+    cr_expect_eq(cd_events__siphash(key, msg, 8), 0x93f5f5799a932462ULL);
+    cr_expect_eq(cd_events__siphash(key, msg, 15), 0xa129ca6149be45e5ULL);
+    cr_expect_eq(cd_events__siphash(key, msg, 63), 0x958a324ceb064572ULL);
+}
+
+Test(events_hash, same_name_same_hash_and_the_key_changes_it)
+{
+    unsigned char k1[16] = {1}, k2[16] = {2};
+    const char *names[] = {"", "a", "room1", "a much longer room name, past several blocks"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t l = strlen(names[i]);
+        cr_expect_eq(cd_events__siphash(k1, names[i], l), cd_events__siphash(k1, names[i], l));
+        cr_expect_neq(cd_events__siphash(k1, names[i], l), cd_events__siphash(k2, names[i], l), "%s", names[i]);
+    }
+    /* Names FNV-1a would not tell apart by bucket are spread: with a
+     * 64-bucket table, 4096 names fill every bucket. */
+    int used[64] = {0}, nused = 0;
+    for (int i = 0; i < 4096; i++) {
+        char n[32];
+        int l = snprintf(n, sizeof n, "r%d", i);
+        size_t b = cd_events__siphash(k1, n, (size_t)l) & 63;
+        nused += !used[b];
+        used[b] = 1;
+    }
+    cr_expect_eq(nused, 64);
 }

@@ -1,0 +1,151 @@
+/*
+ * fuzz_events_proto.c - the events service's pure codecs
+ * (services/events_proto.c): the JSON scanner and string decoder, member
+ * lookup, Socket.IO packet parsing, the WebSocket header helpers and the
+ * bus's room-broadcast framing.  Every input goes through all of them.
+ *
+ * Besides "no crash, no out-of-bounds read", the invariants the service
+ * relies on:
+ *   - an accepted JSON value's span lies within the input, and scanning
+ *     that span alone accepts exactly it again;
+ *   - a decoded string is valid UTF-8 without NUL, fits its buffer, and
+ *     ends where the scanner says the token ends;
+ *   - a parsed EVENT's name and arguments lie within the packet, and the
+ *     packet the service relays for it ("2[" name ["," args] "]") parses
+ *     again to the same name and arguments;
+ *   - a decoded broadcast re-encodes to the same bytes.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/events.h"
+
+#define CHECK(x)                                                                                             \
+    do {                                                                                                     \
+        if (!(x))                                                                                            \
+            abort();                                                                                         \
+    } while (0)
+
+static void check_json(const char *s, const char *end)
+{
+    const char *e = cd_events__json_skip(s, end, CD_EVENTS_JSON_DEPTH);
+    if (!e)
+        return;
+    CHECK(e > s && e <= end);
+    CHECK(cd_events__json_skip(s, e, CD_EVENTS_JSON_DEPTH) == e);
+    const char *v = cd_events__json_ws(s, e);
+    CHECK(cd_events__json_skip(v, e, CD_EVENTS_JSON_DEPTH) == e);
+    /* What the scanner accepts may go to clients in text frames. */
+    CHECK(cd_events__utf8_valid(v, (size_t)(e - v)));
+    if (*v == '"') {
+        char out[64];
+        const char *next = NULL;
+        int n = cd_events__json_string(v, e, out, sizeof out, &next);
+        CHECK(n >= 0 || n == -EINVAL || n == -E2BIG);
+        if (n >= 0) {
+            CHECK((size_t)n < sizeof out && out[n] == '\0' && strlen(out) == (size_t)n);
+            CHECK(next == e);
+            CHECK(cd_events__utf8_valid(out, (size_t)n));
+        }
+    }
+    static const char *const keys[] = {"room", "event", "args", ""};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const char *val = NULL, *val_end = NULL;
+        int rc = cd_events__json_get(s, end, keys[k], &val, &val_end);
+        CHECK(rc == 0 || rc == -ENOENT || rc == -EINVAL);
+        CHECK(rc != -EINVAL || *v != '{'); /* a well-formed object is never -EINVAL */
+        if (rc == 0) {
+            CHECK(*v == '{' && val >= s && val < val_end && val_end <= e);
+            CHECK(cd_events__json_skip(val, val_end, CD_EVENTS_JSON_DEPTH) == val_end);
+        }
+    }
+}
+
+static void check_sio(const char *s, size_t len)
+{
+    cd_sio_packet p;
+    int rc = cd_events__sio_parse(s, len, &p);
+    CHECK(rc == 0 || rc == -EPROTO || rc == -ENOTSUP);
+    if (rc != 0)
+        return;
+    const char *end = s + len;
+    CHECK(p.type >= CD_SIO_CONNECT && p.type <= CD_SIO_ACK);
+    CHECK(!p.data || (p.data >= s && p.data + p.data_len == end));
+    CHECK(p.nsp_len >= 1);
+    if (p.type != CD_SIO_EVENT)
+        return;
+    CHECK(p.name >= s && p.name + p.name_len <= end && p.name_len >= 2 && p.name[0] == '"');
+    CHECK(p.args >= p.name + p.name_len && p.args + p.args_len <= end);
+    /* The relayed packet, built the way on_event builds it. */
+    size_t rl = 2 + p.name_len + 1 + p.args_len + 1;
+    char *r = malloc(rl);
+    CHECK(r);
+    size_t o = 0;
+    memcpy(r, "2[", 2), o = 2;
+    memcpy(r + o, p.name, p.name_len), o += p.name_len;
+    if (p.args_len) {
+        r[o++] = ',';
+        memcpy(r + o, p.args, p.args_len), o += p.args_len;
+    }
+    r[o++] = ']';
+    cd_sio_packet q;
+    CHECK(cd_events__sio_parse(r, o, &q) == 0 && q.type == CD_SIO_EVENT);
+    CHECK(q.name_len == p.name_len && memcmp(q.name, p.name, p.name_len) == 0);
+    CHECK(q.args_len == p.args_len && memcmp(q.args, p.args, p.args_len) == 0);
+    free(r);
+}
+
+static void check_bcast(const uint8_t *data, size_t size)
+{
+    cd_events_bcast b;
+    if (cd_events__bcast_decode(data, size, &b) < 0)
+        return;
+    const unsigned char *cur = b.rooms;
+    const char *names[64];
+    size_t lens[64];
+    size_t n = b.nrooms < 64 ? b.nrooms : 64;
+    for (size_t i = 0; i < b.nrooms; i++) {
+        const char *nm;
+        size_t l;
+        cd_events__bcast_room(&cur, &nm, &l);
+        CHECK((const uint8_t *)nm >= data && (const uint8_t *)nm + l <= data + size);
+        if (i < 64) {
+            names[i] = nm;
+            lens[i] = l;
+        }
+    }
+    CHECK(b.packet + b.packet_len == (const char *)data + size);
+    if (n != b.nrooms)
+        return;
+    char *buf = malloc(size ? size : 1);
+    CHECK(buf);
+    long len = cd_events__bcast_encode(buf, size, b.except, b.except_len, names, lens, n, b.packet, b.packet_len);
+    CHECK(len == (long)size && memcmp(buf, data, size) == 0);
+    free(buf);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *s = (const char *)data, *end = s + size;
+    check_json(s, end);
+    check_sio(s, size);
+    /* Engine.IO messages: the Socket.IO packet follows a '4'. */
+    if (size && s[0] == '4')
+        check_sio(s + 1, size - 1);
+    check_bcast(data, size);
+    (void)cd_events__utf8_valid(s, size);
+
+    /* The header helpers take C strings. */
+    char *z = malloc(size + 1);
+    CHECK(z);
+    memcpy(z, data, size);
+    z[size] = '\0';
+    (void)cd_events__header_has_token(z, "websocket");
+    char acc[29];
+    if (cd_events__ws_accept(z, acc) == 0)
+        CHECK(strlen(acc) == 28);
+    free(z);
+    return 0;
+}

@@ -1,0 +1,156 @@
+/*
+ * fuzz_events_ws.c - WebSocket input through the events service's real
+ * connection code (services/events.c: wslay and its callbacks, Engine.IO
+ * and Socket.IO handling, rooms, acks, the send-queue limit), in-process.
+ *
+ * Once: a config from cd_conf_load_text with one [events] section (small
+ * limits, so the fuzzer reaches them), a libev loop, and a cd_service the
+ * way a worker builds one (its worker has no bus: broadcasts fail with
+ * -ENOTSUP, which the service answers like any bus failure).
+ *
+ * Per input: init the service, make a socketpair, hand one end to the
+ * service as an upgraded connection (cd_events__adopt_fd, what
+ * start_session does after cd_request_upgrade), write the input into the
+ * other end as the client, turn the loop a bounded number of times, then
+ * close and destroy.  Nothing survives an input: the service state, the
+ * fds and every watcher go (checked: the loop has no active watcher left).
+ *
+ * Input: one control byte, then the bytes the client sends after its
+ * upgrade request (WebSocket frames; the seeds mask with the key 00000000,
+ * so payloads read as plain text).  Control bits:
+ *   0x01  the client reads what the server sends (else never: the server's
+ *         socket buffer is small, so its queue fills and max_send_queue acts)
+ *   0x02  write in 7-byte pieces, a loop turn after each (partial frames)
+ *   0x04  half-close the client's side at the end (EOF), else just close
+ *   0x08  deliver a bus broadcast to rooms "r" and "a" at the end
+ */
+#include <ev.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "services/events.h"
+#include "services/service.h"
+#include "worker/worker.h"
+
+static const char conf_text[] = "[cluster]\n"
+                                "listen = 127.0.0.1:1\n"
+                                "[events]\n"
+                                "type = events\n"
+                                "route = /socket.io\n"
+                                "max_message_size = 4k\n"
+                                "max_send_queue = 16k\n"
+                                "max_rooms = 4\n";
+
+static cd_conf *conf;
+static struct ev_loop *loop;
+static cd_worker worker; /* only bus.in is looked at: -1, no bus */
+static cd_service svc;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    char err[512];
+    cd_log_set_level(CD_LOG_WARN);
+    if (cd_conf_load_text("fuzz.ini", conf_text, sizeof conf_text - 1, &conf, err, sizeof err) < 0) {
+        fprintf(stderr, "fuzz_events_ws: %s\n", err);
+        abort();
+    }
+    loop = ev_loop_new(EVFLAG_AUTO);
+    if (!loop)
+        abort();
+    worker.bus.in = worker.bus.out = worker.bus.rcvfd = -1;
+    const cd_conf_service *cs = &conf->services[0];
+    svc.type = cs->type;
+    svc.name = cs->name;
+    svc.route = cs->route;
+    svc.route_len = cs->route_len;
+    svc.conf = cs->conf;
+    svc.loop = loop;
+    svc.worker = &worker;
+    return 0;
+}
+
+/* What the client reads, when it reads: discarded. */
+static void client_drain(int fd)
+{
+    char buf[65536];
+    for (int i = 0; i < 64 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
+static void turn(int fd, int reads, int times)
+{
+    for (int i = 0; i < times; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        if (reads)
+            client_drain(fd);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[256];
+    if (size < 1)
+        return 0;
+    unsigned ctl = data[0];
+    data++, size--;
+    int reads = ctl & 1;
+    if (svc.type->init(&svc, err, sizeof err) < 0)
+        abort();
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        abort();
+    /* Small buffers, so a client that never reads backs the server up. */
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    if (cd_set_nonblock(sv[0], 1) < 0 || cd_set_nonblock(sv[1], 1) < 0)
+        abort();
+    /* The accept key of RFC 6455's example: any well-formed one will do. */
+    if (cd_events__adopt_fd(&svc, sv[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", NULL, 0) < 0)
+        abort();
+
+    size_t off = 0, piece = ctl & 2 ? 7 : size;
+    for (int rounds = 0; off < size && rounds < 4096; rounds++) {
+        size_t n = size - off < piece ? size - off : piece;
+        ssize_t w = send(sv[1], data + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            off += (size_t)w;
+        else if (rounds > 16 && w < 0)
+            break; /* the server stopped reading (closing, or backed up) */
+        turn(sv[1], reads, 1);
+    }
+    turn(sv[1], reads, 4);
+
+    if (ctl & 8 && svc.bus_cb) {
+        static const char *const rooms[] = {"r", "a"};
+        static const size_t lens[] = {1, 1};
+        static const char pkt[] = "42[\"news\",{\"n\":1}]";
+        char msg[256];
+        long n = cd_events__bcast_encode(msg, sizeof msg, "", 0, rooms, lens, 2, pkt, sizeof pkt - 1);
+        if (n > 0)
+            svc.bus_cb(&svc, msg, (size_t)n);
+        turn(sv[1], reads, 2);
+    }
+    if (ctl & 4) {
+        shutdown(sv[1], SHUT_WR);
+        turn(sv[1], 1, 4);
+    }
+    close(sv[1]);
+    turn(-1, 0, 2);
+    svc.type->destroy(&svc);
+    /* ev_run returns whether active watchers remain (libev 4.25+). */
+    if (svc.state || ev_run(loop, EVRUN_NOWAIT)) {
+        fprintf(stderr, "fuzz_events_ws: watchers left after destroy\n");
+        abort();
+    }
+    return 0;
+}

@@ -1,15 +1,18 @@
 /*
  * control.c - the control plane clusterctl talks to (master).
  *
- * Two nanomsg sockets in the runtime dir, both mode 0600 (the dir is 0700):
+ * Two nanomsg sockets in the runtime dir, both mode 0600, in a dir no one
+ * else can write (master.c refuses one that group or others can):
  *   ipc://RUNDIR/control  REP: one text command per request, one JSON reply
  *   ipc://RUNDIR/events   PUB: one JSON object per lifecycle event
- * Commands: status, reload, scale N, stop, stop now, reopen-logs, upgrade.  Every
+ * Commands: status, reload, scale N, stop, stop now, reopen-logs, upgrade,
+ * parsed whole by cd_control_parse (pure; tests/fuzz/fuzz_control.c).  Every
  * command answers at once, saying whether the action began (or why not, e.g.
  * an invalid config with file:line); clusterctl then follows `status` to wait
  * for the outcome, so the master never holds a request open and stays
  * responsive whatever its workers are doing.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pubsub.h>
@@ -78,37 +81,89 @@ static void error_reply(cd_buf *o, const char *msg)
     cd_buf_printf(o, "}");
 }
 
-static void handle(cd_master *m, const char *cmd, cd_buf *o)
+#define USAGE "status, reload, scale N, stop, stop now, reopen-logs, upgrade"
+
+int cd_control_parse(const void *req, size_t len, cd_ctl_request *out, const char **why)
+{
+    /* The whole request is the command: never a prefix of it (a longer
+     * request cut to size, or one with a NUL inside, could otherwise read
+     * as another command, e.g. "stop"). */
+    if (len > CD_CTL_MAX_REQUEST) {
+        *why = "request too long (commands: " USAGE ")";
+        return -1;
+    }
+    char buf[CD_CTL_MAX_REQUEST + 1];
+    if (len)
+        memcpy(buf, req, len);
+    buf[len] = '\0';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c < 0x20 && !isspace(c)) {
+            *why = "a request is one line of text (commands: " USAGE ")";
+            return -1;
+        }
+    }
+    char *cmd = cd_trim(buf);
+    static const struct {
+        const char *name;
+        cd_ctl_op op;
+    } plain[] = {{"status", CD_CTL_STATUS},   {"reload", CD_CTL_RELOAD},   {"stop", CD_CTL_STOP},
+                 {"stop now", CD_CTL_STOP_NOW}, {"upgrade", CD_CTL_UPGRADE}, {"reopen-logs", CD_CTL_REOPEN_LOGS}};
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        if (strcmp(cmd, plain[i].name) == 0) {
+            out->op = plain[i].op;
+            return 0;
+        }
+    }
+    long long n;
+    if (strncmp(cmd, "scale", 5) == 0 && (cmd[5] == '\0' || isspace((unsigned char)cmd[5]))) {
+        if (cd_parse_int(cd_trim(cmd + 5), 1, CD_MAX_SLOTS, &n) < 0) {
+            *why = "scale needs a worker count";
+            return -1;
+        }
+        out->op = CD_CTL_SCALE;
+        out->workers = (int)n;
+        return 0;
+    }
+    *why = "unknown command (" USAGE ")";
+    return -1;
+}
+
+static void handle(cd_master *m, const cd_ctl_request *req, cd_buf *o)
 {
     char err[512] = "";
-    long long n;
-    if (strcmp(cmd, "status") == 0) {
+    switch (req->op) {
+    case CD_CTL_STATUS:
         status(m, o);
-    } else if (strcmp(cmd, "reload") == 0) {
+        break;
+    case CD_CTL_RELOAD:
         if (cd_master_reload(m, err, sizeof err) < 0)
             error_reply(o, err);
         else
             cd_buf_printf(o, "{\"ok\":true,\"generation\":%u}", m->generation);
-    } else if (strncmp(cmd, "scale ", 6) == 0) {
-        if (cd_parse_int(cmd + 6, 1, CD_MAX_SLOTS, &n) < 0)
-            error_reply(o, "scale needs a worker count");
-        else if (cd_master_scale(m, (int)n, err, sizeof err) < 0)
+        break;
+    case CD_CTL_SCALE:
+        if (cd_master_scale(m, req->workers, err, sizeof err) < 0)
             error_reply(o, err);
         else
             cd_buf_printf(o, "{\"ok\":true,\"workers\":%d}", m->active);
-    } else if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "stop now") == 0) {
+        break;
+    case CD_CTL_STOP:
+    case CD_CTL_STOP_NOW:
         cd_buf_printf(o, "{\"ok\":true,\"pid\":%d}", (int)getpid());
-        cd_master_stop(m, cmd[4] != '\0');
-    } else if (strcmp(cmd, "upgrade") == 0) {
+        cd_master_stop(m, req->op == CD_CTL_STOP_NOW);
+        break;
+    case CD_CTL_UPGRADE:
         if (cd_upgrade_begin(m, err, sizeof err) < 0)
             error_reply(o, err);
         else
             cd_buf_printf(o, "{\"ok\":true,\"generation\":%u}", m->generation);
-    } else if (strcmp(cmd, "reopen-logs") == 0) {
+        break;
+    case CD_CTL_REOPEN_LOGS:
         cd_master_reopen_logs(m);
         cd_buf_printf(o, "{\"ok\":true}");
-    } else {
-        error_reply(o, "unknown command (status, reload, scale N, stop, stop now, reopen-logs, upgrade)");
+        break;
     }
 }
 
@@ -122,11 +177,17 @@ static void ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
         int len = nn_recv(m->ctl_rep, &msg, NN_MSG, NN_DONTWAIT);
         if (len < 0)
             return;
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "%.*s", len, msg);
+        cd_ctl_request req;
+        const char *why = NULL;
+        int rc = cd_control_parse(msg, (size_t)len, &req, &why);
         nn_freemsg(msg);
         cd_buf o = {0};
-        handle(m, cd_trim(cmd), &o);
+        if (rc < 0) {
+            cd_warn("control: refused a request of %d bytes: %s", len, why);
+            error_reply(&o, why);
+        } else {
+            handle(m, &req, &o);
+        }
         if (o.p && !o.oom && nn_send(m->ctl_rep, o.p, o.len, NN_DONTWAIT) < 0)
             cd_warn("control: cannot reply: nn_send() failed: %s", nn_strerror(nn_errno()));
         cd_buf_free(&o);

@@ -160,6 +160,27 @@ void cd_master_event(cd_master *m, const char *fmt, ...) __attribute__((format(p
 int cd_control_open(cd_master *m);
 void cd_control_close(cd_master *m);
 
+/* One clusterctl request, parsed (control.c). */
+typedef enum cd_ctl_op {
+    CD_CTL_STATUS = 1,
+    CD_CTL_RELOAD,
+    CD_CTL_SCALE, /* workers */
+    CD_CTL_STOP,
+    CD_CTL_STOP_NOW,
+    CD_CTL_UPGRADE,
+    CD_CTL_REOPEN_LOGS,
+} cd_ctl_op;
+typedef struct cd_ctl_request {
+    cd_ctl_op op;
+    int workers; /* CD_CTL_SCALE: 1..CD_MAX_SLOTS */
+} cd_ctl_request;
+#define CD_CTL_MAX_REQUEST 128 /* bytes; every command is far shorter */
+/* Parses a request as it came off the socket (len bytes, no terminator
+ * needed): one command, white space around it ignored.  Returns 0, or -1
+ * with *why set to a reason fit for the client (a static string): too long,
+ * a NUL or control byte inside, unknown, or a bad argument.  Pure. */
+int cd_control_parse(const void *req, size_t len, cd_ctl_request *out, const char **why);
+
 /* spawn.c: forks and execs a worker for slot s.  Returns the new proc or
  * NULL (logged). */
 cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s);

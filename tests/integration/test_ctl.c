@@ -5,6 +5,8 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/reqrep.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -349,4 +351,54 @@ Test(ctl, accepts_a_0755_runtime_dir_like_systemds)
     snprintf(path, sizeof path, "%s/bus-in", rundir);
     cr_assert_eq(mode_of(path), 0600);
     cr_assert_eq(mode_of(rundir), 0755, "the dir's mode is the admin's");
+}
+
+/* ---- issue 9: requests are read whole ---- */
+
+/* Sends len raw bytes as one request on the control socket; the reply (or
+ * "" when none came within 2 s) into out. */
+static void raw_request(const void *req, size_t len, char *reply, size_t cap)
+{
+    char url[400];
+    snprintf(url, sizeof url, "ipc://%s/run/control", srv.dir);
+    int s = nn_socket(AF_SP, NN_REQ);
+    cr_assert_geq(s, 0);
+    int ms = 2000;
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDTIMEO, &ms, sizeof ms);
+    nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof ms);
+    cr_assert_geq(nn_connect(s, url), 0);
+    cr_assert_eq(nn_send(s, req, len, 0), (int)len);
+    char *msg;
+    int n = nn_recv(s, &msg, NN_MSG, 0);
+    reply[0] = '\0';
+    if (n >= 0) {
+        snprintf(reply, cap, "%.*s", n, msg);
+        nn_freemsg(msg);
+    }
+    nn_close(s); /* never nn_term: criterion uses nanomsg too */
+}
+
+/* A request used to be cut to 127 bytes and at its first NUL, then trimmed:
+ * "stop" followed by enough spaces and anything else, or "stop\0...", read as
+ * "stop" and stopped the master. */
+Test(ctl, a_request_is_read_whole_never_cut_to_a_command)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, CONF, "{}"), 0);
+    char req[200], reply[1024];
+    memset(req, ' ', sizeof req);
+    memcpy(req, "stop", 4);
+    memcpy(req + 130, "please", 6);
+    raw_request(req, 136, reply, sizeof reply);
+    cr_assert(strstr(reply, "\"ok\":false"), "refused: %s", reply);
+    cr_assert(strstr(reply, "too long"), "%s", reply);
+    raw_request("stop\0now", 8, reply, sizeof reply);
+    cr_assert(strstr(reply, "\"ok\":false"), "refused: %s", reply);
+    raw_request("scale 2\0", 8, reply, sizeof reply);
+    cr_assert(strstr(reply, "\"ok\":false"), "refused: %s", reply);
+    usleep(200000);
+    cr_assert_eq(waitpid(srv.pid, NULL, WNOHANG), 0, "the master still runs");
+    cr_assert_eq(th_workers(&srv, NULL, 0), 1, "and was not scaled");
+    raw_request(" status\n", 8, reply, sizeof reply);
+    cr_assert(strstr(reply, "\"ok\":true"), "white space around a command is fine: %s", reply);
+    cr_assert(th_log_contains(&srv, "control: refused a request of 136 bytes", 0), "logged once, with why");
 }

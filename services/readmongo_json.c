@@ -25,18 +25,63 @@
 
 static void lit(cd_buf *b, const char *s) { cd_buf_append(b, s, strlen(s)); }
 
-/* A JSON string of len bytes of s (UTF-8 passes through; controls, quote
- * and backslash are escaped). */
+/* The length of the valid UTF-8 sequence at s (n bytes available), or 0
+ * (Unicode 15, table 3-7: no overlong forms, surrogates or code points
+ * above U+10FFFF).  s[0] is at least 0x80. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    size_t len;
+
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* A JSON string of len bytes of s.  Valid UTF-8 passes through; controls,
+ * quote and backslash are escaped; a byte that does not start a valid
+ * UTF-8 sequence becomes U+FFFD, because JSON text must be UTF-8 and
+ * strings from the database are not always. */
 static void str(cd_buf *b, const char *s, size_t len)
 {
+    const unsigned char *u = (const unsigned char *)s;
+
     if (cd_buf_reserve(b, len + 2) < 0)
         return;
     b->p[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
+        unsigned char ch = u[i];
+        if (ch >= 0x80) {
+            size_t n = utf8_seq(u + i, len - i);
+            if (n) {
+                i += n - 1;
+                continue;
+            }
+        } else if (ch >= 0x20 && ch != '"' && ch != '\\') {
             continue;
+        }
         cd_buf_append(b, s + run, i - run);
         char esc[8];
         int n;
@@ -46,7 +91,10 @@ static void str(cd_buf *b, const char *s, size_t len)
         case '\n': n = snprintf(esc, sizeof esc, "\\n"); break;
         case '\r': n = snprintf(esc, sizeof esc, "\\r"); break;
         case '\t': n = snprintf(esc, sizeof esc, "\\t"); break;
-        default: n = snprintf(esc, sizeof esc, "\\u%04x", ch); break;
+        default:
+            n = ch >= 0x80 ? snprintf(esc, sizeof esc, "\\ufffd")
+                           : snprintf(esc, sizeof esc, "\\u%04x", ch);
+            break;
         }
         cd_buf_append(b, esc, (size_t)n);
         run = i + 1;
@@ -152,6 +200,9 @@ static int elements(cd_buf *b, bson_iter_t *it, int array, int depth)
         if (value(b, it, depth) < 0)
             return -1;
     }
+    /* bson_iter_next also stops at corrupt BSON: that is no end. */
+    if (it->err_off)
+        return -1;
     cd_buf_append(b, array ? "]" : "}", 1);
     return 0;
 }

@@ -216,3 +216,62 @@ Test(readmongo_json, mixed_nesting_is_bounded)
     for (int i = 0; i <= CD_READMONGO_JSON_MAX_DEPTH; i++)
         bson_destroy(docs[i]);
 }
+
+/* Found by fuzz_readmongo_json (regression input
+ * tests/fuzz/regressions/readmongo_json/invalid-utf8-string): strings
+ * from the database are not always UTF-8, and the writer copied their
+ * bytes into the JSON text, which RFC 8259 requires to be UTF-8 (strict
+ * clients refuse the whole answer).  Each byte that does not start a valid
+ * sequence becomes U+FFFD; valid sequences pass through. */
+Test(readmongo_json, invalid_utf8_becomes_replacement_characters)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"Z\x8c\xc3\xab", "Z\\ufffd\xc3\xab"},            /* lone continuation byte */
+        {"\xc3", "\\ufffd"},                             /* truncated sequence */
+        {"\xc0\xaf", "\\ufffd\\ufffd"},                  /* overlong '/' */
+        {"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"},       /* UTF-16 surrogate */
+        {"\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd"}, /* above U+10FFFF */
+        {"\xff", "\\ufffd"},
+        {"a\xe6\x9d\xb1\xf0\x9f\x98\x80z", "a\xe6\x9d\xb1\xf0\x9f\x98\x80z"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bson_t *d = bson_new();
+        /* As a value, as a key, and in a regex. */
+        bson_append_utf8(d, "v", -1, cases[i].in, -1);
+        bson_append_int32(d, cases[i].in, -1, 1);
+        bson_append_regex(d, "r", -1, cases[i].in, "");
+        char *j = render(d);
+        char want[256];
+        snprintf(want, sizeof want,
+                 "{\"v\":\"%s\",\"%s\":1,\"r\":{\"$regularExpression\":{\"pattern\":\"%s\","
+                 "\"options\":\"\"}}}",
+                 cases[i].out, cases[i].out, cases[i].out);
+        cr_expect_str_eq(j, want, "case %zu", i);
+        cr_expect(bson_utf8_validate(j, strlen(j), false), "case %zu: not UTF-8", i);
+        free(j);
+        bson_destroy(d);
+    }
+}
+
+/* A document whose elements cannot all be walked (a corrupt length deep
+ * inside) is an error, not an answer cut short at the damage. */
+Test(readmongo_json, corrupt_bson_is_an_error_not_a_short_answer)
+{
+    bson_t *d = BCON_NEW("a", BCON_INT32(1), "sub", "{", "x", BCON_INT32(2), "y", BCON_INT32(3), "}");
+    uint8_t *raw = malloc(d->len);
+    memcpy(raw, bson_get_data(d), d->len);
+    /* "sub"'s element "y": change its type to an int64, which reads 4
+     * bytes past the end of the subdocument. */
+    for (uint32_t i = 0; i + 2 < d->len; i++)
+        if (raw[i] == BSON_TYPE_INT32 && raw[i + 1] == 'y' && raw[i + 2] == '\0')
+            raw[i] = BSON_TYPE_INT64;
+    bson_t bad;
+    cr_assert(bson_init_static(&bad, raw, d->len));
+    cd_buf b = {0};
+    cr_expect_eq(cd_readmongo__json(&bad, &b), -1, "rendered: %s", b.p ? b.p : "");
+    cd_buf_free(&b);
+    free(raw);
+    bson_destroy(d);
+}

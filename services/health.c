@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "services/service.h"
 
 static void health_handle(cd_service *svc, cd_request *req)
@@ -24,24 +25,31 @@ static void health_handle(cd_service *svc, cd_request *req)
         cd_request_respond_error(req, 404, "health has only {route} and {route}/ready");
         return;
     }
-    size_t n, len = 0;
+    /* Names and reasons go through the JSON escaper: a reason is free text
+     * from a service, and a fixed buffer would cut an entry in half. */
+    size_t n;
     cd_service *all = cd_service_all(svc, &n);
     int degraded = 0;
-    len += (size_t)snprintf(body + len, sizeof body - len, "{\"ready\":");
-    char list[1536] = "";
-    size_t ll = 0;
+    cd_buf list = {0};
     for (size_t i = 0; i < n; i++) {
         const char *why = all[i].type->degraded ? all[i].type->degraded(&all[i]) : NULL;
         if (!why)
             continue;
-        int k = snprintf(list + ll, sizeof list - ll, "%s\"%s\":\"%s\"", degraded ? "," : "", all[i].name, why);
-        if (k > 0 && ll + (size_t)k < sizeof list)
-            ll += (size_t)k;
-        degraded++;
+        if (degraded++)
+            cd_buf_append(&list, ",", 1);
+        cd_buf_json_str(&list, all[i].name);
+        cd_buf_append(&list, ":", 1);
+        cd_buf_json_str(&list, why);
     }
-    len += (size_t)snprintf(body + len, sizeof body - len, "%s,\"slot\":%d,\"degraded\":{%s}}",
-                            degraded ? "false" : "true", svc->slot, list);
-    cd_request_respond(req, degraded ? 503 : 200, "application/json", body, len);
+    cd_buf b = {0};
+    cd_buf_printf(&b, "{\"ready\":%s,\"slot\":%d,\"degraded\":{%s}}", degraded ? "false" : "true", svc->slot,
+                  list.p ? list.p : "");
+    if (list.oom || b.oom || !b.p)
+        cd_request_respond_error(req, 500, "out of memory");
+    else
+        cd_request_respond(req, degraded ? 503 : 200, "application/json", b.p, b.len);
+    cd_buf_free(&list);
+    cd_buf_free(&b);
 }
 
 const cd_service_type cd_service_health = {

@@ -20,6 +20,7 @@
 #include "worker/worker.h"
 
 extern const cd_service_type cd_service_metrics;
+extern const cd_service_type cd_service_health;
 
 /* ---- test services: echo (sync) and later (answers from a timer) ---- */
 
@@ -643,4 +644,35 @@ Test(http, metrics_label_values_are_escaped)
     cr_assert(strstr(r, "\nclusterd_requests_total{service=\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",code=\"4xx\"} 3\n"),
               "%s", r);
     cr_assert_null(strstr(r, "\nd\","), "no raw newline inside a label: %s", r);
+}
+
+/* /healthz/ready lists degraded services as JSON: a reason is free text
+ * from a service, so it is escaped, and many of them still make valid
+ * JSON (no entry cut in half by a fixed buffer). */
+static const char *odd_reason(cd_service *svc)
+{
+    (void)svc;
+    return "said \"no\" \\ then\nleft, and this reason is long enough that forty of them do not fit in 2k";
+}
+
+Test(http, health_ready_escapes_degraded_reasons)
+{
+    static cd_service_type odd_type;
+    odd_type = (cd_service_type){.name = "odd", .methods = CD_M_GET, .handle = echo_handle, .degraded = odd_reason};
+    static cd_service many[42];
+    many[0] = (cd_service){.type = &cd_service_health, .name = "healthz", .route = "/healthz", .route_len = 8,
+                           .loop = w.loop, .worker = &w};
+    for (int i = 1; i < 42; i++)
+        many[i] = (cd_service){.type = &odd_type, .name = "odd", .route = "/odd", .route_len = 4, .loop = w.loop};
+    w.services = many;
+    w.nservices = 42;
+    free(w.routes);
+    cr_assert_eq(cd_router_build(many, 42, &w.routes), 0);
+    put("GET /healthz/ready HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = pump(1, 1000);
+    cr_assert(strstr(r, "HTTP/1.1 503 ") == r, "%s", r);
+    cr_assert(strstr(r, "\"odd\":\"said \\\"no\\\" \\\\ then\\u000aleft,"), "%s", r);
+    const char *body = strstr(r, "\r\n\r\n") + 4;
+    cr_assert_eq(count(body, "\"odd\":"), 41, "%s", body);
+    cr_assert(strstr(body, "}}") && strstr(body, "}}")[2] == '\0', "ends as JSON: %s", body);
 }

@@ -413,7 +413,10 @@ Test(core, connection_limit_pauses_accepting)
     cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "max_connections = 2\n" DUMMY("{}")), 0);
     int a = th_connect(srv.port), b = th_connect(srv.port);
     cr_assert(a >= 0 && b >= 0);
-    msleep(200); /* both accepted, idle */
+    /* Listeners defer accept until data comes: a partial request each. */
+    cr_assert_eq(send(a, "GET /", 5, 0), 5);
+    cr_assert_eq(send(b, "GET /", 5, 0), 5);
+    msleep(200); /* both accepted, waiting for the rest of their headers */
     int c = th_connect(srv.port); /* queued in the listener, not accepted */
     const char *req = "GET /dummy HTTP/1.1\r\nHost: x\r\n\r\n";
     cr_assert_eq(send(c, req, strlen(req), 0), (ssize_t)strlen(req));
@@ -428,6 +431,38 @@ Test(core, connection_limit_pauses_accepting)
     cr_assert(strstr(buf, "200 OK"), "%s", buf);
     close(b);
     close(c);
+}
+
+/* A client that sends its body one byte at a time, each well within
+ * body_timeout: the real worker answers 408 at body_deadline and closes.
+ * The config is [dummy] alone (an empty section is a service). */
+Test(core, trickled_body_is_cut_at_body_deadline)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL,
+                          BASE_CONF "header_timeout = 300ms\nbody_timeout = 500ms\nbody_deadline = 1s\n[dummy]\n"),
+                 0);
+    int fd = th_connect(srv.port);
+    cr_assert_geq(fd, 0);
+    const char *head = "POST /dummy HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    char buf[1024];
+    ssize_t n = 0;
+    int sent = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (; sent < 100; sent++) {
+        if (send(fd, "x", 1, MSG_NOSIGNAL) != 1)
+            break;
+        if (poll(&p, 1, 100) == 1)
+            break;
+    }
+    if (poll(&p, 1, 3000) == 1)
+        n = recv(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    cr_assert_gt(n, 0, "an answer before the body was in (%d bytes sent)", sent);
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "HTTP/1.1 408 ") == buf, "%s", buf);
+    cr_assert(strstr(buf, "Connection: close"), "%s", buf);
+    cr_assert_lt(sent, 100);
 }
 
 /* ---- command line ---- */

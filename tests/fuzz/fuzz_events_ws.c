@@ -23,6 +23,8 @@
  *   0x02  write in 7-byte pieces, a loop turn after each (partial frames)
  *   0x04  half-close the client's side at the end (EOF), else just close
  *   0x08  deliver a bus broadcast to rooms "r" and "a" at the end
+ *   0x10  the first half of the bytes came with the upgrade request: the
+ *         HTTP layer read them, the session gets them as `pre`
  */
 #include <ev.h>
 #include <stdint.h>
@@ -114,11 +116,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     if (cd_set_nonblock(sv[0], 1) < 0 || cd_set_nonblock(sv[1], 1) < 0)
         abort();
+    size_t off = 0, piece = ctl & 2 ? 7 : size;
+    char *pre = NULL;
+    if (ctl & 0x10 && size >= 2) {
+        off = size / 2;
+        if (!(pre = malloc(off)))
+            abort();
+        memcpy(pre, data, off);
+    }
     /* The accept key of RFC 6455's example: any well-formed one will do. */
-    if (cd_events__adopt_fd(&svc, sv[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", NULL, 0) < 0)
+    if (cd_events__adopt_fd(&svc, sv[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", pre, off) < 0)
         abort();
 
-    size_t off = 0, piece = ctl & 2 ? 7 : size;
     for (int rounds = 0; off < size && rounds < 4096; rounds++) {
         size_t n = size - off < piece ? size - off : piece;
         ssize_t w = send(sv[1], data + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);

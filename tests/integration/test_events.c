@@ -841,3 +841,44 @@ Test(events, ping_flood_without_reading_is_cut_off_and_memory_stays_bounded, .ti
     cr_expect_eq(only_worker(), worker);
     close(bystander);
 }
+
+/* The room table (SipHash buckets) grows from 64 buckets to 512 under 320
+ * rooms and still finds each one: every room's publish reaches exactly its
+ * one member. */
+Test(events, room_table_grows_and_finds_every_room)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    enum { NCLIENTS = 5, PER = 64 };
+    int fds[NCLIENTS];
+    char msg[256], buf[512];
+    for (int i = 0; i < NCLIENTS; i++) {
+        fds[i] = sio_open();
+        for (int j = 0; j < PER; j++) {
+            snprintf(msg, sizeof msg, "42%d[\"join\",\"c%d-room-%d\"]", j, i, j);
+            ws_text(fds[i], msg);
+        }
+        /* Acks come in order: the last one means all were joined. */
+        snprintf(msg, sizeof msg, "43%d[{\"ok\":true", PER - 1);
+        cr_assert_gt(ws_expect(fds[i], msg, buf, sizeof buf, 5000), 0, "client %d: joins not acked", i);
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        for (int j = 0; j < PER; j += 7) {
+            snprintf(msg, sizeof msg, "{\"room\":\"c%d-room-%d\",\"event\":\"hit\",\"args\":[%d,%d]}", i, j, i, j);
+            cr_assert_eq(publish(msg, NULL, 0), 202);
+            char want[64];
+            snprintf(want, sizeof want, "42[\"hit\",%d,%d]", i, j);
+            cr_expect_gt(ws_expect(fds[i], "42[\"hit\"", buf, sizeof buf, 3000), 0, "room c%d-room-%d: nothing", i, j);
+            cr_expect_str_eq(buf, want);
+        }
+    }
+    /* Nobody got anything meant for another client: whoami comes next. */
+    for (int i = 0; i < NCLIENTS; i++) {
+        snprintf(msg, sizeof msg, "4299[\"whoami\"]");
+        ws_text(fds[i], msg);
+        int op;
+        long n = ws_read(fds[i], &op, buf, sizeof buf, 3000);
+        cr_expect(n > 0 && strncmp(buf, "4399[{\"sid\":", 12) == 0, "client %d: %s", i, buf);
+        cr_expect(strstr(buf, "\"rooms\":64"), "client %d: %s", i, buf);
+        close(fds[i]);
+    }
+}

@@ -119,6 +119,70 @@ void cd_snapshot_add(cd_snapshot *snap, const cd_stats *st)
 
 int cd_ipc_send(int fd, unsigned type, const void *payload, size_t len)
 {
+    return cd_ipc_send_fd(fd, type, payload, len, -1);
+}
+
+/* One send of frame bytes; the first one that goes out carries passfd. */
+static ssize_t send_some(int fd, const uint8_t *buf, size_t len, int *passfd)
+{
+    if (*passfd < 0)
+        return send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), passfd, sizeof(int));
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0)
+        *passfd = -1; /* it went with these bytes */
+    return n;
+}
+
+long cd_ipc_read_fds(cd_ipc_decoder *d, int fd, int *fds, int max, int *nfds)
+{
+    *nfds = 0;
+    compact(d);
+    size_t room = sizeof d->buf - d->have;
+    if (room == 0)
+        return -ENOBUFS;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = d->buf + d->have, .iov_len = room};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    ssize_t n;
+    do
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+            if (*nfds < max)
+                fds[(*nfds)++] = got;
+            else
+                close(got);
+        }
+    }
+    d->have += (size_t)n;
+    return n;
+}
+
+int cd_ipc_send_fd(int fd, unsigned type, const void *payload, size_t len, int passfd)
+{
     uint8_t stackbuf[CD_IPC_HEADER + 4096];
     uint8_t *frame = len + CD_IPC_HEADER <= sizeof stackbuf ? stackbuf : malloc(CD_IPC_HEADER + len);
     if (!frame)
@@ -133,7 +197,7 @@ int cd_ipc_send(int fd, unsigned type, const void *payload, size_t len)
     size_t off = 0;
     int waits = 0;
     while (off < (size_t)n) {
-        ssize_t w = send(fd, frame + off, (size_t)n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = send_some(fd, frame + off, (size_t)n - off, &passfd);
         if (w >= 0) {
             off += (size_t)w;
             continue;

@@ -26,6 +26,7 @@ enum cd_msg_type {
     CD_MSG_REOPEN = 5,    /* master -> worker: reopen log files (USR1) */
     CD_MSG_CLUSTER = 6,   /* master -> worker: cd_snapshot of the whole cluster */
     CD_MSG_RECYCLE = 7,   /* worker -> master: max_requests reached, please replace me */
+    CD_MSG_CONN = 8,      /* master -> worker: a connection the master accepted; its fd rides along */
 };
 
 #define CD_STATS_SERVICES 16 /* per-worker service counters (one is "-": no route) */
@@ -106,5 +107,14 @@ int cd_ipc_next(cd_ipc_decoder *d, cd_ipc_msg *msg);
  * (payloads up to CD_IPC_MAX_PAYLOAD).
  * Returns 0 or -errno (-EPIPE when the other side is gone). */
 int cd_ipc_send(int fd, unsigned type, const void *payload, size_t len);
+/* The same, with passfd travelling (SCM_RIGHTS) alongside the frame's first
+ * byte; the sender keeps its own copy of passfd.  Returns 0 or -errno. */
+int cd_ipc_send_fd(int fd, unsigned type, const void *payload, size_t len, int passfd);
+/* Like cd_ipc_read, and also takes the fds that came with the bytes read
+ * (O_CLOEXEC): up to max of them into fds, their count in *nfds; any beyond
+ * max are closed.  A unix stream socket hands over one sendmsg's fds with
+ * its first byte and never merges two such messages in one read, so fds
+ * come in the order of the frames that carried them. */
+long cd_ipc_read_fds(cd_ipc_decoder *d, int fd, int *fds, int max, int *nfds);
 
 #endif

@@ -28,6 +28,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -39,6 +42,10 @@
 #define BACKOFF_MAX 30.0  /* cap on the respawn delay */
 #define STABLE_AFTER 10.0 /* a worker up this long resets its slot's backoff */
 #define QUIT_GRACE 1.0    /* SIGQUIT: workers get this long before SIGKILL */
+/* A retired listener stays open this long after steering moved away: a
+ * handshake begun before then still completes on it, and a silent client
+ * is accepted by TCP_DEFER_ACCEPT's SYN-ACK retransmit after about 1 s. */
+#define RETIRE_GRACE 1.5
 
 static void spawn_slot(cd_master *m, cd_slot *s);
 static void reload_step(cd_master *m);
@@ -133,22 +140,178 @@ static int open_slot(cd_master *m, int i)
         cd_log_errno(CD_LOG_ERR, -fd, "bind/listen", "cannot listen on %s for slot %d", m->conf->listen, i);
         return -1;
     }
+    /* A connection becomes acceptable only once its request has arrived
+     * (or after about a second of silence): until then it waits in the
+     * listener, which outlives workers, so a worker that crashes loses only
+     * the requests it was handling, not the connections it had just taken.
+     * Best effort: without it we only lose more on a crash. */
+    int defer = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) < 0)
+        cd_log_errno(CD_LOG_WARN, errno, "setsockopt(TCP_DEFER_ACCEPT)", "slot %d", i);
     s->fd = fd;
     return 0;
 }
 
-static void steer(cd_master *m)
+/* ---- readiness: steering and hand-off ----
+ *
+ * A slot is serving when one of its workers is READY with its channel open
+ * (a closed channel means the worker is gone or going).  New connections are
+ * steered only to serving slots among 0..active-1 (steer.c); when none is
+ * serving, to all of them, so the kernel queues connections for the
+ * replacements instead of refusing them.
+ *
+ * Connections already queued on a slot that is not serving (its worker died
+ * or is backing off, is still starting, or the slot is being retired) and
+ * those whose handshake completes there after steering moved away: the
+ * master accepts them itself and hands each one to a ready worker over its
+ * channel (SCM_RIGHTS, CD_MSG_CONN), which serves it as if it had accepted
+ * it.  Of the ways to serve such a queue this is the simplest robust one:
+ * nothing waits for a respawn or its backoff (spawning at once would defeat
+ * the backoff), no worker ever holds a second listener it must later give
+ * back (which would race with the close of a retired one), and it costs the
+ * master work only while a slot is down.  A retired slot's listener closes
+ * only after its worker is gone, RETIRE_GRACE after it was steered away, and
+ * after a last hand-off: a connection queued on it is served, never reset. */
+
+static void mark_serving(cd_master *m, char *serving)
+{
+    memset(serving, 0, (size_t)m->nslots);
+    for (cd_proc *p = m->procs; p; p = p->next)
+        if (p->state == PROC_READY && p->chan_fd >= 0 && p->slot >= 0 && p->slot < m->nslots)
+            serving[p->slot] = 1;
+}
+
+static void steer(cd_master *m, const char *serving)
 {
     if (m->activated)
         return; /* systemd bound the group in its own order: indices are not slots */
-    for (int i = 0; i < m->nslots; i++)
-        if (m->slots[i].fd >= 0) {
-            int rc = cd_steer_set(m->slots[i].fd, m->active);
-            if (rc < 0)
-                cd_log_errno(CD_LOG_WARN, -rc, "setsockopt(SO_ATTACH_REUSEPORT_CBPF)",
-                             "cannot steer connections; the kernel will spread them over all listeners");
-            return; /* one socket carries the group's program */
+    int any = 0;
+    for (int i = 0; i < m->active; i++)
+        any |= serving[i];
+    int idx[CD_MAX_SLOTS], n = 0, changed = !m->steer_valid, fd = -1;
+    for (int i = 0; i < m->nslots; i++) {
+        cd_slot *s = &m->slots[i];
+        if (s->fd >= 0 && fd < 0)
+            fd = s->fd; /* one socket carries the group's program */
+        int on = i < m->active && s->fd >= 0 && (!any || serving[i]);
+        changed |= on != s->steered;
+        s->steered = on;
+        if (on)
+            idx[n++] = i;
+    }
+    if (!changed || n == 0 || fd < 0)
+        return;
+    int rc = cd_steer_set(fd, idx, n);
+    m->steer_valid = rc == 0;
+    if (rc < 0 && !m->steer_warned) {
+        m->steer_warned = 1;
+        cd_log_errno(CD_LOG_WARN, -rc, "setsockopt(SO_ATTACH_REUSEPORT_CBPF)",
+                     "cannot steer connections; the kernel will spread them over all listeners");
+    }
+}
+
+/* Hands one accepted connection to a ready worker, round-robin.  Returns 0,
+ * or -1 when no worker took it. */
+static int handoff(cd_master *m, int fd)
+{
+    int nready = 0;
+    for (cd_proc *p = m->procs; p; p = p->next)
+        nready += p->state == PROC_READY && p->chan_fd >= 0;
+    for (int tries = 0; tries < nready; tries++) {
+        int k = (int)(m->handoff_rr++ % (unsigned)nready);
+        for (cd_proc *p = m->procs; p; p = p->next) {
+            if (p->state != PROC_READY || p->chan_fd < 0 || k--)
+                continue;
+            if (cd_ipc_send_fd(p->chan_fd, CD_MSG_CONN, NULL, 0, fd) == 0)
+                return 0;
+            break;
         }
+    }
+    return -1;
+}
+
+/* Accepts up to max connections queued on s and hands them over.  Returns
+ * how many were lost (no worker took them). */
+static int handoff_drain(cd_master *m, cd_slot *s, int max)
+{
+    int lost = 0;
+    for (int i = 0; i < max; i++) {
+        int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* EMFILE and the like: pause; the next tick starts us again. */
+                cd_log_errno(CD_LOG_WARN, errno, "accept4", "handing over slot %d's queued connections", s->index);
+                ev_io_stop(m->loop, &s->handoff_w);
+            }
+            break;
+        }
+        if (handoff(m, fd) < 0)
+            lost++;
+        close(fd); /* the worker has its own copy */
+    }
+    if (lost)
+        cd_warn("slot %d: %d queued connection(s) closed: no ready worker took them", s->index, lost);
+    return lost;
+}
+
+static void handoff_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_slot *s = io->data;
+    handoff_drain(s->m, s, 64); /* a bounded batch; the loop comes back for more */
+}
+
+/* Closes retired listeners, the highest slot first (so index == slot stays
+ * true for the open ones, see steer.c), once no worker of theirs is left and
+ * RETIRE_GRACE has passed since they were steered away; whatever they still
+ * hold is handed over first.  Waits while no worker is ready to take it. */
+static void close_retired(cd_master *m, int any_ready)
+{
+    if (m->stopping)
+        return;
+    for (int i = m->nslots - 1; i >= 0; i--) {
+        cd_slot *s = &m->slots[i];
+        if (s->fd < 0)
+            continue;
+        if (!s->retiring || now(m) < s->retire_at || !any_ready)
+            return;
+        for (cd_proc *p = m->procs; p; p = p->next)
+            if (p->slot == s->index)
+                return; /* its worker is still draining */
+        ev_io_stop(m->loop, &s->handoff_w);
+        handoff_drain(m, s, 4096);
+        close(s->fd);
+        s->fd = -1;
+        s->retiring = 0;
+        s->steered = 0;
+        cd_info("slot %d retired", s->index);
+    }
+}
+
+/* Called whenever a slot's readiness may have changed (READY, a channel's
+ * EOF, a worker's exit, STOP, scaling) and on every tick. */
+static void slots_changed(cd_master *m)
+{
+    char serving[CD_MAX_SLOTS];
+    mark_serving(m, serving);
+    int any_ready = 0;
+    for (cd_proc *p = m->procs; p; p = p->next)
+        any_ready |= p->state == PROC_READY && p->chan_fd >= 0;
+    steer(m, serving);
+    for (int i = 0; i < m->nslots; i++) {
+        cd_slot *s = &m->slots[i];
+        int want = s->fd >= 0 && !serving[i] && any_ready && !m->stopping;
+        if (want && !ev_is_active(&s->handoff_w)) {
+            ev_io_set(&s->handoff_w, s->fd, EV_READ);
+            ev_io_start(m->loop, &s->handoff_w);
+        } else if (!want && ev_is_active(&s->handoff_w)) {
+            ev_io_stop(m->loop, &s->handoff_w);
+        }
+    }
+    close_retired(m, any_ready);
 }
 
 /* ---- workers ---- */
@@ -273,18 +436,6 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         if (m->reloading && state == PROC_STARTING)
             reload_finished(m, 0, "a new worker died before READY");
     }
-    if (s && s->retiring && !s->current && !m->stopping) {
-        /* Scaled down and drained: now the listener can go. */
-        int busy = 0;
-        for (cd_proc *q = m->procs; q; q = q->next)
-            busy |= q->slot == s->index;
-        if (!busy) {
-            close(s->fd);
-            s->fd = -1;
-            s->retiring = 0;
-            cd_info("slot %d retired", s->index);
-        }
-    }
     if (s && was_current && !s->current && s->wanted && !m->stopping) {
         if (uptime >= STABLE_AFTER)
             s->fails = 0;
@@ -299,6 +450,7 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
         ev_timer_set(&s->respawn_w, delay, 0.);
         ev_timer_start(m->loop, &s->respawn_w);
     }
+    slots_changed(m); /* steer away from it; hand over what it had queued; a retired slot may close */
     if (m->reloading)
         reload_step(m);
     maybe_done(m);
@@ -324,6 +476,7 @@ static void send_stop(cd_master *m, cd_proc *p)
     if (p->state == PROC_DRAINING)
         return;
     p->state = PROC_DRAINING;
+    slots_changed(m); /* it stops accepting: its slot is steered away, its queue handed over */
     p->drain_deadline = now(m) + (double)m->conf->graceful_timeout_ms / 1000.0 + 1.0;
     int rc = p->chan_fd >= 0 ? cd_ipc_send(p->chan_fd, CD_MSG_STOP, NULL, 0) : -EPIPE;
     if (rc < 0) {
@@ -356,10 +509,12 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (n == -EAGAIN)
         return;
     if (n <= 0) {
-        /* EOF: the worker is gone or going; its exit status comes via SIGCHLD. */
+        /* EOF: the worker is gone or going; its exit status comes via SIGCHLD.
+         * Its slot stops getting connections now, not only then. */
         ev_io_stop(loop, io);
         close(p->chan_fd);
         p->chan_fd = -1;
+        slots_changed(m);
         return;
     }
     cd_ipc_msg msg;
@@ -376,6 +531,7 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
                 send_stop(m, p->replaces);
                 p->replaces = NULL;
             }
+            slots_changed(m);
             if (m->recycling == p)
                 m->recycling = NULL;
             cd_master_event(m, "{\"event\":\"worker_ready\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", p->slot,
@@ -511,6 +667,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     recycle_step(m);
     cd_upgrade_check(m);
+    slots_changed(m);
     if (n - m->last_snapshot >= (double)m->conf->heartbeat_interval_ms / 1000.0) {
         send_snapshots(m);
         m->last_snapshot = n;
@@ -740,39 +897,38 @@ static void apply_scale(cd_master *m, int target)
         target = 1;
     while (m->active < target) {
         int i = m->active;
-        if (i < m->nslots && m->slots[i].retiring) {
-            /* Its old worker is still draining; take the slot back. */
-            m->slots[i].retiring = 0;
+        cd_slot *s = &m->slots[i];
+        if (s->retiring) {
+            /* Not closed yet: take the slot back, with a new worker if
+             * the old one is still draining. */
+            s->retiring = 0;
+            if (s->current && s->current->state == PROC_DRAINING)
+                s->current = NULL;
         }
         if (open_slot(m, i) < 0)
             break;
-        cd_slot *s = &m->slots[i];
         s->wanted = 1;
         s->fails = 0;
         m->active++;
-        steer(m);
         if (!s->current)
             spawn_slot(m, s);
+        slots_changed(m);
         cd_info("scaled up to %d workers", m->active);
         cd_master_event(m, "{\"event\":\"scaled\",\"workers\":%d}", m->active);
     }
     while (m->active > target) {
         cd_slot *s = &m->slots[m->active - 1];
         m->active--;
-        steer(m); /* no new connections for this slot from now on */
         s->wanted = 0;
         s->retiring = 1;
+        s->retire_at = now(m) + RETIRE_GRACE;
         ev_timer_stop(m->loop, &s->respawn_w);
-        if (s->current)
-            send_stop(m, s->current);
-        int busy = 0;
+        /* No new connections for this slot from now on; its worker drains
+         * and the master hands over what the listener still holds. */
         for (cd_proc *p = m->procs; p; p = p->next)
-            busy |= p->slot == s->index;
-        if (!busy) {
-            close(s->fd);
-            s->fd = -1;
-            s->retiring = 0;
-        }
+            if (p->slot == s->index)
+                send_stop(m, p);
+        slots_changed(m);
         cd_info("scaled down to %d workers", m->active);
         cd_master_event(m, "{\"event\":\"scaled\",\"workers\":%d}", m->active);
     }
@@ -1038,6 +1194,8 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
         m->slots[i].m = m;
         ev_init(&m->slots[i].respawn_w, respawn_cb);
         m->slots[i].respawn_w.data = &m->slots[i];
+        ev_init(&m->slots[i].handoff_w, handoff_cb);
+        m->slots[i].handoff_w.data = &m->slots[i];
     }
     m->conf_memfd = cd_spawn_conf_memfd(conf->text, conf->text_len);
     if (m->conf_memfd < 0) {
@@ -1083,7 +1241,7 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
         if (open_slot(m, i) < 0)
             goto out;
     m->active = n;
-    steer(m);
+    slots_changed(m);
     m->retired = calloc(1, sizeof *m->retired);
     if (!m->retired || ensure_bus(m) < 0)
         goto out;
@@ -1117,6 +1275,7 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
 out:
     for (int i = 0; m->slots && i < m->nslots; i++) {
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
+        ev_io_stop(m->loop, &m->slots[i].handoff_w);
         if (m->slots[i].fd >= 0)
             close(m->slots[i].fd);
     }

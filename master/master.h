@@ -5,7 +5,9 @@
  * life of the slot, so a worker's death never resets connections queued on
  * its listener: the next worker of the slot inherits the same socket.
  *
- * master.c  the loop: signals, children, channels, timers (start here)
+ * master.c  the loop: signals, children, channels, timers (start here);
+ *           which slots are steered to, and the hand-off of connections
+ *           queued on a slot that has no ready worker
  * spawn.c   fork + exec of a worker with its listener, channel and config
  * steer.c   the reuseport group's steering program (which slots get traffic)
  */
@@ -58,6 +60,9 @@ typedef struct cd_slot {
     cd_proc *current; /* the worker serving it (or starting) */
     unsigned fails;   /* consecutive crashes, for backoff */
     ev_timer respawn_w;
+    int steered;          /* in the steering program's set (master.c) */
+    ev_io handoff_w;      /* the master accepts here while no worker of the slot is READY */
+    ev_tstamp retire_at;  /* retiring: the listener may close from then on */
     cd_master *m;
 } cd_slot;
 
@@ -73,6 +78,9 @@ struct cd_master {
     int active; /* slots 0..active-1 receive traffic */
     cd_proc *procs;
     unsigned generation;
+    int steer_valid;      /* the group's program matches the slots' `steered` flags */
+    int steer_warned;     /* a failure to steer was logged */
+    unsigned handoff_rr;  /* round-robin over ready workers for handed-off connections */
 
     ev_signal sig_w[8];
     ev_child child_w;
@@ -203,8 +211,9 @@ int cd_systemd_watchdog_usec(uint64_t *usec);
 int cd_pidfile_open(const char *path, pid_t *holder);
 void cd_pidfile_close(const char *path, int fd);
 
-/* steer.c: steers new connections to slots 0..n-1 of the group that fd
- * belongs to.  Returns 0 or -errno. */
-int cd_steer_set(int fd, int n);
+/* steer.c: steers new connections, evenly at random, to the sockets at
+ * group indices idx[0..n-1] of the reuseport group that fd belongs to
+ * (1 <= n <= CD_MAX_SLOTS).  Returns 0 or -errno. */
+int cd_steer_set(int fd, const int *idx, int n);
 
 #endif

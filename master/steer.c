@@ -3,15 +3,22 @@
  * (master).
  *
  * By default the kernel hashes each new connection to any socket of the
- * group.  To retire a slot (scale down) without resetting connections
- * already queued on its listener, we must first stop steering to it, let its
- * worker drain the queue, and only then close it.  A tiny classic BPF
- * program attached to the group does that: it returns a random index in
- * [0, n).  Indices are the order in which sockets joined the group; slots
- * join in order and only the highest slot is ever retired, so index == slot.
+ * group, whether or not a worker is there to accept it.  A tiny classic BPF
+ * program attached to the group (SO_ATTACH_REUSEPORT_CBPF) picks the socket
+ * instead: it draws a random number, takes it modulo the number of chosen
+ * sockets, and a jump table maps that to the chosen sockets' indices in the
+ * group.  The master chooses the slots whose worker is READY (master.c), so
+ * a slot whose worker died or is in respawn backoff, or a slot being
+ * retired, gets no new connection.
+ *
+ * Indices are the order in which sockets joined the group.  A socket that
+ * leaves it (its last fd closed) is replaced at its index by the last one,
+ * so the master only ever closes the highest open slot's listener, and then
+ * index == slot for every open slot.
  */
 #include <errno.h>
 #include <linux/filter.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "master/master.h"
@@ -20,17 +27,32 @@
 #define SO_ATTACH_REUSEPORT_CBPF 51
 #endif
 
-int cd_steer_set(int fd, int n)
+int cd_steer_set(int fd, const int *idx, int n)
 {
-    if (n <= 0)
+    if (n <= 0 || n > CD_MAX_SLOTS)
         return -EINVAL;
-    struct sock_filter code[] = {
-        {BPF_LD | BPF_W | BPF_ABS, 0, 0, (unsigned)(SKF_AD_OFF + SKF_AD_RANDOM)},
-        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, (unsigned)n},
-        {BPF_RET | BPF_A, 0, 0, 0},
-    };
-    struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) < 0)
-        return -errno;
-    return 0;
+    int contiguous = 1;
+    for (int i = 0; i < n; i++)
+        contiguous &= idx[i] == i;
+    /* random % n, then (unless idx is 0..n-1) "if A == i return idx[i]". */
+    size_t len = contiguous ? 3 : 2 + 2 * (size_t)(n - 1) + 1;
+    struct sock_filter *code = calloc(len, sizeof *code);
+    if (!code)
+        return -ENOMEM;
+    size_t k = 0;
+    code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)(SKF_AD_OFF + SKF_AD_RANDOM));
+    code[k++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (unsigned)n);
+    if (contiguous) {
+        code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_A, 0);
+    } else {
+        for (int i = 0; i < n - 1; i++) {
+            code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)i, 0, 1);
+            code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (unsigned)idx[i]);
+        }
+        code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (unsigned)idx[n - 1]);
+    }
+    struct sock_fprog prog = {.len = (unsigned short)k, .filter = code};
+    int rc = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) < 0 ? -errno : 0;
+    free(code);
+    return rc;
 }

@@ -9,9 +9,15 @@
  * Stop: STOP on the channel or SIGTERM drains (stop accepting; the listener
  * stays open in the master for the next worker of this slot; finish what is
  * in flight; close idle keep-alives after a grace; exit 0), bounded by
- * graceful_timeout.  EOF on the channel means the master died: drain with a
- * deadline of half a second so no worker outlives its master by more than a
- * second.  SIGQUIT exits at once.
+ * graceful_timeout.  The master's death (EOF on the channel, or SIGTERM
+ * from PR_SET_PDEATHSIG while our parent is no longer the master) drains
+ * with a deadline of half a second and then exits at once, without waiting
+ * for the services' threads, so no worker outlives its master by more than
+ * a second.  SIGQUIT exits at once.
+ *
+ * The master may hand us a connection it accepted on a listener whose own
+ * worker is dead, backing off or retiring (CD_MSG_CONN, the fd passed with
+ * SCM_RIGHTS); we serve it like one of ours.
  */
 #include <errno.h>
 #include <signal.h>
@@ -112,11 +118,30 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+/* A connection the master accepted on a listener with no ready worker of
+ * its own, handed over with CD_MSG_CONN: served as if we had accepted it. */
+static void take_conn(cd_worker *w)
+{
+    if (w->npassed == 0) {
+        cd_warn("CD_MSG_CONN without a descriptor; ignored");
+        return;
+    }
+    int fd = w->passed[0];
+    memmove(w->passed, w->passed + 1, (size_t)--w->npassed * sizeof *w->passed);
+    struct sockaddr_storage peer;
+    socklen_t peerlen = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &peerlen) < 0)
+        peerlen = 0; /* already reset by the client: the connection code finds out */
+    cd_http_conn_new(w, fd, peerlen ? (struct sockaddr *)&peer : NULL, peerlen);
+}
+
 static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     cd_worker *w = io->data;
-    long n = cd_ipc_read(&w->dec, w->chan_fd);
+    int room = (int)(sizeof w->passed / sizeof w->passed[0]) - w->npassed, got = 0;
+    long n = cd_ipc_read_fds(&w->dec, w->chan_fd, w->passed + w->npassed, room, &got);
+    w->npassed += got;
     if (n == -EAGAIN)
         return;
     if (n <= 0) {
@@ -136,6 +161,8 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
             take_snapshot(w, m.payload, m.len);
         else if (m.type == CD_MSG_REOPEN && w->access_log_open)
             cd_accesslog_reopen(&w->access_log);
+        else if (m.type == CD_MSG_CONN)
+            take_conn(w);
         else
             cd_debug("ignoring channel message type %u", m.type);
     }
@@ -241,8 +268,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    /* SIGTERM: from the master, or from the kernel when the master died. */
-    if (getppid() == 1 || w->orphan) {
+    /* SIGTERM: from the master, or from the kernel when the master died
+     * (PDEATHSIG); then our parent is init or a subreaper, not the master. */
+    if (getppid() != w->master_pid || w->orphan) {
         w->orphan = 1;
         begin_drain(w, ORPHAN_DEADLINE);
     } else {
@@ -257,14 +285,13 @@ int cd_service_publish(cd_service *svc, const void *msg, size_t len)
     cd_worker *w = svc->worker;
     if (!svc->type->uses_bus || w->bus.in < 0)
         return -ENOTSUP;
-    size_t nl = strlen(svc->name) + 1;
+    size_t need = strlen(svc->name) + 1 + len;
     char stackbuf[4096];
-    char *buf = nl + len <= sizeof stackbuf ? stackbuf : malloc(nl + len);
+    char *buf = need <= sizeof stackbuf ? stackbuf : malloc(need);
     if (!buf)
         return -ENOMEM;
-    memcpy(buf, svc->name, nl);
-    memcpy(buf + nl, msg, len);
-    int rc = cd_bus_send(&w->bus, buf, nl + len);
+    long n = cd_bus_wrap(buf, need, svc->name, msg, len);
+    int rc = n < 0 ? (int)n : cd_bus_send(&w->bus, buf, (size_t)n);
     if (buf != stackbuf)
         free(buf);
     return rc;
@@ -280,13 +307,14 @@ static void bus_cb(struct ev_loop *loop, ev_io *io, int revents)
     void *msg;
     long len;
     for (int i = 0; i < 256 && (len = cd_bus_recv(&w->bus, &msg)) >= 0; i++) {
-        const char *name = msg;
-        size_t nl = strnlen(name, (size_t)len);
-        if (nl < (size_t)len) {
+        const char *name;
+        const void *payload;
+        size_t plen;
+        if (cd_bus_unwrap(msg, (size_t)len, &name, &payload, &plen) == 0) {
             for (size_t k = 0; k < w->nservices; k++) {
                 cd_service *s = &w->services[k];
                 if (s->bus_cb && strcmp(s->name, name) == 0)
-                    s->bus_cb(s, name + nl + 1, (size_t)len - nl - 1);
+                    s->bus_cb(s, payload, plen);
             }
         }
         cd_bus_free(msg);
@@ -347,6 +375,7 @@ int cd_worker_main(int slot, unsigned generation)
     cd_worker *w = &wk;
     cd_log_role(slot, generation);
     signals_reset();
+    w->master_pid = getppid();
     w->listen_fd = CD_WORKER_FD_LISTEN;
     w->chan_fd = CD_WORKER_FD_CHANNEL;
     cd_set_nonblock(w->chan_fd, 1);
@@ -467,6 +496,15 @@ int cd_worker_main(int slot, unsigned generation)
     cd_debug("ready: %zu service(s)", w->nservices);
     ev_run(w->loop, 0);
     code = 0;
+    if (w->orphan) {
+        /* The master is gone: nobody to report to, and no time to wait for
+         * the services' threads (a readmongo query can sit in server
+         * selection for seconds) or their clients.  The access log keeps
+         * its lines; the kernel closes everything else. */
+        if (w->access_log_open)
+            cd_accesslog_close(&w->access_log);
+        _exit(0);
+    }
     /* Last words: the final counters, so the master loses no request count. */
     read_rss(&w->stats);
     cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, sizeof w->stats);

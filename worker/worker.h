@@ -16,6 +16,7 @@
 
 #include <ev.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "conf/conf.h"
 #include "core/accesslog.h"
@@ -70,6 +71,9 @@ typedef struct cd_worker {
     int accepting;
     int draining;
     int orphan; /* the master is gone: drain fast and exit */
+    pid_t master_pid; /* our parent at start: any other parent means it died */
+    int passed[8];    /* connections the master handed over, until their CD_MSG_CONN frame */
+    int npassed;
     int exit_code;
     ev_tstamp drain_started;
 

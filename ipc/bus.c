@@ -141,6 +141,29 @@ long cd_bus_recv(cd_bus *b, void **msg)
 
 void cd_bus_free(void *msg) { nn_freemsg(msg); }
 
+long cd_bus_wrap(void *out, size_t cap, const char *name, const void *payload, size_t len)
+{
+    size_t nl = strlen(name) + 1;
+    if (len > cap || nl > cap - len)
+        return -EMSGSIZE;
+    memcpy(out, name, nl);
+    if (len) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy((char *)out + nl, payload, len);
+    return (long)(nl + len);
+}
+
+int cd_bus_unwrap(const void *msg, size_t len, const char **name, const void **payload, size_t *plen)
+{
+    const char *m = msg;
+    const char *nul = len ? memchr(m, '\0', len) : NULL;
+    if (!nul)
+        return -EINVAL;
+    *name = m;
+    *payload = nul + 1;
+    *plen = len - (size_t)(nul + 1 - m);
+    return 0;
+}
+
 void cd_bus_close(cd_bus *b)
 {
     if (b->in >= 0)

@@ -51,6 +51,16 @@ int cd_bus_send(cd_bus *b, const void *msg, size_t len);
 long cd_bus_recv(cd_bus *b, void **msg);
 void cd_bus_free(void *msg);
 
+/* A bus message is addressed to a service by name: "name\0payload".  The
+ * worker wraps what a service publishes and unwraps what arrives, for the
+ * services of that name.  Pure functions (fuzzed by tests/fuzz/fuzz_bus.c). */
+/* Wraps payload for the service called name into out (cap bytes).  Returns
+ * the message's length, or -EMSGSIZE when it does not fit. */
+long cd_bus_wrap(void *out, size_t cap, const char *name, const void *payload, size_t len);
+/* Splits a received message: *name (NUL-terminated, inside msg), *payload
+ * and *plen.  Returns 0, or -EINVAL when there is no NUL (not one of ours). */
+int cd_bus_unwrap(const void *msg, size_t len, const char **name, const void **payload, size_t *plen);
+
 void cd_bus_close(cd_bus *b);
 
 #endif

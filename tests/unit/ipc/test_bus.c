@@ -149,3 +149,25 @@ Test(bus, sockets_belong_to_the_owner_of_the_dir, .timeout = 20)
     cd_bus_close(&relay);
     remove_bus_dir(dir);
 }
+
+Test(bus, envelope_round_trip_and_limits)
+{
+    char buf[32];
+    long n = cd_bus_wrap(buf, sizeof buf, "events", "R\0\0\0", 4);
+    cr_assert_eq(n, 11);
+    cr_assert(memcmp(buf, "events\0R\0\0\0", 11) == 0);
+    const char *name;
+    const void *payload;
+    size_t plen;
+    cr_assert_eq(cd_bus_unwrap(buf, (size_t)n, &name, &payload, &plen), 0);
+    cr_assert_str_eq(name, "events");
+    cr_assert_eq(plen, 4);
+    cr_assert_eq(payload, buf + 7);
+    cr_assert_eq(cd_bus_wrap(buf, 10, "events", "R\0\0\0", 4), -EMSGSIZE, "one byte short");
+    cr_assert_eq(cd_bus_wrap(buf, 3, "events", NULL, 0), -EMSGSIZE);
+    cr_assert_eq(cd_bus_wrap(buf, 7, "events", NULL, 0), 7, "an empty payload");
+    cr_assert_eq(cd_bus_unwrap(buf, 7, &name, &payload, &plen), 0);
+    cr_assert_eq(plen, 0);
+    cr_assert_eq(cd_bus_unwrap("events", 6, &name, &payload, &plen), -EINVAL, "no NUL: not an envelope");
+    cr_assert_eq(cd_bus_unwrap("", 0, &name, &payload, &plen), -EINVAL);
+}

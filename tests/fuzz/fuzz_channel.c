@@ -1,0 +1,177 @@
+/*
+ * fuzz_channel.c - the master<->worker channel (ipc/channel.c) as its
+ * receiver sees it.  The input is the byte stream that arrives on the
+ * socketpair; it is written in chunks of fuzz-chosen sizes and read back
+ * with cd_ipc_read + cd_ipc_next, the loop master.c and worker.c run.
+ *
+ * Input: two bytes seed the chunk sizes, the rest is the stream.
+ * Invariants, checked against the stream itself: a frame is delivered only
+ * once all its bytes have arrived, with the header's type and length
+ * (never over CD_IPC_MAX_PAYLOAD) and exactly the payload bytes that
+ * follow it; a frame still missing bytes is not delivered; bad magic and
+ * oversized lengths are reported (and keep being reported: the stream is
+ * no longer trusted); the decoder never runs out of room on a good stream;
+ * EOF reads as 0.  Then a round trip: the stream as one payload through
+ * cd_ipc_send and back.  No crash, leak or out-of-bounds access.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ipc/channel.h"
+
+static cd_ipc_decoder dec; /* 64 KiB: reset (have, consumed) for each input */
+
+typedef struct shadow {
+    const uint8_t *s; /* the stream */
+    size_t written;   /* bytes of it sent so far */
+    size_t off;       /* where the next frame starts */
+    int bad;          /* the decoder reported an error: the stream is untrusted */
+} shadow;
+
+static uint32_t next_rand(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Takes every frame the decoder has and checks each against the stream. */
+static void drain(shadow *sh)
+{
+    cd_ipc_msg m;
+    int rc;
+    while ((rc = cd_ipc_next(&dec, &m)) == 1) {
+        if (sh->written - sh->off < CD_IPC_HEADER)
+            abort(); /* delivered before its header arrived */
+        uint16_t magic, type;
+        uint32_t len;
+        memcpy(&magic, sh->s + sh->off, 2);
+        memcpy(&type, sh->s + sh->off + 2, 2);
+        memcpy(&len, sh->s + sh->off + 4, 4);
+        if (magic != CD_IPC_MAGIC || m.type != type || m.len != len || m.len > CD_IPC_MAX_PAYLOAD)
+            abort();
+        if (sh->written - sh->off - CD_IPC_HEADER < len)
+            abort(); /* delivered before it was complete */
+        if (len && memcmp(m.payload, sh->s + sh->off + CD_IPC_HEADER, len) != 0)
+            abort();
+        sh->off += CD_IPC_HEADER + len;
+    }
+    size_t avail = sh->written - sh->off;
+    if (rc == 0) {
+        if (avail < CD_IPC_HEADER)
+            return;
+        uint16_t magic;
+        uint32_t len;
+        memcpy(&magic, sh->s + sh->off, 2);
+        memcpy(&len, sh->s + sh->off + 4, 4);
+        if (magic != CD_IPC_MAGIC || len > CD_IPC_MAX_PAYLOAD || avail >= CD_IPC_HEADER + (size_t)len)
+            abort(); /* a complete frame (or a bad one) was held back */
+        return;
+    }
+    if (rc != -EPROTO && rc != -EMSGSIZE)
+        abort();
+    if (avail < CD_IPC_HEADER)
+        abort();
+    uint16_t magic;
+    uint32_t len;
+    memcpy(&magic, sh->s + sh->off, 2);
+    memcpy(&len, sh->s + sh->off + 4, 4);
+    if ((rc == -EPROTO) != (magic != CD_IPC_MAGIC) || (rc == -EMSGSIZE && len <= CD_IPC_MAX_PAYLOAD))
+        abort();
+    if (cd_ipc_next(&dec, &m) != rc)
+        abort(); /* an error is not forgotten */
+    sh->bad = 1;
+}
+
+static void stream(int sv[2], const uint8_t *s, size_t len, uint32_t seed)
+{
+    shadow sh = {.s = s};
+    dec.have = dec.consumed = 0;
+    uint32_t x = seed | 1;
+    unsigned maxchunk = 1u + (seed & 0x3ff); /* 1..1024: byte by byte up to big gulps */
+    while (sh.written < len && !sh.bad) {
+        size_t chunk = 1 + next_rand(&x) % maxchunk;
+        if (chunk > len - sh.written)
+            chunk = len - sh.written;
+        ssize_t w = send(sv[0], s + sh.written, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w <= 0)
+            abort(); /* the reader empties the pair after every chunk */
+        size_t got = 0;
+        for (;;) {
+            long n = cd_ipc_read(&dec, sv[1]);
+            if (n == -EAGAIN)
+                break;
+            if (n <= 0)
+                abort(); /* no EOF yet, and a good stream never fills the decoder */
+            got += (size_t)n;
+            sh.written += (size_t)n;
+            drain(&sh);
+            if (sh.bad)
+                return;
+        }
+        if (got != (size_t)w)
+            abort();
+    }
+    if (sh.bad)
+        return;
+    shutdown(sv[0], SHUT_WR);
+    if (cd_ipc_read(&dec, sv[1]) != 0)
+        abort(); /* EOF */
+}
+
+static void round_trip(int sv[2], unsigned type, const uint8_t *p, size_t len)
+{
+    if (len > CD_IPC_MAX_PAYLOAD)
+        len = CD_IPC_MAX_PAYLOAD;
+    dec.have = dec.consumed = 0;
+    if (cd_ipc_send(sv[0], type, len ? p : NULL, len) != 0)
+        abort();
+    cd_ipc_msg m;
+    int rc = 0;
+    for (int i = 0; i < 64 && rc == 0; i++) {
+        if (cd_ipc_read(&dec, sv[1]) <= 0)
+            abort();
+        rc = cd_ipc_next(&dec, &m);
+    }
+    if (rc != 1 || m.type != type || m.len != len || (len && memcmp(m.payload, p, len) != 0))
+        abort();
+    if (cd_ipc_next(&dec, &m) != 0)
+        abort();
+    uint8_t small[CD_IPC_HEADER];
+    if (len && cd_ipc_encode(small, sizeof small, type, p, len) != -EMSGSIZE)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    uint32_t seed = (uint32_t)data[0] | (uint32_t)data[1] << 8;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        abort();
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    int buf = 1 << 20; /* room for a whole input, so a round trip never waits */
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    stream(sv, data + 2, size - 2, seed);
+    close(sv[0]);
+    close(sv[1]);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        abort();
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    round_trip(sv, seed & 0xffff, data + 2, size - 2);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}

@@ -12,12 +12,15 @@
  * ev_io watchers that follow wslay_event_want_read/want_write.
  *
  * Rooms.  A client joins and leaves rooms with the events `join` and
- * `leave` (argument: the room name; acknowledged when the client asks for
- * an ack).  Any other event a client emits goes to every other member of
+ * `leave` (argument: the room name, at most CD_EVENTS_ROOM_MAX bytes;
+ * acknowledged, or refused with an error ack, when the client asks for an
+ * ack).  The room table hashes names with SipHash under a per-worker
+ * random key (events_hash.c), so clients cannot make names collide.  Any other event a client emits goes to every other member of
  * every room it is in, each member once, on whichever worker it is: the
  * natural reading of `socket.rooms.forEach(r => socket.to(r).emit(...))`,
  * without server code.  POST {route}/publish with {"room", "event", "args"}
- * lets a backend emit into a room.  `whoami` (with an ack) answers
+ * lets a backend emit into a room; the body must be valid UTF-8 JSON
+ * (cd_events__publish_parse), since it goes to clients in text frames.  `whoami` (with an ack) answers
  * {"sid", "worker", "rooms"}: which worker slot serves the client.  Acks of
  * the service's events carry one object with "ok" (and "error" when false).
  * Both kinds of broadcast travel as one bus message
@@ -28,11 +31,17 @@
  * as with Socket.IO's adapters: a worker that falls a whole bus buffer
  * behind loses broadcasts (see ipc/bus.h).
  *
- * Backpressure.  Everything sent to a client is queued in its wslay context;
- * when a message would take the queue past max_send_queue, that client is
- * closed (1008 "send queue full") and dropped after a short deadline
- * whether or not it reads the close frame, so one slow reader costs a
- * bounded amount of memory and never delays the others.
+ * Backpressure.  Everything sent to a client is queued in its wslay context:
+ * our messages, and the pongs and close frames wslay queues by itself while
+ * reading.  All of it counts against max_send_queue, with a per-message
+ * allowance for wslay's bookkeeping (conn_queued), so a client that pings
+ * and never reads is bounded like one that reads slowly.  Past the limit
+ * the client is closed (1008 "send queue full"), stops being read, and is
+ * dropped after a short deadline whether or not it reads the close frame:
+ * one slow or hostile reader costs at most max_send_queue plus one
+ * message, for at most CLOSE_GRACE, and never delays the others.  (The
+ * close frame rather than a bare drop: a client that does read learns
+ * why; one that does not costs nothing more.)
  *
  * Lifetime.  A connection is freed only from its own watchers' callbacks
  * (or stop/destroy), never from inside a wslay callback or while a

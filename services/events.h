@@ -1,10 +1,13 @@
 /*
- * events.h - internals of the events service shared between its files and
- * its unit tests: the parsed config, and the pure codecs of events_proto.c
- * (a validating JSON scanner, the WebSocket accept key, Socket.IO v5 packet
- * parsing, and the format of room broadcasts on the cross-worker bus).
- * Nothing here touches a socket or the loop, so all of it runs (and is
- * tested) in any process; in production it runs in a worker, on its loop.
+ * events.h - internals of the events service shared between its files, its
+ * unit tests and its fuzz targets: the parsed config; the pure codecs of
+ * events_proto.c (a validating JSON scanner, the WebSocket accept key,
+ * Socket.IO v5 packet parsing, publish bodies, and the format of room
+ * broadcasts on the cross-worker bus); the room table's keyed hash
+ * (events_hash.c); and one entry point into events.c, adopting an upgraded
+ * connection.  Apart from that entry point nothing here touches a socket
+ * or the loop, so it runs (and is tested) in any process; in production it
+ * all runs in a worker, on its loop.
  *
  * Why a JSON scanner instead of libbson: Socket.IO payloads are JSON arrays
  * ("42[\"name\",arg...]") and libbson only parses documents; and a

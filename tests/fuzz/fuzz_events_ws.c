@@ -26,6 +26,9 @@
  *   0x10  the first half of the bytes came with the upgrade request: the
  *         HTTP layer read them, the session gets them as `pre`
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <ev.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,12 +83,93 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* What the client reads, when it reads: discarded. */
+/* What the client reads, when it reads, is checked as a client would: the
+ * 101 head, then unmasked frames; text frames are valid UTF-8 (RFC 6455
+ * clients drop the connection otherwise) carrying Engine.IO packets, and
+ * the Socket.IO ones a client parses (CONNECT, EVENT, ACK) are
+ * well-formed.  Reset per input. */
+static struct {
+    unsigned char buf[1 << 18];
+    size_t len;
+    int head_done;
+} out;
+
+#define CHECK(x)                                                                                             \
+    do {                                                                                                     \
+        if (!(x)) {                                                                                          \
+            fprintf(stderr, "fuzz_events_ws: check failed: %s\n", #x);                                       \
+            abort();                                                                                         \
+        }                                                                                                    \
+    } while (0)
+
+static void check_text(const char *p, size_t n)
+{
+    CHECK(cd_events__utf8_valid(p, n));
+    CHECK(n >= 1 && p[0] >= '0' && p[0] <= '6');
+    if (p[0] == '4' && n >= 2 && p[1] != '4') { /* CONNECT_ERROR is not for clients to parse here */
+        cd_sio_packet sp;
+        CHECK(cd_events__sio_parse(p + 1, n - 1, &sp) == 0);
+    }
+}
+
+/* Parses the complete frames in out.buf; keeps a partial one. */
+static void check_output(void)
+{
+    size_t o = 0;
+    if (!out.head_done) {
+        unsigned char *e = memmem(out.buf, out.len, "\r\n\r\n", 4);
+        if (!e)
+            return;
+        CHECK(memcmp(out.buf, "HTTP/1.1 101 ", 13) == 0);
+        out.head_done = 1;
+        o = (size_t)(e - out.buf) + 4;
+    }
+    for (;;) {
+        unsigned char *f = out.buf + o;
+        size_t avail = out.len - o, h = 2;
+        if (avail < 2)
+            break;
+        CHECK((f[1] & 0x80) == 0); /* a server never masks */
+        uint64_t len = f[1] & 0x7f;
+        if (len == 126) {
+            if (avail < 4)
+                break;
+            len = (uint64_t)f[2] << 8 | f[3];
+            h = 4;
+        } else if (len == 127) {
+            if (avail < 10)
+                break;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | f[2 + i];
+            h = 10;
+        }
+        CHECK(len < sizeof out.buf - 16);
+        if (avail - h < len)
+            break;
+        int op = f[0] & 0x0f;
+        CHECK((f[0] & 0x80) && (f[0] & 0x70) == 0); /* whole, no RSV bits */
+        if (op == 1)
+            check_text((const char *)f + h, (size_t)len);
+        else if (op == 8 && len > 2)
+            CHECK(cd_events__utf8_valid((const char *)f + h + 2, (size_t)len - 2));
+        else
+            CHECK(op == 8 || op == 9 || op == 10);
+        o += h + (size_t)len;
+    }
+    memmove(out.buf, out.buf + o, out.len - o);
+    out.len -= o;
+}
+
 static void client_drain(int fd)
 {
-    char buf[65536];
-    for (int i = 0; i < 64 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
-        ;
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(fd, out.buf + out.len, sizeof out.buf - out.len, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        out.len += (size_t)n;
+        check_output();
+    }
 }
 
 static void turn(int fd, int reads, int times)
@@ -105,6 +189,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned ctl = data[0];
     data++, size--;
     int reads = ctl & 1;
+    out.len = 0;
+    out.head_done = 0;
     if (svc.type->init(&svc, err, sizeof err) < 0)
         abort();
     int sv[2];

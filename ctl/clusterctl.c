@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pubsub.h>
 #include <nanomsg/reqrep.h>
@@ -111,6 +112,23 @@ static int json_bool(const char *json, const char *key)
     return v && strncmp(v, "true", 4) == 0;
 }
 
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned u = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        u = u << 4 | (unsigned)d;
+    }
+    *out = u;
+    return 0;
+}
+
+/* The string value of "key" into out (cap >= 1 bytes), its escapes decoded
+ * (the master writes \" \\ and \u00XX for control bytes; any other \uXXXX
+ * becomes UTF-8, a lone surrogate U+FFFD); "" when absent; cut to fit. */
 static void json_str(const char *json, const char *key, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -119,9 +137,47 @@ static void json_str(const char *json, const char *key, char *out, size_t cap)
         return;
     size_t o = 0;
     for (v++; *v && *v != '"' && o + 1 < cap; v++) {
-        if (*v == '\\' && v[1])
-            v++;
-        out[o++] = *v;
+        unsigned c = (unsigned char)*v;
+        if (c == '\\') {
+            c = (unsigned char)*++v;
+            if (c == '\0')
+                break;
+            if (c == 'b')
+                c = '\b';
+            else if (c == 'f')
+                c = '\f';
+            else if (c == 'n')
+                c = '\n';
+            else if (c == 'r')
+                c = '\r';
+            else if (c == 't')
+                c = '\t';
+            else if (c == 'u' && hex4(v + 1, &c) == 0) {
+                v += 4;
+                if (c == 0)
+                    break; /* a C string ends there */
+                if (c >= 0xd800 && c <= 0xdfff)
+                    c = 0xfffd;
+                char u8[3];
+                size_t n = 0;
+                if (c < 0x80) {
+                    u8[n++] = (char)c;
+                } else if (c < 0x800) {
+                    u8[n++] = (char)(0xc0 | c >> 6);
+                    u8[n++] = (char)(0x80 | (c & 0x3f));
+                } else {
+                    u8[n++] = (char)(0xe0 | c >> 12);
+                    u8[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
+                    u8[n++] = (char)(0x80 | (c & 0x3f));
+                }
+                if (o + n >= cap)
+                    break;
+                memcpy(out + o, u8, n);
+                o += n;
+                continue;
+            }
+        }
+        out[o++] = (char)c;
     }
     out[o] = '\0';
 }
@@ -153,27 +209,27 @@ static const char *next_worker(const char *p)
     return strstr(p, "{\"slot\":");
 }
 
-static void print_status(const char *r)
+static void print_status(FILE *f, const char *r)
 {
     if (json_out) {
-        printf("%s\n", r);
+        fprintf(f, "%s\n", r);
         return;
     }
     char last[200], listen[200];
     json_str(r, "last_reload", last, sizeof last);
     json_str(r, "listen", listen, sizeof listen);
-    printf("clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s\n", json_num(r, "pid"), listen,
+    fprintf(f, "clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s\n", json_num(r, "pid"), listen,
            json_num(r, "uptime"), json_num(r, "generation"), json_num(r, "workers_wanted"),
            json_bool(r, "reloading") ? ", RELOADING" : "", json_bool(r, "stopping") ? ", STOPPING" : "");
     if (last[0])
-        printf("last reload: %s\n", last);
-    printf("%-5s %-8s %-4s %-9s %9s %10s %9s %6s %9s %9s\n", "SLOT", "PID", "GEN", "STATE", "UPTIME", "REQUESTS",
+        fprintf(f, "last reload: %s\n", last);
+    fprintf(f, "%-5s %-8s %-4s %-9s %9s %10s %9s %6s %9s %9s\n", "SLOT", "PID", "GEN", "STATE", "UPTIME", "REQUESTS",
            "INFLIGHT", "CONNS", "RSS", "HEARTBEAT");
     const char *workers = json_find(r, "workers");
     for (const char *p = workers ? next_worker(workers) : NULL; p; p = next_worker(p + 1)) {
         char state[32];
         json_str(p, "state", state, sizeof state);
-        printf("%-5.0f %-8.0f %-4.0f %-9s %8.0fs %10.0f %9.0f %6.0f %8.1fM %8.1fs\n", json_num(p, "slot"),
+        fprintf(f, "%-5.0f %-8.0f %-4.0f %-9s %8.0fs %10.0f %9.0f %6.0f %8.1fM %8.1fs\n", json_num(p, "slot"),
                json_num(p, "pid"), json_num(p, "generation"), state, json_num(p, "uptime"), json_num(p, "requests"),
                json_num(p, "in_flight"), json_num(p, "connections"), json_num(p, "rss") / 1048576.0,
                json_num(p, "heartbeat_age"));
@@ -253,11 +309,12 @@ static int cmd_scale(const char *n)
 static int cmd_stop(int now)
 {
     char *r = must(now ? "stop now" : "stop");
-    pid_t pid = (pid_t)json_num(r, "pid");
+    double pd = json_num(r, "pid");
+    pid_t pid = pd >= 2 && pd <= INT_MAX ? (pid_t)pd : 0; /* 0: follow status alone */
     free(r);
     double deadline = now_s() + timeout_s;
     while (now_s() < deadline) {
-        if (kill(pid, 0) < 0 && errno == ESRCH) {
+        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
             printf("stopped\n");
             return 0;
         }
@@ -399,7 +456,7 @@ int main(int argc, char **argv)
     int extra = argc - optind - 1;
     if (strcmp(cmd, "status") == 0 && extra == 0) {
         char *r = must("status");
-        print_status(r);
+        print_status(stdout, r);
         free(r);
         return 0;
     }

@@ -25,6 +25,9 @@
  *   0x08  deliver a bus broadcast to rooms "r" and "a" at the end
  *   0x10  the first half of the bytes came with the upgrade request: the
  *         HTTP layer read them, the session gets them as `pre`
+ *   0x20  a second, well-behaved client (never read, not checked) has
+ *         joined "r" and "a" first, so broadcasts and room changes meet
+ *         another member
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
@@ -193,6 +196,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     out.head_done = 0;
     if (svc.type->init(&svc, err, sizeof err) < 0)
         abort();
+    int peer[2] = {-1, -1};
+    if (ctl & 0x20) {
+        /* "40", then join "r" and "a" with acks: frames masked with 0. */
+        static const char script[] = "\x81\x82\0\0\0\0" "40"
+                                     "\x81\x8f\0\0\0\0" "421[\"join\",\"r\"]"
+                                     "\x81\x8f\0\0\0\0" "422[\"join\",\"a\"]";
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, peer) < 0 || cd_set_nonblock(peer[0], 1) < 0)
+            abort();
+        char *early = malloc(sizeof script - 1);
+        if (!early)
+            abort();
+        memcpy(early, script, sizeof script - 1);
+        if (cd_events__adopt_fd(&svc, peer[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", early, sizeof script - 1) < 0)
+            abort();
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         abort();
@@ -240,6 +258,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         turn(sv[1], 1, 4);
     }
     close(sv[1]);
+    if (peer[1] >= 0)
+        close(peer[1]);
     turn(-1, 0, 2);
     svc.type->destroy(&svc);
     /* ev_run returns whether active watchers remain (libev 4.25+). */

@@ -41,6 +41,7 @@
 #define BACKOFF_BASE 0.1  /* first respawn delay, seconds */
 #define BACKOFF_MAX 30.0  /* cap on the respawn delay */
 #define STABLE_AFTER 10.0 /* a worker up this long resets its slot's backoff */
+#define LAST_UP_DELAY 0.5 /* the longest respawn delay of the last slot that was up */
 #define QUIT_GRACE 1.0    /* SIGQUIT: workers get this long before SIGKILL */
 /* A retired listener stays open this long after steering moved away: a
  * handshake begun before then still completes on it, and a silent client
@@ -441,8 +442,20 @@ static void proc_exited(cd_master *m, cd_proc *p, int status)
             s->fails = 0;
         s->fails++;
         double delay = s->fails == 1 ? 0.0 : backoff(s->fails);
+        /* Several slots backing off together must not leave the cluster with
+         * no worker at all for seconds: when the last one up dies, its slot
+         * comes back within LAST_UP_DELAY.  Its crash count still grows, so
+         * the long backoff returns as soon as another slot is up, and a
+         * crash loop of every slot costs at most a spawn per LAST_UP_DELAY.
+         * A single slot keeps its backoff: there it is the only brake. */
+        int last = delay > LAST_UP_DELAY && m->active > 1;
+        for (cd_proc *q = m->procs; last && q; q = q->next)
+            last = q->state == PROC_DRAINING;
+        if (last)
+            delay = LAST_UP_DELAY;
         if (delay > 0)
-            cd_warn("respawning slot %d in %.0f ms (crash %u in a row)", s->index, delay * 1000, s->fails);
+            cd_warn("respawning slot %d in %.0f ms (crash %u in a row%s)", s->index, delay * 1000, s->fails,
+                    last ? "; no other worker is up" : "");
         m->respawns++;
         cd_master_event(m, "{\"event\":\"respawn_scheduled\",\"slot\":%d,\"delay_ms\":%.0f,\"crashes\":%u}",
                         s->index, delay * 1000, s->fails);

@@ -289,6 +289,29 @@ Test(chaos, queued_on_a_dead_slot_are_served_before_its_respawn)
     cr_assert_eq(th_wait_workers(&srv, 2, NULL, 0, 10000), 0, "slot 1 back");
 }
 
+Test(chaos, the_last_slot_up_skips_its_long_backoff)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY), 0);
+    /* Both slots crash often enough that their next backoff is 0.8-1.6 s. */
+    cr_assert_neq(crash_slot(1, 4), 0);
+    cr_assert_neq(wait_slot_worker(1, 0, 8000), 0);
+    cr_assert_neq(crash_slot(0, 4), 0);
+    pid_t p0 = wait_slot_worker(0, 0, 8000), p1 = wait_slot_worker(1, 0, 8000);
+    cr_assert(p0 && p1);
+    msleep(150);
+    kill(p0, SIGKILL); /* slot 1 is up: slot 0 backs off */
+    char gone0[64];
+    snprintf(gone0, sizeof gone0, "worker pid %d (slot 0) killed", (int)p0);
+    cr_assert(th_log_contains(&srv, gone0, 3000));
+    kill(p1, SIGKILL); /* now nothing is up: slot 1 must not back off as long */
+    cr_assert(th_log_contains(&srv, "respawning slot 1 in 500 ms (crash 5 in a row; no other worker is up)", 3000));
+    th_response r;
+    th_http(&r, srv.port, "GET", "/dummy", NULL, 5000);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+    cr_assert_eq(th_wait_workers(&srv, 2, NULL, 0, 10000), 0, "both slots back");
+}
+
 /* ---- load: wrk ---- */
 
 static int log_count(const char *needle)

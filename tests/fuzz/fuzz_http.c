@@ -9,8 +9,9 @@
  * does for a WebSocket).
  *
  * Input: byte 0 picks the chunk sizes, byte 1 the flags (close the client
- * half-way, half-close after the last byte, drain the worker), the rest is
- * what the client sends.  The client end of a socketpair writes it chunk
+ * half-way, half-close after the last byte, drain the worker, a slow reader
+ * with small socket buffers so answers queue and wait for EV_WRITE), the
+ * rest is what the client sends.  The client end of a socketpair writes it chunk
  * by chunk while the worker's loop turns (EVRUN_NOWAIT, a bounded number
  * of times), reading and keeping what comes back.  Then every connection
  * is closed, the services answer what they still hold, and:
@@ -153,6 +154,8 @@ static cd_snapshot *snap;
 static char *out;
 static size_t out_len;
 static int dump; /* CD_FUZZ_DUMP=1: print what the server wrote (for writing seeds) */
+static int slow_reader; /* this input: read answers only every fourth turn */
+static unsigned turns;
 
 static void init_once(void)
 {
@@ -225,7 +228,7 @@ static void turn(int client, int times)
         ev_run(w.loop, EVRUN_NOWAIT);
         if (w.draining)
             cd_http_drain(&w, 0);
-        if (client >= 0)
+        if (client >= 0 && (!slow_reader || ++turns % 4 == 0))
             collect(client);
     }
 }
@@ -298,6 +301,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size -= 2;
     int close_at = (flags & 1) ? (flags >> 4) : -1; /* close the client after this many chunks */
     int half_close = flags & 2;
+    slow_reader = (flags & 8) != 0;
     w.draining = (flags & 4) != 0;
     w.drain_started = ev_now(w.loop);
     memset(&w.stats, 0, sizeof w.stats);
@@ -307,6 +311,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
         abort();
     int client = sv[1];
+    if (slow_reader) {
+        int small = 1; /* the kernel rounds it up to its minimum */
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        setsockopt(client, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
     uint32_t rng = 0x9e3779b9u ^ sizes;
     size_t maxchunk = (size_t)1 << (sizes & 7); /* 1 .. 128 bytes */
     size_t off = 0;

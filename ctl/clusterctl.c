@@ -54,7 +54,10 @@ static void die(const char *fmt, const char *a, const char *b)
     exit(EXIT_FAIL);
 }
 
-/* Sends one command; returns the malloc'd reply or NULL (errno-like reason in why). */
+static const char NO_ANSWER[] = "clusterd did not answer within 2s (dead, or a stale socket)";
+
+/* Sends one command; returns the malloc'd reply or NULL (the reason in why;
+ * NO_ANSWER when the request went out and no answer came). */
 static char *request(const char *cmd, const char **why)
 {
     char path[300], url[320];
@@ -76,7 +79,7 @@ static char *request(const char *cmd, const char **why)
         char *msg;
         int len = nn_recv(s, &msg, NN_MSG, 0);
         if (len < 0) {
-            *why = "clusterd did not answer within 2s (dead, or a stale socket)";
+            *why = NO_ANSWER;
         } else {
             reply = malloc((size_t)len + 1);
             memcpy(reply, msg, (size_t)len);
@@ -182,12 +185,9 @@ static void json_str(const char *json, const char *key, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static char *must(const char *cmd)
+/* Returns the answer r to cmd when it says ok; exits with its reason when not. */
+static char *checked(const char *cmd, char *r)
 {
-    const char *why = NULL;
-    char *r = request(cmd, &why);
-    if (!r)
-        die("%s: %s", rundir, why);
     if (!json_bool(r, "ok")) {
         char err[600];
         json_str(r, "error", err, sizeof err);
@@ -195,6 +195,15 @@ static char *must(const char *cmd)
         exit(EXIT_FAIL);
     }
     return r;
+}
+
+static char *must(const char *cmd)
+{
+    const char *why = NULL;
+    char *r = request(cmd, &why);
+    if (!r)
+        die("%s: %s", rundir, why);
+    return checked(cmd, r);
 }
 
 static void sleep_ms(int ms)
@@ -308,7 +317,22 @@ static int cmd_scale(const char *n)
 
 static int cmd_stop(int now)
 {
-    char *r = must(now ? "stop now" : "stop");
+    const char *cmd = now ? "stop now" : "stop", *why = NULL;
+    char *r = request(cmd, &why);
+    if (!r) {
+        /* A master told to stop may exit before its answer leaves (stop now
+         * does so at once); one that took the request and whose control
+         * socket is gone has stopped.  A stale socket stays: a failure. */
+        char path[300];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/control", rundir);
+        if (why == NO_ANSWER && stat(path, &st) < 0 && errno == ENOENT) {
+            printf("stopped\n");
+            return 0;
+        }
+        die("%s: %s", rundir, why);
+    }
+    r = checked(cmd, r);
     double pd = json_num(r, "pid");
     pid_t pid = pd >= 2 && pd <= INT_MAX ? (pid_t)pd : 0; /* 0: follow status alone */
     free(r);

@@ -363,15 +363,6 @@ static int no_read_back(bson_iter_t *it)
         if ((BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) &&
             bson_iter_recurse(it, &child) && no_read_back(&child))
             return 1;
-        if (BSON_ITER_HOLDS_CODEWSCOPE(it)) {
-            uint32_t clen, slen;
-            const uint8_t *scope;
-            bson_t sdoc;
-            bson_iter_codewscope(it, &clen, &slen, &scope);
-            if (bson_init_static(&sdoc, scope, slen) && bson_iter_init(&child, &sdoc) &&
-                no_read_back(&child))
-                return 1;
-        }
     }
     return 0;
 }

@@ -7,9 +7,11 @@
  *
  * Statuses are checked by real requests: 200 (filter, projection, sort,
  * limit, skip, by-id), 400, 403, 404, 503 (database down, queue full) and
- * 504 (maxTimeMS, frozen database).  Checks that refused requests never
- * reach the database use a service whose database does not exist: a 400
- * or 403 from it can only have been decided before any I/O.
+ * 504 (maxTimeMS, frozen database); a refused request never costs the
+ * worker, and error bodies never carry the driver's words (hosts, ports).
+ * Checks that refused requests never reach the database use a service
+ * whose database does not exist: a 400 or 403 from it can only have been
+ * decided before any I/O.
  */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -8,6 +8,10 @@
  *   channels  READY, HEARTBEAT, BOOTFAIL from workers
  *   tick      every 250 ms: kill workers whose heartbeat stopped or whose
  *             drain overran, and notice when a stop is complete
+ *   slots     whenever a slot's readiness changes: steer new connections to
+ *             slots with a READY worker only, accept what is queued on the
+ *             others and hand it to a live worker, close retired listeners
+ *             (see "readiness" below for why it is done this way)
  * Signal handlers only queue (libev's ev_signal); the work happens here.
  *
  * Reload (HUP) is a rolling restart: the new config is validated first (a bad

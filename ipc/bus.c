@@ -94,7 +94,7 @@ fail:
 int cd_bus_master_relay(cd_bus *b)
 {
     int n = 0;
-    for (;;) {
+    while (n < CD_BUS_RELAY_BATCH) {
         void *msg;
         int len = nn_recv(b->in, &msg, NN_MSG, NN_DONTWAIT);
         if (len < 0)
@@ -104,6 +104,7 @@ int cd_bus_master_relay(cd_bus *b)
             nn_freemsg(msg);
         n++;
     }
+    return n;
 }
 
 int cd_bus_worker_open(cd_bus *b, const char *dir)

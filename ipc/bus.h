@@ -38,8 +38,10 @@ int cd_ipc_bind_0600(int s, const char *dir, const char *name);
  * owner (the workers' user when the master drops them to one).  Returns 0
  * or -errno. */
 int cd_bus_master_open(cd_bus *b, const char *dir);
-/* Master: relays every message waiting on bus-in to bus-out.  Returns the
- * number relayed. */
+/* Master: relays the messages waiting on bus-in to bus-out, at most
+ * CD_BUS_RELAY_BATCH per call so that a flood cannot hold the master's
+ * loop (rcvfd stays readable while more wait).  Returns the number relayed. */
+#define CD_BUS_RELAY_BATCH 256
 int cd_bus_master_relay(cd_bus *b);
 
 /* Worker: connects to the master's endpoints under dir. */

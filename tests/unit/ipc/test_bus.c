@@ -171,3 +171,50 @@ Test(bus, envelope_round_trip_and_limits)
     cr_assert_eq(cd_bus_unwrap("events", 6, &name, &payload, &plen), -EINVAL, "no NUL: not an envelope");
     cr_assert_eq(cd_bus_unwrap("", 0, &name, &payload, &plen), -EINVAL);
 }
+
+/* The relay runs on the master's loop: a flood of broadcasts must not keep
+ * it there (signals, reaping, heartbeat checks wait meanwhile).  One call
+ * relays a bounded batch; the rest waits for the next turn of the loop,
+ * and nothing is lost. */
+Test(bus, relay_takes_a_bounded_batch_per_call, .timeout = 30)
+{
+    char dir[] = "/tmp/clusterd-bus-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cd_bus relay, a;
+    cr_assert_eq(cd_bus_master_open(&relay, dir), 0);
+    cr_assert_eq(cd_bus_worker_open(&a, dir), 0);
+    /* Until the PUSH pipe is connected, a send says EAGAIN. */
+    int sent = 0;
+    for (int i = 0; i < 400 && sent == 0; i++) {
+        if (cd_bus_send(&a, "x", 1) == 0)
+            sent = 1;
+        else
+            usleep(5000);
+    }
+    cr_assert_eq(sent, 1, "the bus never connected");
+    for (int i = 0; i < 100000 && sent < 3000; i++)
+        if (cd_bus_send(&a, "x", 1) == 0)
+            sent++;
+    cr_assert_eq(sent, 3000);
+    /* Wait until the master has them all queued: poll + a pause, bounded. */
+    struct pollfd p = {.fd = relay.rcvfd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 5000), 1);
+    usleep(300000);
+    int first = cd_bus_master_relay(&relay);
+    cr_assert_gt(first, 0);
+    cr_assert_leq(first, CD_BUS_RELAY_BATCH, "one call relayed %d", first);
+    cr_assert_eq(poll(&p, 1, 0), 1, "rcvfd stays readable while messages wait: the loop comes back");
+    int total = first;
+    for (int i = 0; i < 2000 && total < sent; i++) {
+        int n = cd_bus_master_relay(&relay);
+        cr_assert_leq(n, CD_BUS_RELAY_BATCH);
+        total += n;
+        if (n == 0) {
+            poll(&p, 1, 10);
+        }
+    }
+    cr_assert_eq(total, sent, "every message relayed in the end");
+    cd_bus_close(&a);
+    cd_bus_close(&relay);
+    remove_bus_dir(dir);
+}

@@ -15,7 +15,8 @@
  *      writer's depth bound
  *   2  MongoDB extended JSON, parsed by libbson
  *
- * Checks: for a valid document within the depth bound the writer succeeds;
+ * Checks: for a valid document within the depth bound the writer succeeds,
+ * beyond it (documents, arrays and CodeWScope scopes all count) it fails;
  * whatever the bytes, when it succeeds it wrote valid JSON (a strict
  * grammar check written here, plus UTF-8: invalid UTF-8 in the BSON must
  * come out as U+FFFD) within 16 bytes per BSON byte; and libbson reads the output back as a document
@@ -415,6 +416,9 @@ static void render_and_check(const bson_t *doc)
         bson_free(j);
         CHECK(rc == 0);
     }
+    /* The bound holds for every kind of nesting, scopes included. */
+    if (depth > CD_READMONGO_JSON_MAX_DEPTH)
+        CHECK(rc == -1);
     if (rc == 0) {
         CHECK(out.p && !out.oom);
         CHECK(out.len <= 16 * (size_t)doc->len + 16);

@@ -91,7 +91,7 @@ static void remove_bus_dir(const char *dir)
 /* Issue 9: the bus sockets used to get the umask's mode (0777 under umask
  * 0): any local user could inject broadcasts.  Like the control socket,
  * they must be 0600 whatever the umask. */
-Test(bus, sockets_are_0600_whatever_the_umask, .timeout = 20)
+Test(bus, sockets_are_0600_whatever_the_umask)
 {
     char dir[] = "/tmp/clusterd-bus-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
@@ -114,11 +114,17 @@ Test(bus, sockets_are_0600_whatever_the_umask, .timeout = 20)
     remove_bus_dir(dir);
 }
 
-Test(bus, bind_0600_reports_a_missing_dir)
+/* (A path that is too long: a failed nn_bind itself leaks inside nanomsg,
+ * which would put a LeakSanitizer report in the ASan build's output.) */
+Test(bus, a_failed_open_leaves_nothing_open)
 {
+    char dir[400];
+    memset(dir, 'd', sizeof dir - 1);
+    dir[0] = '/';
+    dir[sizeof dir - 1] = '\0';
     cd_bus relay;
-    int rc = cd_bus_master_open(&relay, "/nonexistent-clusterd-dir");
-    cr_assert_lt(rc, 0);
+    int rc = cd_bus_master_open(&relay, dir);
+    cr_assert_eq(rc, -ENAMETOOLONG);
     cr_assert_eq(relay.in, -1);
     cr_assert_eq(relay.out, -1);
 }
@@ -127,7 +133,7 @@ Test(bus, bind_0600_reports_a_missing_dir)
  * runtime dir; a 0600 root socket would keep them off the bus (connecting
  * needs write permission on the socket file), silently: nanomsg retries the
  * connection in the background.  The bus sockets go to the dir's owner. */
-Test(bus, sockets_belong_to_the_owner_of_the_dir, .timeout = 20)
+Test(bus, sockets_belong_to_the_owner_of_the_dir)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root to give the dir away");
@@ -176,7 +182,7 @@ Test(bus, envelope_round_trip_and_limits)
  * it there (signals, reaping, heartbeat checks wait meanwhile).  One call
  * relays a bounded batch; the rest waits for the next turn of the loop,
  * and nothing is lost. */
-Test(bus, relay_takes_a_bounded_batch_per_call, .timeout = 30)
+Test(bus, relay_takes_a_bounded_batch_per_call)
 {
     char dir[] = "/tmp/clusterd-bus-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));

@@ -56,11 +56,6 @@ int cd_spawn_conf_memfd(const char *text, size_t len)
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, unsigned gen)
 {
-    /* Die with the master, even if it is SIGKILLed; then check for the race
-     * where it died before the prctl. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != master_pid)
-        _exit(1);
     /* Move the three fds above 2 out of the way, then into place. */
     int l = fcntl(s->fd, F_DUPFD, 10), c = fcntl(chan, F_DUPFD, 10), k = fcntl(m->conf_memfd, F_DUPFD, 10);
     if (l < 0 || c < 0 || k < 0 || dup2(l, CD_WORKER_FD_LISTEN) < 0 || dup2(c, CD_WORKER_FD_CHANNEL) < 0 ||
@@ -72,6 +67,12 @@ static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, uns
     /* Privileges go last, after everything that needs them. */
     if (m->drop_privs && (setgroups(1, &m->gid) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0))
         _exit(CD_EXIT_BOOTFAIL);
+    /* Die with the master, even if it is SIGKILLed; then check for the race
+     * where it died before the prctl.  After the switch of user: a change of
+     * credentials clears the parent-death signal. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master_pid)
+        _exit(1);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

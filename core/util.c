@@ -245,3 +245,30 @@ char *cd_trim(char *s)
         s[--n] = '\0';
     return s;
 }
+
+int cd_query_param(const char *query, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+    const char *q = query;
+
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t nlen = eq ? (size_t)(eq - q) : len;
+        if (nlen == klen && memcmp(q, key, klen) == 0) {
+            if (outlen == 0)
+                return -2;
+            if (!eq) {
+                out[0] = '\0';
+                return 0;
+            }
+            long n = cd_percent_decode(eq + 1, len - nlen - 1, out, outlen, 1);
+            return n < 0 || n > INT_MAX ? -2 : (int)n;
+        }
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+    return -1;
+}

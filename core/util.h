@@ -33,6 +33,12 @@ int cd_hexval(int ch);
  * an encoded NUL, -ENAMETOOLONG when it does not fit in outlen. */
 long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space);
 
+/* Finds parameter `key` in a raw query string ("a=1&b=x+y") and
+ * percent-decodes its first occurrence ('+' is a space) into out,
+ * NUL-terminated.  Returns its length (0 for "key" without '='), -1 when
+ * absent, -2 when it does not fit or is badly encoded. */
+int cd_query_param(const char *query, const char *key, char *out, size_t outlen);
+
 /* The local time now as "YYYY-MM-DD HH:MM:SS" (for status lines). */
 void cd_now_string(char *out, size_t len);
 

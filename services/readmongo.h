@@ -71,10 +71,6 @@ int cd_readmongo__check_request(const cd_readmongo_conf *c, const char *subpath,
                                 cd_readmongo_query *q, cd_readmongo_refusal *r);
 void cd_readmongo__query_free(cd_readmongo_query *q);
 
-/* Percent-decodes (with '+' as space) the first parameter named key of the
- * raw query string into out (NUL-terminated).  Returns its length, -1 when
- * absent, -2 when it does not fit in outlen or is badly encoded. */
-int cd_readmongo__query_param(const char *query, const char *key, char *out, size_t outlen);
 
 /* Whether name may be used as an allowlisted collection name: 1..120 bytes
  * of [A-Za-z0-9_.-], not starting with "system." or a dot.  The restricted

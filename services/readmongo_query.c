@@ -206,33 +206,6 @@ int cd_readmongo__split_path(const char *subpath, char *coll, size_t collen, cha
     return dn < 0 ? (int)dn : 2;
 }
 
-int cd_readmongo__query_param(const char *query, const char *key, char *out, size_t outlen)
-{
-    size_t klen = strlen(key);
-    const char *q = query;
-
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t nlen = eq ? (size_t)(eq - q) : len;
-        if (nlen == klen && memcmp(q, key, klen) == 0) {
-            if (outlen == 0)
-                return -2;
-            if (!eq) {
-                out[0] = '\0';
-                return 0;
-            }
-            long n = cd_percent_decode(eq + 1, len - nlen - 1, out, outlen, 1);
-            return n < 0 || n > INT_MAX ? -2 : (int)n;
-        }
-        q += len;
-        if (*q == '&')
-            q++;
-    }
-    return -1;
-}
-
 void cd_readmongo__query_free(cd_readmongo_query *q)
 {
     if (q->kind == CD_RM_INDEX)
@@ -269,7 +242,7 @@ static int refuse(cd_readmongo_refusal *r, int status, const char *fmt, ...)
  * or -2 with the refusal filled. */
 static int get_param(req_ctx *x, const char *key)
 {
-    int n = cd_readmongo__query_param(x->query, key, x->param, x->param_len);
+    int n = cd_query_param(x->query, key, x->param, x->param_len);
 
     if (n == -2)
         refuse(x->r, 400, "%s is larger than %lld bytes or badly percent-encoded", key,

@@ -172,28 +172,7 @@ const char *cd_request_header(const cd_request *r, const char *name)
 
 int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen)
 {
-    const char *q = cd_request_query(r);
-    size_t klen = strlen(key);
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t nlen = eq ? (size_t)(eq - q) : len;
-        if (nlen == klen && memcmp(q, key, klen) == 0) {
-            if (!eq) {
-                if (outlen == 0)
-                    return -2;
-                out[0] = '\0';
-                return 0;
-            }
-            long n = cd_percent_decode(eq + 1, len - nlen - 1, out, outlen, 1);
-            return n < 0 ? -2 : (int)n;
-        }
-        q += len;
-        if (*q == '&')
-            q++;
-    }
-    return -1;
+    return cd_query_param(cd_request_query(r), key, out, outlen);
 }
 
 /* ---- responses ---- */

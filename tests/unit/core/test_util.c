@@ -76,3 +76,16 @@ Test(util, percent_decoding)
     cr_assert_eq(cd_percent_decode("", 0, out, sizeof out, 0), 0);
     cr_assert_str_eq(out, "");
 }
+
+Test(util, query_param_first_match_decoded)
+{
+    char out[8];
+
+    cr_assert_eq(cd_query_param("a=1&b=x+y%21&b=2", "b", out, sizeof out), 4);
+    cr_assert_str_eq(out, "x y!");
+    cr_assert_eq(cd_query_param("ab=1", "a", out, sizeof out), -1);
+    cr_assert_eq(cd_query_param("a&b", "a", out, sizeof out), 0);
+    cr_assert_eq(cd_query_param("a=%", "a", out, sizeof out), -2);
+    cr_assert_eq(cd_query_param("a=123456789", "a", out, sizeof out), -2);
+    cr_assert_eq(cd_query_param("", "a", out, sizeof out), -1);
+}

@@ -382,16 +382,3 @@ Test(readmongo_check_request, queries_and_refusals)
     cr_assert_eq(check_req(longpath, "", &q, &r), -1);
     cr_assert_eq(r.status, 414);
 }
-
-Test(readmongo_query_param, first_match_decoded)
-{
-    char out[8];
-
-    cr_assert_eq(cd_readmongo__query_param("a=1&b=x+y%21&b=2", "b", out, sizeof out), 4);
-    cr_assert_str_eq(out, "x y!");
-    cr_assert_eq(cd_readmongo__query_param("ab=1", "a", out, sizeof out), -1);
-    cr_assert_eq(cd_readmongo__query_param("a&b", "a", out, sizeof out), 0);
-    cr_assert_eq(cd_readmongo__query_param("a=%", "a", out, sizeof out), -2);
-    cr_assert_eq(cd_readmongo__query_param("a=123456789", "a", out, sizeof out), -2);
-    cr_assert_eq(cd_readmongo__query_param("", "a", out, sizeof out), -1);
-}

@@ -10,8 +10,8 @@
  *             drain overran, and notice when a stop is complete
  *   slots     whenever a slot's readiness changes: steer new connections to
  *             slots with a READY worker only, accept what is queued on the
- *             others and hand it to a live worker, close retired listeners
- *             (see "readiness" below for why it is done this way)
+ *             others (retired slots included: their listeners stay open)
+ *             and hand it to a live worker (see "readiness" below for why)
  * Signal handlers only queue (libev's ev_signal); the work happens here.
  *
  * Reload (HUP) is a rolling restart: the new config is validated first (a bad
@@ -47,10 +47,6 @@
 #define STABLE_AFTER 10.0 /* a worker up this long resets its slot's backoff */
 #define LAST_UP_DELAY 0.5 /* the longest respawn delay of the last slot that was up */
 #define QUIT_GRACE 1.0    /* SIGQUIT: workers get this long before SIGKILL */
-/* A retired listener stays open this long after steering moved away: a
- * handshake begun before then still completes on it, and a silent client
- * is accepted by TCP_DEFER_ACCEPT's SYN-ACK retransmit after about 1 s. */
-#define RETIRE_GRACE 1.5
 
 static void spawn_slot(cd_master *m, cd_slot *s);
 static void reload_step(cd_master *m);
@@ -173,10 +169,10 @@ static int open_slot(cd_master *m, int i)
  * it.  Of the ways to serve such a queue this is the simplest robust one:
  * nothing waits for a respawn or its backoff (spawning at once would defeat
  * the backoff), no worker ever holds a second listener it must later give
- * back (which would race with the close of a retired one), and it costs the
- * master work only while a slot is down.  A retired slot's listener closes
- * only after its worker is gone, RETIRE_GRACE after it was steered away, and
- * after a last hand-off: a connection queued on it is served, never reset. */
+ * back, and it costs the master work only while a slot is down.  A retired
+ * slot's listener is never closed while the master runs (finish_retired
+ * says why): it stays steered away from, and what lands on it is handed
+ * over, so a connection queued on it is served, never reset. */
 
 static void mark_serving(cd_master *m, char *serving)
 {
@@ -269,29 +265,31 @@ static void handoff_cb(struct ev_loop *loop, ev_io *io, int revents)
     handoff_drain(s->m, s, 64); /* a bounded batch; the loop comes back for more */
 }
 
-/* Closes retired listeners, the highest slot first (so index == slot stays
- * true for the open ones, see steer.c), once no worker of theirs is left and
- * RETIRE_GRACE has passed since they were steered away; whatever they still
- * hold is handed over first.  Waits while no worker is ready to take it. */
-static void close_retired(cd_master *m, int any_ready)
+/* A retiring slot is retired once no worker of its own is left.  Its
+ * listener stays open, steered away from (so index == slot stays true, see
+ * steer.c) and watched by handoff_w, until the master stops or a scale-up
+ * takes the slot back.  Closing it while clients connect would reset some:
+ * the kernel unhooks a closing listener from the SO_REUSEPORT group before
+ * it leaves the lookup table and before it stops listening, so a SYN looked
+ * up in that window lands on it whatever the steering program says; the
+ * handshake then completes on a socket that is gone, and the client's
+ * request is answered with a RST (or its SYN is dropped and retried a
+ * second later).  Kept open, anything that still lands there is handed to
+ * a live worker. */
+static void finish_retired(cd_master *m)
 {
     if (m->stopping)
         return;
-    for (int i = m->nslots - 1; i >= 0; i--) {
+    for (int i = 0; i < m->nslots; i++) {
         cd_slot *s = &m->slots[i];
-        if (s->fd < 0)
+        if (!s->retiring)
             continue;
-        if (!s->retiring || now(m) < s->retire_at || !any_ready)
-            return;
-        for (cd_proc *p = m->procs; p; p = p->next)
-            if (p->slot == s->index)
-                return; /* its worker is still draining */
-        ev_io_stop(m->loop, &s->handoff_w);
-        handoff_drain(m, s, 4096);
-        close(s->fd);
-        s->fd = -1;
+        int left = 0;
+        for (cd_proc *p = m->procs; p && !left; p = p->next)
+            left = p->slot == s->index; /* its worker is still draining */
+        if (left)
+            continue;
         s->retiring = 0;
-        s->steered = 0;
         cd_info("slot %d retired", s->index);
     }
 }
@@ -316,7 +314,7 @@ static void slots_changed(cd_master *m)
             ev_io_stop(m->loop, &s->handoff_w);
         }
     }
-    close_retired(m, any_ready);
+    finish_retired(m);
 }
 
 /* ---- workers ---- */
@@ -938,7 +936,6 @@ static void apply_scale(cd_master *m, int target)
         m->active--;
         s->wanted = 0;
         s->retiring = 1;
-        s->retire_at = now(m) + RETIRE_GRACE;
         ev_timer_stop(m->loop, &s->respawn_w);
         /* No new connections for this slot from now on; its worker drains
          * and the master hands over what the listener still holds. */

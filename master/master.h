@@ -55,14 +55,13 @@ typedef struct cd_slot {
     int index;
     int fd;         /* the listener, -1 when the slot is closed */
     int wanted;     /* the slot should have a worker */
-    int retiring;   /* scaled down: close the listener once its worker is gone */
+    int retiring;   /* scaled down: its worker drains; the listener stays open (master.c) */
     int activated;  /* the listener came from systemd (socket activation) */
     cd_proc *current; /* the worker serving it (or starting) */
     unsigned fails;   /* consecutive crashes, for backoff */
     ev_timer respawn_w;
     int steered;          /* in the steering program's set (master.c) */
     ev_io handoff_w;      /* the master accepts here while no worker of the slot is READY */
-    ev_tstamp retire_at;  /* retiring: the listener may close from then on */
     cd_master *m;
 } cd_slot;
 

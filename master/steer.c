@@ -12,9 +12,10 @@
  * retired, gets no new connection.
  *
  * Indices are the order in which sockets joined the group.  A socket that
- * leaves it (its last fd closed) is replaced at its index by the last one,
- * so the master only ever closes the highest open slot's listener, and then
- * index == slot for every open slot.
+ * leaves it (its last fd closed) would be replaced at its index by the last
+ * one; the master never closes a listener while it runs (a retired slot's
+ * stays open, see master.c), and slots open in order, so index == slot for
+ * every open slot.
  */
 #include <errno.h>
 #include <linux/filter.h>

@@ -27,6 +27,7 @@ enum cd_msg_type {
     CD_MSG_CLUSTER = 6,   /* master -> worker: cd_snapshot of the whole cluster */
     CD_MSG_RECYCLE = 7,   /* worker -> master: max_requests reached, please replace me */
     CD_MSG_CONN = 8,      /* master -> worker: a connection the master accepted; its fd rides along */
+    CD_MSG_DRAINING = 9,  /* worker -> master: answer to STOP, it no longer accepts */
 };
 
 #define CD_STATS_SERVICES 16 /* per-worker service counters (one is "-": no route) */

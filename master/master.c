@@ -530,6 +530,8 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
         close(p->chan_fd);
         p->chan_fd = -1;
         slots_changed(m);
+        if (m->reloading)
+            reload_step(m); /* it can no longer take connections */
         return;
     }
     cd_ipc_msg msg;
@@ -569,6 +571,11 @@ void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents)
             break;
         case CD_MSG_RECYCLE:
             p->recycle = 1;
+            break;
+        case CD_MSG_DRAINING:
+            p->not_accepting = 1;
+            if (m->reloading)
+                reload_step(m); /* the roll may have been waiting for this */
             break;
         default:
             cd_warn("worker pid %d sent unknown message type %u", (int)p->pid, msg.type);
@@ -683,6 +690,8 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     recycle_step(m);
     cd_upgrade_check(m);
     slots_changed(m);
+    if (m->reloading)
+        reload_step(m); /* a roll waiting for an old worker's DRAINING */
     if (n - m->last_snapshot >= (double)m->conf->heartbeat_interval_ms / 1000.0) {
         send_snapshots(m);
         m->last_snapshot = n;
@@ -841,6 +850,14 @@ static void reload_step(cd_master *m)
             reload_finished(m, 0, "cannot start a worker");
         return;
     }
+    /* Every slot runs the new generation; the roll is done once no worker
+     * of an older one can still take a new connection (its DRAINING answer
+     * to STOP, or its channel gone): until then a client could still get the
+     * old config right after "reload done".  Called again on DRAINING, on
+     * a channel's EOF and on every tick (slots_changed). */
+    for (cd_proc *p = m->procs; p && m->reloading; p = p->next)
+        if (p->generation != m->generation && p->chan_fd >= 0 && !p->not_accepting)
+            return;
     if (m->reloading)
         reload_finished(m, 1, NULL);
 }

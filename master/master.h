@@ -46,6 +46,7 @@ typedef struct cd_proc {
     char bootfail[256]; /* reason a worker gave before failing to boot */
     int hung;           /* killed for missing heartbeats */
     int recycle;        /* asked to be replaced (max_requests, max_rss) */
+    int not_accepting;  /* answered STOP with DRAINING: it takes no new connection */
     struct cd_proc *replaces; /* the worker this one takes over from once READY */
     struct cd_proc *next;
 } cd_proc;

@@ -155,8 +155,13 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
     cd_ipc_msg m;
     int rc;
     while ((rc = cd_ipc_next(&w->dec, &m)) > 0) {
-        if (m.type == CD_MSG_STOP)
+        if (m.type == CD_MSG_STOP) {
             begin_drain(w, (double)w->conf->graceful_timeout_ms / 1000.0);
+            /* Tells the master no new connection will be taken here, so a
+             * reload is "done" only once new connections get the new config. */
+            if (cd_ipc_send(w->chan_fd, CD_MSG_DRAINING, NULL, 0) < 0)
+                cd_debug("cannot tell the master we are draining");
+        }
         else if (m.type == CD_MSG_CLUSTER)
             take_snapshot(w, m.payload, m.len);
         else if (m.type == CD_MSG_REOPEN && w->access_log_open)

@@ -249,6 +249,24 @@ Test(core, sighup_rolls_to_new_config_without_failed_requests)
     cr_assert_eq(th_wait_workers(&srv, 2, old, 2, 8000), 0, "both workers replaced");
 }
 
+Test(core, reload_is_done_only_once_old_workers_stopped_accepting)
+{
+    /* An old worker that cannot answer STOP yet (stopped) could still take
+     * a connection on the slot's shared listener: "reload done" must wait
+     * for its DRAINING answer, so new connections after it get the new config. */
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);
+    pid_t old[1];
+    cr_assert_eq(th_workers(&srv, old, 1), 1);
+    cr_assert_eq(kill(old[0], SIGSTOP), 0);
+    cr_assert_eq(th_write_conf(&srv, BASE_CONF DUMMY("{\"v\":2}"), srv.port), 0);
+    kill(srv.pid, SIGHUP);
+    cr_assert(!th_log_contains(&srv, "reload done", 1500), "reload done while the old worker could still accept");
+    cr_assert_eq(kill(old[0], SIGCONT), 0);
+    cr_assert(th_log_contains(&srv, "reload done", 5000), "reload finished once the old worker answered");
+    for (int i = 0; i < 20; i++)
+        cr_assert(get_ok("/dummy", "{\"v\":2}"), "request %d after reload done", i);
+}
+
 Test(core, reload_whose_workers_cannot_boot_rolls_back)
 {
     cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF DUMMY("{\"v\":1}")), 0);

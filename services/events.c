@@ -917,6 +917,20 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     ws_conn *c = user;
     if (c->phase >= PH_CLOSING)
         return;
+    /* wslay answers a close frame by echoing its code and reason, without
+     * checking that the reason is UTF-8 (RFC 6455 5.5.1, 8.1).  A client
+     * that sends an invalid one has its connection failed instead (7.1.7:
+     * the close frame is optional): nothing more is written, and the fd
+     * goes.  Found by fuzz_events_ws. */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length > 2 &&
+        !cd_events__utf8_valid((const char *)arg->msg + 2, arg->msg_length - 2)) {
+        cd_debug("events: client %s: close frame with a reason that is not UTF-8; dropping it", c->sid);
+        wslay_event_shutdown_write(c->ws);
+        c->phase = PH_CLOSING;
+        room_leave_all(c);
+        c->dead = 1;
+        return;
+    }
     /* wslay has just queued a pong for a ping (or a close for a close):
      * that output counts like ours.  A client that pings and never reads
      * is cut off here, one message past the limit, since this callback

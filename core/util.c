@@ -272,3 +272,52 @@ int cd_query_param(const char *query, const char *key, char *out, size_t outlen)
     }
     return -1;
 }
+
+size_t cd_utf8_seq(const char *p, size_t avail)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    if (avail == 0)
+        return 0;
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    /* RFC 3629 table 4: the second byte's range depends on the first;
+     * that excludes overlong forms, surrogates and anything past U+10FFFF. */
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (avail < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+int cd_utf8_valid(const char *p, size_t len)
+{
+    const char *end = p + len;
+    while (p < end) {
+        size_t n = cd_utf8_seq(p, (size_t)(end - p));
+        if (!n)
+            return 0;
+        p += n;
+    }
+    return 1;
+}

@@ -39,6 +39,13 @@ long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int pl
  * absent, -2 when it does not fit or is badly encoded. */
 int cd_query_param(const char *query, const char *key, char *out, size_t outlen);
 
+/* The length of the UTF-8 sequence at p (1 to 4), where avail bytes can be
+ * read, or 0 when they do not start with a valid one (RFC 3629 table 4: no
+ * overlong forms, no surrogates, nothing above U+10FFFF, no truncation). */
+size_t cd_utf8_seq(const char *p, size_t avail);
+/* Whether [p, p + len) is valid UTF-8. */
+int cd_utf8_valid(const char *p, size_t len);
+
 /* The local time now as "YYYY-MM-DD HH:MM:SS" (for status lines). */
 void cd_now_string(char *out, size_t len);
 

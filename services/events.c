@@ -923,7 +923,7 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
      * the close frame is optional): nothing more is written, and the fd
      * goes.  Found by fuzz_events_ws. */
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length > 2 &&
-        !cd_events__utf8_valid((const char *)arg->msg + 2, arg->msg_length - 2)) {
+        !cd_utf8_valid((const char *)arg->msg + 2, arg->msg_length - 2)) {
         cd_debug("events: client %s: close frame with a reason that is not UTF-8; dropping it", c->sid);
         wslay_event_shutdown_write(c->ws);
         c->phase = PH_CLOSING;

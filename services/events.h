@@ -51,12 +51,6 @@ typedef struct cd_events_conf {
  * Returns a pointer just past the value, or NULL when [p, end) does not
  * start with a well-formed value. */
 const char *cd_events__json_skip(const char *p, const char *end, int depth);
-/* The length of the UTF-8 sequence at p (1 to 4), or 0 when [p, end)
- * does not start with a valid one (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF, no truncation). */
-size_t cd_events__utf8_seq(const char *p, const char *end);
-/* Whether [p, p + len) is valid UTF-8. */
-int cd_events__utf8_valid(const char *p, size_t len);
 /* Skips JSON whitespace. */
 const char *cd_events__json_ws(const char *p, const char *end);
 /* Decodes the JSON string token at p (which must point at its opening

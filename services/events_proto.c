@@ -41,56 +41,6 @@ static long hex4(const char *p, const char *end)
     return v;
 }
 
-size_t cd_events__utf8_seq(const char *p, const char *end)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    size_t avail = (size_t)(end - p);
-    if (avail == 0)
-        return 0;
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    /* RFC 3629 table 4: the second byte's range depends on the first;
-     * that excludes overlong forms, surrogates and anything past U+10FFFF. */
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-int cd_events__utf8_valid(const char *p, size_t len)
-{
-    const char *end = p + len;
-    while (p < end) {
-        size_t n = cd_events__utf8_seq(p, end);
-        if (!n)
-            return 0;
-        p += n;
-    }
-    return 1;
-}
-
 /* p at the opening quote; returns past the closing quote or NULL.  The
  * raw bytes must be UTF-8 (RFC 8259 section 8.1): what the scanner accepts
  * may go to clients inside WebSocket text frames. */
@@ -104,7 +54,7 @@ static const char *skip_string(const char *p, const char *end)
         if (c < 0x20)
             return NULL;
         if (c >= 0x80) {
-            size_t n = cd_events__utf8_seq(p, end);
+            size_t n = cd_utf8_seq(p, (size_t)(end - p));
             if (!n)
                 return NULL;
             p += n;
@@ -254,7 +204,7 @@ int cd_events__json_string(const char *p, const char *end, char *out, size_t cap
         if (c < 0x20)
             return -EINVAL;
         if (c >= 0x80) {
-            n = cd_events__utf8_seq(p, end);
+            n = cd_utf8_seq(p, (size_t)(end - p));
             if (!n)
                 return -EINVAL;
             memcpy(tmp, p, n);
@@ -494,7 +444,7 @@ int cd_events__publish_parse(const char *body, size_t len, size_t max_len, cd_ev
 
     memset(out, 0, sizeof *out);
     /* The whole body, not just the members used: it is one JSON text. */
-    if (!cd_events__utf8_valid(body, len)) {
+    if (!cd_utf8_valid(body, len)) {
         *why = "the body is not valid UTF-8";
         return -EINVAL;
     }

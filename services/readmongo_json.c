@@ -21,43 +21,10 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/util.h"
 #include "services/readmongo.h"
 
 static void lit(cd_buf *b, const char *s) { cd_buf_append(b, s, strlen(s)); }
-
-/* The length of the valid UTF-8 sequence at s (n bytes available), or 0
- * (Unicode 15, table 3-7: no overlong forms, surrogates or code points
- * above U+10FFFF).  s[0] is at least 0x80. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t len;
-
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    if (c == 0xe0)
-        lo = 0xa0;
-    else if (c == 0xed)
-        hi = 0x9f;
-    else if (c == 0xf0)
-        lo = 0x90;
-    else if (c == 0xf4)
-        hi = 0x8f;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return len;
-}
 
 /* A JSON string of len bytes of s.  Valid UTF-8 passes through; controls,
  * quote and backslash are escaped; a byte that does not start a valid
@@ -74,7 +41,7 @@ static void str(cd_buf *b, const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = u[i];
         if (ch >= 0x80) {
-            size_t n = utf8_seq(u + i, len - i);
+            size_t n = cd_utf8_seq(s + i, len - i);
             if (n) {
                 i += n - 1;
                 continue;

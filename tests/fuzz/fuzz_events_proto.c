@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
 #include "services/events.h"
 
 #define CHECK(x)                                                                                             \
@@ -38,7 +39,7 @@ static void check_json(const char *s, const char *end)
     const char *v = cd_events__json_ws(s, e);
     CHECK(cd_events__json_skip(v, e, CD_EVENTS_JSON_DEPTH) == e);
     /* What the scanner accepts may go to clients in text frames. */
-    CHECK(cd_events__utf8_valid(v, (size_t)(e - v)));
+    CHECK(cd_utf8_valid(v, (size_t)(e - v)));
     if (*v == '"') {
         char out[64];
         const char *next = NULL;
@@ -47,7 +48,7 @@ static void check_json(const char *s, const char *end)
         if (n >= 0) {
             CHECK((size_t)n < sizeof out && out[n] == '\0' && strlen(out) == (size_t)n);
             CHECK(next == e);
-            CHECK(cd_events__utf8_valid(out, (size_t)n));
+            CHECK(cd_utf8_valid(out, (size_t)n));
         }
     }
     static const char *const keys[] = {"room", "event", "args", ""};
@@ -135,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size && s[0] == '4')
         check_sio(s + 1, size - 1);
     check_bcast(data, size);
-    (void)cd_events__utf8_valid(s, size);
+    (void)cd_utf8_valid(s, size);
 
     /* The header helpers take C strings. */
     char *z = malloc(size + 1);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
 #include "services/events.h"
 
 #define CHECK(x)                                                                                             \
@@ -37,9 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(rc == 0);
     CHECK(p.room_len >= 1 && p.room_len <= CD_EVENTS_ROOM_MAX && strlen(p.room) == p.room_len);
-    CHECK(cd_events__utf8_valid(p.room, p.room_len));
+    CHECK(cd_utf8_valid(p.room, p.room_len));
     CHECK(p.packet && p.packet_len <= max && p.packet_len > 2);
-    CHECK(cd_events__utf8_valid(p.packet, p.packet_len));
+    CHECK(cd_utf8_valid(p.packet, p.packet_len));
     /* "4" + Socket.IO EVENT, like every message a client gets. */
     CHECK(p.packet[0] == '4');
     cd_sio_packet s;

@@ -107,7 +107,7 @@ static struct {
 
 static void check_text(const char *p, size_t n)
 {
-    CHECK(cd_events__utf8_valid(p, n));
+    CHECK(cd_utf8_valid(p, n));
     CHECK(n >= 1 && p[0] >= '0' && p[0] <= '6');
     if (p[0] == '4' && n >= 2 && p[1] != '4') { /* CONNECT_ERROR is not for clients to parse here */
         cd_sio_packet sp;
@@ -155,7 +155,7 @@ static void check_output(void)
         if (op == 1)
             check_text((const char *)f + h, (size_t)len);
         else if (op == 8 && len > 2)
-            CHECK(cd_events__utf8_valid((const char *)f + h + 2, (size_t)len - 2));
+            CHECK(cd_utf8_valid((const char *)f + h + 2, (size_t)len - 2));
         else
             CHECK(op == 8 || op == 9 || op == 10);
         o += h + (size_t)len;

@@ -231,12 +231,15 @@ static int handoff(cd_master *m, int fd)
     return -1;
 }
 
-/* Accepts up to max connections queued on s and hands them over.  Returns
- * how many were lost (no worker took them). */
-static int handoff_drain(cd_master *m, cd_slot *s, int max)
+/* Connections queued on a slot without a ready worker: accepts them in a
+ * bounded batch (the loop comes back for more) and hands each one over. */
+static void handoff_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
+    (void)revents;
+    cd_slot *s = io->data;
+    cd_master *m = s->m;
     int lost = 0;
-    for (int i = 0; i < max; i++) {
+    for (int i = 0; i < 64; i++) {
         int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -244,7 +247,7 @@ static int handoff_drain(cd_master *m, cd_slot *s, int max)
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 /* EMFILE and the like: pause; the next tick starts us again. */
                 cd_log_errno(CD_LOG_WARN, errno, "accept4", "handing over slot %d's queued connections", s->index);
-                ev_io_stop(m->loop, &s->handoff_w);
+                ev_io_stop(loop, io);
             }
             break;
         }
@@ -254,15 +257,6 @@ static int handoff_drain(cd_master *m, cd_slot *s, int max)
     }
     if (lost)
         cd_warn("slot %d: %d queued connection(s) closed: no ready worker took them", s->index, lost);
-    return lost;
-}
-
-static void handoff_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    (void)loop;
-    (void)revents;
-    cd_slot *s = io->data;
-    handoff_drain(s->m, s, 64); /* a bounded batch; the loop comes back for more */
 }
 
 /* A retiring slot is retired once no worker of its own is left.  Its

@@ -17,7 +17,7 @@
 #include <mongoc/mongoc.h>
 
 #include "core/buf.h"
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

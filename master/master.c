@@ -39,7 +39,8 @@
 
 #include "core/log.h"
 #include "core/util.h"
-#include "worker/worker.h"
+#include "core/stats.h"
+#include "ipc/proto.h"
 
 #define TICK 0.25
 #define BACKOFF_BASE 0.1  /* first respawn delay, seconds */

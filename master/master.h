@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "conf/conf.h"
+#include "core/stats.h"
 #include "ipc/bus.h"
 #include "ipc/channel.h"
 

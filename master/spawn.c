@@ -26,7 +26,8 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "master/master.h"
-#include "worker/worker.h"
+#include "core/stats.h"
+#include "ipc/proto.h"
 
 int cd_spawn_conf_memfd(const char *text, size_t len)
 {

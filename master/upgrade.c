@@ -35,7 +35,8 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "master/master.h"
-#include "worker/worker.h"
+#include "core/stats.h"
+#include "ipc/proto.h"
 
 extern char **environ;
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/stats.h"
 #include "ipc/channel.h"
 #include "services/service.h"
 
@@ -71,7 +72,7 @@ static void render(const cd_snapshot *s, cd_buf *b)
     int ready = 0;
     for (uint32_t i = 0; i < s->nworkers; i++) {
         in_flight += s->workers[i].in_flight;
-        ready += s->workers[i].state == 1;
+        ready += s->workers[i].state == CD_WORKER_READY;
     }
     cd_buf_printf(b, "# HELP clusterd_in_flight Requests being handled now.\n# TYPE clusterd_in_flight gauge\n"
            "clusterd_in_flight %llu\n",

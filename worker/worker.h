@@ -19,18 +19,12 @@
 #include <sys/types.h>
 
 #include "conf/conf.h"
-#include "core/accesslog.h"
+#include "http/accesslog.h"
 #include "ipc/bus.h"
+#include "core/stats.h"
 #include "ipc/channel.h"
+#include "ipc/proto.h"
 #include "services/service.h"
-
-/* Fixed fd numbers a worker finds after exec. */
-#define CD_WORKER_FD_LISTEN 3
-#define CD_WORKER_FD_CHANNEL 4
-#define CD_WORKER_FD_CONF 5
-
-/* Exit codes a worker uses; the master reads them. */
-#define CD_EXIT_BOOTFAIL 3 /* init failed: do not respawn, stop the cluster */
 
 typedef struct cd_conn cd_conn;
 

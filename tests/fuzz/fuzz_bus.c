@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "ipc/bus.h"
-#include "services/events.h"
+#include "services/events/events.h"
 
 static void check_bcast(const uint8_t *p, size_t len)
 {

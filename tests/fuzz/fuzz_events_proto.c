@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "services/events.h"
+#include "services/events/events.h"
 
 #define CHECK(x)                                                                                             \
     do {                                                                                                     \

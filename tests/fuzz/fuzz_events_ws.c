@@ -43,7 +43,7 @@
 #include "conf/conf.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "services/events.h"
+#include "services/events/events.h"
 #include "services/service.h"
 #include "worker/worker.h"
 

@@ -33,7 +33,9 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "ipc/channel.h"
+#include "ipc/proto.h"
 #include "worker/worker.h"
 
 #define MAX_CHUNKS 48

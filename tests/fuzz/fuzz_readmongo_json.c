@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 #define CHECK(cond)                                                                         \
     do {                                                                                    \

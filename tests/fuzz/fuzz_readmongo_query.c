@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 static char *colls[] = {"users", "items", "a.b-c_D9"};
 

@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/stats.h"
 #include "ipc/channel.h"
+#include "ipc/proto.h"
 
 static cd_ipc_decoder *dec_new(void)
 {

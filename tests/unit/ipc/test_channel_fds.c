@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/stats.h"
 #include "ipc/channel.h"
+#include "ipc/proto.h"
 
 /* A pipe's read end whose identity we can check after passing (its inode). */
 static int marked_fd(ino_t *ino)

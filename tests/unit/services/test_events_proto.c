@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "services/events.h"
+#include "services/events/events.h"
 
 static int json_ok(const char *s)
 {

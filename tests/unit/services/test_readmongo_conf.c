@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 #include "services/service.h"
 
 extern const cd_service_type cd_service_readmongo;

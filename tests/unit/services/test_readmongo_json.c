@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 static char *render(const bson_t *doc)
 {

@@ -9,7 +9,7 @@
 #include <mongoc/mongoc.h>
 #include <string.h>
 
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 static int parse(const char *json, size_t max_size, int max_depth, bson_t *out, char *err,
                  size_t errlen)

@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/stats.h"
 #include "ipc/channel.h"
+#include "ipc/proto.h"
 #include "worker/worker.h"
 
 extern const cd_service_type cd_service_metrics;

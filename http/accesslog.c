@@ -1,7 +1,7 @@
 /*
  * accesslog.c - see accesslog.h.
  */
-#include "core/accesslog.h"
+#include "http/accesslog.h"
 
 #include <errno.h>
 #include <fcntl.h>

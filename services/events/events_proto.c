@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "core/util.h"
-#include "services/events.h"
+#include "services/events/events.h"
 
 /* ---- JSON ---- */
 

@@ -22,7 +22,7 @@
 
 #include "core/buf.h"
 #include "core/util.h"
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 static void lit(cd_buf *b, const char *s) { cd_buf_append(b, s, strlen(s)); }
 

@@ -46,7 +46,7 @@
  * down).  For a plain mongodb:// URI creating the pool does no I/O; the
  * driver connects lazily from its own monitor threads.
  */
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 #include <errno.h>
 #include <ev.h>

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "services/events.h"
+#include "services/events/events.h"
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 

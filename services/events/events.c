@@ -66,7 +66,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
-#include "services/events.h"
+#include "services/events/events.h"
 #include "services/service.h"
 
 #define CLOSE_GRACE 2.0            /* seconds a closing client gets to read our close frame */

@@ -21,7 +21,7 @@
  * is data.
  */
 #include "core/util.h"
-#include "services/readmongo.h"
+#include "services/readmongo/readmongo.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -62,21 +62,6 @@ void cd_buf_append(cd_buf *b, const void *data, size_t len)
     b->p[b->len] = '\0';
 }
 
-void cd_buf_json_str(cd_buf *b, const char *s)
-{
-    cd_buf_printf(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            cd_buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            cd_buf_printf(b, "\\u%04x", ch);
-        else
-            cd_buf_printf(b, "%c", ch);
-    }
-    cd_buf_printf(b, "\"");
-}
-
 void cd_buf_free(cd_buf *b)
 {
     free(b->p);

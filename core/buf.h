@@ -1,7 +1,7 @@
 /*
  * buf.h - a growable text buffer for building answers (any process).
  * On allocation failure it stops growing and sets oom; callers check it once
- * at the end instead of after every append.
+ * at the end instead of after every append.  JSON strings: core/json.h.
  */
 #ifndef CD_BUF_H
 #define CD_BUF_H
@@ -19,8 +19,6 @@ void cd_buf_printf(cd_buf *b, const char *fmt, ...) __attribute__((format(printf
 void cd_buf_append(cd_buf *b, const void *data, size_t len);
 /* Makes room for `more` bytes; 0, or -1 (and oom) when it cannot. */
 int cd_buf_reserve(cd_buf *b, size_t more);
-/* Appends s as a quoted JSON string. */
-void cd_buf_json_str(cd_buf *b, const char *s);
 void cd_buf_free(cd_buf *b);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "ipc/bus.h"
@@ -45,11 +46,11 @@ static void status(cd_master *m, cd_buf *o)
         (int)getpid(), now - m->started, m->generation, m->active, m->reloading ? "true" : "false");
     cd_buf_printf(o, "\"reload_failed\":%s,\"stopping\":%s,\"last_reload\":", m->reload_failed ? "true" : "false",
         m->stopping ? "true" : "false");
-    cd_buf_json_str(o, m->last_reload);
+    cd_json_str(o, m->last_reload, strlen(m->last_reload));
     cd_buf_printf(o, ",\"upgrading\":%s,\"last_upgrade\":", m->upgrading || m->upgrade_checking ? "true" : "false");
-    cd_buf_json_str(o, m->last_upgrade);
+    cd_json_str(o, m->last_upgrade, strlen(m->last_upgrade));
     cd_buf_printf(o, ",\"listen\":");
-    cd_buf_json_str(o, m->conf->listen);
+    cd_json_str(o, m->conf->listen, strlen(m->conf->listen));
     cd_buf_printf(o, ",\"workers\":[");
     /* Slot order: a stable table for humans. */
     int last = -1;
@@ -77,7 +78,7 @@ static void status(cd_master *m, cd_buf *o)
 static void error_reply(cd_buf *o, const char *msg)
 {
     cd_buf_printf(o, "{\"ok\":false,\"error\":");
-    cd_buf_json_str(o, msg);
+    cd_json_str(o, msg, strlen(msg));
     cd_buf_printf(o, "}");
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 #include "services/service.h"
 
 static void health_handle(cd_service *svc, cd_request *req)
@@ -37,9 +38,9 @@ static void health_handle(cd_service *svc, cd_request *req)
             continue;
         if (degraded++)
             cd_buf_append(&list, ",", 1);
-        cd_buf_json_str(&list, all[i].name);
+        cd_json_str(&list, all[i].name, strlen(all[i].name));
         cd_buf_append(&list, ":", 1);
-        cd_buf_json_str(&list, why);
+        cd_json_str(&list, why, strlen(why));
     }
     cd_buf b = {0};
     cd_buf_printf(&b, "{\"ready\":%s,\"slot\":%d,\"degraded\":{%s}}", degraded ? "false" : "true", svc->slot,

@@ -5,7 +5,7 @@
  *   - clusterctl's reader of the master's JSON answers (ctl/clusterctl.c:
  *     json_* , the status table, the worker count), given the input as an
  *     answer, and the escaping round trip: any text the master puts in an
- *     error (cd_buf_json_str) reads back as the same text.
+ *     error (cd_json_str) reads back as the same text.
  * clusterctl is a program whose reader is static: this file includes its
  * source with main renamed, so the code fuzzed is the code shipped.
  *
@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 #include "master/master.h"
 
 #define main clusterctl_main
@@ -78,7 +79,7 @@ static void answer_side(const uint8_t *data, size_t size)
     r[tl] = '\0';
     cd_buf o = {0};
     cd_buf_printf(&o, "{\"ok\":false,\"error\":");
-    cd_buf_json_str(&o, r);
+    cd_json_str(&o, r, tl);
     cd_buf_printf(&o, "}");
     if (o.p && !o.oom) {
         json_str(o.p, "error", err, sizeof err);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 
 #define main clusterctl_main
 #include "ctl/clusterctl.c"
@@ -15,7 +16,7 @@
 
 /* Found by fuzz_control: clusterctl dropped the backslash of every escape
  * the master writes, so a control byte (\u00XX) showed as "u00XX" and \n
- * as "n".  Any text through cd_buf_json_str must read back the same. */
+ * as "n".  Any text through cd_json_str must read back the same. */
 Test(ctl_answers, error_text_round_trips_through_the_escapes)
 {
     static const char *const texts[] = {"plain", "a \"quoted\" \\path\\", "line\nbreak\ttab\r", "\x1b[31mred\x1b[0m",
@@ -23,7 +24,7 @@ Test(ctl_answers, error_text_round_trips_through_the_escapes)
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         cd_buf o = {0};
         cd_buf_printf(&o, "{\"ok\":false,\"error\":");
-        cd_buf_json_str(&o, texts[i]);
+        cd_json_str(&o, texts[i], strlen(texts[i]));
         cd_buf_printf(&o, "}");
         char err[600];
         json_str(o.p, "error", err, sizeof err);

@@ -1,5 +1,5 @@
 /*
- * service.h - the service vtable, and the request API services use.
+ * service.h - the service vtable, and what a service may see of its worker.
  *
  * A service type (dummy, readmongo, ...) is one cd_service_type: a vtable of
  * hooks called in two processes.
@@ -28,25 +28,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/request.h" /* the request API handle() uses, and CD_M_* */
+
 struct ev_loop;
 typedef struct cd_service cd_service;
-typedef struct cd_request cd_request;
 typedef struct cd_service_type cd_service_type;
-
-/* Method bits for cd_service_type.methods. */
-enum {
-    CD_M_GET = 1u << 0,
-    CD_M_HEAD = 1u << 1,
-    CD_M_POST = 1u << 2,
-    CD_M_PUT = 1u << 3,
-    CD_M_DELETE = 1u << 4,
-    CD_M_OPTIONS = 1u << 5,
-    CD_M_PATCH = 1u << 6,
-};
 
 struct cd_service_type {
     const char *name; /* the `type =` value in the config */
-    unsigned methods; /* CD_M_* bits; others get 405 from the router */
+    unsigned methods; /* CD_M_* bits (http/request.h); others get 405 from the router */
 
     /* Config (master and worker).  Return 0, or -1 with a message in err
      * (the caller adds file:line).  conf_set returning -2 means "unknown
@@ -107,43 +97,5 @@ void cd_service_subscribe(cd_service *svc, cd_bus_cb cb);
  * if it is one.  NULL with err "" when there is no such type, or with the
  * reason in err when its module cannot be loaded. */
 const cd_service_type *cd_service_lookup(const char *type, char *err, size_t errlen);
-
-/* ---- Requests (implemented in worker/http.c; loop thread only) ---- */
-
-/* The request method as CD_M_* bit. */
-unsigned cd_request_method(const cd_request *r);
-/* The path (no query string), as sent (not percent-decoded), NUL-terminated. */
-const char *cd_request_path(const cd_request *r);
-/* The part of the path after the service's route prefix ("" or "/..."). */
-const char *cd_request_subpath(const cd_request *r);
-/* The raw query string after '?', or "" (NUL-terminated). */
-const char *cd_request_query(const cd_request *r);
-/* Percent-decodes query parameter `key` into out (NUL-terminated).
- * Returns its length, -1 if absent, -2 if it does not fit or is malformed. */
-int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen);
-/* A request header by case-insensitive name, or NULL. */
-const char *cd_request_header(const cd_request *r, const char *name);
-/* The request body (may be empty); valid until the request is answered. */
-const char *cd_request_body(const cd_request *r, size_t *len);
-/* Per-request slot for the service's own pointer. */
-void cd_request_set_data(cd_request *r, void *data);
-void *cd_request_data(const cd_request *r);
-
-/* Answers the request: status, Content-Type (NULL for none), body.  The body
- * is copied.  Exactly once per request; the request is freed inside, so `r`
- * must not be used afterwards.  For HEAD the body is counted, not sent. */
-void cd_request_respond(cd_request *r, int status, const char *content_type, const char *body,
-                        size_t len);
-/* Takes the connection away from HTTP (for a WebSocket upgrade): the request
- * is finished and freed (counted as a 101), no HTTP response is written, and
- * the caller now owns the returned non-blocking fd and writes its own "101
- * Switching Protocols".  Bytes the client already sent after the request are
- * copied to buf (cap should be at least 16k) and counted in *len.  Returns
- * the fd, or -1 when the client is already gone.  The connection no longer
- * counts towards max_connections; the service closes it in its stop(). */
-int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len);
-
-/* Convenience: a JSON error body {"error":"<msg>","status":N}. */
-void cd_request_respond_error(cd_request *r, int status, const char *msg);
 
 #endif

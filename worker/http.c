@@ -53,6 +53,7 @@ enum conn_state {
     CS_READING,   /* inside a request */
     CS_SERVICE,   /* a service holds the request */
     CS_CLOSING,   /* write what is queued, then close */
+    CS_UPGRADE,   /* write what is queued, then hand the socket over (cd_http_upgrade) */
 };
 
 typedef struct hdr {
@@ -95,6 +96,8 @@ struct cd_conn {
     int keepalive; /* answer this request with keep-alive */
     int peer_closed; /* the client shut its side while a request was in service */
     int upgrade;
+    cd_upgrade_cb up_cb; /* set by cd_http_upgrade until the hand-over */
+    void *up_arg;
     ev_tstamp body_until; /* body_deadline of the body being read (0: none) */
     char in[IN_BUF];
     size_t in_off, in_len; /* unparsed bytes are in[in_off..in_len) */
@@ -439,6 +442,75 @@ int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len)
         conn_close(c);
     }
     return fd;
+}
+
+/* ---- the upgrade by callback ---- */
+
+/* The client went away before its connection could be handed over: the
+ * callback still runs once (fd -1), from a zero timer of its own. */
+typedef struct upgrade_gone {
+    ev_timer t; /* first member */
+    cd_upgrade_cb cb;
+    void *arg;
+} upgrade_gone;
+
+static void upgrade_gone_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    upgrade_gone *g = (upgrade_gone *)t;
+    cd_upgrade_cb cb = g->cb;
+    void *arg = g->arg;
+    free(g);
+    cb(arg, -1, NULL, 0);
+}
+
+void cd_http_upgrade(cd_request *r, cd_upgrade_cb cb, void *arg)
+{
+    cd_worker *w = r->w;
+    cd_conn *c = r->conn;
+    count(w, r->svc, 101, r->start);
+    if (w->stats.in_flight)
+        w->stats.in_flight--;
+    request_free(r);
+    if (!c) {
+        upgrade_gone *g = calloc(1, sizeof *g);
+        if (!g) {
+            cd_err("out of memory handing over an upgraded connection");
+            return;
+        }
+        g->cb = cb;
+        g->arg = arg;
+        ev_timer_init(&g->t, upgrade_gone_cb, 0., 0.);
+        ev_timer_start(w->loop, &g->t);
+        return;
+    }
+    c->req = NULL;
+    c->up_cb = cb;
+    c->up_arg = arg;
+    c->state = CS_UPGRADE;
+    ev_io_stop(w->loop, &c->io);
+    /* The hand-over runs from the connection's timer, so never inside the
+     * handler; conn_process re-arms it once queued answers are out. */
+    ev_timer_stop(w->loop, &c->timer);
+    ev_timer_set(&c->timer, 0., 0.);
+    ev_timer_start(w->loop, &c->timer);
+}
+
+/* Gives the socket and the bytes after the request to the upgrade callback
+ * (from the connection's timer: nothing of the handler is on the stack). */
+static void conn_handover(cd_conn *c)
+{
+    char head[IN_BUF];
+    size_t n = c->in_len - c->in_off;
+    memcpy(head, c->in + c->in_off, n);
+    int fd = c->fd;
+    cd_upgrade_cb cb = c->up_cb;
+    void *arg = c->up_arg;
+    c->fd = -1; /* now the callee's */
+    c->up_cb = NULL;
+    conn_close(c);
+    cb(arg, fd, head, n);
 }
 
 void cd_request_respond_error(cd_request *r, int status, const char *msg)
@@ -856,6 +928,14 @@ static void conn_process(cd_conn *c)
             conn_close(c);
             return;
         }
+        if (c->state == CS_UPGRADE) {
+            /* Queued answers are out: hand over from the timer, soon. */
+            set_io(c, 0);
+            ev_timer_stop(w->loop, &c->timer);
+            ev_timer_set(&c->timer, 0., 0.);
+            ev_timer_start(w->loop, &c->timer);
+            break;
+        }
         if (c->state == CS_SERVICE) {
             /* Keep reading into the buffer (pipelined requests wait there)
              * until it is full: toggling the watcher per request would cost
@@ -933,6 +1013,15 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         conn_process(c);
         return;
     }
+    if (c->state == CS_UPGRADE) {
+        if (c->out_off == c->out_len)
+            conn_handover(c);
+        else if (!ev_is_active(&c->io))
+            conn_process(c); /* earlier answers are queued: write them first */
+        else
+            conn_close(c); /* they could not be written within keepalive_timeout */
+        return;
+    }
     conn_close(c); /* idle past keepalive_timeout, or a client not reading */
 }
 
@@ -957,6 +1046,8 @@ static void conn_close(cd_conn *c)
         c->next->prev = c->prev;
     w->nconns--;
     w->stats.connections = (uint64_t)w->nconns;
+    cd_upgrade_cb up_cb = c->up_cb; /* closed before its hand-over */
+    void *up_arg = c->up_arg;
     free(c->out);
     free(c);
     /* A slot is free again: resume accepting if the limit had stopped us. */
@@ -964,6 +1055,8 @@ static void conn_close(cd_conn *c)
         ev_io_start(w->loop, &w->accept_w);
         w->accepting = 1;
     }
+    if (up_cb)
+        up_cb(up_arg, -1, NULL, 0);
 }
 
 void cd_http_conn_new(cd_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)

@@ -82,6 +82,60 @@ static void upgrade_handle(cd_service *svc, cd_request *req)
 
 static const cd_service_type upgrade_type = {.name = "up", .methods = CD_M_GET, .handle = upgrade_handle};
 
+/* cd_http_upgrade: the hand-over by callback.  What the callback saw. */
+static struct {
+    int calls, calls_in_handle; /* calls_in_handle: calls made before handle() returned */
+    int fd;
+    char head[64];
+    size_t headlen;
+} up;
+
+static void up_cb(void *arg, int fd, const char *head, size_t headlen)
+{
+    cr_assert_eq(arg, &up);
+    up.calls++;
+    up.fd = fd;
+    up.headlen = headlen;
+    snprintf(up.head, sizeof up.head, "%.*s", (int)headlen, head ? head : "");
+    if (fd < 0)
+        return;
+    char out[128];
+    int h = snprintf(out, sizeof out, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft=%s", up.head);
+    ssize_t w = send(fd, out, (size_t)h, MSG_NOSIGNAL);
+    (void)w;
+    close(fd);
+}
+
+static void upcb_handle(cd_service *svc, cd_request *req)
+{
+    (void)svc;
+    cd_http_upgrade(req, up_cb, &up);
+    up.calls_in_handle = up.calls;
+}
+
+/* Upgrades from a timer, after the client may have gone. */
+static void upcb_later_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    later *l = (later *)t;
+    cd_http_upgrade(l->req, up_cb, &up);
+    up.calls_in_handle = up.calls;
+    free(l);
+}
+
+static void upcb_later_handle(cd_service *svc, cd_request *req)
+{
+    later *l = malloc(sizeof *l);
+    l->req = req;
+    ev_timer_init(&l->t, upcb_later_cb, 0.02, 0.);
+    ev_timer_start(svc->loop, &l->t);
+}
+
+static const cd_service_type upcb_type = {.name = "upcb", .methods = CD_M_GET, .handle = upcb_handle};
+static const cd_service_type upcb_later_type = {.name = "upcblater", .methods = CD_M_GET,
+                                                .handle = upcb_later_handle};
+
 static const cd_service_type echo_type = {.name = "echo", .methods = CD_M_GET | CD_M_HEAD | CD_M_POST,
                                           .handle = echo_handle};
 static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET, .handle = later_handle};
@@ -90,7 +144,7 @@ static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET,
 
 static cd_worker w;
 static cd_conf *conf;
-static cd_service services[4];
+static cd_service services[6];
 static int client = -1;
 
 static void setup_with(const char *cluster)
@@ -106,9 +160,14 @@ static void setup_with(const char *cluster)
     services[1] = (cd_service){.type = &later_type, .name = "later", .route = "/later", .route_len = 6,
                                .loop = w.loop};
     services[2] = (cd_service){.type = &upgrade_type, .name = "up", .route = "/up", .route_len = 3, .loop = w.loop};
+    services[3] = (cd_service){.type = &upcb_type, .name = "upcb", .route = "/upcb", .route_len = 5,
+                               .loop = w.loop};
+    services[4] = (cd_service){.type = &upcb_later_type, .name = "upcblater", .route = "/upcblater",
+                               .route_len = 10, .loop = w.loop};
     w.services = services;
-    w.nservices = 3;
-    cr_assert_eq(cd_router_build(services, 3, &w.routes), 0);
+    w.nservices = 5;
+    cr_assert_eq(cd_router_build(services, 5, &w.routes), 0);
+    memset(&up, 0, sizeof up);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     client = sv[1];
@@ -405,6 +464,77 @@ Test(http, upgrade_from_handle_hands_over_the_socket)
     cr_assert_eq(w.nconns, 0, "the HTTP layer let go of the connection");
 }
 
+/* cd_http_upgrade from handle(): the callback runs once handle() has
+ * returned, with the socket and the bytes sent after the request. */
+Test(http, upgrade_callback_runs_after_handle_with_the_bytes_after_the_request)
+{
+    put("GET /upcb HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nEARLY");
+    const char *r = pump(-1, 1000);
+    cr_assert_eq(up.calls, 1);
+    cr_assert_eq(up.calls_in_handle, 0, "not called inside cd_http_upgrade or handle()");
+    cr_assert_geq(up.fd, 0);
+    cr_assert_str_eq(up.head, "EARLY");
+    cr_assert(strstr(r, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft=EARLY") == r, "no HTTP answer first: %s", r);
+    cr_assert(got_eof, "the callee closed it");
+    cr_assert_eq(w.nconns, 0, "the HTTP layer let go of the connection");
+    cr_assert_eq(w.stats.in_flight, 0);
+    cr_assert_eq(w.stats.status[1], 1, "counted as a 101");
+}
+
+/* Earlier pipelined answers still queued are written before the hand-over. */
+Test(http, upgrade_callback_after_a_pipelined_answer)
+{
+    put("GET /later/first HTTP/1.1\r\nHost: t\r\n\r\nGET /upcb HTTP/1.1\r\nUpgrade: x\r\n\r\n");
+    const char *r = pump(-1, 1000);
+    cr_assert_eq(up.calls, 1);
+    cr_assert_str_eq(up.head, "");
+    cr_assert(strstr(r, "HTTP/1.1 202 ") == r, "%s", r);
+    cr_assert(strstr(r, "/later/first"), "%s", r);
+    cr_assert(strstr(r, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft="), "%s", r);
+}
+
+/* The client is gone before the service upgrades: the callback still runs
+ * once, later, with fd -1. */
+Test(http, upgrade_callback_gets_minus_one_when_the_client_left_first)
+{
+    put("GET /upcblater HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\r\n");
+    pump(0, 5);
+    cd_http_close_all(&w); /* the connection goes while the service holds the request */
+    cr_assert_eq(up.calls, 0);
+    for (int i = 0; i < 20 && up.calls == 0; i++) {
+        ev_run(w.loop, EVRUN_NOWAIT);
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    ev_run(w.loop, EVRUN_NOWAIT);
+    cr_assert_eq(up.calls, 1);
+    cr_assert_eq(up.calls_in_handle, 0, "not called inside cd_http_upgrade");
+    cr_assert_eq(up.fd, -1);
+    cr_assert_eq(up.headlen, 0);
+    cr_assert_eq(w.stats.in_flight, 0);
+}
+
+/* The connection is closed between cd_http_upgrade and the hand-over (a
+ * worker stopping at once): the callback gets fd -1, exactly once. */
+Test(http, upgrade_callback_gets_minus_one_when_closed_before_the_hand_over)
+{
+    put("GET /upcb HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\r\n");
+    /* One turn reads and dispatches; the hand-over waits for the next. */
+    for (int i = 0; i < 50 && w.stats.requests == 0; i++) {
+        ev_run(w.loop, EVRUN_NOWAIT);
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(w.stats.requests, 1);
+    cr_assert_eq(up.calls, 0, "the hand-over is not done in the turn that dispatched");
+    cd_http_close_all(&w);
+    cr_assert_eq(up.calls, 1);
+    cr_assert_eq(up.fd, -1);
+    for (int i = 0; i < 5; i++)
+        ev_run(w.loop, EVRUN_NOWAIT);
+    cr_assert_eq(up.calls, 1, "exactly once");
+}
+
 /* Bad input is an expected event: a few thousand mutations of valid
  * requests (bytes flipped, cut, duplicated, spliced), each on a fresh
  * connection of the same worker context.  None may crash (ASan build) or
@@ -625,11 +755,11 @@ Test(http, whitespace_before_the_colon_of_transfer_encoding_gets_400)
  * another process, so the renderer does not rely on that. */
 Test(http, metrics_label_values_are_escaped)
 {
-    services[3] = (cd_service){.type = &cd_service_metrics, .name = "metrics", .route = "/metrics",
+    services[5] = (cd_service){.type = &cd_service_metrics, .name = "metrics", .route = "/metrics",
                                .route_len = 8, .loop = w.loop, .worker = &w};
-    w.nservices = 4;
+    w.nservices = 6;
     free(w.routes);
-    cr_assert_eq(cd_router_build(services, 4, &w.routes), 0);
+    cr_assert_eq(cd_router_build(services, 6, &w.routes), 0);
     cd_snapshot *snap = calloc(1, sizeof *snap);
     snap->nsvc = 2;
     strcpy(snap->svc[0].name, "a\"b\\c\nd");

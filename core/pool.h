@@ -1,0 +1,70 @@
+/*
+ * pool.h - a bounded thread pool owned by one libev loop (worker process;
+ * any process that runs a loop).
+ *
+ * The shape of libuv's uv_queue_work and of redis's bio.c: the loop thread
+ * submits an item with two functions, `work` runs on one of the pool's
+ * threads, then `done` runs back on the loop thread.  Completions reach the
+ * loop through one ev_async per pool, so a burst of finished items costs
+ * one wake-up.  The queue of items waiting for a thread is bounded: a full
+ * queue is an answer (-EAGAIN), never a wait, so the caller can refuse at
+ * once (readmongo answers 503).
+ *
+ * The item is the caller's: embed a cd_pool_work in your own struct and get
+ * back to it with offsetof (as uv_work_t is used).  The pool allocates
+ * nothing per item and knows nothing of what the work does.
+ *
+ * Threads: the pool's threads start with every signal blocked (signals
+ * belong to the loop thread).  While items are out (submitted, their done
+ * not yet run) the pool keeps the loop alive; idle, it does not.
+ *
+ * Everything below is called on the loop thread only, except that `work`
+ * runs on a pool thread.
+ */
+#ifndef CD_POOL_H
+#define CD_POOL_H
+
+#include <stddef.h>
+
+struct ev_loop;
+typedef struct cd_pool cd_pool;
+typedef struct cd_pool_work cd_pool_work;
+
+/* Runs on a pool thread, several at once for different items: it may block
+ * (that is what the pool is for) but must not touch the loop. */
+typedef void (*cd_pool_work_fn)(cd_pool_work *w);
+
+/* Runs on the loop thread once per submitted item, last thing the pool does
+ * with it (the item may be freed here).  status is 0 when work ran and its
+ * result is delivered through the loop, or -ECANCELED when cd_pool_destroy
+ * ends the item: work may or may not have run, and the loop is not running,
+ * so done must not touch anything the loop owned (a request, a watcher). */
+typedef void (*cd_pool_done_fn)(cd_pool_work *w, int status);
+
+struct cd_pool_work {
+    cd_pool_work_fn work;
+    cd_pool_done_fn done;
+    cd_pool_work *next_; /* the pool's */
+};
+
+/* Starts `threads` threads (at least 1) and an ev_async on loop.  At most
+ * queue_max items wait for a thread (at least 1).  Returns 0 with *out, or
+ * -ENOMEM, or the negated error of pthread_create (nothing is left
+ * running). */
+int cd_pool_new(struct ev_loop *loop, size_t threads, size_t queue_max, cd_pool **out);
+
+/* Queues w: work(w) will run on a pool thread, then done(w, 0) on the loop
+ * thread.  Returns 0, or -EAGAIN when queue_max items are already waiting
+ * (w is untouched and done will not be called). */
+int cd_pool_submit(cd_pool *p, cd_pool_work *w, cd_pool_work_fn work, cd_pool_done_fn done);
+
+/* Items submitted whose done has not run yet. */
+size_t cd_pool_outstanding(const cd_pool *p);
+
+/* Ends the pool; the loop must still exist but is not run.  The threads
+ * finish the item in hand and are joined; then every item not delivered
+ * (still queued, or finished but its done not yet run) gets
+ * done(w, -ECANCELED) here.  Must not be called from a done callback. */
+void cd_pool_destroy(cd_pool *p);
+
+#endif

@@ -1,13 +1,29 @@
 /*
- * events.h - internals of the events service shared between its files, its
- * unit tests and its fuzz targets: the parsed config; the pure codecs of
- * events_proto.c (a validating JSON scanner, the WebSocket accept key,
- * Socket.IO v5 packet parsing, publish bodies, and the format of room
- * broadcasts on the cross-worker bus); the room table's keyed hash
- * (events_hash.c); and one entry point into events.c, adopting an upgraded
- * connection.  Apart from that entry point nothing here touches a socket
- * or the loop, so it runs (and is tested) in any process; in production it
- * all runs in a worker, on its loop.
+ * events.h - internals of the events service (Socket.IO v5 over Engine.IO
+ * v4 WebSockets, rooms fanned out across workers), shared between its
+ * files, its unit tests and its fuzz targets.  The service is
+ * clusterd-events.so, built from this folder and http/websocket.c:
+ *
+ *   events.c       the service vtable: routes requests, checks and accepts
+ *                  upgrades, init/stop/destroy of the per-worker state
+ *   conf.c         the [section]'s keys, defaults and checks; the Origin
+ *                  allowlist (master and workers)
+ *   engineio.c     a client's Engine.IO session over its WebSocket: the
+ *                  open packet, heartbeat, packet types, the client's life
+ *   socketio.c     Socket.IO packets: connect, disconnect, events, acks,
+ *                  join/leave/whoami
+ *   rooms.c        the room registry (keyed hash of rooms, memberships)
+ *   broadcast.c    room broadcasts over the bus (fan-out on every worker)
+ *                  and POST {route}/publish
+ *   events_proto.c pure codecs: a validating JSON scanner, the WebSocket
+ *                  accept key, Socket.IO packets, publish bodies, the
+ *                  broadcast format on the bus
+ *   events_hash.c  SipHash-2-4, the room table's hash
+ *   http/websocket.c  the WebSocket connection itself (wslay), which knows
+ *                  nothing of Engine.IO
+ *
+ * The codecs touch no socket and no loop, so they run (and are tested) in
+ * any process; everything else runs in a worker, on its loop.
  *
  * Why a JSON scanner instead of libbson: Socket.IO payloads are JSON arrays
  * ("42[\"name\",arg...]") and libbson only parses documents; and a
@@ -17,13 +33,16 @@
  * arguments travel as the exact bytes the client sent, after being checked
  * to be well-formed JSON so we never relay garbage to other clients.
  *
- * The double-underscore names are internal to services/events*.c.
+ * The double-underscore names are internal to services/events/.
  */
 #ifndef CD_EVENTS_H
 #define CD_EVENTS_H
 
+#include <ev.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "http/websocket.h"
 
 /* The [section] of an events service (master and workers, read-only after
  * conf_check).  Durations in ms, sizes in bytes. */
@@ -138,16 +157,6 @@ typedef struct cd_events_publish {
 int cd_events__publish_parse(const char *body, size_t len, size_t max_len, cd_events_publish *out,
                              const char **why);
 
-/* ---- sessions (events.c) ---- */
-
-struct cd_service;
-/* Starts a WebSocket session on fd, an upgraded connection the caller
- * hands over (closed on failure): writes the 101 with Sec-WebSocket-Accept
- * `accept`, then serves the client, starting with its bytes already read
- * (pre: malloc'd or NULL, owned by the callee).  Worker, loop thread; the
- * HTTP upgrade path and the fuzz target use it.  Returns 0 or -ENOMEM. */
-int cd_events__adopt_fd(struct cd_service *svc, int fd, const char *accept, char *pre, size_t pre_len);
-
 /* ---- the room table's hash (events_hash.c) ---- */
 
 /* SipHash-2-4 of [data, data + len) under a 128-bit key (the reference
@@ -180,5 +189,119 @@ int cd_events__bcast_decode(const void *msg, size_t len, cd_events_bcast *b);
 /* Walks the rooms of a decoded message: call with *cur = b->rooms first;
  * sets name/len and advances *cur. */
 void cd_events__bcast_room(const unsigned char **cur, const char **name, size_t *len);
+
+typedef struct cd_request cd_request; /* http/request.h */
+
+/* ---- the running service (worker, loop thread) ----
+ *
+ * One cd_events_state per service instance in a worker; one
+ * cd_events_client per WebSocket client, owning its cd_ws_conn
+ * (http/websocket.h) and its heartbeat; rooms (rooms.c) link clients by
+ * cd_events_member.  A client is freed only from its connection's on_close
+ * (or stop/destroy), never from inside a handler or while a broadcast
+ * iterates the rooms: code that wants it gone closes the connection. */
+
+#define CD_EVENTS_SID_LEN 20
+
+typedef struct cd_events_state cd_events_state;
+typedef struct cd_events_client cd_events_client;
+typedef struct cd_events_room cd_events_room;
+
+/* One client's membership of one room: on the room's list, and in the
+ * client's array, so both "who is in r" and "leave all" are cheap. */
+typedef struct cd_events_member {
+    cd_events_client *client;
+    cd_events_room *room;
+    struct cd_events_member *prev, *next;
+} cd_events_member;
+
+struct cd_events_room {
+    cd_events_room *hnext; /* hash chain */
+    cd_events_member *members;
+    size_t len;
+    char name[]; /* NUL-terminated, len bytes */
+};
+
+enum cd_events_phase {
+    CD_EV_OPEN,    /* Engine.IO open; Socket.IO "/" not (or no longer) connected */
+    CD_EV_SOCKET,  /* Socket.IO "/" connected */
+    CD_EV_CLOSING, /* the connection is closing: nothing more in or out */
+};
+
+struct cd_events_client {
+    cd_events_state *st;
+    cd_ws_conn *ws;
+    ev_timer hb; /* heartbeat: the next ping, or the pong's deadline */
+    cd_events_client *prev, *next;
+    enum cd_events_phase phase;
+    int awaiting_pong;      /* "2" sent, "3" not back yet */
+    ev_tstamp opened;       /* when the WebSocket session began */
+    uint64_t mark;          /* last broadcast delivered: one copy per broadcast */
+    cd_events_member **rooms; /* max_rooms slots */
+    size_t nrooms;
+    char sid[CD_EVENTS_SID_LEN + 1];
+};
+
+struct cd_events_state {
+    struct cd_service *svc;
+    const cd_events_conf *conf;
+    struct cd_events_upgrade *pending; /* upgrades accepted, fd not here yet */
+    cd_events_client *clients;
+    size_t nclients;
+    cd_events_room **buckets;
+    size_t nbuckets, nrooms;
+    uint64_t mark;
+    int stopping;
+    unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
+};
+
+/* conf.c: the section's keys and checks (master and worker). */
+void *cd_events__conf_new(void);
+int cd_events__conf_set(void *conf, const char *key, const char *value, char *err, size_t errlen);
+int cd_events__conf_check(void *conf, char *err, size_t errlen);
+void cd_events__conf_free(void *conf);
+/* Whether a browser's Origin (NULL: none sent) may connect. */
+int cd_events__origin_allowed(const cd_events_conf *conf, const char *origin);
+
+/* engineio.c: a client's Engine.IO session over its WebSocket. */
+/* Starts a session on fd, an upgraded connection handed over by the HTTP
+ * layer (closed on failure): the 101 with Sec-WebSocket-Accept `accept`,
+ * the Engine.IO open packet, then the client, starting with pre[0,
+ * pre_len) (bytes it sent after its request; copied).  The upgrade path
+ * and the fuzz target (tests/fuzz/fuzz_events_ws.c) call it, which is why
+ * it takes the service.  Returns 0 or -ENOMEM. */
+int cd_events__adopt_fd(struct cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len);
+/* Queues one Engine.IO text message; over max_send_queue the client is
+ * closed instead (logged).  Never frees. */
+void cd_events__send(cd_events_client *c, const char *msg, size_t len);
+/* Closes the client's connection with code and reason; it leaves its
+ * rooms and receives nothing more.  Never frees. */
+void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason);
+/* Frees a client and its connection now (stop, destroy). */
+void cd_events__client_free(cd_events_client *c);
+
+/* socketio.c: one Socket.IO packet from a client (the text after "4"). */
+void cd_events__on_socketio(cd_events_client *c, const char *msg, size_t len);
+
+/* rooms.c: the room table, keyed by SipHash under hash_key. */
+int cd_events__rooms_init(cd_events_state *st); /* 0 or -ENOMEM */
+void cd_events__rooms_free(cd_events_state *st); /* the table; rooms go with their last members */
+cd_events_room *cd_events__room_find(cd_events_state *st, const char *name, size_t len);
+/* Returns 1 (joined), 0 (already a member), -ENOSPC (max_rooms), -ENOMEM. */
+int cd_events__room_join(cd_events_client *c, const char *name, size_t len);
+/* Returns 1 (left) or 0 (was not a member). */
+int cd_events__room_leave(cd_events_client *c, const char *name, size_t len);
+void cd_events__room_leave_all(cd_events_client *c);
+
+/* broadcast.c: room broadcasts over the bus, and POST {route}/publish. */
+/* Publishes the Engine.IO text `packet` to the members of rooms on every
+ * worker, except the client with sid `except` (NULL: none).  Returns 0 or
+ * -errno (-EAGAIN: the bus is backed up). */
+int cd_events__broadcast(cd_events_state *st, const char *except, const char *const *rooms,
+                         const size_t *lens, size_t nrooms, const char *packet, size_t len);
+/* The bus callback: delivers a broadcast to this worker's members. */
+void cd_events__on_bus(struct cd_service *svc, const void *msg, size_t len);
+/* Answers POST {route}/publish. */
+void cd_events__publish(cd_events_state *st, cd_request *req);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * fuzz_events_ws.c - WebSocket input through the events service's real
- * connection code (services/events.c: wslay and its callbacks, Engine.IO
- * and Socket.IO handling, rooms, acks, the send-queue limit), in-process.
+ * connection code, in-process: http/websocket.c (wslay and its callbacks,
+ * the send-queue limit, the close handshake and linger) under
+ * services/events/ (Engine.IO in engineio.c, Socket.IO and acks in
+ * socketio.c, rooms.c, the bus fan-out in broadcast.c).
  *
  * Once: a config from cd_conf_load_text with one [events] section (small
  * limits, so the fuzzer reaches them), a libev loop, and a cd_service the
@@ -9,8 +11,8 @@
  * -ENOTSUP, which the service answers like any bus failure).
  *
  * Per input: init the service, make a socketpair, hand one end to the
- * service as an upgraded connection (cd_events__adopt_fd, what
- * start_session does after cd_request_upgrade), write the input into the
+ * service as an upgraded connection (cd_events__adopt_fd, what the
+ * upgrade path does once HTTP hands the fd over), write the input into the
  * other end as the client, turn the loop a bounded number of times, then
  * close and destroy.  Nothing survives an input: the service state, the
  * fds and every watcher go (checked: the loop has no active watcher left).
@@ -204,11 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                      "\x81\x8f\0\0\0\0" "422[\"join\",\"a\"]";
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, peer) < 0 || cd_set_nonblock(peer[0], 1) < 0)
             abort();
-        char *early = malloc(sizeof script - 1);
-        if (!early)
-            abort();
-        memcpy(early, script, sizeof script - 1);
-        if (cd_events__adopt_fd(&svc, peer[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", early, sizeof script - 1) < 0)
+        if (cd_events__adopt_fd(&svc, peer[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", script, sizeof script - 1) < 0)
             abort();
     }
     int sv[2];
@@ -221,15 +219,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cd_set_nonblock(sv[0], 1) < 0 || cd_set_nonblock(sv[1], 1) < 0)
         abort();
     size_t off = 0, piece = ctl & 2 ? 7 : size;
-    char *pre = NULL;
-    if (ctl & 0x10 && size >= 2) {
+    if (ctl & 0x10 && size >= 2)
         off = size / 2;
-        if (!(pre = malloc(off)))
-            abort();
-        memcpy(pre, data, off);
-    }
     /* The accept key of RFC 6455's example: any well-formed one will do. */
-    if (cd_events__adopt_fd(&svc, sv[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", pre, off) < 0)
+    if (cd_events__adopt_fd(&svc, sv[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", (const char *)data, off) < 0)
         abort();
 
     for (int rounds = 0; off < size && rounds < 4096; rounds++) {

@@ -1,0 +1,119 @@
+/*
+ * websocket.h - one server-side WebSocket connection (RFC 6455) on a libev
+ * loop: wslay behind a few functions, in the shape of h2o's websocket.h
+ * (worker, loop thread).
+ *
+ * The HTTP layer hands over an upgraded connection (cd_http_upgrade in
+ * http/request.h: the fd and the bytes the client sent after its request);
+ * its owner (a service: the events service's Engine.IO transport) passes
+ * them to cd_ws_new with the Sec-WebSocket-Accept it computed, and from
+ * then on this unit does the rest: it writes the 101, then frames over the
+ * non-blocking fd (masking rules, fragmentation, ping/pong, the close
+ * handshake, the largest message), driven by a read and a write watcher
+ * that follow what wslay wants.  It knows nothing of what the messages
+ * mean: whole text and binary messages go to on_message.
+ *
+ * Backpressure.  Everything sent to the peer waits in wslay's queue: the
+ * owner's messages, and the pongs and close frames wslay queues by itself
+ * while reading.  All of it counts against limits.max_send_queue, with a
+ * per-message allowance for wslay's bookkeeping (cd_ws_queued), so a peer
+ * that pings and never reads is bounded like one that reads slowly.  Past
+ * the limit the connection is closed with 1008 "send queue full", stops
+ * being read, and is dropped after limits.close_grace whether or not the
+ * peer reads the close frame.  Reading is fair: at most READ_BUDGET bytes
+ * per loop iteration from one peer.
+ *
+ * Closing.  After the close handshake (either side's), the write side is
+ * shut down and the socket drained until EOF, bounded by close_grace, so
+ * the peer reads the close frame instead of a reset (the linger).
+ *
+ * Lifetime.  The owner keeps the connection (pointer) until on_close, and
+ * may free it at any time with cd_ws_free.  Callbacks run from this
+ * unit's watchers only, never from inside a cd_ws_* call of the owner's,
+ * so the owner may call cd_ws_send / cd_ws_close from anywhere (a
+ * broadcast walking a list of connections included) without the
+ * connection or its owner's state going away under it.
+ *
+ * Functions return 0 or -errno and never log; the owner decides.
+ */
+#ifndef CD_HTTP_WEBSOCKET_H
+#define CD_HTTP_WEBSOCKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+typedef struct cd_ws_conn cd_ws_conn;
+
+/* Close codes (RFC 6455 7.4.1) the owner is likely to send. */
+enum {
+    CD_WS_NORMAL = 1000,
+    CD_WS_GOING_AWAY = 1001,
+    CD_WS_PROTOCOL_ERROR = 1002,
+    CD_WS_UNSUPPORTED_DATA = 1003,
+    CD_WS_POLICY_VIOLATION = 1008,
+    CD_WS_INTERNAL_ERROR = 1011,
+};
+
+typedef struct cd_ws_limits {
+    size_t max_message;    /* largest message taken from the peer (longer: 1009) */
+    size_t max_send_queue; /* bytes queued to the peer, bookkeeping included (cd_ws_queued) */
+    double close_grace;    /* seconds a closing peer gets to read our close frame */
+} cd_ws_limits;
+
+typedef struct cd_ws_callbacks {
+    /* One whole message from the peer (binary: 0 text, 1 binary).  Text
+     * is not checked for UTF-8 here: the owner checks what it parses.
+     * Not called once the connection is closing. */
+    void (*on_message)(void *arg, int binary, const char *msg, size_t len);
+    /* The connection started closing on this side without the owner
+     * asking: err -EPROTO, the peer broke the framing (a 1002 close goes
+     * out); -EILSEQ, it sent a close reason that is not UTF-8 (dropped
+     * without a close frame: RFC 6455 7.1.7); -ENOBUFS, the pongs and closes wslay queued by itself took the
+     * queue past max_send_queue (called before 1008 "send queue full" is
+     * queued, so cd_ws_queued still tells what overflowed).  From
+     * now on nothing is delivered and sends are dropped.  (A peer that
+     * goes away, or closes, leads to on_close without this.)  May be NULL. */
+    void (*on_closing)(void *arg, int err);
+    /* The connection is over: its fd is closed and its watchers stopped.
+     * The owner frees it (cd_ws_free), here or later, and forgets it. */
+    void (*on_close)(void *arg);
+} cd_ws_callbacks;
+
+/* Takes over fd (non-blocking, an upgraded connection; closed on failure)
+ * on loop.  Queues the 101 Switching Protocols with Sec-WebSocket-Accept
+ * `accept` (cd_events__ws_accept computes it) ahead of any frame, and
+ * takes pre[0, pre_len) (copied: bytes the HTTP layer read past the
+ * request) as the first input, read on the next loop iteration.  limits
+ * and cbs are copied; arg is passed to every callback.  Returns the
+ * connection, or NULL (-ENOMEM: the fd is closed). */
+cd_ws_conn *cd_ws_new(struct ev_loop *loop, int fd, const char *accept, const char *pre, size_t pre_len,
+                      const cd_ws_limits *limits, const cd_ws_callbacks *cbs, void *arg);
+
+/* Queues one message (binary: 0 text, 1 binary).  Returns 0; -EPIPE when
+ * the connection is closing (dropped); -ENOBUFS when it would take the
+ * queue past max_send_queue (with its bookkeeping): nothing is queued, and
+ * the caller decides (a peer that does not keep up is usually closed:
+ * cd_ws_close 1008 "send queue full"). */
+int cd_ws_send(cd_ws_conn *ws, int binary, const char *msg, size_t len);
+
+/* Starts the close handshake with code and reason (at most 123 bytes),
+ * stops reading the peer, and arms the deadline (close_grace) after which
+ * the fd goes whatever the peer does; on_close follows.  Does nothing
+ * when the connection is already closing. */
+void cd_ws_close(cd_ws_conn *ws, uint16_t code, const char *reason);
+
+/* Bytes queued to the peer, with wslay's bookkeeping per message: what
+ * max_send_queue bounds. */
+size_t cd_ws_queued(const cd_ws_conn *ws);
+
+/* Whether the connection is closing (or closed): sends are dropped. */
+int cd_ws_closing(const cd_ws_conn *ws);
+
+/* Frees the connection now: writes what the socket takes of what is
+ * queued (one non-blocking attempt: a close frame queued just before gets
+ * its chance), closes the fd, stops the watchers.  No callback runs.
+ * NULL is fine. */
+void cd_ws_free(cd_ws_conn *ws);
+
+#endif

@@ -1,0 +1,150 @@
+/*
+ * rooms.c - the room registry of an events service (worker, loop thread).
+ *
+ * A room is a name and the list of this worker's clients in it; it exists
+ * while it has members.  Names hash with SipHash (events_hash.c) under a
+ * per-worker random key, so clients cannot pick names that collide; the
+ * table doubles when rooms outnumber buckets.  Each membership is on the
+ * room's list and in the client's array (at most max_rooms), so both "who
+ * is in r" (a broadcast) and "leave all" (a disconnect) are cheap.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/events/events.h"
+
+#define FIRST_BUCKETS 64
+
+/* Keyed, so clients cannot pick names that collide: the key is this
+ * worker's secret, drawn at init. */
+static uint64_t hash_name(const cd_events_state *st, const char *s, size_t len)
+{
+    return cd_events__siphash(st->hash_key, s, len);
+}
+
+int cd_events__rooms_init(cd_events_state *st)
+{
+    if (!(st->buckets = calloc(FIRST_BUCKETS, sizeof *st->buckets)))
+        return -ENOMEM;
+    st->nbuckets = FIRST_BUCKETS;
+    st->nrooms = 0;
+    return 0;
+}
+
+void cd_events__rooms_free(cd_events_state *st)
+{
+    free(st->buckets);
+    st->buckets = NULL;
+    st->nbuckets = 0;
+}
+
+cd_events_room *cd_events__room_find(cd_events_state *st, const char *name, size_t len)
+{
+    for (cd_events_room *r = st->buckets[hash_name(st, name, len) & (st->nbuckets - 1)]; r; r = r->hnext)
+        if (r->len == len && memcmp(r->name, name, len) == 0)
+            return r;
+    return NULL;
+}
+
+/* Doubles the table when rooms outnumber buckets; on ENOMEM it keeps the
+ * old one, which still works, only with longer chains. */
+static void rooms_grow(cd_events_state *st)
+{
+    size_t n = st->nbuckets * 2;
+    cd_events_room **b = calloc(n, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < st->nbuckets; i++) {
+        cd_events_room *r = st->buckets[i];
+        while (r) {
+            cd_events_room *next = r->hnext;
+            size_t k = hash_name(st, r->name, r->len) & (n - 1);
+            r->hnext = b[k];
+            b[k] = r;
+            r = next;
+        }
+    }
+    free(st->buckets);
+    st->buckets = b;
+    st->nbuckets = n;
+}
+
+static cd_events_room *room_add(cd_events_state *st, const char *name, size_t len)
+{
+    cd_events_room *r = calloc(1, sizeof *r + len + 1);
+    if (!r)
+        return NULL;
+    memcpy(r->name, name, len);
+    r->len = len;
+    size_t k = hash_name(st, name, len) & (st->nbuckets - 1);
+    r->hnext = st->buckets[k];
+    st->buckets[k] = r;
+    if (++st->nrooms > st->nbuckets)
+        rooms_grow(st);
+    return r;
+}
+
+int cd_events__room_join(cd_events_client *c, const char *name, size_t len)
+{
+    cd_events_state *st = c->st;
+    for (size_t i = 0; i < c->nrooms; i++)
+        if (c->rooms[i]->room->len == len && memcmp(c->rooms[i]->room->name, name, len) == 0)
+            return 0;
+    if (c->nrooms >= (size_t)st->conf->max_rooms)
+        return -ENOSPC;
+    cd_events_room *r = cd_events__room_find(st, name, len);
+    cd_events_member *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    if (!r && !(r = room_add(st, name, len))) {
+        free(m);
+        return -ENOMEM;
+    }
+    m->client = c;
+    m->room = r;
+    m->next = r->members;
+    if (r->members)
+        r->members->prev = m;
+    r->members = m;
+    c->rooms[c->nrooms++] = m;
+    return 1;
+}
+
+static void member_drop(cd_events_state *st, cd_events_member *m)
+{
+    cd_events_room *r = m->room;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->members = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    free(m);
+    if (r->members)
+        return;
+    cd_events_room **pp = &st->buckets[hash_name(st, r->name, r->len) & (st->nbuckets - 1)];
+    while (*pp != r)
+        pp = &(*pp)->hnext;
+    *pp = r->hnext;
+    st->nrooms--;
+    free(r);
+}
+
+int cd_events__room_leave(cd_events_client *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->nrooms; i++) {
+        if (c->rooms[i]->room->len == len && memcmp(c->rooms[i]->room->name, name, len) == 0) {
+            member_drop(c->st, c->rooms[i]);
+            c->rooms[i] = c->rooms[--c->nrooms];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void cd_events__room_leave_all(cd_events_client *c)
+{
+    while (c->nrooms)
+        member_drop(c->st, c->rooms[--c->nrooms]);
+}

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "master/master.h"
+#include "services/registry.h"
 #include "worker/worker.h"
 
 #define CD_VERSION "0.1.0"
@@ -32,6 +33,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Service sections of any config this process reads (master and
+     * worker) are bound to their types by the services layer. */
+    cd_conf_set_binder(cd_service_bind);
     /* Debian's libmongoc runs mongoc_init() from a constructor in every
      * process that links it, and by default each one creates a shared-memory
      * counters file /dev/shm/mongoc-PID that a killed process leaves behind.

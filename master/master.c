@@ -885,7 +885,7 @@ int cd_master_reload(cd_master *m, char *err, size_t errlen)
                  m->conf_path);
         goto fail;
     }
-    int fd = cd_spawn_conf_memfd(nc->text, nc->text_len);
+    int fd = cd_conf_memfd(nc->text, nc->text_len);
     if (fd < 0) {
         snprintf(err, errlen, "memfd_create() failed: %s", strerror(-fd));
         goto fail;
@@ -1020,7 +1020,7 @@ static int ensure_bus(cd_master *m)
 {
     int needed = 0;
     for (size_t i = 0; i < m->conf->nservices; i++)
-        needed |= m->conf->services[i].type->uses_bus;
+        needed |= m->conf->services[i].uses_bus;
     if (!needed || m->bus.in >= 0)
         return 0;
     if (ensure_runtime_dir(m) < 0)
@@ -1223,7 +1223,7 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
         ev_init(&m->slots[i].handoff_w, handoff_cb);
         m->slots[i].handoff_w.data = &m->slots[i];
     }
-    m->conf_memfd = cd_spawn_conf_memfd(conf->text, conf->text_len);
+    m->conf_memfd = cd_conf_memfd(conf->text, conf->text_len);
     if (m->conf_memfd < 0) {
         cd_log_errno(CD_LOG_ERR, -m->conf_memfd, "memfd_create", "cannot pass the config to workers");
         goto out;

@@ -193,8 +193,6 @@ int cd_control_parse(const void *req, size_t len, cd_ctl_request *out, const cha
 /* spawn.c: forks and execs a worker for slot s.  Returns the new proc or
  * NULL (logged). */
 cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s);
-/* spawn.c: a sealed memfd holding text; returns fd or -errno. */
-int cd_spawn_conf_memfd(const char *text, size_t len);
 
 /* master.c: reads a worker's channel (the proc is io->data). */
 void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents);

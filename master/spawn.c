@@ -7,7 +7,7 @@
  * threads.  An exec'd worker starts clean and keeps exactly three fds:
  *   3  its slot's listener (shared with the master, which keeps it open)
  *   4  its end of the channel socketpair
- *   5  a sealed memfd with the config text the master validated
+ *   5  a sealed memfd with the config text the master validated (conf/memfd.c)
  * Everything else the master holds is O_CLOEXEC.  The worker learns its
  * slot and generation from argv and from CLUSTERD_WORKER_ID / _GENERATION.
  */
@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <grp.h>
 #include <sys/socket.h>
@@ -28,31 +27,6 @@
 #include "master/master.h"
 #include "core/stats.h"
 #include "ipc/proto.h"
-
-int cd_spawn_conf_memfd(const char *text, size_t len)
-{
-    int fd = memfd_create("clusterd-conf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return -errno;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int err = errno;
-            close(fd);
-            return -err;
-        }
-        off += (size_t)n;
-    }
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    return fd;
-}
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, unsigned gen)

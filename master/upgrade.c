@@ -216,20 +216,11 @@ int cd_upgrade_load_conf(const char *conf_path, cd_conf **out, char *err, size_t
 {
     const char *state = getenv("CLUSTERD_UPGRADE");
     int fd = state ? field_int(state, "c", -1) : -1;
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    if (fd < 0) {
         snprintf(err, errlen, "upgrade: no config memfd handed over");
         return -1;
     }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf || pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
-        free(buf);
-        snprintf(err, errlen, "upgrade: cannot read the config memfd");
-        return -1;
-    }
-    int rc = cd_conf_load_text(conf_path, buf, (size_t)st.st_size, out, err, errlen);
-    free(buf);
-    return rc;
+    return cd_conf_load_fd(fd, conf_path, out, err, errlen);
 }
 
 void cd_upgrade_rollback_exec(char **argv, const char *why)

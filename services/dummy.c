@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/keys.h"
 #include "core/util.h"
 #include "services/service.h"
 
@@ -54,35 +55,20 @@ static void *dummy_conf_new(void)
     return c;
 }
 
-static int dummy_conf_set(void *conf, const char *key, const char *value, char *err, size_t errlen)
+static const cd_conf_key dummy_keys[] = {
+    CD_CONF_KEY("body", CD_KEY_STRP, dummy_conf, body, 0, 0),
+    CD_CONF_KEY("body_file", CD_KEY_STRP, dummy_conf, body_file, 0, 0),
+    CD_CONF_KEY("max_delay", CD_KEY_MS, dummy_conf, max_delay_ms, 0, 3600000),
+    {0},
+};
+
+static int dummy_conf_check(void *conf, char *err, size_t errlen)
 {
+    (void)err;
+    (void)errlen;
     dummy_conf *c = conf;
-    if (strcmp(key, "body") == 0) {
-        char *b = strdup(value);
-        if (!b)
-            return -1;
-        free(c->body);
-        c->body = b;
-        c->body_len = strlen(b);
-        return 0;
-    }
-    if (strcmp(key, "body_file") == 0) {
-        char *b = strdup(value);
-        if (!b)
-            return -1;
-        free(c->body_file);
-        c->body_file = b;
-        return 0;
-    }
-    if (strcmp(key, "max_delay") == 0) {
-        if (cd_parse_duration_ms(value, &c->max_delay_ms) < 0 || c->max_delay_ms > 3600000) {
-            strncpy(err, "expected a duration up to 1h, e.g. 500ms or 10s", errlen - 1);
-            err[errlen - 1] = '\0';
-            return -1;
-        }
-        return 0;
-    }
-    return -2;
+    c->body_len = strlen(c->body);
+    return 0;
 }
 
 static void dummy_conf_free(void *conf)
@@ -180,7 +166,8 @@ const cd_service_type cd_service_dummy = {
     .name = "dummy",
     .methods = CD_M_GET | CD_M_HEAD,
     .conf_new = dummy_conf_new,
-    .conf_set = dummy_conf_set,
+    .keys = dummy_keys,
+    .conf_check = dummy_conf_check,
     .conf_free = dummy_conf_free,
     .init = dummy_init,
     .handle = dummy_handle,

@@ -9,10 +9,15 @@
  * resolves the API it calls (cd_request_*, cd_log, ...) from the clusterd
  * executable, which exports it.
  *
+ * The registry is also conf/'s binder (cd_service_bind): conf/ reads a
+ * service section into its type name and raw (key, value, line) entries,
+ * and this file turns them into the type's parsed config, so conf/ never
+ * loads a module nor knows a service's keys.
+ *
  * Adding a service: its file(s) in services/ and one line here (plus, for a
  * module, one line in CMakeLists.txt naming its sources and libraries).
  */
-#include "services/service.h"
+#include "services/registry.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -20,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "conf/keys.h"
+#include "services/service.h"
 
 extern const cd_service_type cd_service_dummy;
 extern const cd_service_type cd_service_metrics;
@@ -107,4 +115,49 @@ const cd_service_type *cd_service_lookup(const char *type, char *err, size_t err
     if (errlen)
         err[0] = '\0'; /* not a type at all: the caller words that */
     return NULL;
+}
+
+/* One key of svc's section through the type's table (or its transitional
+ * conf_set): 0, -1 with why, -2 unknown. */
+static int set_key(const cd_service_type *t, void *conf, const cd_conf_entry *e, char *why, size_t whylen)
+{
+    int rc = t->keys ? cd_conf_key_set(t->keys, conf, e->key, e->value, why, whylen) : -2;
+    if (rc == -2 && t->conf_set)
+        rc = t->conf_set(conf, e->key, e->value, why, whylen);
+    return rc;
+}
+
+int cd_service_bind(cd_conf_service *svc, const char *path, char *err, size_t errlen)
+{
+    char why[512] = "";
+    const char *tname = svc->type_name;
+    const cd_service_type *t = cd_service_lookup(tname, why, sizeof why);
+    if (!t) {
+        if (why[0]) /* a module that cannot be loaded */
+            return cd_conf_fail(err, errlen, path, svc->type_line ? svc->type_line : svc->line, "%s", why);
+        if (svc->type_line)
+            return cd_conf_fail(err, errlen, path, svc->type_line, "unknown service type '%s'", tname);
+        return cd_conf_fail(err, errlen, path, svc->line,
+                            "unknown section [%s] (not [cluster], and no 'type =' naming a service type)",
+                            svc->name);
+    }
+    svc->type = t;
+    svc->uses_bus = t->uses_bus;
+    svc->conf_free = t->conf_free;
+    svc->conf = t->conf_new ? t->conf_new() : NULL;
+    if (t->conf_new && !svc->conf)
+        return cd_conf_fail(err, errlen, path, 0, "out of memory");
+    for (size_t i = 0; i < svc->nentries; i++) {
+        const cd_conf_entry *e = &svc->entries[i];
+        why[0] = '\0';
+        int rc = set_key(t, svc->conf, e, why, sizeof why);
+        if (rc == -2)
+            return cd_conf_fail(err, errlen, path, e->line, "unknown key '%s' for a %s service", e->key, tname);
+        if (rc < 0)
+            return cd_conf_fail(err, errlen, path, e->line, "%s: %s", e->key, why[0] ? why : "bad value");
+    }
+    why[0] = '\0';
+    if (t->conf_check && t->conf_check(svc->conf, why, sizeof why) < 0)
+        return cd_conf_fail(err, errlen, path, svc->line, "[%s]: %s", svc->name, why[0] ? why : "invalid");
+    return 0;
 }

@@ -4,11 +4,13 @@
  * A service type (dummy, readmongo, ...) is one cd_service_type: a vtable of
  * hooks called in two processes.
  *
- *   master and worker: conf_new/conf_set/conf_check/conf_free parse the
- *       service's own keys of its [section].  The master validates the file;
- *       each exec'd worker re-parses the exact bytes the master validated
- *       (handed over in a sealed memfd), so both hold identical, read-only
- *       configs.  conf_set gets keys other than `type` and `route`.
+ *   master and worker: conf_new builds the defaults, the `keys` table
+ *       (conf/keys.h) takes the service's own keys of its [section] (all but
+ *       `type` and `route`), conf_check checks them together, conf_free
+ *       releases what they own.  services/registry.c applies them for conf/.
+ *       The master validates the file; each exec'd worker re-parses the
+ *       exact bytes the master validated (handed over in a sealed memfd), so
+ *       both hold identical, read-only configs.
  *   worker only: init (after exec, before READY; a failure is a boot failure
  *       and stops the cluster), handle (one request), stop (graceful stop has
  *       begun), destroy (loop is gone).
@@ -28,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/keys.h"
 #include "http/request.h" /* the request API handle() uses, and CD_M_* */
 
 struct ev_loop;
@@ -39,9 +42,10 @@ struct cd_service_type {
     unsigned methods; /* CD_M_* bits (http/request.h); others get 405 from the router */
 
     /* Config (master and worker).  Return 0, or -1 with a message in err
-     * (the caller adds file:line).  conf_set returning -2 means "unknown
-     * key"; the caller words that message itself. */
+     * (the caller adds file:line). */
     void *(*conf_new)(void);
+    const cd_conf_key *keys; /* the section's keys, into conf_new's struct; may be NULL */
+    /* Transitional, for a type not yet on `keys`: -2 means "unknown key". */
     int (*conf_set)(void *conf, const char *key, const char *value, char *err, size_t errlen);
     int (*conf_check)(void *conf, char *err, size_t errlen); /* after the section; may be NULL */
     void (*conf_free)(void *conf);

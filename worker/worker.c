@@ -329,30 +329,9 @@ static void bus_cb(struct ev_loop *loop, ev_io *io, int revents)
 /* Reads the config text the master validated from the inherited memfd. */
 static int load_conf(cd_conf **out, char *err, size_t errlen)
 {
-    struct stat st;
-    if (fstat(CD_WORKER_FD_CONF, &st) < 0) {
-        snprintf(err, errlen, "fstat(config memfd) failed: %s", strerror(errno));
-        return -1;
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    size_t off = 0;
-    while (off < (size_t)st.st_size) {
-        ssize_t n = pread(CD_WORKER_FD_CONF, buf + off, (size_t)st.st_size - off, (off_t)off);
-        if (n <= 0) {
-            snprintf(err, errlen, "pread(config memfd) failed: %s", n < 0 ? strerror(errno) : "short");
-            free(buf);
-            return -1;
-        }
-        off += (size_t)n;
-    }
-    close(CD_WORKER_FD_CONF);
     const char *path = getenv("CLUSTERD_CONF_PATH");
-    int rc = cd_conf_load_text(path ? path : "(config)", buf, off, out, err, errlen);
-    free(buf);
+    int rc = cd_conf_load_fd(CD_WORKER_FD_CONF, path ? path : "(config)", out, err, errlen);
+    close(CD_WORKER_FD_CONF);
     return rc;
 }
 

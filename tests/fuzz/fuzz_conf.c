@@ -1,6 +1,7 @@
 /*
  * fuzz_conf.c - whole configuration files through the real parser
- * (conf/conf.c with libinih, the key tables and every service's conf hooks).
+ * (conf/ with libinih and the [cluster] key table, then services/registry.c's
+ * binder with every service's key table and conf hooks).
  *
  * The input is the file's bytes.  Whatever they are, cd_conf_load_text must
  * either build a config or fail with "file:line: why" (or "file: why");
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "services/registry.h"
 
 static int lines_of(const uint8_t *data, size_t size)
 {
@@ -46,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cd_conf *c = NULL;
     char err[512];
 
+    cd_conf_set_binder(cd_service_bind); /* as clusterd does first thing */
     if (cd_conf_load_text("fuzz.ini", (const char *)data, size, &c, err, sizeof err) == 0) {
         check_loaded(c, lines_of(data, size));
         cd_conf_free(c);

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "services/registry.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "services/events/events.h"
@@ -69,6 +70,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     char err[512];
     cd_log_set_level(CD_LOG_WARN);
+    cd_conf_set_binder(cd_service_bind); /* as clusterd does first thing */
     if (cd_conf_load_text("fuzz.ini", conf_text, sizeof conf_text - 1, &conf, err, sizeof err) < 0) {
         fprintf(stderr, "fuzz_events_ws: %s\n", err);
         abort();

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "services/registry.h"
 #include "core/log.h"
 #include "core/stats.h"
 #include "ipc/channel.h"
@@ -165,6 +166,7 @@ static void init_once(void)
     cd_log_set_level(CD_LOG_ERR);
     dump = getenv("CD_FUZZ_DUMP") != NULL;
     signal(SIGPIPE, SIG_IGN);
+    cd_conf_set_binder(cd_service_bind); /* as clusterd does first thing */
     if (cd_conf_load_text("fuzz.ini", conf_text, sizeof conf_text - 1, &conf, err, sizeof err) < 0) {
         fprintf(stderr, "fuzz_http: %s\n", err);
         abort();

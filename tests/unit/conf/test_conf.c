@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "services/registry.h"
+#include "services/service.h"
 
 static cd_conf *conf;
 static char err[512];
@@ -25,7 +27,9 @@ static void teardown(void)
     conf = NULL;
 }
 
-TestSuite(conf, .fini = teardown);
+static void setup(void) { cd_conf_set_binder(cd_service_bind); }
+
+TestSuite(conf, .init = setup, .fini = teardown);
 
 Test(conf, parses_cluster_and_services)
 {

@@ -8,31 +8,30 @@
  * A client (socket.io-client 4.x with transports: ["websocket"]) connects
  * to GET {route}/?EIO=4&transport=websocket.  handle() checks the upgrade
  * (Engine.IO version, transport, WebSocket headers, the Origin allowlist,
- * max_clients) and takes the connection from the HTTP layer; engineio.c
- * then serves it over http/websocket.c.  POST {route}/publish lets a
+ * max_clients) and takes the connection from the HTTP layer by callback
+ * (cd_http_upgrade, once the HTTP layer has unwound, so nothing is freed
+ * under it); engineio.c then serves it over http/websocket.c.  POST {route}/publish lets a
  * backend emit into a room (broadcast.c).  The other files are listed in
  * events.h.
  *
  * Not supported: HTTP long-polling (400), and upgrading a polling session.
  */
 #include <errno.h>
-#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "services/events/events.h"
 #include "services/service.h"
 
-#define UPGRADE_BUF 16384 /* bytes the client may have sent after its upgrade request */
-
-/* An accepted upgrade waiting for its turn (see handle_upgrade). */
+/* An accepted upgrade waiting for its connection (cd_http_upgrade calls
+ * upgrade_cb once, after handle() has unwound).  On the state's pending
+ * list until then, so destroy can detach it (st = NULL). */
 typedef struct cd_events_upgrade {
-    ev_timer t;
     cd_events_state *st;
-    cd_request *req;
     char accept[29];
     struct cd_events_upgrade *prev, *next;
 } cd_events_upgrade;
@@ -98,26 +97,8 @@ static int check_upgrade(cd_events_state *st, cd_request *req, char accept[29])
     return 0;
 }
 
-/* Takes the connection from HTTP and starts the WebSocket session. */
-static void start_session(cd_events_state *st, cd_request *req, const char *accept)
-{
-    char *pre = malloc(UPGRADE_BUF);
-    if (!pre) {
-        cd_request_respond_error(req, 503, "out of memory");
-        return;
-    }
-    size_t pre_len = 0;
-    int fd = cd_request_upgrade(req, pre, UPGRADE_BUF, &pre_len);
-    /* Out of memory from here on costs the client its connection: the
-     * HTTP side is gone, there is no one to write a 503. */
-    if (fd >= 0 && cd_events__adopt_fd(st->svc, fd, accept, pre, pre_len) < 0)
-        cd_info("events: out of memory starting a WebSocket session");
-    free(pre);
-}
-
 static void upgrade_unlink(cd_events_state *st, cd_events_upgrade *u)
 {
-    ev_timer_stop(st->svc->loop, &u->t);
     if (u->prev)
         u->prev->next = u->next;
     else
@@ -126,21 +107,28 @@ static void upgrade_unlink(cd_events_state *st, cd_events_upgrade *u)
         u->next->prev = u->prev;
 }
 
-static void upgrade_cb(struct ev_loop *loop, ev_timer *t, int revents)
+/* The connection, handed over: starts the WebSocket session on it.  fd is
+ * -1 when the client went away first.  An upgrade that arrives once the
+ * service is stopping (or gone) is closed: its request was already
+ * answered (101), so there is no 503 to write any more; socket.io-client
+ * reconnects, to another worker. */
+static void upgrade_cb(void *arg, int fd, const char *head, size_t headlen)
 {
-    (void)loop;
-    (void)revents;
-    cd_events_upgrade *u = t->data;
+    cd_events_upgrade *u = arg;
     cd_events_state *st = u->st;
-    upgrade_unlink(st, u);
-    start_session(st, u->req, u->accept);
+    if (st)
+        upgrade_unlink(st, u);
+    if (fd >= 0 && (!st || st->stopping)) {
+        close(fd);
+    } else if (fd >= 0 && cd_events__adopt_fd(st->svc, fd, u->accept, head, headlen) < 0) {
+        /* The HTTP side is gone: no one to write a 503 to. */
+        cd_info("events: out of memory starting a WebSocket session");
+    }
     free(u);
 }
 
-/* The upgrade itself runs from a zero timer, on the next loop iteration,
- * not inside handle(): cd_request_upgrade() frees the HTTP connection, and
- * the HTTP layer is still using that connection while handle() runs (it
- * dispatched us from its processing loop). */
+/* Accepts the upgrade and takes the connection from HTTP: the session
+ * starts in upgrade_cb, once HTTP has unwound (cd_http_upgrade). */
 static void handle_upgrade(cd_events_state *st, cd_request *req)
 {
     char accept[29];
@@ -152,15 +140,12 @@ static void handle_upgrade(cd_events_state *st, cd_request *req)
         return;
     }
     u->st = st;
-    u->req = req;
     memcpy(u->accept, accept, sizeof u->accept);
-    ev_timer_init(&u->t, upgrade_cb, 0., 0.);
-    u->t.data = u;
     u->next = st->pending;
     if (st->pending)
         st->pending->prev = u;
     st->pending = u;
-    ev_timer_start(st->svc->loop, &u->t);
+    cd_http_upgrade(req, upgrade_cb, u);
 }
 
 static void events_handle(cd_service *svc, cd_request *req)
@@ -206,14 +191,14 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
     return 0;
 }
 
-/* Upgrades not started yet are refused: every request is answered once. */
-static void drop_pending(cd_events_state *st)
+/* Upgrades whose connection has not arrived yet are detached: upgrade_cb
+ * then closes it. */
+static void detach_pending(cd_events_state *st)
 {
     while (st->pending) {
         cd_events_upgrade *u = st->pending;
         upgrade_unlink(st, u);
-        cd_request_respond_error(u->req, 503, "shutting down");
-        free(u);
+        u->st = NULL;
     }
 }
 
@@ -225,7 +210,6 @@ static void events_stop(cd_service *svc)
 {
     cd_events_state *st = svc->state;
     st->stopping = 1;
-    drop_pending(st);
     while (st->clients) {
         cd_events_client *c = st->clients;
         if (c->phase != CD_EV_CLOSING)
@@ -239,7 +223,7 @@ static void events_destroy(cd_service *svc)
     cd_events_state *st = svc->state;
     if (!st)
         return;
-    drop_pending(st);
+    detach_pending(st);
     while (st->clients)
         cd_events__client_free(st->clients);
     cd_events__rooms_free(st); /* rooms went with their last members */

@@ -3,10 +3,15 @@
  *
  * inih calls us once per key; we record every (section, key, value, line)
  * and interpret them afterwards, because a service section's keys can only
- * be handed to its type once `type =` is known, wherever it stands.  inih's
- * handler gets no line numbers in Debian's build, so our reader counts lines
- * as inih pulls them: when the handler runs, the last line read is the one
- * being handled.
+ * be handed to its type once `type =` is known, wherever it stands.
+ * [cluster] keys go to conf/cluster.c's table; a service section becomes a
+ * cd_conf_service with its name, route, type name and remaining entries,
+ * which the registered binder (services/registry.c in clusterd) turns into
+ * the type's config.  This file knows no service type.
+ *
+ * inih's handler gets no line numbers in Debian's build, so our reader
+ * counts lines as inih pulls them: when the handler runs, the last line
+ * read is the one being handled.
  *
  * inih only reports keys (Debian builds it without
  * INI_CALL_HANDLER_ON_NEW_SECTION), so a section without keys would not
@@ -20,19 +25,15 @@
  */
 #include "conf/conf.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "conf/cluster.h"
-#include "core/util.h"
 
 #define CONF_MAX_FILE (1 << 20)
 

@@ -111,7 +111,7 @@ void cd_conf_free(cd_conf *c);
 int cd_conf_memfd(const char *text, size_t len);
 /* Reads the whole of fd (from offset 0; fd stays open) and parses it as if
  * read from path.  Same contract as cd_conf_load_text; a read error is
- * "fstat(config memfd) failed: why" or "pread(config memfd) failed: why". */
+ * "path: fstat(config memfd) failed: why" or "path: pread(...) ...". */
 int cd_conf_load_fd(int fd, const char *path, cd_conf **out, char *err, size_t errlen);
 
 /* The runtime dir when the config names none: $RUNTIME_DIRECTORY (systemd),

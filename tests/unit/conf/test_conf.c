@@ -3,12 +3,18 @@
  * and every error names file:line.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "services/registry.h"
 #include "services/service.h"
+
+extern const cd_service_type cd_service_dummy;
+extern const cd_service_type cd_service_metrics;
 
 static cd_conf *conf;
 static char err[512];
@@ -291,4 +297,123 @@ Test(conf, section_names_are_restricted_to_a_safe_charset)
     cr_assert_eq(load("[my-svc_1.v2]\ntype = dummy\n[abcdefghijklmnopqrstuvwxyz01234]\ntype = dummy\n"), 0, "%s",
                  err);
     cr_assert_str_eq(conf->services[0].route, "/my-svc_1.v2");
+}
+
+/* Without a binder (clusterctl) conf/ checks only what it knows itself: a
+ * service section keeps its type name and its raw entries, unbound. */
+Test(conf, without_a_binder_sections_keep_their_raw_entries)
+{
+    cd_conf_set_binder(NULL);
+    cr_assert_eq(load("[cluster]\nworkers = 2\n[a]\ntype = teleport\nroute = /x\nflavour = mint\n\n[b]\nk = v\n"), 0,
+                 "%s", err);
+    cr_assert_eq(conf->nservices, 2);
+    const cd_conf_service *a = &conf->services[0], *b = &conf->services[1];
+    cr_assert_str_eq(a->type_name, "teleport");
+    cr_assert_eq(a->type_line, 4);
+    cr_assert_str_eq(a->route, "/x");
+    cr_assert_null(a->type);
+    cr_assert_null(a->conf);
+    cr_assert_eq(a->nentries, 1, "type and route are not entries");
+    cr_assert_str_eq(a->entries[0].key, "flavour");
+    cr_assert_str_eq(a->entries[0].value, "mint");
+    cr_assert_eq(a->entries[0].line, 6);
+    cr_assert_str_eq(b->type_name, "b", "no type =: the section name");
+    cr_assert_eq(b->type_line, 0);
+    cr_assert_eq(b->line, 8);
+    cr_assert_eq(b->nentries, 1);
+    cr_assert_eq(b->entries[0].line, 9);
+}
+
+/* The binder sees every service section; its error is the load's error. */
+static int refuse_b(cd_conf_service *svc, const char *path, char *e, size_t elen)
+{
+    if (strcmp(svc->name, "b") == 0)
+        return cd_conf_fail(e, elen, path, svc->entries[0].line, "%s: refused", svc->entries[0].key);
+    return 0;
+}
+
+Test(conf, the_binders_error_is_the_loads_error)
+{
+    cd_conf_set_binder(refuse_b);
+    cr_assert_eq(load("[a]\n[b]\nk = v\n"), -1);
+    cr_assert_str_eq(err, "t.ini:3: k: refused");
+    cr_assert_null(conf);
+}
+
+/* A bound section owns its type's config: conf_free runs (ASan checks). */
+Test(conf, bound_services_carry_the_types_config)
+{
+    cr_assert_eq(load("[hello]\ntype = dummy\nmax_delay = 2s\n[m]\ntype = metrics\n"), 0, "%s", err);
+    cr_assert_eq(conf->services[0].type, &cd_service_dummy);
+    cr_assert_not_null(conf->services[0].conf);
+    cr_assert_not_null(conf->services[0].conf_free);
+    cr_assert_eq(conf->services[1].type, &cd_service_metrics);
+    cr_assert_null(conf->services[1].conf, "metrics has no config");
+    cr_assert_eq(conf->services[0].uses_bus, 0);
+}
+
+/* Service key errors keep their file:line and the key, in the setters' words. */
+Test(conf, service_key_errors_in_the_setters_words)
+{
+    cr_assert_eq(load("[a]\ntype = dummy\nmax_delay = soon\n"), -1);
+    cr_assert_str_eq(err, "t.ini:3: max_delay: bad duration 'soon' (expected e.g. 500ms, 30s, 2m; 0ms..1h)");
+    cr_assert_eq(load("[a]\ntype = dummy\nmax_delay = 61m\n"), -1);
+    cr_assert_eq(load("[a]\ntype = dummy\nflavour = mint\n"), -1);
+    cr_assert_str_eq(err, "t.ini:3: unknown key 'flavour' for a dummy service");
+    cr_assert_eq(load("[cluster]\nworkers = lots\n[dummy]\n"), -1);
+    cr_assert_str_eq(err, "t.ini:2: workers: bad number 'lots' (expected 1..1024)");
+    cr_assert_eq(load("[cluster]\nheader_timeout = 0\n[dummy]\n"), -1);
+    cr_assert_str_eq(err, "t.ini:2: header_timeout: bad duration '0' (expected e.g. 500ms, 30s, 2m; at least 1ms)");
+    cr_assert_eq(load("[cluster]\nlisten = nowhere\n[dummy]\n"), -1);
+    cr_assert_str_eq(err, "t.ini:2: listen: bad address 'nowhere' (expected host:port)");
+    cr_assert_eq(load("[cluster]\ncolour = blue\n[dummy]\n"), -1);
+    cr_assert_str_eq(err, "t.ini:2: unknown key 'colour' in [cluster]");
+}
+
+Test(conf, cluster_keys_of_every_kind)
+{
+    cr_assert_eq(load("[cluster]\nuser = nobody\ngroup = nogroup\npidfile = /run/x.pid\naccess_log = /var/log/a\n"
+                      "access_log_format = json\nrlimit_nofile = 4321\nmax_rss = 64m\nmax_requests = 1000\n"
+                      "max_requests_jitter = 50\nruntime_dir = /run/cd\nheartbeat_interval = 10ms\n"
+                      "upgrade_timeout = 1m\n[dummy]\n"),
+                 0, "%s", err);
+    cr_assert_str_eq(conf->user, "nobody");
+    cr_assert_str_eq(conf->group, "nogroup");
+    cr_assert_str_eq(conf->pidfile, "/run/x.pid");
+    cr_assert_str_eq(conf->access_log, "/var/log/a");
+    cr_assert_eq(conf->access_log_json, 1);
+    cr_assert_eq(conf->rlimit_nofile, 4321);
+    cr_assert_eq(conf->max_rss, 64u << 20);
+    cr_assert_eq(conf->max_requests, 1000);
+    cr_assert_eq(conf->max_requests_jitter, 50);
+    cr_assert_str_eq(conf->runtime_dir, "/run/cd");
+    cr_assert_eq(conf->heartbeat_interval_ms, 10);
+    cr_assert_eq(conf->upgrade_timeout_ms, 60000);
+    static const char *const bad[] = {"user = \n", "access_log = relative\n", "access_log_format = xml\n",
+                                      "runtime_dir = run\n", "rlimit_nofile = 63\n", "max_rss = -1\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[cluster]\n%s[dummy]\n", bad[i]);
+        cr_assert_eq(load(text), -1, "%s", bad[i]);
+        cr_assert(strncmp(err, "t.ini:2: ", 9) == 0, "%s", err);
+    }
+}
+
+/* The config text goes to workers in a sealed memfd and comes back equal. */
+Test(conf, memfd_round_trip_and_seals)
+{
+    const char *text = "[cluster]\nworkers = 3\n[hello]\ntype = dummy\n";
+    int fd = cd_conf_memfd(text, strlen(text));
+    cr_assert_geq(fd, 0, "%s", strerror(-fd));
+    cr_assert_eq(write(fd, "x", 1), -1, "sealed against writing");
+    cr_assert_eq(cd_conf_load_fd(fd, "t.ini", &conf, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(conf->workers, 3);
+    cr_assert_str_eq(conf->text, text);
+    cr_assert_str_eq(conf->path, "t.ini");
+    cr_assert_eq(fcntl(fd, F_GETFD), FD_CLOEXEC, "the fd stays open, close-on-exec");
+    close(fd);
+    cd_conf_free(conf);
+    conf = NULL;
+    cr_assert_eq(cd_conf_load_fd(fd, "t.ini", &conf, err, sizeof err), -1);
+    cr_assert(strncmp(err, "t.ini: fstat(config memfd) failed: ", 35) == 0, "%s", err);
 }

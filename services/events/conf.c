@@ -1,8 +1,9 @@
 /*
- * conf.c - the [section] of an events service: its keys, their defaults
- * and bounds, the cross-key checks, and the Origin allowlist (master and
- * workers: the master validates the config, each worker parses the same
- * bytes again and reads the result only).
+ * conf.c - the [section] of an events service: its keys (a cd_conf_key
+ * table: conf/keys.h parses and bounds them), their defaults, the
+ * cross-key checks, and the Origin allowlist (master and workers: the
+ * master validates the config, each worker parses the same bytes again
+ * and reads the result only).
  *
  * The defaults are Socket.IO's own, so clients behave as they do against
  * Node.  The check that matters most: a broadcast (one message plus the
@@ -13,7 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/util.h"
 #include "services/events/events.h"
 
 #define BUS_MSG_MAX (1 << 20) /* ipc/bus.c's largest message */
@@ -43,12 +43,12 @@ static void free_origins(cd_events_conf *c)
 }
 
 /* Origins: "https://a.example, http://localhost:3000"; "*" or empty: any. */
-static int set_origins(cd_events_conf *c, const char *value)
+static int set_origins(void *conf, const char *value, char *err, size_t errlen)
 {
+    cd_events_conf *c = conf;
     char *copy = strdup(value), *save = NULL;
-    int rc = -1;
     if (!copy)
-        return -1;
+        goto nomem;
     free_origins(c);
     for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
         if (strcmp(t, "*") == 0) {
@@ -57,64 +57,38 @@ static int set_origins(cd_events_conf *c, const char *value)
         }
         char **n = realloc(c->origins, (c->norigins + 1) * sizeof *n);
         if (!n)
-            goto out;
+            goto nomem;
         c->origins = n;
         if (!(c->origins[c->norigins] = strdup(t)))
-            goto out;
+            goto nomem;
         c->norigins++;
     }
-    rc = 0;
-out:
     free(copy);
-    return rc;
+    return 0;
+nomem:
+    free(copy);
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }
+
+/* Bounds: pings from 100 ms (a test's pace) to 1 h; a message from 1k to
+ * Socket.IO's own default maxPayload; a queue of at least one message
+ * (conf_check) up to 1g. */
+const cd_conf_key cd_events__keys[] = {
+    CD_CONF_KEY("ping_interval", CD_KEY_MS, cd_events_conf, ping_interval_ms, 100, 3600000),
+    CD_CONF_KEY("ping_timeout", CD_KEY_MS, cd_events_conf, ping_timeout_ms, 100, 3600000),
+    CD_CONF_KEY("max_message_size", CD_KEY_SIZE, cd_events_conf, max_message_size, 1024, 1000000),
+    CD_CONF_KEY("max_send_queue", CD_KEY_SIZE, cd_events_conf, max_send_queue, 1024, 1LL << 30),
+    CD_CONF_KEY("max_clients", CD_KEY_INT, cd_events_conf, max_clients, 1, 1000000),
+    CD_CONF_KEY("max_rooms", CD_KEY_INT, cd_events_conf, max_rooms, 1, 1024),
+    CD_CONF_KEY_FUNC("origins", set_origins),
+    {0},
+};
 
 static int set_err(char *err, size_t errlen, const char *msg)
 {
     snprintf(err, errlen, "%s", msg);
     return -1;
-}
-
-int cd_events__conf_set(void *conf, const char *key, const char *value, char *err, size_t errlen)
-{
-    cd_events_conf *c = conf;
-    long long v;
-    if (strcmp(key, "ping_interval") == 0 || strcmp(key, "ping_timeout") == 0) {
-        if (cd_parse_duration_ms(value, &v) < 0 || v < 100 || v > 3600000)
-            return set_err(err, errlen, "expected a duration between 100ms and 1h, e.g. 25s");
-        *(key[5] == 'i' ? &c->ping_interval_ms : &c->ping_timeout_ms) = v;
-        return 0;
-    }
-    if (strcmp(key, "max_message_size") == 0) {
-        if (cd_parse_size(value, &v) < 0 || v < 1024 || v > 1000000)
-            return set_err(err, errlen, "expected a size between 1k and 1000000");
-        c->max_message_size = v;
-        return 0;
-    }
-    if (strcmp(key, "max_send_queue") == 0) {
-        if (cd_parse_size(value, &v) < 0 || v < 1024 || v > (1LL << 30))
-            return set_err(err, errlen, "expected a size between 1k and 1g");
-        c->max_send_queue = v;
-        return 0;
-    }
-    if (strcmp(key, "max_clients") == 0) {
-        if (cd_parse_int(value, 1, 1000000, &v) < 0)
-            return set_err(err, errlen, "expected an integer between 1 and 1000000");
-        c->max_clients = v;
-        return 0;
-    }
-    if (strcmp(key, "max_rooms") == 0) {
-        if (cd_parse_int(value, 1, 1024, &v) < 0)
-            return set_err(err, errlen, "expected an integer between 1 and 1024");
-        c->max_rooms = v;
-        return 0;
-    }
-    if (strcmp(key, "origins") == 0) {
-        if (set_origins(c, value) < 0)
-            return set_err(err, errlen, "out of memory");
-        return 0;
-    }
-    return -2;
 }
 
 int cd_events__conf_check(void *conf, char *err, size_t errlen)

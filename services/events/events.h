@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/keys.h"
 #include "http/websocket.h"
 
 /* The [section] of an events service (master and workers, read-only after
@@ -257,7 +258,7 @@ struct cd_events_state {
 
 /* conf.c: the section's keys and checks (master and worker). */
 void *cd_events__conf_new(void);
-int cd_events__conf_set(void *conf, const char *key, const char *value, char *err, size_t errlen);
+extern const cd_conf_key cd_events__keys[];
 int cd_events__conf_check(void *conf, char *err, size_t errlen);
 void cd_events__conf_free(void *conf);
 /* Whether a browser's Origin (NULL: none sent) may connect. */

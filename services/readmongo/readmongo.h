@@ -1,14 +1,25 @@
 /*
  * readmongo.h - internals of the readmongo service shared between its files,
- * its unit tests and its fuzz targets: the parsed config, and the pure
- * helpers of readmongo_query.c that turn a request (its subpath and query
- * string) into a checked query or a refusal, and driver errors into HTTP
- * statuses.  Nothing here touches the network, a thread or the loop, so
- * all of it runs (and is tested) in any process; in production it runs in a
- * worker, on the loop thread (request checks) or on the service's query
- * threads (error mapping).
+ * its unit tests and its fuzz targets.  The service (clusterd-readmongo.so)
+ * is five files, one job each:
  *
- * The double-underscore names are internal to services/readmongo*.c.
+ *   readmongo.c       the service vtable: init/handle/stop/destroy, answering
+ *                     requests on the worker's loop thread
+ *   conf.c            the [readmongo] keys as a table, defaults, cross-key
+ *                     checks (master and workers)
+ *   readmongo_query.c pure checks: a request (subpath and query string) into
+ *                     a checked query or a refusal; driver errors into
+ *                     HTTP statuses
+ *   exec.c            what the query threads run: the find, and rendering
+ *                     its answer (exec.h: the per-worker state and the job)
+ *   readmongo_json.c  BSON into compact relaxed Extended JSON
+ *
+ * The thread pool itself is core/pool.h.  Nothing declared here touches
+ * the network, a thread or the loop, so all of it runs (and is tested) in
+ * any process; in production it runs in a worker, on the loop thread
+ * (request checks) or on the service's query threads (error mapping, JSON).
+ *
+ * The double-underscore names are internal to services/readmongo/.
  */
 #ifndef CD_READMONGO_H
 #define CD_READMONGO_H
@@ -16,8 +27,11 @@
 #include <bson/bson.h>
 #include <stddef.h>
 
-/* The [section] of a readmongo service, built by conf_set/conf_check in the
- * master and in each worker, read-only afterwards.  Durations are in ms. */
+#include "conf/keys.h"
+
+/* The [section] of a readmongo service, built from cd_readmongo__keys and
+ * conf_check (conf.c) in the master and in each worker, read-only
+ * afterwards.  Durations are in ms. */
 typedef struct cd_readmongo_conf {
     char *uri;             /* as written; timeouts below are applied on top */
     char *database;        /* NULL until conf_check: then `database`, the
@@ -40,6 +54,15 @@ typedef struct cd_readmongo_conf {
     long long max_filter_depth; /* nesting of each JSON parameter */
     long long max_response_size; /* documents beyond this are cut off */
 } cd_readmongo_conf;
+
+/* conf.c: the section's keys (conf/keys.h) and the vtable's config hooks
+ * (services/service.h: conf_new, conf_check, conf_free). */
+extern const cd_conf_key cd_readmongo__keys[];
+void *cd_readmongo__conf_new(void);
+int cd_readmongo__conf_set(void *conf, const char *key, const char *value, char *err,
+                           size_t errlen);
+int cd_readmongo__conf_check(void *conf, char *err, size_t errlen);
+void cd_readmongo__conf_free(void *conf);
 
 /* What a checked request asks for. */
 enum { CD_RM_INDEX, CD_RM_FIND, CD_RM_GET };
@@ -119,9 +142,6 @@ void cd_readmongo__id_filter(const char *id, bson_t *filter);
  * timed_out says: the caller measured the call against the socket
  * timeout), 502 for anything else the driver reports. */
 int cd_readmongo__error_status(const bson_error_t *e, int timed_out);
-
-/* Appends s to b as a JSON string literal (quotes included). */
-void cd_readmongo__json_string(bson_string_t *b, const char *s);
 
 /* readmongo_json.c: appends doc as compact relaxed Extended JSON v2.
  * Returns 0, or -1 for BSON it cannot walk, nesting deeper than

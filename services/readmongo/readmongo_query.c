@@ -444,22 +444,3 @@ int cd_readmongo__error_status(const bson_error_t *e, int timed_out)
         return 502;
     }
 }
-
-void cd_readmongo__json_string(bson_string_t *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-
-    bson_string_append_c(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            bson_string_append_c(b, '\\');
-            bson_string_append_c(b, (char)*p);
-        } else if (*p < 0x20) {
-            char esc[7] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15], '\0'};
-            bson_string_append(b, esc);
-        } else {
-            bson_string_append_c(b, (char)*p);
-        }
-    }
-    bson_string_append_c(b, '"');
-}

@@ -1,12 +1,13 @@
 /*
  * test_readmongo_conf.c - unit tests of the readmongo service's config
- * hooks (conf_new/conf_set/conf_check of services/readmongo.c), the code the
+ * (its key table and conf_new/conf_check, services/readmongo/conf.c), the code the
  * master runs to validate a [readmongo] section.  Runs in criterion's test
  * processes; no database, no worker.
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "conf/keys.h"
 #include "services/readmongo/readmongo.h"
 #include "services/service.h"
 
@@ -17,7 +18,7 @@ static const cd_service_type *t = &cd_service_readmongo;
 static int set(void *c, const char *k, const char *v)
 {
     char err[256] = "";
-    int rc = t->conf_set(c, k, v, err, sizeof err);
+    int rc = cd_conf_key_set(cd_readmongo__keys, c, k, v, err, sizeof err);
     if (rc == -1)
         cr_assert(err[0], "%s = %s: no message", k, v);
     return rc;

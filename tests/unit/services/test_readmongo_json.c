@@ -1,5 +1,5 @@
 /*
- * Unit tests for services/readmongo_json.c: every BSON type to relaxed
+ * Unit tests for services/readmongo/readmongo_json.c: every BSON type to relaxed
  * Extended JSON, shortest doubles, escapes; and the property that matters
  * most: libbson reads our JSON back into the very same BSON.
  */

@@ -1,14 +1,17 @@
 /*
  * test_readmongo_query.c - unit tests of the readmongo service's request
- * checks and error mapping (services/readmongo_query.c): what is refused
- * before anything reaches the database.  Runs in criterion's test
- * processes; no database, no loop.
+ * checks and error mapping (services/readmongo/readmongo_query.c): what is
+ * refused before anything reaches the database; and the error bodies the
+ * query threads write (exec.c).  Runs in criterion's test processes; no
+ * database, no loop.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <mongoc/mongoc.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "services/readmongo/exec.h"
 #include "services/readmongo/readmongo.h"
 
 static int parse(const char *json, size_t max_size, int max_depth, bson_t *out, char *err,
@@ -240,13 +243,17 @@ Test(readmongo_error_status, maps_driver_errors)
     cr_assert_eq(status_of(MONGOC_ERROR_BSON, 1, 0), 502);
 }
 
-Test(readmongo_json_string, escapes)
+Test(readmongo_error_body, escapes_the_message)
 {
-    bson_string_t *b = bson_string_new(NULL);
+    cd_readmongo_job *job = calloc(1, sizeof *job);
 
-    cd_readmongo__json_string(b, "a\"b\\c\n\x01");
-    cr_assert_str_eq(b->str, "\"a\\\"b\\\\c\\u000a\\u0001\"");
-    bson_string_free(b, true);
+    cd_readmongo__job_fail(job, 400, "a\"b\\c\n\x01");
+    cr_assert_eq(job->status, 400);
+    cr_assert_str_eq(job->body, "{\"error\":\"a\\\"b\\\\c\\u000a\\u0001\",\"status\":400}");
+    cr_assert_eq(job->body_len, strlen(job->body));
+    cd_readmongo__job_fail(job, 503, "database unreachable");
+    cr_assert_str_eq(job->body, "{\"error\":\"database unreachable\",\"status\":503}");
+    cd_readmongo__job_free(job);
 }
 
 Test(readmongo_valid_collection, names)

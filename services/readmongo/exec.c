@@ -1,0 +1,240 @@
+/*
+ * exec.c - what the readmongo service's query threads do (worker process,
+ * the threads of its core/pool.h pool): run one checked query against
+ * MongoDB through the worker's mongoc_client_pool and render the answer
+ * (JSON body and status) into the job, for the loop thread to send.
+ *
+ * Time is bounded everywhere, so a down or frozen database is reported in
+ * about two seconds and a graceful stop never waits on the database for
+ * long: a job that waited longer than queue_timeout in the queue gets 503
+ * without touching the database; server selection (503), connect, socket
+ * reads (504) and the server's own maxTimeMS (504) have short timeouts from
+ * the config; and jobs that queued up behind a query which then failed to
+ * reach the database get 503 at once instead of each waiting out the same
+ * timeout (a burst during an outage costs one timeout, not one per queue
+ * position).  The driver's monitor threads notice when the database comes
+ * back, so the service recovers by itself.  Error bodies give a generic
+ * reason ("database unreachable", "query over the time budget"...); the
+ * driver's message, which names hosts and ports, goes to the log only.
+ *
+ * The client pool is created by the first query thread that needs it, not
+ * in init: for a mongodb+srv:// URI the driver resolves DNS SRV records
+ * while creating the pool, and init must never wait on the network (the
+ * worker must come up and serve other routes while MongoDB or DNS is
+ * down).  For a plain mongodb:// URI creating the pool does no I/O; the
+ * driver connects lazily from its own monitor threads.
+ */
+#include "services/readmongo/exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/json.h"
+#include "core/log.h"
+
+long long cd_readmongo__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg)
+{
+    size_t cap = strlen(msg) * 6 + 64; /* every byte escaped, and the envelope */
+    char *body = malloc(cap);
+
+    free(job->body);
+    job->body = NULL;
+    job->body_len = 0;
+    job->status = status;
+    if (body) {
+        job->body = body;
+        job->body_len = (size_t)cd_json_error(body, cap, status, msg);
+    }
+}
+
+void cd_readmongo__job_free(cd_readmongo_job *job)
+{
+    cd_readmongo__query_free(&job->q);
+    free(job->body);
+    free(job);
+}
+
+/* The client pool, created on first use (see the top of the file).  A
+ * failed creation is retried by the next job; NULL with the driver's reason
+ * in *berr. */
+static mongoc_client_pool_t *get_clients(cd_readmongo_state *st, bson_error_t *berr)
+{
+    mongoc_client_pool_t *clients;
+
+    pthread_mutex_lock(&st->client_lock);
+    if (!st->clients) {
+        st->clients = mongoc_client_pool_new_with_error(st->uri, berr);
+        if (st->clients) {
+            mongoc_client_pool_set_error_api(st->clients, MONGOC_ERROR_API_VERSION_2);
+            mongoc_client_pool_max_size(st->clients, (uint32_t)st->conf->threads);
+        }
+    }
+    clients = st->clients;
+    pthread_mutex_unlock(&st->client_lock);
+    return clients;
+}
+
+/* Error bodies name the kind of failure, never the driver's words (which
+ * carry hosts, ports and server internals); the log gets those, once per
+ * failure, and once per outage for "unreachable". */
+static const char *failure_reason(int status)
+{
+    switch (status) {
+    case 503: return "database unreachable";
+    case 504: return "query over the time budget";
+    case 400: return "query rejected by the database";
+    default: return "database error";
+    }
+}
+
+/* Fails the job with the generic reason for status and logs the driver's
+ * detail. */
+static void job_fail_driver(cd_readmongo_job *job, int status, const char *what,
+                            const bson_error_t *berr)
+{
+    cd_readmongo_state *st = job->st;
+    int level = CD_LOG_WARN;
+
+    if (status == 503 || (status == 504 && berr->domain == MONGOC_ERROR_STREAM)) {
+        /* An outage is reported when it starts, not by every query during
+         * it (those go to the debug level). */
+        if (atomic_exchange(&st->unreachable_at, cd_readmongo__now_ms()) != 0)
+            level = CD_LOG_DEBUG;
+    } else if (status == 400) {
+        level = CD_LOG_INFO; /* the client's query, not our trouble */
+    }
+    cd_log(level, "%s: %s on collection '%s': %s: %s (domain %u, code %u)", st->svc->name, what,
+           job->q.coll, failure_reason(status), berr->message, berr->domain, berr->code);
+    cd_readmongo__job_fail(job, status, failure_reason(status));
+}
+
+/* Appends the cursor's documents, comma-separated, to out.  Returns the
+ * count; sets *truncated when the next document would pass
+ * max_response_size; fails the job and returns -1 on a document it cannot
+ * render. */
+static long long render_docs(cd_readmongo_job *job, mongoc_cursor_t *cur, cd_buf *out,
+                             int *truncated)
+{
+    const bson_t *doc;
+    long long n = 0;
+
+    while (mongoc_cursor_next(cur, &doc)) {
+        size_t before = out->len;
+        if (n > 0)
+            cd_buf_append(out, ",", 1);
+        if (cd_readmongo__json(doc, out) < 0) {
+            cd_warn("%s: a document of collection '%s' could not be converted to JSON "
+                    "(invalid BSON, nested deeper than %d, or out of memory)",
+                    job->st->svc->name, job->q.coll, CD_READMONGO_JSON_MAX_DEPTH);
+            cd_readmongo__job_fail(job, 502, "a document could not be converted to JSON");
+            return -1;
+        }
+        if ((long long)out->len + 2 > job->st->conf->max_response_size) {
+            out->len = before; /* leave it out */
+            out->p[before] = '\0';
+            *truncated = 1;
+            break;
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Whether the job should be answered 503 without trying the database. */
+static int refuse_early(cd_readmongo_job *job, long long started)
+{
+    if (started - job->queued_at_ms > job->st->conf->queue_timeout_ms) {
+        cd_readmongo__job_fail(job, 503,
+                               "the service is overloaded: the query waited too long for a thread");
+        return 1;
+    }
+    /* A job queued before a query found the database unreachable would only
+     * wait out the same timeout again: answer it now.  Jobs queued after
+     * that failure still try, so the service notices when it is back. */
+    long long down_at = atomic_load(&job->st->unreachable_at);
+    if (down_at && job->queued_at_ms < down_at) {
+        cd_readmongo__job_fail(job, 503, failure_reason(503));
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs the find and renders the answer into job.  out is the caller's. */
+static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long started, cd_buf *out)
+{
+    const cd_readmongo_conf *c = job->st->conf;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &job->q.filter, &job->q.opts, NULL);
+    bson_error_t berr;
+    int truncated = 0;
+
+    /* The envelope is written around the documents in the same buffer; the
+     * count and "truncated" go last, once known. */
+    if (job->q.kind != CD_RM_GET) {
+        cd_buf_append(out, "{\"collection\":", 14);
+        cd_json_str(out, job->q.coll, strlen(job->q.coll));
+        cd_buf_printf(out, ",\"limit\":%lld,\"skip\":%lld,\"documents\":[", job->q.limit,
+                      job->q.skip);
+    }
+    long long n = render_docs(job, cur, out, &truncated);
+    if (n < 0)
+        goto out;
+    if (mongoc_cursor_error(cur, &berr)) {
+        int timed_out = cd_readmongo__now_ms() - started >= c->socket_timeout_ms * 9 / 10;
+        job_fail_driver(job, cd_readmongo__error_status(&berr, timed_out), "find", &berr);
+        goto out;
+    }
+    if (atomic_exchange(&job->st->unreachable_at, 0) != 0)
+        cd_notice("%s: database reachable again", job->st->svc->name);
+
+    if (job->q.kind == CD_RM_GET) {
+        if (n == 0) {
+            cd_readmongo__job_fail(job, 404, "no document with this _id");
+            goto out;
+        }
+    } else {
+        cd_buf_printf(out, "],\"count\":%lld,\"truncated\":%s}", n, truncated ? "true" : "false");
+        if (out->oom) {
+            cd_readmongo__job_fail(job, 503, "out of memory rendering the answer");
+            goto out;
+        }
+    }
+    job->status = 200;
+    job->body_len = out->len;
+    job->body = out->p;
+    out->p = NULL;
+out:
+    mongoc_cursor_destroy(cur);
+}
+
+void cd_readmongo__run(cd_pool_work *work)
+{
+    cd_readmongo_job *job = (cd_readmongo_job *)((char *)work - offsetof(cd_readmongo_job, work));
+    cd_readmongo_state *st = job->st;
+    mongoc_client_pool_t *clients;
+    bson_error_t berr;
+    cd_buf out = {0};
+    long long started = cd_readmongo__now_ms();
+
+    if (refuse_early(job, started))
+        return;
+    if (!(clients = get_clients(st, &berr))) {
+        job_fail_driver(job, 503, "creating the client pool", &berr);
+        return;
+    }
+    mongoc_client_t *client = mongoc_client_pool_pop(clients);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, st->conf->database, job->q.coll);
+    find(job, coll, started, &out);
+    cd_buf_free(&out);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(clients, client);
+}

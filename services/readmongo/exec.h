@@ -1,0 +1,65 @@
+/*
+ * exec.h - the readmongo service's per-worker state and its jobs, shared by
+ * readmongo.c (the loop thread: checks, queues and answers) and exec.c (the
+ * query threads: runs a job against MongoDB and renders its answer).  Worker
+ * process only; unlike readmongo.h, this touches the driver and threads.
+ */
+#ifndef CD_READMONGO_EXEC_H
+#define CD_READMONGO_EXEC_H
+
+#include <mongoc/mongoc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/pool.h"
+#include "services/readmongo/readmongo.h"
+#include "services/service.h"
+
+/* One query on its way: checked on the loop thread, run by a query thread
+ * (core/pool.h), answered back on the loop thread. */
+typedef struct cd_readmongo_job {
+    cd_pool_work work;
+    struct cd_readmongo_state *st;
+    cd_request *req;      /* loop thread only */
+    cd_readmongo_query q; /* checked on the loop thread, read-only after */
+    long long queued_at_ms;
+    /* The result, written by the query thread. */
+    int status;
+    char *body; /* malloc'd JSON */
+    size_t body_len;
+} cd_readmongo_job;
+
+/* A readmongo service in one worker, built by init. */
+typedef struct cd_readmongo_state {
+    cd_service *svc;
+    const cd_readmongo_conf *conf;
+    mongoc_uri_t *uri; /* the config's URI with our timeouts applied */
+    cd_pool *pool;     /* the query threads */
+
+    pthread_mutex_t client_lock; /* only the query threads take it */
+    mongoc_client_pool_t *clients; /* created on first use: see readmongo.c */
+
+    /* When the last query failed to reach the database (monotonic ms), or 0
+     * when it succeeded. */
+    atomic_llong unreachable_at;
+} cd_readmongo_state;
+
+/* The pool's work function: runs job (a cd_pool_work inside a
+ * cd_readmongo_job) and leaves its status and body in it.  Query threads. */
+void cd_readmongo__run(cd_pool_work *work);
+
+/* Sets the job's answer to the error body for status and msg. */
+void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg);
+
+/* Frees the job and what it holds (not its request). */
+void cd_readmongo__job_free(cd_readmongo_job *job);
+
+/* Monotonic milliseconds. */
+long long cd_readmongo__now_ms(void);
+
+/* mongoc's log lines go through ours (installed by init; conf_check puts it
+ * back after silencing the driver).  Any thread. */
+void cd_readmongo__log_cb(mongoc_log_level_t level, const char *domain, const char *message,
+                          void *data);
+
+#endif

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/log.h"
 #include "services/events/events.h"
 #include "services/service.h"
@@ -51,12 +52,12 @@ static void send_ack_str(cd_events_client *c, long long id, const char *json_arg
     send_ack(c, id, json_args, strlen(json_args));
 }
 
-/* {"ok":false,"error":<why>}; why is one of our own constant sentences,
- * which need no escaping. */
+/* {"ok":false,"error":<why>}. */
 static void send_ack_error(cd_events_client *c, long long id, const char *why)
 {
-    char ack[160];
-    snprintf(ack, sizeof ack, "{\"ok\":false,\"error\":\"%s\"}", why);
+    char esc[128], ack[160];
+    cd_json_escape(esc, sizeof esc, why, strlen(why));
+    snprintf(ack, sizeof ack, "{\"ok\":false,\"error\":\"%s\"}", esc);
     send_ack_str(c, id, ack);
 }
 

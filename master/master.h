@@ -5,22 +5,45 @@
  * life of the slot, so a worker's death never resets connections queued on
  * its listener: the next worker of the slot inherits the same socket.
  *
- * master.c  the loop: signals, children, channels, timers (start here);
- *           which slots are steered to, and the hand-off of connections
- *           queued on a slot that has no ready worker
- * spawn.c   fork + exec of a worker with its listener, channel and config
- * steer.c   the reuseport group's steering program (which slots get traffic)
+ * Start with master.c: the loop.  Its handlers (signals, SIGCHLD, worker
+ * channels, clusterctl commands, timers) only record facts in the table;
+ * one reconcile step then decides what to do: reap the exited, kill the
+ * hung, manage the rest (start, stop, replace, roll), as gunicorn's arbiter
+ * does.  The other files:
+ *
+ * master.c     the loop: handlers, commands, reconcile (reap, murder, manage)
+ * supervise.c  exit classification, respawn backoff, hung workers: pure
+ * reload.c     the rolling restart: state machine (pure) and its effects
+ * upgrade.c    the binary upgrade in place: state machine, `-V` check, exec
+ *              with the state handed over, adoption, going back
+ * slots.c      the slot/worker table (its only writer), listeners, scaling,
+ *              steering, hand-off of connections queued on a slot
+ * spawn.c      fork + exec of a worker; returns the pid and channel fd
+ * control.c    clusterctl's control plane: parse a command, answer, events
+ * snapshot.c   the cluster's counters sent to every worker (/metrics)
+ * rundir.c     the runtime dir and the bus relay in it
+ * privs.c      rlimit, user/group, pidfile, watchdog interval at start
+ * systemd.c    sd_notify, socket activation, watchdog (libsystemd dlopen'd)
+ * pidfile.c    the locked pidfile
+ * steer.c      the reuseport group's steering program (which slots get traffic)
  */
 #ifndef CD_MASTER_H
 #define CD_MASTER_H
 
 #include <ev.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "conf/conf.h"
+#include "core/buf.h"
 #include "core/stats.h"
 #include "ipc/bus.h"
 #include "ipc/channel.h"
+#include "ipc/control_proto.h"
+#include "master/reload.h"
+#include "master/spawn.h"
+#include "master/supervise.h"
+#include "master/upgrade.h"
 
 typedef enum proc_state {
     PROC_STARTING, /* forked, not READY yet */
@@ -28,44 +51,52 @@ typedef enum proc_state {
     PROC_DRAINING, /* told to STOP, finishing its requests */
 } proc_state;
 
-typedef struct cd_master cd_master;
+#define CD_MAX_SLOTS CD_CTL_MAX_WORKERS /* slots are preallocated: their embedded watchers never move */
 
-#define CD_MAX_SLOTS 1024 /* slots are preallocated: their embedded watchers never move */
-
-/* One worker process. */
+/* One worker process.  Facts the handlers record are marked (fact): the
+ * reconcile step acts on them. */
 typedef struct cd_proc {
     cd_master *m;
     pid_t pid;
     int slot;
     unsigned generation;
-    int chan_fd;
+    int chan_fd; /* -1 once the channel is gone (fact) */
     ev_io chan_w;
     cd_ipc_decoder *dec;
     proc_state state;
     ev_tstamp started, last_heartbeat, drain_deadline;
     cd_stats stats;
-    char bootfail[256]; /* reason a worker gave before failing to boot */
-    int hung;           /* killed for missing heartbeats */
-    int recycle;        /* asked to be replaced (max_requests, max_rss) */
-    int not_accepting;  /* answered STOP with DRAINING: it takes no new connection */
-    struct cd_proc *replaces; /* the worker this one takes over from once READY */
+    char bootfail[256]; /* reason a worker gave before failing to boot (fact) */
+    int exited;         /* reaped (fact); status is its wait status */
+    int status;
+    int just_ready;     /* READY came; what follows from it is still to do (fact) */
+    int hung;           /* killed for missing heartbeats or an overrun drain */
+    int recycle;        /* asked to be replaced (max_requests, max_rss) (fact) */
+    int not_accepting;  /* answered STOP with DRAINING: it takes no new connection (fact) */
+    struct cd_proc *replaces; /* the worker this one takes over from once READY (slots.c) */
     struct cd_proc *next;
 } cd_proc;
 
 /* One worker slot: a listener and the worker serving it. */
 typedef struct cd_slot {
     int index;
-    int fd;         /* the listener, -1 when the slot is closed */
-    int wanted;     /* the slot should have a worker */
-    int retiring;   /* scaled down: its worker drains; the listener stays open (master.c) */
-    int activated;  /* the listener came from systemd (socket activation) */
+    int fd;           /* the listener, -1 when the slot is closed */
+    int wanted;       /* the slot should have a worker */
+    int retiring;     /* scaled down: its worker drains; the listener stays open (slots.c) */
+    int activated;    /* the listener came from systemd (socket activation) */
     cd_proc *current; /* the worker serving it (or starting) */
     unsigned fails;   /* consecutive crashes, for backoff */
-    ev_timer respawn_w;
-    int steered;          /* in the steering program's set (master.c) */
-    ev_io handoff_w;      /* the master accepts here while no worker of the slot is READY */
+    ev_timer respawn_w; /* the backoff before its next worker; the loop spawns when it is not running */
+    int steered;        /* in the steering program's set (slots.c) */
+    ev_io handoff_w;    /* the master accepts here while no worker of the slot is READY */
     cd_master *m;
 } cd_slot;
+
+typedef enum cd_stop_mode {
+    CD_RUNNING = 0,
+    CD_STOPPING,     /* graceful: workers drain */
+    CD_STOPPING_NOW, /* immediate: workers were sent SIGQUIT */
+} cd_stop_mode;
 
 struct cd_master {
     struct ev_loop *loop;
@@ -74,14 +105,23 @@ struct cd_master {
     int cli_workers; /* -w, or 0 */
     int conf_memfd;  /* sealed copy of conf->text for workers */
 
+    /* The table (slots.c writes it). */
     cd_slot *slots;
     int nslots; /* CD_MAX_SLOTS, allocated once */
     int active; /* slots 0..active-1 receive traffic */
     cd_proc *procs;
+    cd_proc *recycling;   /* the replacement being started for a recycled worker */
     unsigned generation;
     int steer_valid;      /* the group's program matches the slots' `steered` flags */
     int steer_warned;     /* a failure to steer was logged */
     unsigned handoff_rr;  /* round-robin over ready workers for handed-off connections */
+    void (*chan_cb)(struct ev_loop *, ev_io *, int); /* the loop's channel handler */
+
+    /* The mode: each its own state machine. */
+    cd_stop_mode stop;
+    int exit_code;
+    cd_reload reload;
+    cd_upgrade upgrade;
 
     ev_signal sig_w[8];
     ev_child child_w;
@@ -102,100 +142,77 @@ struct cd_master {
     uid_t uid;
     gid_t gid;
     int notified_ready; /* READY=1 sent */
-    char last_reload[192];
+    int ready_seen;     /* slots with a READY worker when last counted */
     uint64_t watchdog_usec; /* 0: no WatchdogSec */
     ev_tstamp last_watchdog, last_status, last_snapshot;
     cd_snapshot *retired; /* counters of workers that have exited */
     uint64_t respawns;
-    cd_proc *recycling; /* the replacement being started for a recycled worker */
 
-    char **argv;           /* to exec ourselves again (upgrade) */
-    char exe_path[512];    /* the binary's path: an upgrade execs what is there now */
-    int upgrading;         /* the new program waits for its first generation */
-    int upgrade_checking;  /* `NEW -V` is running */
-    unsigned upgrade_from; /* the old program's generation */
-    ev_tstamp upgrade_deadline;
-    int prev_exe_fd;       /* the old binary, for a rollback */
-    char last_upgrade[192];
-    ev_child upgrade_check_w;
-    ev_timer upgrade_check_timeout_w;
-
-    int stopping;
-    int exit_code;
-    int reloading;       /* rolling restart in progress */
-    int rolling_back;    /* ...back to the previous config after a failure */
-    cd_conf *prev_conf;  /* the config before the reload, until it is done */
-    int prev_memfd;
-    char reload_why[160];
-    int reload_next;     /* next slot to roll */
-    int reload_pending;  /* another HUP came during the reload */
-    int reload_failed;
+    char **argv;        /* to exec ourselves again (upgrade) */
+    char exe_path[512]; /* the binary's path: an upgrade execs what is there now */
 };
 
-/* Runs the master until it stops; returns the process exit code. */
+/* master.c: runs the master until it stops; returns the process exit code. */
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char **argv);
 
-/* What signals and clusterctl ask of the master (master.c).  Each returns 0
- * when the action has begun, or -1 with the reason in err. */
-int cd_master_reload(cd_master *m, char *err, size_t errlen); /* validates, then rolls */
-int cd_master_scale(cd_master *m, int workers, char *err, size_t errlen);
-void cd_master_stop(cd_master *m, int immediate);
-void cd_master_reopen_logs(cd_master *m); /* USR1: workers reopen their log files */
-void cd_master_send_stop(cd_master *m, cd_proc *p); /* graceful STOP to one worker */
-void cd_master_reopen_bus(cd_master *m);             /* after a failed exec */
+/* slots.c: the table.  The only writer of m->procs, slot->current,
+ * proc->replaces, slot->wanted/retiring and m->active. */
+int cd_slots_init(cd_master *m);                 /* 0 or -ENOMEM */
+void cd_slots_close_all(cd_master *m);           /* at exit: listeners, workers' entries */
+int cd_slots_open(cd_master *m, int i);          /* slot i's listener; 0 or -1 (logged) */
+void cd_slots_want(cd_master *m, int n);         /* slots 0..n-1 should have workers */
+void cd_slots_scale(cd_master *m, int target);   /* opens or retires slots (their workers: the loop) */
+cd_proc *cd_slots_find(cd_master *m, pid_t pid);
+/* A started (or adopted) worker enters the table, not yet serving a slot;
+ * its channel is watched with m->chan_cb.  NULL when out of memory. */
+cd_proc *cd_slots_add(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan);
+void cd_slots_adopt(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan, int ready);
+void cd_slots_remove(cd_master *m, cd_proc *p);        /* it exited: out of the table */
+void cd_slots_close_channel(cd_master *m, cd_proc *p); /* its channel hit EOF */
+void cd_slots_serve(cd_master *m, cd_slot *s, cd_proc *p);       /* p is s's worker now */
+void cd_slots_serve_after(cd_master *m, cd_slot *s, cd_proc *p); /* ...taking over from the current once READY */
+cd_proc *cd_slots_took_over(cd_master *m, cd_proc *p); /* p is READY: returns the worker it replaced (to stop) */
+/* A replacement died before READY: the worker it replaced (if alive and
+ * not draining) serves the slot again.  Returns 1 when that happened. */
+int cd_slots_keep_replaced(cd_master *m, cd_slot *s, cd_proc *replaced);
+void cd_slots_cancel_replacements(cd_master *m); /* reload roll-back: replacements stop */
+void cd_slots_give_back(cd_master *m, unsigned old_generation); /* upgrade rollback */
+void cd_slots_stop(cd_master *m, cd_proc *p); /* graceful STOP (it drains) */
+int cd_slots_count_ready(cd_master *m);       /* active slots whose worker is READY */
+/* Steering and hand-off follow the slots' readiness; called whenever it may
+ * have changed (the reconcile step, STOP, scaling). */
+void cd_slots_changed(cd_master *m);
 
-/* upgrade.c: USR2.  cd_upgrade_begin checks the new binary in a child and
- * then execs it (returns 0 when the check has begun, -1 with err). */
-int cd_upgrade_begin(cd_master *m, char *err, size_t errlen);
-/* In the new program: the config text the old one ran (from its memfd). */
-int cd_upgrade_load_conf(const char *conf_path, cd_conf **out, char *err, size_t errlen);
-/* In the new program, when it cannot go on: exec the old binary again. */
-void cd_upgrade_rollback_exec(char **argv, const char *why);
-/* Adopts listeners and workers handed over by exec: 0 not an upgrade, 1 a
- * rollback (keep the workers), 2 an upgrade (start a new generation). */
-int cd_upgrade_adopt(cd_master *m);
-void cd_upgrade_start_generation(cd_master *m);
-void cd_upgrade_check(cd_master *m);
-void cd_upgrade_fail(cd_master *m, const char *why);
-
-/* spawn.c: a cd_proc for a worker that already runs (handed over by exec). */
-cd_proc *cd_spawn_adopt(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan_fd);
-/* Publishes a lifecycle event (a JSON object, printf format) to clusterctl
- * followers (control.c).  A no-op when the control plane is closed. */
-void cd_master_event(cd_master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* control.c: the control plane (nanomsg REQ/REP at ipc://RUNDIR/control and
- * PUB at ipc://RUNDIR/events, both mode 0600).  Returns 0 or -1 (logged). */
-int cd_control_open(cd_master *m);
+/* control.c: the control plane (ipc/control_proto.h). */
+int cd_control_open(cd_master *m); /* 0 or -1 (logged); m->ctl_w's callback is the loop's */
 void cd_control_close(cd_master *m);
-
-/* One clusterctl request, parsed (control.c). */
-typedef enum cd_ctl_op {
-    CD_CTL_STATUS = 1,
-    CD_CTL_RELOAD,
-    CD_CTL_SCALE, /* workers */
-    CD_CTL_STOP,
-    CD_CTL_STOP_NOW,
-    CD_CTL_UPGRADE,
-    CD_CTL_REOPEN_LOGS,
-} cd_ctl_op;
-typedef struct cd_ctl_request {
-    cd_ctl_op op;
-    int workers; /* CD_CTL_SCALE: 1..CD_MAX_SLOTS */
-} cd_ctl_request;
-#define CD_CTL_MAX_REQUEST 128 /* bytes; every command is far shorter */
 /* Parses a request as it came off the socket (len bytes, no terminator
  * needed): one command, white space around it ignored.  Returns 0, or -1
  * with *why set to a reason fit for the client (a static string): too long,
  * a NUL or control byte inside, unknown, or a bad argument.  Pure. */
 int cd_control_parse(const void *req, size_t len, cd_ctl_request *out, const char **why);
+/* The next request: 1 (in *req; answer it with cd_control_answer), 0 when
+ * none is waiting, -1 when one was refused (answered already). */
+int cd_control_next(cd_master *m, cd_ctl_request *req);
+void cd_control_answer(cd_master *m, const cd_buf *o);
+void cd_control_status(cd_master *m, cd_buf *o);             /* the status answer */
+void cd_control_error(cd_buf *o, const char *msg);           /* {"ok":false,"error":msg} */
+void cd_control_ok(cd_buf *o, const char *field, long long value); /* {"ok":true[,field:value]} */
+/* Publishes a lifecycle event (a JSON object, printf format) to clusterctl
+ * followers.  A no-op when the control plane is closed. */
+void cd_master_event(cd_master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* spawn.c: forks and execs a worker for slot s.  Returns the new proc or
- * NULL (logged). */
-cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s);
+/* snapshot.c: sends every worker past READY the cluster's counters. */
+void cd_snapshot_send(cd_master *m);
 
-/* master.c: reads a worker's channel (the proc is io->data). */
-void cd_master_chan_cb(struct ev_loop *loop, ev_io *io, int revents);
+/* rundir.c: the runtime dir (0 or -1, logged) and the bus relay. */
+int cd_rundir_ensure(cd_master *m);
+void cd_rundir_remove(cd_master *m); /* the sockets we bound, then the dir if empty */
+int cd_bus_ensure(cd_master *m);     /* opens the relay when a service needs it: 0 or -1 (logged) */
+void cd_bus_shut(cd_master *m);
+
+/* privs.c: rlimit, user/group, pidfile (unless adopted), watchdog.  0 or -1 (logged). */
+int cd_privs_prepare(cd_master *m, int adopted);
 
 /* systemd.c: sd_notify helpers (no-ops without NOTIFY_SOCKET). */
 void cd_systemd_notify(const char *state);

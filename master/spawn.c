@@ -10,6 +10,10 @@
  *   5  a sealed memfd with the config text the master validated (conf/memfd.c)
  * Everything else the master holds is O_CLOEXEC.  The worker learns its
  * slot and generation from argv and from CLUSTERD_WORKER_ID / _GENERATION.
+ *
+ * spawn.c only starts processes: it returns the pid and the master's end of
+ * the channel, and calls nothing back.  Putting the worker in the table is
+ * slots.c's job, deciding when to spawn is master.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,17 +26,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/util.h"
-#include "master/master.h"
-#include "core/stats.h"
 #include "ipc/proto.h"
+#include "master/spawn.h"
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, unsigned gen)
+static void child_exec(const cd_spawn_args *a, int chan, pid_t master_pid)
 {
     /* Move the three fds above 2 out of the way, then into place. */
-    int l = fcntl(s->fd, F_DUPFD, 10), c = fcntl(chan, F_DUPFD, 10), k = fcntl(m->conf_memfd, F_DUPFD, 10);
+    int l = fcntl(a->listen_fd, F_DUPFD, 10), c = fcntl(chan, F_DUPFD, 10), k = fcntl(a->conf_memfd, F_DUPFD, 10);
     if (l < 0 || c < 0 || k < 0 || dup2(l, CD_WORKER_FD_LISTEN) < 0 || dup2(c, CD_WORKER_FD_CHANNEL) < 0 ||
         dup2(k, CD_WORKER_FD_CONF) < 0)
         _exit(CD_EXIT_BOOTFAIL);
@@ -40,7 +41,7 @@ static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, uns
     close(c);
     close(k);
     /* Privileges go last, after everything that needs them. */
-    if (m->drop_privs && (setgroups(1, &m->gid) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0))
+    if (a->drop_privs && (setgroups(1, &a->gid) < 0 || setgid(a->gid) < 0 || setuid(a->uid) < 0))
         _exit(CD_EXIT_BOOTFAIL);
     /* Die with the master, even if it is SIGKILLed; then check for the race
      * where it died before the prctl.  After the switch of user: a change of
@@ -52,87 +53,40 @@ static void child_exec(cd_master *m, cd_slot *s, int chan, pid_t master_pid, uns
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     char slot[16], genbuf[16];
-    snprintf(slot, sizeof slot, "%d", s->index);
-    snprintf(genbuf, sizeof genbuf, "%u", gen);
+    snprintf(slot, sizeof slot, "%d", a->slot);
+    snprintf(genbuf, sizeof genbuf, "%u", a->generation);
     setenv("CLUSTERD_WORKER_ID", slot, 1);
     setenv("CLUSTERD_GENERATION", genbuf, 1);
-    setenv("CLUSTERD_CONF_PATH", m->conf->path, 1);
+    setenv("CLUSTERD_CONF_PATH", a->conf_path, 1);
     char *argv[] = {"clusterd", "--worker", slot, genbuf, NULL};
     execv("/proc/self/exe", argv);
     _exit(CD_EXIT_BOOTFAIL);
 }
 
-/* Fills p for worker pid of slot s on channel chan and starts watching it. */
-static void proc_track(cd_master *m, cd_proc *p, cd_ipc_decoder *dec, cd_slot *s, pid_t pid, unsigned generation,
-                       int chan)
+int cd_spawn_worker(const cd_spawn_args *a, cd_spawned *out)
 {
-    dec->have = dec->consumed = 0;
-    cd_set_cloexec(chan, 1);
-    cd_set_nonblock(chan, 1);
-    p->m = m;
-    p->pid = pid;
-    p->slot = s->index;
-    p->generation = generation;
-    p->chan_fd = chan;
-    p->dec = dec;
-    p->state = PROC_STARTING;
-    p->started = p->last_heartbeat = ev_now(m->loop);
-    ev_io_init(&p->chan_w, cd_master_chan_cb, chan, EV_READ);
-    p->chan_w.data = p;
-    ev_io_start(m->loop, &p->chan_w);
-    p->next = m->procs;
-    m->procs = p;
-}
-
-cd_proc *cd_spawn_worker(cd_master *m, cd_slot *s)
-{
-    cd_proc *p = calloc(1, sizeof *p);
-    cd_ipc_decoder *dec = malloc(sizeof *dec);
-    int sv[2] = {-1, -1};
-    if (!p || !dec) {
-        cd_err("out of memory spawning a worker for slot %d", s->index);
-        goto fail;
-    }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        cd_log_errno(CD_LOG_ERR, errno, "socketpair", "spawning a worker for slot %d", s->index);
-        goto fail;
-    }
+    int sv[2];
+    out->pid = -1;
+    out->chan_fd = -1;
+    out->failed_call = "socketpair";
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
     pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        cd_log_errno(CD_LOG_ERR, errno, "fork", "spawning a worker for slot %d", s->index);
-        goto fail;
+        int err = errno;
+        close(sv[0]);
+        close(sv[1]);
+        out->failed_call = "fork";
+        return -err;
     }
     if (pid == 0) {
         close(sv[0]);
-        child_exec(m, s, sv[1], master_pid, m->generation);
+        child_exec(a, sv[1], master_pid);
     }
     close(sv[1]);
-    proc_track(m, p, dec, s, pid, m->generation, sv[0]);
-    cd_info("started worker pid %d for slot %d (generation %u)", (int)pid, s->index, m->generation);
-    cd_master_event(m, "{\"event\":\"worker_started\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", s->index,
-                    (int)pid, m->generation);
-    return p;
-fail:
-    if (sv[0] >= 0)
-        close(sv[0]);
-    if (sv[1] >= 0)
-        close(sv[1]);
-    free(dec);
-    free(p);
-    return NULL;
-}
-
-cd_proc *cd_spawn_adopt(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan_fd)
-{
-    cd_proc *p = calloc(1, sizeof *p);
-    cd_ipc_decoder *dec = malloc(sizeof *dec);
-    if (!p || !dec) {
-        free(p);
-        free(dec);
-        return NULL;
-    }
-    proc_track(m, p, dec, s, pid, generation, chan_fd);
-    cd_info("adopted worker pid %d of slot %d (generation %u)", (int)pid, s->index, generation);
-    return p;
+    out->pid = pid;
+    out->chan_fd = sv[0];
+    out->failed_call = NULL;
+    return 0;
 }

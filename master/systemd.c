@@ -75,8 +75,8 @@ void cd_systemd_status(cd_master *m, const char *what)
     }
     char buf[512];
     snprintf(buf, sizeof buf, "STATUS=%s%s%d/%d workers ready, %llu requests served by current workers%s%s", what ? what : "",
-             what ? "; " : "", ready, m->active, (unsigned long long)requests, m->last_reload[0] ? ", last reload: " : "",
-             m->last_reload);
+             what ? "; " : "", ready, m->active, (unsigned long long)requests, m->reload.last[0] ? ", last reload: " : "",
+             m->reload.last);
     cd_systemd_notify(buf);
 }
 

@@ -20,6 +20,10 @@
  *     fails, or they are not all READY within upgrade_timeout, it stops the
  *     new workers and execs the old binary again (from the saved fd) with
  *     the old workers, which never stopped serving.
+ *
+ * The states and their pure transitions are drawn in upgrade.h; master.c
+ * drives them.  Slot ownership changes (adopting workers, giving the old
+ * ones their slots back) go through slots.c, the table's only writer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,10 +39,54 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "master/master.h"
-#include "core/stats.h"
-#include "ipc/proto.h"
+#include "ipc/control_proto.h"
 
 extern char **environ;
+
+/* ---- the state machine (pure) ---- */
+
+const char *cd_upgrade_refusal(const cd_upgrade *u, int stopping, int reloading)
+{
+    if (stopping)
+        return "busy: stopping";
+    if (reloading)
+        return "busy: reloading";
+    if (u->state != CD_UPGRADE_IDLE)
+        return "busy: upgrading";
+    return NULL;
+}
+
+void cd_upgrade_checking(cd_upgrade *u) { u->state = CD_UPGRADE_CHECKING; }
+
+int cd_upgrade_checked(cd_upgrade *u, int status)
+{
+    u->state = CD_UPGRADE_IDLE;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+void cd_upgrade_starting(cd_upgrade *u, unsigned from, double deadline)
+{
+    u->state = CD_UPGRADE_STARTING;
+    u->from = from;
+    u->deadline = deadline;
+}
+
+cd_upgrade_action cd_upgrade_next(const cd_upgrade *u, int new_ready, int active, double now)
+{
+    if (u->state != CD_UPGRADE_STARTING)
+        return CD_UPGRADE_NONE;
+    if (new_ready == active)
+        return CD_UPGRADE_DONE;
+    return now > u->deadline ? CD_UPGRADE_TIMEOUT : CD_UPGRADE_WAIT;
+}
+
+int cd_upgrade_end(cd_upgrade *u)
+{
+    if (u->state != CD_UPGRADE_STARTING)
+        return 0;
+    u->state = CD_UPGRADE_IDLE;
+    return 1;
+}
 
 /* ---- the state string ---- */
 
@@ -105,10 +153,7 @@ static void exec_with_state(cd_master *m, const char *path, int exe_fd, const ch
     /* nanomsg's threads and sockets do not survive exec; close them cleanly
      * so the new program can bind the same endpoints. */
     cd_control_close(m);
-    if (m->bus.in >= 0) {
-        ev_io_stop(m->loop, &m->bus_w);
-        cd_bus_close(&m->bus);
-    }
+    cd_bus_shut(m);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -131,24 +176,14 @@ static void exec_with_state(cd_master *m, const char *path, int exe_fd, const ch
             cd_set_cloexec(p->chan_fd, 1);
     if (cd_control_open(m) < 0)
         cd_err("upgrade: the control plane is gone after a failed exec");
-    cd_master_reopen_bus(m);
+    if (cd_bus_ensure(m) < 0)
+        cd_err("the bus could not be reopened; broadcasts stay local");
 }
 
-static void check_done_cb(struct ev_loop *loop, ev_child *w, int revents)
+/* ---- the old program: check the new binary, then exec it ---- */
+
+static void exec_new(cd_master *m)
 {
-    (void)revents;
-    cd_master *m = w->data;
-    ev_child_stop(loop, w);
-    ev_timer_stop(loop, &m->upgrade_check_timeout_w);
-    int st = w->rstatus;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED: %.120s -V did not run (status 0x%x)", m->exe_path, st);
-        cd_err("upgrade refused: the new binary %s does not run (`-V` status 0x%x); nothing changed", m->exe_path, st);
-        cd_systemd_notify("READY=1");
-        m->upgrade_checking = 0;
-        return;
-    }
-    m->upgrade_checking = 0;
     int exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     if (exe_fd < 0) {
         cd_log_errno(CD_LOG_ERR, errno, "open", "upgrade: cannot keep the running binary for a rollback");
@@ -158,23 +193,15 @@ static void check_done_cb(struct ev_loop *loop, ev_child *w, int revents)
     cd_notice("upgrade: executing %s (pid stays %d)", m->exe_path, (int)getpid());
     exec_with_state(m, m->exe_path, exe_fd, NULL);
     close(exe_fd); /* exec failed: logged, and we carry on */
-    snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED: cannot exec %.150s", m->exe_path);
+    snprintf(m->upgrade.last, sizeof m->upgrade.last, CD_CTL_OUTCOME_FAILED ": cannot exec %.150s", m->exe_path);
     cd_systemd_notify("READY=1");
-}
-
-static void check_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    cd_master *m = t->data;
-    cd_err("upgrade: the new binary's `-V` did not finish in 5s; killing it");
-    kill(m->upgrade_check_w.pid, SIGKILL); /* check_done_cb reports the refusal */
 }
 
 int cd_upgrade_begin(cd_master *m, char *err, size_t errlen)
 {
-    if (m->stopping || m->reloading || m->upgrading || m->upgrade_checking) {
-        snprintf(err, errlen, "busy: %s", m->stopping ? "stopping" : m->reloading ? "reloading" : "upgrading");
+    const char *busy = cd_upgrade_refusal(&m->upgrade, m->stop != CD_RUNNING, m->reload.state != CD_RELOAD_IDLE);
+    if (busy) {
+        snprintf(err, errlen, "%s", busy);
         return -1;
     }
     if (access(m->exe_path, X_OK) < 0) {
@@ -200,13 +227,11 @@ int cd_upgrade_begin(cd_master *m, char *err, size_t errlen)
     }
     cd_notice("upgrade: checking the new binary %s", m->exe_path);
     cd_systemd_notify("RELOADING=1");
-    m->upgrade_checking = 1;
-    ev_child_init(&m->upgrade_check_w, check_done_cb, pid, 0);
-    m->upgrade_check_w.data = m;
-    ev_child_start(m->loop, &m->upgrade_check_w);
-    ev_timer_init(&m->upgrade_check_timeout_w, check_timeout_cb, 5.0, 0.);
-    m->upgrade_check_timeout_w.data = m;
-    ev_timer_start(m->loop, &m->upgrade_check_timeout_w);
+    cd_upgrade_checking(&m->upgrade);
+    ev_child_set(&m->upgrade.check_w, pid, 0);
+    ev_child_start(m->loop, &m->upgrade.check_w);
+    ev_timer_set(&m->upgrade.check_timeout_w, 5.0, 0.);
+    ev_timer_start(m->loop, &m->upgrade.check_timeout_w);
     return 0;
 }
 
@@ -267,116 +292,81 @@ int cd_upgrade_adopt(cd_master *m)
         int pid, slot, chan, st;
         unsigned gen;
         if (sscanf(p, "%d:%d:%u:%d:%d", &pid, &slot, &gen, &chan, &st) == 5 && slot >= 0 && slot < CD_MAX_SLOTS) {
-            cd_proc *q = cd_spawn_adopt(m, &m->slots[slot], pid, gen, chan);
-            if (q && st == PROC_READY)
-                q->state = PROC_READY;
-            if (q && !m->slots[slot].current)
-                m->slots[slot].current = q;
+            cd_slots_adopt(m, &m->slots[slot], pid, gen, chan, st == PROC_READY);
         }
         p = strchr(p, ',');
         if (!p)
             break;
         p++;
     }
-    for (int i = 0; i < m->active; i++)
-        m->slots[i].wanted = 1;
     unsetenv("CLUSTERD_UPGRADE");
     unsetenv("CLUSTERD_UPGRADE_ROLLBACK");
     if (why) {
         /* We are the old binary again: the old workers never stopped. */
         if (exe_fd >= 0)
             close(exe_fd);
-        snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED, rolled back: %.150s", why);
+        snprintf(m->upgrade.last, sizeof m->upgrade.last, CD_CTL_OUTCOME_FAILED ", rolled back: %.150s", why);
         cd_err("upgrade rolled back: %s; generation %u keeps serving", why, m->generation);
         m->notified_ready = 1;
         cd_systemd_notify("READY=1");
         return 1;
     }
-    m->prev_exe_fd = exe_fd;
+    m->upgrade.prev_exe_fd = exe_fd;
     if (exe_fd >= 0)
         cd_set_cloexec(exe_fd, 1);
-    m->upgrading = 1;
-    m->upgrade_from = m->generation;
+    /* The deadline runs from the start of the new generation (master.c). */
+    cd_upgrade_starting(&m->upgrade, m->generation, 0);
     m->notified_ready = 1;
     return 2;
 }
 
-/* Starts the new generation on every slot (after the loop is set up). */
-void cd_upgrade_start_generation(cd_master *m)
+void cd_upgrade_finish(cd_master *m)
 {
-    m->generation++;
-    cd_notice("upgrade: new binary running; starting generation %u on %d slot(s)", m->generation, m->active);
-    for (int i = 0; i < m->active; i++) {
-        cd_slot *s = &m->slots[i];
-        cd_proc *p = cd_spawn_worker(m, s);
-        if (!p) {
-            cd_upgrade_fail(m, "cannot start a worker");
-            return;
-        }
-        s->current = p;
-    }
-    m->upgrade_deadline = ev_now(m->loop) + (double)m->conf->upgrade_timeout_ms / 1000.0;
-}
-
-/* Called on every READY and tick while upgrading. */
-void cd_upgrade_check(cd_master *m)
-{
-    if (!m->upgrading)
-        return;
-    int ready = 0;
-    for (int i = 0; i < m->active; i++) {
-        cd_proc *p = m->slots[i].current;
-        ready += p && p->generation == m->generation && p->state == PROC_READY;
-    }
-    if (ready == m->active) {
-        for (cd_proc *p = m->procs; p; p = p->next)
-            if (p->generation <= m->upgrade_from)
-                cd_master_send_stop(m, p);
-        m->upgrading = 0;
-        if (m->prev_exe_fd >= 0)
-            close(m->prev_exe_fd);
-        m->prev_exe_fd = -1;
-        char when[32];
-        cd_now_string(when, sizeof when);
-        snprintf(m->last_upgrade, sizeof m->last_upgrade, "done at %s (generation %u)", when, m->generation);
-        cd_notice("upgrade done: %d workers on generation %u", m->active, m->generation);
-        cd_master_event(m, "{\"event\":\"upgrade_done\",\"generation\":%u}", m->generation);
-        cd_systemd_notify("READY=1");
-        return;
-    }
-    if (ev_now(m->loop) > m->upgrade_deadline)
-        cd_upgrade_fail(m, "the new workers were not all READY within upgrade_timeout");
-}
-
-void cd_upgrade_fail(cd_master *m, const char *why)
-{
-    if (!m->upgrading)
-        return;
-    m->upgrading = 0;
-    /* The old workers are still serving: give them their slots back, stop
-     * the new ones, and become the old binary again. */
-    for (int i = 0; i < m->nslots; i++)
-        m->slots[i].current = NULL;
-    for (cd_proc *p = m->procs; p; p = p->next) {
-        if (p->generation > m->upgrade_from) {
-            cd_master_send_stop(m, p);
-            kill(p->pid, SIGTERM);
-        } else if (p->state != PROC_DRAINING && !m->slots[p->slot].current) {
-            m->slots[p->slot].current = p;
-        }
-    }
-    m->generation = m->upgrade_from;
-    cd_master_event(m, "{\"event\":\"upgrade_failed\"}");
-    int exe_fd = m->prev_exe_fd;
-    m->prev_exe_fd = -1;
-    /* The new workers we are leaving behind are not in the state: the old
-     * program reaps them as unknown children once they have drained. */
+    cd_upgrade *u = &m->upgrade;
     for (cd_proc *p = m->procs; p; p = p->next)
-        if (p->generation > m->upgrade_from)
-            p->state = PROC_DRAINING;
+        if (p->generation <= u->from)
+            cd_slots_stop(m, p);
+    cd_upgrade_end(u);
+    if (u->prev_exe_fd >= 0)
+        close(u->prev_exe_fd);
+    u->prev_exe_fd = -1;
+    char when[32];
+    cd_now_string(when, sizeof when);
+    snprintf(u->last, sizeof u->last, CD_CTL_OUTCOME_DONE " at %s (generation %u)", when, m->generation);
+    cd_notice("upgrade done: %d workers on generation %u", m->active, m->generation);
+    cd_master_event(m, "{\"event\":\"upgrade_done\",\"generation\":%u}", m->generation);
+    cd_systemd_notify("READY=1");
+}
+
+void cd_upgrade_rollback(cd_master *m, const char *why)
+{
+    cd_upgrade *u = &m->upgrade;
+    if (!cd_upgrade_end(u))
+        return;
+    /* The old workers are still serving: they get their slots back, the
+     * new ones stop (the old program reaps them as unknown children once
+     * they have drained: they are not in the state), and we become the old
+     * binary again. */
+    cd_slots_give_back(m, u->from);
+    m->generation = u->from;
+    cd_master_event(m, "{\"event\":\"upgrade_failed\"}");
+    int exe_fd = u->prev_exe_fd;
+    u->prev_exe_fd = -1;
     cd_err("upgrade failed: %s; going back to the previous binary", why);
     exec_with_state(m, NULL, exe_fd, why);
     /* Could not exec the old binary: stay the new one, with the old workers. */
-    snprintf(m->last_upgrade, sizeof m->last_upgrade, "FAILED (%s); running the new binary with the old workers", why);
+    snprintf(u->last, sizeof u->last, CD_CTL_OUTCOME_FAILED " (%s); running the new binary with the old workers", why);
+    cd_systemd_notify("READY=1");
+}
+
+void cd_upgrade_check_result(cd_master *m, int status)
+{
+    if (cd_upgrade_checked(&m->upgrade, status)) {
+        exec_new(m);
+        return;
+    }
+    snprintf(m->upgrade.last, sizeof m->upgrade.last, CD_CTL_OUTCOME_FAILED ": %.120s -V did not run (status 0x%x)",
+             m->exe_path, status);
+    cd_err("upgrade refused: the new binary %s does not run (`-V` status 0x%x); nothing changed", m->exe_path, status);
     cd_systemd_notify("READY=1");
 }

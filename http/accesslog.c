@@ -5,13 +5,53 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json.h"
+
 #define AL_BUF (256 * 1024)  /* one buffer */
 #define AL_HANDOFF (64 * 1024) /* hand a buffer over once it holds this much */
+
+/* ---- the line ---- */
+
+static void esc(char *out, size_t cap, const char *s)
+{
+    cd_json_escape(out, cap, s, s ? strlen(s) : 0);
+}
+
+size_t cd_accesslog_format(char *out, size_t cap, const cd_access_entry *e, int json, int slot)
+{
+    char url[1024], ua[256], ref[256], tbuf[64];
+    esc(url, sizeof url, e->url);
+    esc(ua, sizeof ua, e->user_agent);
+    esc(ref, sizeof ref, e->referer);
+    time_t t = (time_t)e->time;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int n;
+    if (json) {
+        strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        n = snprintf(out, cap,
+                     "{\"time\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"url\":\"%s\",\"status\":%d,"
+                     "\"bytes\":%zu,\"duration\":%.6f,\"service\":\"%s\",\"user_agent\":\"%s\",\"referer\":\"%s\","
+                     "\"slot\":%d}\n",
+                     tbuf, e->peer, e->method, url, e->status, e->bytes, e->duration, e->route, ua, ref, slot);
+    } else {
+        strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        n = snprintf(out, cap, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu \"%s\" \"%s\" %.6f\n", e->peer, tbuf,
+                     e->method, url, e->http_minor, e->status, e->bytes, ref[0] ? ref : "-", ua[0] ? ua : "-",
+                     e->duration);
+    }
+    if (n < 0 || cap == 0)
+        return 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* ---- the writer ---- */
 
 static void write_all(int fd, const char *p, size_t n)
 {

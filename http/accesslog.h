@@ -1,5 +1,11 @@
 /*
- * accesslog.h - an access log that never blocks the event loop (worker).
+ * accesslog.h - the access log: the format of a line, and a log file that
+ * never blocks the event loop (worker process).
+ *
+ * cd_accesslog_format writes one finished request as a line, in the
+ * combined log format (plus the duration) or as JSON; the HTTP server hands
+ * its owner a cd_access_entry through the on_log hook (http/server.h), and
+ * the owner formats it and appends it.
  *
  * The loop appends lines to an in-memory buffer; a writer thread owns the
  * file and does every write(2), so a slow disk delays the log, never a
@@ -13,6 +19,29 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* One finished request, as the access log sees it.  Strings are NUL-
+ * terminated and only valid during the on_log call. */
+typedef struct cd_access_entry {
+    double time;            /* when it finished (the loop's time, epoch seconds) */
+    const char *peer;       /* the client's address, or "-" */
+    const char *method;     /* "GET", or "-" when the request line was not read */
+    const char *url;        /* as sent, or "-" */
+    int http_minor;         /* HTTP/1.x */
+    int status;
+    size_t bytes;           /* body bytes answered */
+    double duration;        /* seconds since it was dispatched, 0 if it was not */
+    const char *route;      /* the name of the route that took it, or "-" */
+    const char *user_agent; /* NULL when absent */
+    const char *referer;    /* NULL when absent */
+} cd_access_entry;
+
+/* Writes e as one line ending in '\n' into out (NUL-terminated, cut to
+ * fit): JSON lines when json (with the worker's slot), else the combined
+ * log format followed by the duration.  Text from the client is escaped
+ * as in a JSON string, which is also safe inside the combined format's
+ * quotes.  Returns the line's length. */
+size_t cd_accesslog_format(char *out, size_t cap, const cd_access_entry *e, int json, int slot);
 
 typedef struct cd_accesslog {
     char *path;

@@ -1,43 +1,42 @@
 /*
- * router.c - path-prefix routing (worker).  Routes are few, so a sorted
- * array scanned in order beats any trie: longest route first, and a route
- * matches "/route", "/route/..." but not "/routex".
+ * router.c - path-prefix routing (worker process, loop thread).  Routes are
+ * few, so a sorted array scanned in order beats any trie: longest route
+ * first, and a route matches "/route", "/route/..." but not "/routex".
  */
+#include "http/router.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/worker.h"
-
 static int by_length_desc(const void *a, const void *b)
 {
-    const cd_service *x = *(cd_service *const *)a, *y = *(cd_service *const *)b;
-    if (x->route_len != y->route_len)
-        return x->route_len < y->route_len ? 1 : -1;
-    return strcmp(x->route, y->route);
+    const cd_route *x = *(const cd_route *const *)a, *y = *(const cd_route *const *)b;
+    if (x->len != y->len)
+        return x->len < y->len ? 1 : -1;
+    return strcmp(x->prefix, y->prefix);
 }
 
-int cd_router_build(cd_service *services, size_t n, cd_service ***routes)
+int cd_router_build(const cd_route *routes, size_t n, const cd_route ***sorted)
 {
-    cd_service **r = calloc(n ? n : 1, sizeof *r);
+    const cd_route **r = calloc(n ? n : 1, sizeof *r);
     if (!r)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++)
-        r[i] = &services[i];
+        r[i] = &routes[i];
     qsort(r, n, sizeof *r, by_length_desc);
-    *routes = r;
+    *sorted = r;
     return 0;
 }
 
-cd_service *cd_router_match(cd_service *const *routes, size_t n, const char *path)
+const cd_route *cd_router_match(const cd_route *const *sorted, size_t n, const char *path)
 {
     for (size_t i = 0; i < n; i++) {
-        const cd_service *s = routes[i];
-        if (s->route_len == 1 && s->route[0] == '/')
-            return routes[i]; /* "/" catches everything */
-        if (strncmp(path, s->route, s->route_len) == 0 &&
-            (path[s->route_len] == '\0' || path[s->route_len] == '/'))
-            return routes[i];
+        const cd_route *s = sorted[i];
+        if (s->len == 1 && s->prefix[0] == '/')
+            return s; /* "/" catches everything */
+        if (strncmp(path, s->prefix, s->len) == 0 && (path[s->len] == '\0' || path[s->len] == '/'))
+            return s;
     }
     return NULL;
 }

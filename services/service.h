@@ -32,6 +32,7 @@
 
 #include "conf/keys.h"
 #include "http/request.h" /* the request API handle() uses, and CD_M_* */
+#include "http/router.h"
 
 struct ev_loop;
 typedef struct cd_service cd_service;
@@ -66,6 +67,17 @@ struct cd_service_type {
 
 typedef void (*cd_bus_cb)(cd_service *svc, const void *msg, size_t len);
 
+/* What the process running a service gives it: the worker fills one table
+ * (worker/host.c) and points every service at it; services/service.c
+ * calls through it, so services never depend on worker/.  The functions
+ * are those below, cd_service_<name>, with the same contracts. */
+typedef struct cd_service_host {
+    int (*publish)(cd_service *svc, const void *msg, size_t len);
+    void (*subscribe)(cd_service *svc, cd_bus_cb cb);
+    cd_service *(*all)(cd_service *svc, size_t *n);
+    const struct cd_snapshot *(*cluster)(cd_service *svc);
+} cd_service_host;
+
 /* One configured instance of a service type, in one worker. */
 struct cd_service {
     const cd_service_type *type;
@@ -77,18 +89,23 @@ struct cd_service {
     void *state;          /* the service's per-worker state, set by init */
     int slot;             /* the worker's slot */
     cd_bus_cb bus_cb;     /* set by cd_service_subscribe */
-    void *worker;         /* the worker's context (opaque to services) */
+    const cd_service_host *host; /* the worker's functions (NULL: none, e.g. in the master) */
+    void *worker;         /* the host's context (opaque to services) */
 };
 
-/* ---- What a service may see of its worker (worker/worker.c) ---- */
+/* The HTTP route (http/router.h) of svc: its route prefix and the type's
+ * methods, handled by the type's handle() (services/service.c). */
+cd_route cd_service_route(cd_service *svc);
+
+/* ---- What a service may see of its worker (through svc->host) ---- */
 
 /* All services of this worker (for health checks). */
 cd_service *cd_service_all(cd_service *svc, size_t *n);
-/* The latest whole-cluster view the master sent (ipc/channel.h), or NULL
+/* The latest whole-cluster view the master sent (core/stats.h), or NULL
  * before the first one arrives (within one heartbeat interval). */
 const struct cd_snapshot *cd_service_cluster(cd_service *svc);
 
-/* ---- Cross-worker messages (implemented in worker/worker.c) ---- */
+/* ---- Cross-worker messages (through svc->host) ---- */
 
 /* Sends msg to this service on every worker, this one included (through
  * the master's nanomsg relay; best effort, never blocks).  Returns 0 or

@@ -1,26 +1,27 @@
 /*
- * fuzz_http.c - the HTTP request path of a worker, end to end: bytes into
- * a connection (worker/http.c: llhttp and our callbacks, limits, pipelining,
- * bodies, 100-continue, upgrade), the router (worker/router.c) and services
- * that answer: the real dummy (with ?delay_ms=0, answered from a timer),
- * health and metrics services, plus three defined here: echo (answers at
- * once), later (answers from a zero timer, so a request is in service while
- * more pipelined bytes arrive) and up (takes the socket over, as events
- * does for a WebSocket).
+ * fuzz_http.c - the HTTP layer end to end: bytes into a connection of an
+ * HTTP context (http/server.c, parse.c: llhttp and our callbacks, limits,
+ * pipelining, bodies, 100-continue; upgrade.c), the router (http/router.c)
+ * and services that answer: the real dummy (with ?delay_ms=0, answered from
+ * a timer), health and metrics services, plus three defined here: echo
+ * (answers at once), later (answers from a zero timer, so a request is in
+ * service while more pipelined bytes arrive) and up (takes the socket over
+ * with cd_http_upgrade, as events does for a WebSocket).
  *
  * Input: byte 0 picks the chunk sizes, byte 1 the flags (close the client
  * half-way, half-close after the last byte, drain the worker, a slow reader
  * with small socket buffers so answers queue and wait for EV_WRITE), the
  * rest is what the client sends.  The client end of a socketpair writes it chunk
- * by chunk while the worker's loop turns (EVRUN_NOWAIT, a bounded number
+ * by chunk while the context's loop turns (EVRUN_NOWAIT, a bounded number
  * of times), reading and keeping what comes back.  Then every connection
  * is closed, the services answer what they still hold, and:
  *   - every response starts with "HTTP/1.1 " and a known status, carries a
  *     Content-Length unless it is 1xx, and the stream is made of exactly
  *     such responses (until a 101, after which the bytes are the service's);
- *   - no request is in flight, no connection and no watcher is left.
- * The worker context, loop and services are built once; nothing survives
- * an input.
+ *   - no request is in flight, no connection and no watcher is left, and
+ *     every upgrade callback ran exactly once (never inside the handler).
+ * The context, loop and services are built once; nothing survives an
+ * input.
  */
 #include <ev.h>
 #include <signal.h>
@@ -32,12 +33,12 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "services/registry.h"
 #include "core/log.h"
 #include "core/stats.h"
-#include "ipc/channel.h"
-#include "ipc/proto.h"
-#include "worker/worker.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "services/registry.h"
+#include "services/service.h"
 
 #define MAX_CHUNKS 48
 #define TURNS_PER_CHUNK 2
@@ -115,12 +116,15 @@ static void later_handle(cd_service *svc, cd_request *req)
     ev_timer_start(svc->loop, &l->t);
 }
 
-static void up_handle(cd_service *svc, cd_request *req)
+static int upgrades; /* hand-overs begun and not yet called back */
+
+static void up_cb(void *arg, int fd, const char *head, size_t headlen)
 {
-    (void)svc;
-    char left[16384];
-    size_t n;
-    int fd = cd_request_upgrade(req, left, sizeof left, &n);
+    (void)arg;
+    (void)head;
+    if (headlen > 16384)
+        abort(); /* more than the input buffer holds */
+    upgrades--;
     if (fd < 0)
         return;
     static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
@@ -129,13 +133,22 @@ static void up_handle(cd_service *svc, cd_request *req)
     close(fd);
 }
 
+static void up_handle(cd_service *svc, cd_request *req)
+{
+    (void)svc;
+    upgrades++;
+    cd_http_upgrade(req, up_cb, NULL);
+    if (upgrades == 0)
+        abort(); /* called back inside cd_http_upgrade */
+}
+
 static const cd_service_type echo_type = {
     .name = "echo", .methods = CD_M_GET | CD_M_HEAD | CD_M_POST | CD_M_PUT, .handle = echo_handle};
 static const cd_service_type later_type = {
     .name = "later", .methods = CD_M_GET | CD_M_HEAD | CD_M_POST, .handle = later_handle};
 static const cd_service_type up_type = {.name = "up", .methods = CD_M_GET, .handle = up_handle};
 
-/* ---- the worker, built once ---- */
+/* ---- the context, built once ---- */
 
 static const char conf_text[] = "[cluster]\n"
                                 "header_timeout = 10s\n"
@@ -150,15 +163,35 @@ static const char conf_text[] = "[cluster]\n"
                                 "type = health\n"
                                 "[metrics]\n";
 
-static cd_worker w;
+static cd_http_ctx ctx;
+static struct ev_loop *loop;
 static cd_conf *conf;
 static cd_service services[6];
+static size_t nservices;
+static cd_route routes[6];
+static const cd_route **sorted;
 static cd_snapshot *snap;
 static char *out;
 static size_t out_len;
 static int dump; /* CD_FUZZ_DUMP=1: print what the server wrote (for writing seeds) */
 static int slow_reader; /* this input: read answers only every fourth turn */
 static unsigned turns;
+
+/* What health and metrics ask of their host. */
+static const cd_snapshot *host_cluster(cd_service *svc)
+{
+    (void)svc;
+    return snap;
+}
+
+static cd_service *host_all(cd_service *svc, size_t *n)
+{
+    (void)svc;
+    *n = nservices;
+    return services;
+}
+
+static const cd_service_host host = {.all = host_all, .cluster = host_cluster};
 
 static void init_once(void)
 {
@@ -171,9 +204,8 @@ static void init_once(void)
         fprintf(stderr, "fuzz_http: %s\n", err);
         abort();
     }
-    w.conf = conf;
-    w.loop = ev_loop_new(EVFLAG_AUTO);
-    w.accepting = 1; /* no listener here: conn_close must not start accept_w */
+    loop = ev_loop_new(EVFLAG_AUTO);
+    cd_http_init(&ctx, loop, conf); /* no hooks: nobody counts, logs or accepts */
     size_t n = 0;
     for (size_t i = 0; i < conf->nservices; i++) {
         const cd_conf_service *cs = &conf->services[i];
@@ -185,18 +217,19 @@ static void init_once(void)
     services[n++] = (cd_service){.type = &later_type, .name = "later", .route = "/later", .route_len = 6};
     services[n++] = (cd_service){.type = &up_type, .name = "up", .route = "/up", .route_len = 3};
     for (size_t i = 0; i < n; i++) {
-        services[i].loop = w.loop;
-        services[i].worker = &w;
+        services[i].loop = loop;
+        services[i].host = &host;
+        routes[i] = cd_service_route(&services[i]);
         if (services[i].type->init && services[i].type->init(&services[i], err, sizeof err) < 0) {
             fprintf(stderr, "fuzz_http: init %s: %s\n", services[i].name, err);
             abort();
         }
     }
-    w.services = services;
-    w.nservices = n;
-    w.unrouted_idx = (int)n;
-    if (cd_router_build(services, n, &w.routes) < 0)
+    nservices = n;
+    if (cd_router_build(routes, n, &sorted) < 0)
         abort();
+    ctx.routes = sorted;
+    ctx.nroutes = n;
     snap = calloc(1, sizeof *snap + sizeof snap->workers[0]);
     out = malloc(OUT_CAP);
     if (!snap || !out)
@@ -206,7 +239,6 @@ static void init_once(void)
     strcpy(snap->svc[1].name, "-");
     snap->nworkers = 1;
     snap->workers[0].state = 1;
-    w.snapshot = snap;
 }
 
 /* ---- the client side ---- */
@@ -229,9 +261,9 @@ static void collect(int fd)
 static void turn(int client, int times)
 {
     for (int i = 0; i < times; i++) {
-        ev_run(w.loop, EVRUN_NOWAIT);
-        if (w.draining)
-            cd_http_drain(&w, 0);
+        ev_run(loop, EVRUN_NOWAIT);
+        if (ctx.draining)
+            cd_http_drain(&ctx, 0);
         if (client >= 0 && (!slow_reader || ++turns % 4 == 0))
             collect(client);
     }
@@ -306,9 +338,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int close_at = (flags & 1) ? (flags >> 4) : -1; /* close the client after this many chunks */
     int half_close = flags & 2;
     slow_reader = (flags & 8) != 0;
-    w.draining = (flags & 4) != 0;
-    w.drain_started = ev_now(w.loop);
-    memset(&w.stats, 0, sizeof w.stats);
+    ctx.draining = (flags & 4) != 0;
+    ctx.drain_started = ev_now(loop);
     out_len = 0;
 
     int sv[2];
@@ -341,7 +372,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (first) {
             /* The connection arrives with its first bytes, as after accept. */
-            cd_http_conn_new(&w, sv[0], NULL, 0);
+            cd_http_conn_new(&ctx, sv[0], NULL, 0);
             first = 0;
         }
         turn(client, TURNS_PER_CHUNK);
@@ -358,19 +389,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Teardown: the connections go, the services answer what they hold
      * (into detached requests), and nothing may be left. */
-    cd_http_close_all(&w);
+    cd_http_close_all(&ctx);
     if (client >= 0)
         collect(client);
     while (pending) {
-        ev_timer_stop(w.loop, &pending->t);
+        ev_timer_stop(loop, &pending->t);
         later_answer(pending);
     }
-    for (int i = 0; i < 4 && ev_run(w.loop, EVRUN_NOWAIT); i++) /* dummy's delay_ms=0 timers */
+    for (int i = 0; i < 4 && ev_run(loop, EVRUN_NOWAIT); i++) /* dummy's delay_ms=0 timers, gone upgrades */
         ;
-    if (ev_run(w.loop, EVRUN_NOWAIT))
+    if (ev_run(loop, EVRUN_NOWAIT))
         abort(); /* a watcher outlived its connection */
-    if (w.nconns != 0 || w.conns || w.stats.in_flight != 0)
+    if (ctx.nconns != 0 || ctx.conns || ctx.in_flight != 0)
         abort(); /* a request or connection left behind */
+    if (upgrades != 0)
+        abort(); /* an upgrade callback not called exactly once */
     if (client >= 0)
         close(client);
     if (dump)

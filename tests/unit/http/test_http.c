@@ -1,9 +1,11 @@
 /*
- * Unit tests for worker/http.c: a worker context built by hand, one end of
- * a socketpair handed to the HTTP layer as a connection, the test writing
- * raw bytes on the other end and reading what comes back while it turns
- * the loop.  Covers pipelining, chunked and split bodies, limits, timeouts
- * and malformed input.
+ * Unit tests for http/ (server, parse, request, response, upgrade, router):
+ * an HTTP context (http/server.h) built from a config text, with routes to
+ * test services, one end of a socketpair handed to it as a connection, the
+ * test writing raw bytes on the other end and reading what comes back while
+ * it turns the loop.  Covers pipelining, chunked and split bodies, limits,
+ * timeouts, malformed input and the upgrade hand-over; the on_done hook
+ * counts what the context reports.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -16,10 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
 #include "core/stats.h"
-#include "ipc/channel.h"
-#include "ipc/proto.h"
-#include "worker/worker.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "services/registry.h"
+#include "services/service.h"
 
 extern const cd_service_type cd_service_metrics;
 extern const cd_service_type cd_service_health;
@@ -142,51 +146,105 @@ static const cd_service_type later_type = {.name = "later", .methods = CD_M_GET,
 
 /* ---- fixture ---- */
 
-static cd_worker w;
+static cd_http_ctx ctx;
+static struct ev_loop *loop;
 static cd_conf *conf;
 static cd_service services[6];
+static cd_route *routes;
+static const cd_route **sorted;
 static int client = -1;
+
+/* What the on_done hook heard. */
+static struct {
+    uint64_t requests, status[6];
+} counted;
+
+static void on_done(void *owner, const cd_route *route, int status, double seconds)
+{
+    (void)route;
+    (void)seconds;
+    cr_assert_eq(owner, &counted);
+    counted.requests++;
+    if (status / 100 >= 1 && status / 100 <= 5)
+        counted.status[status / 100]++;
+}
+
+/* What the metrics and health services ask of their host. */
+static cd_snapshot *host_snapshot;
+static cd_service *host_services;
+static size_t host_nservices;
+
+static const cd_snapshot *host_cluster(cd_service *svc)
+{
+    (void)svc;
+    return host_snapshot;
+}
+
+static cd_service *host_all(cd_service *svc, size_t *n)
+{
+    (void)svc;
+    *n = host_nservices;
+    return host_services;
+}
+
+static const cd_service_host test_host = {.all = host_all, .cluster = host_cluster};
+
+/* Routes the context to services s[0..n) (their cd_service_route). */
+static void set_routes(cd_service *s, size_t n)
+{
+    free(routes);
+    free(sorted);
+    routes = calloc(n, sizeof *routes);
+    cr_assert(routes);
+    for (size_t i = 0; i < n; i++)
+        routes[i] = cd_service_route(&s[i]);
+    cr_assert_eq(cd_router_build(routes, n, &sorted), 0);
+    ctx.routes = sorted;
+    ctx.nroutes = n;
+}
 
 static void setup_with(const char *cluster)
 {
     char text[1024], err[256];
     snprintf(text, sizeof text, "[cluster]\n%s\n[dummy]\ntype = dummy\n", cluster);
+    cd_conf_set_binder(cd_service_bind);
     cr_assert_eq(cd_conf_load_text("t.ini", text, strlen(text), &conf, err, sizeof err), 0, "%s", err);
-    memset(&w, 0, sizeof w);
-    w.conf = conf;
-    w.loop = ev_loop_new(EVFLAG_AUTO);
-    services[0] = (cd_service){.type = &echo_type, .name = "echo", .route = "/echo", .route_len = 5,
-                               .loop = w.loop};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    cd_http_init(&ctx, loop, conf);
+    ctx.owner = &counted;
+    ctx.on_done = on_done;
+    memset(&counted, 0, sizeof counted);
+    services[0] = (cd_service){.type = &echo_type, .name = "echo", .route = "/echo", .route_len = 5, .loop = loop};
     services[1] = (cd_service){.type = &later_type, .name = "later", .route = "/later", .route_len = 6,
-                               .loop = w.loop};
-    services[2] = (cd_service){.type = &upgrade_type, .name = "up", .route = "/up", .route_len = 3, .loop = w.loop};
-    services[3] = (cd_service){.type = &upcb_type, .name = "upcb", .route = "/upcb", .route_len = 5,
-                               .loop = w.loop};
+                               .loop = loop};
+    services[2] = (cd_service){.type = &upgrade_type, .name = "up", .route = "/up", .route_len = 3, .loop = loop};
+    services[3] = (cd_service){.type = &upcb_type, .name = "upcb", .route = "/upcb", .route_len = 5, .loop = loop};
     services[4] = (cd_service){.type = &upcb_later_type, .name = "upcblater", .route = "/upcblater",
-                               .route_len = 10, .loop = w.loop};
-    w.services = services;
-    w.nservices = 5;
-    cr_assert_eq(cd_router_build(services, 5, &w.routes), 0);
+                               .route_len = 10, .loop = loop};
+    set_routes(services, 5);
     memset(&up, 0, sizeof up);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     client = sv[1];
-    cd_http_conn_new(&w, sv[0], NULL, 0);
+    cd_http_conn_new(&ctx, sv[0], NULL, 0);
 }
 
 static void setup(void) { setup_with("header_timeout = 10s\nkeepalive_timeout = 10s\nmax_header_size = 1k\nmax_body_size = 64"); }
 
 static void teardown(void)
 {
-    cd_http_close_all(&w);
+    cd_http_close_all(&ctx);
     /* Let pending service timers answer (into detached requests) so nothing leaks. */
     for (int i = 0; i < 10; i++)
-        ev_run(w.loop, EVRUN_NOWAIT);
+        ev_run(loop, EVRUN_NOWAIT);
     struct timespec ts = {0, 30 * 1000000L};
     nanosleep(&ts, NULL);
-    ev_run(w.loop, EVRUN_NOWAIT);
-    free(w.routes);
-    ev_loop_destroy(w.loop);
+    ev_run(loop, EVRUN_NOWAIT);
+    free(routes);
+    free(sorted);
+    routes = NULL;
+    sorted = NULL;
+    ev_loop_destroy(loop);
     cd_conf_free(conf);
     conf = NULL;
     if (client >= 0)
@@ -220,7 +278,7 @@ static const char *pump(int responses, int timeout_ms)
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
-        ev_run(w.loop, EVRUN_NOWAIT);
+        ev_run(loop, EVRUN_NOWAIT);
         ssize_t n = recv(client, got + got_len, sizeof got - 1 - got_len, 0);
         if (n > 0) {
             got_len += (size_t)n;
@@ -412,12 +470,12 @@ Test(http, client_gone_while_service_works)
     client = -1;
     /* The service answers into a detached request: no crash, no leak (ASan). */
     for (int i = 0; i < 20; i++) {
-        ev_run(w.loop, EVRUN_NOWAIT);
+        ev_run(loop, EVRUN_NOWAIT);
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    cr_assert_eq(w.nconns, 0);
-    cr_assert_eq(w.stats.in_flight, 0);
+    cr_assert_eq(ctx.nconns, 0);
+    cr_assert_eq(ctx.in_flight, 0);
 }
 
 static void setup_short(void) { setup_with("header_timeout = 100ms\nkeepalive_timeout = 200ms"); }
@@ -443,16 +501,15 @@ Test(http_timeouts, idle_keepalive_is_closed)
 
 Test(router, longest_prefix_on_segment_boundaries)
 {
-    cd_service s[3] = {
-        {.route = "/", .route_len = 1}, {.route = "/a", .route_len = 2}, {.route = "/a/b", .route_len = 4}};
-    cd_service **routes;
-    cr_assert_eq(cd_router_build(s, 3, &routes), 0);
-    cr_assert_eq(cd_router_match(routes, 3, "/a/b/c"), &s[2]);
-    cr_assert_eq(cd_router_match(routes, 3, "/a/bc"), &s[1]);
-    cr_assert_eq(cd_router_match(routes, 3, "/a"), &s[1]);
-    cr_assert_eq(cd_router_match(routes, 3, "/ab"), &s[0]);
-    cr_assert_null(cd_router_match(routes, 2, "/zzz"), "without \"/\" nothing catches /zzz");
-    free(routes);
+    cd_route s[3] = {{.prefix = "/", .len = 1}, {.prefix = "/a", .len = 2}, {.prefix = "/a/b", .len = 4}};
+    const cd_route **r;
+    cr_assert_eq(cd_router_build(s, 3, &r), 0);
+    cr_assert_eq(cd_router_match(r, 3, "/a/b/c"), &s[2]);
+    cr_assert_eq(cd_router_match(r, 3, "/a/bc"), &s[1]);
+    cr_assert_eq(cd_router_match(r, 3, "/a"), &s[1]);
+    cr_assert_eq(cd_router_match(r, 3, "/ab"), &s[0]);
+    cr_assert_null(cd_router_match(r, 2, "/zzz"), "without \"/\" nothing catches /zzz");
+    free(r);
 }
 
 Test(http, upgrade_from_handle_hands_over_the_socket)
@@ -461,7 +518,7 @@ Test(http, upgrade_from_handle_hands_over_the_socket)
     const char *r = pump(-1, 1000);
     cr_assert(strstr(r, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft=EARLY") == r, "%s", r);
     cr_assert(got_eof, "the service closed it");
-    cr_assert_eq(w.nconns, 0, "the HTTP layer let go of the connection");
+    cr_assert_eq(ctx.nconns, 0, "the HTTP layer let go of the connection");
 }
 
 /* cd_http_upgrade from handle(): the callback runs once handle() has
@@ -476,9 +533,9 @@ Test(http, upgrade_callback_runs_after_handle_with_the_bytes_after_the_request)
     cr_assert_str_eq(up.head, "EARLY");
     cr_assert(strstr(r, "HTTP/1.1 101 Switching Protocols\r\n\r\nleft=EARLY") == r, "no HTTP answer first: %s", r);
     cr_assert(got_eof, "the callee closed it");
-    cr_assert_eq(w.nconns, 0, "the HTTP layer let go of the connection");
-    cr_assert_eq(w.stats.in_flight, 0);
-    cr_assert_eq(w.stats.status[1], 1, "counted as a 101");
+    cr_assert_eq(ctx.nconns, 0, "the HTTP layer let go of the connection");
+    cr_assert_eq(ctx.in_flight, 0);
+    cr_assert_eq(counted.status[1], 1, "counted as a 101");
 }
 
 /* Earlier pipelined answers still queued are written before the hand-over. */
@@ -499,19 +556,19 @@ Test(http, upgrade_callback_gets_minus_one_when_the_client_left_first)
 {
     put("GET /upcblater HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\r\n");
     pump(0, 5);
-    cd_http_close_all(&w); /* the connection goes while the service holds the request */
+    cd_http_close_all(&ctx); /* the connection goes while the service holds the request */
     cr_assert_eq(up.calls, 0);
     for (int i = 0; i < 20 && up.calls == 0; i++) {
-        ev_run(w.loop, EVRUN_NOWAIT);
+        ev_run(loop, EVRUN_NOWAIT);
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    ev_run(w.loop, EVRUN_NOWAIT);
+    ev_run(loop, EVRUN_NOWAIT);
     cr_assert_eq(up.calls, 1);
     cr_assert_eq(up.calls_in_handle, 0, "not called inside cd_http_upgrade");
     cr_assert_eq(up.fd, -1);
     cr_assert_eq(up.headlen, 0);
-    cr_assert_eq(w.stats.in_flight, 0);
+    cr_assert_eq(ctx.in_flight, 0);
 }
 
 /* The connection is closed between cd_http_upgrade and the hand-over (a
@@ -520,18 +577,18 @@ Test(http, upgrade_callback_gets_minus_one_when_closed_before_the_hand_over)
 {
     put("GET /upcb HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\r\n");
     /* One turn reads and dispatches; the hand-over waits for the next. */
-    for (int i = 0; i < 50 && w.stats.requests == 0; i++) {
-        ev_run(w.loop, EVRUN_NOWAIT);
+    for (int i = 0; i < 50 && counted.requests == 0; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
         struct timespec ts = {0, 1000000L};
         nanosleep(&ts, NULL);
     }
-    cr_assert_eq(w.stats.requests, 1);
+    cr_assert_eq(counted.requests, 1);
     cr_assert_eq(up.calls, 0, "the hand-over is not done in the turn that dispatched");
-    cd_http_close_all(&w);
+    cd_http_close_all(&ctx);
     cr_assert_eq(up.calls, 1);
     cr_assert_eq(up.fd, -1);
     for (int i = 0; i < 5; i++)
-        ev_run(w.loop, EVRUN_NOWAIT);
+        ev_run(loop, EVRUN_NOWAIT);
     cr_assert_eq(up.calls, 1, "exactly once");
 }
 
@@ -611,30 +668,30 @@ Test(http_fuzz, mutated_requests_never_crash, .init = setup, .fini = teardown, .
         }
         int sv[2];
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-        cd_http_conn_new(&w, sv[0], NULL, 0);
+        cd_http_conn_new(&ctx, sv[0], NULL, 0);
         ssize_t sent = send(sv[1], buf, len, MSG_NOSIGNAL);
         (void)sent;
         if (rnd() % 2)
             shutdown(sv[1], SHUT_WR);
         for (int k = 0; k < 3; k++)
-            ev_run(w.loop, EVRUN_NOWAIT);
+            ev_run(loop, EVRUN_NOWAIT);
         char sink[16384];
         while (recv(sv[1], sink, sizeof sink, 0) > 0)
             ;
         close(sv[1]);
         for (int k = 0; k < 3; k++)
-            ev_run(w.loop, EVRUN_NOWAIT);
+            ev_run(loop, EVRUN_NOWAIT);
     }
     /* Let the timer service answer whatever it still holds. */
     for (int k = 0; k < 20; k++) {
-        ev_run(w.loop, EVRUN_NOWAIT);
+        ev_run(loop, EVRUN_NOWAIT);
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    cr_assert_eq(w.stats.in_flight, 0, "every request was answered (or freed with its client)");
-    cr_assert_gt(w.stats.requests, 1000, "most mutations still parse into something answered");
-    cd_http_close_all(&w);
-    cr_assert_eq(w.nconns, 0);
+    cr_assert_eq(ctx.in_flight, 0, "every request was answered (or freed with its client)");
+    cr_assert_gt(counted.requests, 1000, "most mutations still parse into something answered");
+    cd_http_close_all(&ctx);
+    cr_assert_eq(ctx.nconns, 0);
 }
 
 /* RFC 9112 §5.1: no whitespace is allowed between a header name and its
@@ -756,20 +813,18 @@ Test(http, whitespace_before_the_colon_of_transfer_encoding_gets_400)
 Test(http, metrics_label_values_are_escaped)
 {
     services[5] = (cd_service){.type = &cd_service_metrics, .name = "metrics", .route = "/metrics",
-                               .route_len = 8, .loop = w.loop, .worker = &w};
-    w.nservices = 6;
-    free(w.routes);
-    cr_assert_eq(cd_router_build(services, 6, &w.routes), 0);
+                               .route_len = 8, .loop = loop, .host = &test_host};
+    set_routes(services, 6);
     cd_snapshot *snap = calloc(1, sizeof *snap);
     snap->nsvc = 2;
     strcpy(snap->svc[0].name, "a\"b\\c\nd");
     snap->svc[0].status[2] = 7;
     memset(snap->svc[1].name, 'x', sizeof snap->svc[1].name); /* not terminated: stops at the array's end */
     snap->svc[1].status[4] = 3;
-    w.snapshot = snap;
+    host_snapshot = snap;
     put("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = pump(1, 1000);
-    w.snapshot = NULL;
+    host_snapshot = NULL;
     free(snap);
     cr_assert(strstr(r, "HTTP/1.1 200 ") == r, "%s", r);
     cr_assert(strstr(r, "\nclusterd_requests_total{service=\"a\\\"b\\\\c\\nd\",code=\"2xx\"} 7\n"), "%s", r);
@@ -793,13 +848,12 @@ Test(http, health_ready_escapes_degraded_reasons)
     odd_type = (cd_service_type){.name = "odd", .methods = CD_M_GET, .handle = echo_handle, .degraded = odd_reason};
     static cd_service many[42];
     many[0] = (cd_service){.type = &cd_service_health, .name = "healthz", .route = "/healthz", .route_len = 8,
-                           .loop = w.loop, .worker = &w};
+                           .loop = loop, .host = &test_host};
     for (int i = 1; i < 42; i++)
-        many[i] = (cd_service){.type = &odd_type, .name = "odd", .route = "/odd", .route_len = 4, .loop = w.loop};
-    w.services = many;
-    w.nservices = 42;
-    free(w.routes);
-    cr_assert_eq(cd_router_build(many, 42, &w.routes), 0);
+        many[i] = (cd_service){.type = &odd_type, .name = "odd", .route = "/odd", .route_len = 4, .loop = loop};
+    host_services = many;
+    host_nservices = 42;
+    set_routes(many, 42);
     put("GET /healthz/ready HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = pump(1, 1000);
     cr_assert(strstr(r, "HTTP/1.1 503 ") == r, "%s", r);

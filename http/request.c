@@ -1,0 +1,78 @@
+/*
+ * request.c - the request API of request.h: what a handler reads of its
+ * request (worker process, loop thread).
+ *
+ * parse.c copies a request out of the connection's input buffer as llhttp
+ * reports it: the URL, then each header name and value, NUL-terminated one
+ * after the other in one arena bounded by max_header_size; at the end of
+ * the headers the path and query get their own NUL-terminated copies, and
+ * the body its own buffer bounded by max_body_size.  So a request needs
+ * nothing of its connection and can outlive it.  Answering it is
+ * response.c's, handing its connection over upgrade.c's.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/util.h"
+#include "http/conn.h"
+
+void cd_http__request_free(cd_request *r)
+{
+    if (!r)
+        return;
+    free(r->arena);
+    free(r->path);
+    free(r->query);
+    free(r->body);
+    free(r);
+}
+
+int cd_http__arena_append(cd_request *r, const char *at, size_t len, size_t limit)
+{
+    if (r->arena_len + len + 1 > limit)
+        return -1;
+    if (r->arena_len + len + 1 > r->arena_cap) {
+        size_t cap = r->arena_cap ? r->arena_cap : 512;
+        while (cap < r->arena_len + len + 1)
+            cap *= 2;
+        if (cap > limit + 1)
+            cap = limit + 1;
+        char *n = realloc(r->arena, cap);
+        if (!n)
+            return -1;
+        r->arena = n;
+        r->arena_cap = cap;
+    }
+    memcpy(r->arena + r->arena_len, at, len);
+    r->arena_len += len;
+    r->arena[r->arena_len] = '\0';
+    return 0;
+}
+
+unsigned cd_request_method(const cd_request *r) { return r->method; }
+const char *cd_request_path(const cd_request *r) { return r->path; }
+const char *cd_request_subpath(const cd_request *r) { return r->subpath; }
+const char *cd_request_query(const cd_request *r) { return r->query ? r->query : ""; }
+void cd_request_set_data(cd_request *r, void *data) { r->data = data; }
+void *cd_request_data(const cd_request *r) { return r->data; }
+
+const char *cd_request_body(const cd_request *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : "";
+}
+
+const char *cd_request_header(const cd_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < r->nhdrs; i++)
+        if (r->hdrs[i].name_len == n && strncasecmp(r->arena + r->hdrs[i].name, name, n) == 0)
+            return r->arena + r->hdrs[i].value;
+    return NULL;
+}
+
+int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen)
+{
+    return cd_query_param(cd_request_query(r), key, out, outlen);
+}

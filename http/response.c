@@ -1,0 +1,231 @@
+/*
+ * response.c - answers: the status line, headers and body of a response
+ * queued on its connection, error bodies, and the end of a request's life
+ * (worker process, loop thread).
+ *
+ * A response is built whole into the connection's output buffer (headers
+ * and body copied; a HEAD answer has the Content-Length of the body it does
+ * not send) and written by server.c, which then resumes parsing: answers
+ * leave in request order.  Every response carries Server, Date (cached,
+ * refreshed once a second) and Content-Length; Connection: close when the
+ * connection ends after it (the client asked, HTTP/1.0 without keep-alive,
+ * a refused request, an upgrade request, a draining server).
+ *
+ * When a request ends (answered, refused, or upgraded) the context's owner
+ * hears of it through its hooks (server.h): on_done to count it, on_log
+ * for the access log.  A request whose client went away is still counted
+ * and logged, and freed here; only its bytes go nowhere.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/json.h"
+#include "http/conn.h"
+
+#define CD_SERVER_NAME "clusterd/0.1"
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static const char *date_header(cd_http_ctx *ctx)
+{
+    ev_tstamp now = ev_now(ctx->loop);
+    if (now - ctx->date_at >= 1.0 || ctx->date[0] == '\0') {
+        time_t t = (time_t)now;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(ctx->date, sizeof ctx->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        ctx->date_at = (ev_tstamp)t;
+    }
+    return ctx->date;
+}
+
+static int out_reserve(cd_conn *c, size_t more)
+{
+    if (c->out_len + more <= c->out_cap)
+        return 0;
+    if (c->out_off > 0) {
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+        if (c->out_len + more <= c->out_cap)
+            return 0;
+    }
+    size_t cap = c->out_cap ? c->out_cap : 1024;
+    while (cap < c->out_len + more)
+        cap *= 2;
+    char *n = realloc(c->out, cap);
+    if (!n)
+        return -1;
+    c->out = n;
+    c->out_cap = cap;
+    return 0;
+}
+
+/* Queues a complete response on c. */
+static void queue_response(cd_conn *c, int status, const char *ctype, const char *body, size_t len, int head,
+                           const char *extra)
+{
+    char hdr[512];
+    int n = snprintf(hdr, sizeof hdr,
+                     "HTTP/1.1 %d %s\r\nServer: " CD_SERVER_NAME "\r\nDate: %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n",
+                     status, status_text(status), date_header(c->ctx), ctype ? "Content-Type: " : "",
+                     ctype ? ctype : "", ctype ? "\r\n" : "", len,
+                     c->keepalive ? (c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "")
+                                  : "Connection: close\r\n",
+                     extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof hdr)
+        return;
+    size_t blen = head ? 0 : len;
+    if (out_reserve(c, (size_t)n + blen) < 0) {
+        c->keepalive = 0;
+        c->state = CS_CLOSING;
+        return;
+    }
+    memcpy(c->out + c->out_len, hdr, (size_t)n);
+    c->out_len += (size_t)n;
+    if (blen) {
+        memcpy(c->out + c->out_len, body, blen);
+        c->out_len += blen;
+    }
+}
+
+void cd_http__peer_string(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    const void *addr = NULL;
+    if (ss->ss_family == AF_INET)
+        addr = &((const struct sockaddr_in *)ss)->sin_addr;
+    else if (ss->ss_family == AF_INET6)
+        addr = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    if (!addr || !inet_ntop(ss->ss_family, addr, out, (socklen_t)len))
+        snprintf(out, len, "-");
+}
+
+/* Tells the owner of a request that ended (r NULL: refused before a
+ * request began; start 0: refused before dispatch, not timed). */
+static void done(cd_http_ctx *ctx, const cd_route *route, int status, double start)
+{
+    if (ctx->on_done)
+        ctx->on_done(ctx->owner, route, status, start > 0 ? ev_time() - start : -1.0);
+}
+
+/* Hands the access log what it keeps of a request (r may be NULL or a
+ * request refused half-read; c NULL when the client is gone). */
+static void log_access(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, int status, size_t bytes)
+{
+    char peer[64] = "-";
+    if (c)
+        cd_http__peer_string(&c->peer, peer, sizeof peer);
+    else if (r && r->peer[0])
+        snprintf(peer, sizeof peer, "%s", r->peer);
+    int parsed = r && r->path; /* its headers were complete */
+    cd_access_entry e = {
+        .time = ev_now(ctx->loop),
+        .peer = peer,
+        .method = parsed ? llhttp_method_name((llhttp_method_t)r->llmethod) : "-",
+        .url = r && r->arena ? r->arena : "-",
+        .http_minor = r ? r->http_minor : 1,
+        .status = status,
+        .bytes = bytes,
+        .duration = r && r->start > 0 ? ev_time() - r->start : 0,
+        .route = r && r->route ? r->route->name : "-",
+        .user_agent = parsed ? cd_request_header(r, "User-Agent") : NULL,
+        .referer = parsed ? cd_request_header(r, "Referer") : NULL,
+    };
+    ctx->on_log(ctx->owner, &e);
+}
+
+void cd_http__finish(cd_request *r, int status)
+{
+    done(r->ctx, r->route, status, r->start);
+    if (r->ctx->in_flight)
+        r->ctx->in_flight--;
+}
+
+void cd_http__respond(cd_request *r, int status, const char *ctype, const char *body, size_t len,
+                      const char *extra)
+{
+    cd_http_ctx *ctx = r->ctx;
+    cd_conn *c = r->conn;
+    cd_http__finish(r, status);
+    if (ctx->on_log)
+        log_access(ctx, c, r, status, r->head ? 0 : len);
+    if (c) {
+        c->req = NULL;
+        if (ctx->draining || c->upgrade || c->peer_closed)
+            c->keepalive = 0;
+        queue_response(c, status, ctype, body, len, r->head, extra);
+        if (c->state == CS_SERVICE)
+            c->state = c->keepalive ? CS_IDLE : CS_CLOSING;
+    }
+    cd_http__request_free(r);
+    if (c && !c->processing)
+        cd_http__process(c);
+}
+
+void cd_request_respond(cd_request *r, int status, const char *content_type, const char *body, size_t len)
+{
+    cd_http__respond(r, status, content_type, body, len, NULL);
+}
+
+void cd_request_respond_error(cd_request *r, int status, const char *msg)
+{
+    char body[512];
+    int n = cd_json_error(body, sizeof body, status, msg);
+    cd_http__respond(r, status, "application/json", body, n > 0 ? (size_t)n : 0, NULL);
+}
+
+void cd_http__fail(cd_conn *c, int status, const char *msg)
+{
+    c->keepalive = 0;
+    cd_request *partial = c->req && c->state == CS_READING ? c->req : NULL;
+    char body[512];
+    int n = cd_json_error(body, sizeof body, status, msg);
+    size_t len = n > 0 ? (size_t)n : 0;
+    done(c->ctx, NULL, status, 0);
+    if (c->ctx->on_log)
+        log_access(c->ctx, c, partial, status, len);
+    if (partial) {
+        cd_http__request_free(partial);
+        c->req = NULL;
+    }
+    queue_response(c, status, "application/json", body, len, c->parser.method == HTTP_HEAD, NULL);
+    c->state = CS_CLOSING;
+}

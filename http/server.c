@@ -1,0 +1,409 @@
+/*
+ * server.c - HTTP/1.1 connections: read, parse with llhttp, route, hand to
+ * a handler, write the answer (worker process, loop thread).  The context
+ * and its hooks are described in server.h; this file is the connection
+ * state machine, its timers and the drain.
+ *
+ * One request per connection is in service at a time.  When llhttp reports
+ * a complete message it pauses (parse.c), we hand the request to its
+ * route's handler and stop parsing; pipelined bytes wait in the input
+ * buffer.  When the handler answers (response.c) and the answer is written,
+ * the parser resumes on what is buffered.  That gives in-order pipelining
+ * and natural back-pressure for free.
+ *
+ * A request is copied out of the input buffer as llhttp reports it, so the
+ * input buffer is a small fixed window and a request can outlive its
+ * connection: if the client goes away while a handler is still working,
+ * the request is detached (conn = NULL) and freed when the handler answers.
+ *
+ * Timers (one per connection): header_timeout from the first byte of a
+ * request to its last header (not reset by progress, against slowloris);
+ * in the body, body_timeout between two reads and body_deadline for the
+ * whole body, whichever ends first (a client that sends a byte now and then
+ * never stalls long enough for body_timeout alone, so only a total bound
+ * frees its slot; a deadline rather than a minimum rate, because a rate
+ * still lets a client hold the slot for max_body_size / rate); then
+ * keepalive_timeout while idle between requests and while a response
+ * cannot be written.  The same timer, armed at zero, hands an upgraded
+ * connection over (upgrade.c).
+ *
+ * Drain: once the owner calls cd_http_begin_drain, answers say
+ * Connection: close, and cd_http_drain closes connections left idle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "http/conn.h"
+
+void cd_http__timer(cd_conn *c, double sec)
+{
+    ev_timer_stop(c->ctx->loop, &c->timer);
+    ev_timer_set(&c->timer, sec, 0.);
+    ev_timer_start(c->ctx->loop, &c->timer);
+}
+
+static void set_timer(cd_conn *c, long long ms)
+{
+    ev_timer_stop(c->ctx->loop, &c->timer);
+    if (ms > 0) {
+        ev_timer_set(&c->timer, (double)ms / 1000.0, 0.);
+        ev_timer_start(c->ctx->loop, &c->timer);
+    }
+}
+
+/* While a body is read: the timer ends at the next of body_timeout from
+ * now and the body's deadline. */
+void cd_http__body_timer(cd_conn *c)
+{
+    double left = c->body_until - ev_now(c->ctx->loop);
+    double t = (double)c->ctx->body_timeout_ms / 1000.0;
+    if (left < t)
+        t = left > 0 ? left : 0;
+    cd_http__timer(c, t);
+}
+
+static void set_io(cd_conn *c, int events)
+{
+    if ((c->io.events & (EV_READ | EV_WRITE)) == events && ev_is_active(&c->io))
+        return;
+    ev_io_stop(c->ctx->loop, &c->io);
+    if (events) {
+        ev_io_set(&c->io, c->fd, events);
+        ev_io_start(c->ctx->loop, &c->io);
+    }
+}
+
+/* Writes what is queued.  Returns 1 when all is out, 0 when the socket is
+ * full, -1 when the connection is dead. */
+static int conn_flush(cd_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -1;
+    }
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > 65536) { /* do not keep a big buffer on an idle connection */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    return 1;
+}
+
+/* A 405 with the route's methods in Allow. */
+static void wrong_method(cd_request *r, const cd_route *route)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    char allow[128] = "Allow: ";
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (route->methods & (1u << i)) {
+            if (allow[7])
+                strcat(allow, ", ");
+            strcat(allow, names[i]);
+        }
+    strcat(allow, "\r\n");
+    char body[256];
+    int n = cd_json_error(body, sizeof body, 405, "method not allowed here");
+    cd_http__respond(r, 405, "application/json", body, n > 0 ? (size_t)n : 0, allow);
+}
+
+/* Hands a complete request to its route's handler (or answers it ourselves). */
+static void dispatch(cd_conn *c)
+{
+    cd_http_ctx *ctx = c->ctx;
+    cd_request *r = c->req;
+    c->state = CS_SERVICE;
+    ev_timer_stop(ctx->loop, &c->timer);
+    ctx->in_flight++;
+    r->start = ev_time();
+    if (ctx->on_log) /* the connection may be gone when it is answered */
+        cd_http__peer_string(&c->peer, r->peer, sizeof r->peer);
+    const cd_route *route = cd_router_match(ctx->routes, ctx->nroutes, r->path);
+    if (!route) {
+        cd_request_respond_error(r, 404, "no route for this path");
+        return;
+    }
+    if (!(route->methods & r->method)) {
+        wrong_method(r, route);
+        return;
+    }
+    r->route = route;
+    r->subpath = r->path + (route->len == 1 ? 0 : route->len);
+    route->handle(route->arg, r);
+}
+
+/* Parses what is buffered; dispatches at most one request. */
+static void conn_parse(cd_conn *c)
+{
+    const char *data = c->in + c->in_off;
+    size_t len = c->in_len - c->in_off;
+    if (llhttp_get_errno(&c->parser) == HPE_PAUSED)
+        llhttp_resume(&c->parser);
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK) {
+        c->in_off = c->in_len = 0; /* all copied out */
+        return;
+    }
+    if (err == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        c->in_off = (size_t)(pos - c->in);
+        if (c->in_off == c->in_len)
+            c->in_off = c->in_len = 0;
+        dispatch(c);
+        return;
+    }
+    int status = 400;
+    const char *msg = "malformed request";
+    if (c->req && c->req->error_status) {
+        status = c->req->error_status;
+        msg = status == 400 ? "malformed request"
+              : status == 413 ? "request body too large"
+              : status == 414 ? "request URI too long"
+              : "request headers too large";
+    } else if (err == HPE_INVALID_VERSION) {
+        status = 505;
+        msg = "HTTP version not supported";
+    }
+    cd_debug("fd %d: %s (%s: %s)", c->fd, msg, llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
+    c->in_off = c->in_len = 0;
+    cd_http__fail(c, status, msg);
+}
+
+/* Drives the connection as far as it can go without waiting. */
+void cd_http__process(cd_conn *c)
+{
+    cd_http_ctx *ctx = c->ctx;
+    c->processing = 1;
+    for (;;) {
+        if (c->out_off < c->out_len) {
+            int f = conn_flush(c);
+            if (f < 0) {
+                c->processing = 0;
+                cd_http__close(c);
+                return;
+            }
+            if (f == 0) {
+                set_io(c, EV_WRITE);
+                set_timer(c, ctx->keepalive_timeout_ms > 0 ? ctx->keepalive_timeout_ms : 5000);
+                break;
+            }
+        }
+        if (c->state == CS_CLOSING) {
+            c->processing = 0;
+            cd_http__close(c);
+            return;
+        }
+        if (c->state == CS_UPGRADE) {
+            /* Queued answers are out: hand over from the timer, soon. */
+            set_io(c, 0);
+            cd_http__timer(c, 0.);
+            break;
+        }
+        if (c->state == CS_SERVICE) {
+            /* Keep reading into the buffer (pipelined requests wait there)
+             * until it is full: toggling the watcher per request would cost
+             * epoll_ctl calls for nothing. */
+            set_io(c, c->peer_closed || c->in_len == sizeof c->in ? 0 : EV_READ);
+            break;
+        }
+        if (c->in_off < c->in_len) {
+            conn_parse(c);
+            continue;
+        }
+        /* Need more bytes. */
+        if (c->state == CS_IDLE) {
+            /* While draining, cd_http_drain closes it after a grace period. */
+            c->idle_since = ev_now(ctx->loop);
+            set_timer(c, ctx->keepalive_timeout_ms > 0 ? ctx->keepalive_timeout_ms : ctx->header_timeout_ms);
+        }
+        set_io(c, EV_READ);
+        break;
+    }
+    c->processing = 0;
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    cd_conn *c = io->data;
+    if (revents & EV_READ) {
+        if (c->in_len == sizeof c->in) {
+            /* Cannot happen while parsing (everything is copied out); be safe. */
+            cd_http__fail(c, 431, "request headers too large");
+        } else {
+            ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
+            if (n == 0 && c->state == CS_SERVICE) {
+                /* Half-closed while its request is being served: answer, then close. */
+                c->peer_closed = 1;
+                cd_http__process(c);
+                return;
+            }
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                if (c->state == CS_READING)
+                    cd_debug("fd %d: client closed mid-request", c->fd);
+                cd_http__close(c);
+                return;
+            }
+            if (n > 0) {
+                c->in_len += (size_t)n;
+                if (c->state == CS_READING && c->body_until > 0) /* in the body */
+                    cd_http__body_timer(c);
+            }
+        }
+    }
+    cd_http__process(c);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    cd_conn *c = t->data;
+    if (c->state == CS_READING) {
+        /* A client that stalls mid-request: tell it, then close. */
+        if (c->body_until == 0)
+            cd_debug("fd %d: request headers not received within header_timeout", c->fd);
+        else if (ev_now(loop) + 0.001 >= c->body_until)
+            cd_info("fd %d: request body not received within body_deadline (%zu bytes in)", c->fd,
+                    c->req ? c->req->body_len : 0);
+        else
+            cd_info("fd %d: request body stalled for body_timeout (%zu bytes in)", c->fd,
+                    c->req ? c->req->body_len : 0);
+        c->body_until = 0;
+        llhttp_init(&c->parser, HTTP_REQUEST, cd_http__settings()); /* forget the half request */
+        c->parser.data = c;
+        cd_http__fail(c, 408, "request not received in time");
+        cd_http__process(c);
+        return;
+    }
+    if (c->state == CS_UPGRADE) {
+        if (c->out_off == c->out_len)
+            cd_http__handover(c);
+        else if (!ev_is_active(&c->io))
+            cd_http__process(c); /* earlier answers are queued: write them first */
+        else
+            cd_http__close(c); /* they could not be written within keepalive_timeout */
+        return;
+    }
+    cd_http__close(c); /* idle past keepalive_timeout, or a client not reading */
+}
+
+void cd_http__close(cd_conn *c)
+{
+    cd_http_ctx *ctx = c->ctx;
+    ev_io_stop(ctx->loop, &c->io);
+    ev_timer_stop(ctx->loop, &c->timer);
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->req) {
+        if (c->state == CS_SERVICE)
+            c->req->conn = NULL; /* the handler still owns it; answering frees it */
+        else
+            cd_http__request_free(c->req);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        ctx->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    ctx->nconns--;
+    cd_upgrade_cb up_cb = c->up_cb; /* closed before its hand-over */
+    void *up_arg = c->up_arg;
+    free(c->out);
+    free(c);
+    /* A slot is free again: the owner may accept again. */
+    if (ctx->on_capacity && ctx->nconns < ctx->max_connections)
+        ctx->on_capacity(ctx->owner);
+    if (up_cb)
+        up_cb(up_arg, -1, NULL, 0);
+}
+
+void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+    cd_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        cd_err("out of memory for a connection; closing it");
+        close(fd);
+        return;
+    }
+    c->ctx = ctx;
+    c->fd = fd;
+    c->state = CS_IDLE;
+    if (peer && peerlen <= sizeof c->peer)
+        memcpy(&c->peer, peer, peerlen);
+    llhttp_init(&c->parser, HTTP_REQUEST, cd_http__settings());
+    c->parser.data = c;
+    ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_init(&c->timer, conn_timer_cb);
+    c->timer.data = c;
+    c->next = ctx->conns;
+    if (ctx->conns)
+        ctx->conns->prev = c;
+    ctx->conns = c;
+    ctx->nconns++;
+    ctx->accepted++;
+    c->idle_since = ev_now(ctx->loop);
+    /* New connections usually carry their request already: try at once. */
+    ssize_t n = recv(fd, c->in, sizeof c->in, 0);
+    if (n > 0) {
+        c->in_len = (size_t)n;
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        cd_http__close(c);
+        return;
+    }
+    cd_http__process(c);
+}
+
+void cd_http_init(cd_http_ctx *ctx, struct ev_loop *loop, const cd_conf *conf)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->loop = loop;
+    ctx->max_header_size = conf->max_header_size;
+    ctx->max_body_size = conf->max_body_size;
+    ctx->header_timeout_ms = conf->header_timeout_ms;
+    ctx->body_timeout_ms = conf->body_timeout_ms;
+    ctx->body_deadline_ms = conf->body_deadline_ms;
+    ctx->keepalive_timeout_ms = conf->keepalive_timeout_ms;
+    ctx->max_connections = conf->max_connections;
+}
+
+void cd_http_begin_drain(cd_http_ctx *ctx)
+{
+    ctx->draining = 1;
+    ctx->drain_started = ev_now(ctx->loop);
+}
+
+void cd_http_drain(cd_http_ctx *ctx, ev_tstamp idle_grace)
+{
+    ev_tstamp now = ev_now(ctx->loop);
+    cd_conn *next;
+    for (cd_conn *c = ctx->conns; c; c = next) {
+        next = c->next;
+        if (c->state != CS_IDLE || c->out_off < c->out_len || c->in_len > c->in_off)
+            continue; /* busy: it answers with Connection: close */
+        ev_tstamp since = c->idle_since > ctx->drain_started ? c->idle_since : ctx->drain_started;
+        if (now - since >= idle_grace)
+            cd_http__close(c);
+    }
+}
+
+void cd_http_close_all(cd_http_ctx *ctx)
+{
+    while (ctx->conns)
+        cd_http__close(ctx->conns);
+}

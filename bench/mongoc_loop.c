@@ -56,7 +56,7 @@ static void *run(void *arg)
         unsigned long long n = 0;
         size_t bytes = 0;
         while (mongoc_cursor_next(cur, &doc)) {
-            /* The same JSON rendering readmongo does (services/readmongo_json.c). */
+            /* The same JSON rendering readmongo does (services/readmongo/readmongo_json.c). */
             cd_buf out = {0};
             cd_readmongo__json(doc, &out);
             bytes += out.len;

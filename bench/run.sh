@@ -126,7 +126,7 @@ fi
 if pkg-config --exists libmongoc-1.0 2>/dev/null; then
     # shellcheck disable=SC2046
     gcc -O2 -Wall -pthread -D_GNU_SOURCE -I"$here/.." -I/usr/share/include/llhttp -o "$work/mongoc_loop" "$here/mongoc_loop.c" \
-        "$here/../services/readmongo/readmongo_json.c" "$here/../core/buf.c" \
+        "$here/../services/readmongo/readmongo_json.c" "$here/../core/buf.c" "$here/../core/util.c" \
         $(pkg-config --cflags --libs libmongoc-1.0) >&2 || say "mongoc_loop build failed"
 else
     say "libmongoc-1.0 not found: the raw mongoc loop will be unavailable"

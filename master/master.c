@@ -44,96 +44,10 @@
 #include "ipc/proto.h"
 
 #define TICK 0.25
-#define QUIT_GRACE 1.0 /* SIGQUIT: workers get this long before SIGKILL */
 
 static void reconcile(cd_master *m);
 
 static double now(cd_master *m) { return ev_now(m->loop); }
-
-/* ---- actions the reconcile step and the commands take ---- */
-
-/* Starts a worker for slot s on the current config: it serves the slot at
- * once, or (take_over) once READY, when the current one drains.  Returns
- * it, or NULL (logged). */
-static cd_proc *start_worker(cd_master *m, cd_slot *s, int take_over)
-{
-    cd_spawn_args a = {.listen_fd = s->fd, .conf_memfd = m->conf_memfd, .slot = s->index,
-                       .generation = m->generation, .conf_path = m->conf->path, .drop_privs = m->drop_privs,
-                       .uid = m->uid, .gid = m->gid};
-    cd_spawned out;
-    int rc = cd_spawn_worker(&a, &out);
-    if (rc < 0) {
-        cd_log_errno(CD_LOG_ERR, -rc, out.failed_call, "spawning a worker for slot %d", s->index);
-        return NULL;
-    }
-    cd_proc *p = cd_slots_add(m, s, out.pid, m->generation, out.chan_fd);
-    if (!p) {
-        cd_err("out of memory tracking worker pid %d for slot %d; killing it", (int)out.pid, s->index);
-        kill(out.pid, SIGKILL);
-        close(out.chan_fd);
-        return NULL;
-    }
-    if (take_over)
-        cd_slots_serve_after(m, s, p);
-    else
-        cd_slots_serve(m, s, p);
-    cd_info("started worker pid %d for slot %d (generation %u)", (int)out.pid, s->index, m->generation);
-    cd_master_event(m, "{\"event\":\"worker_started\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", s->index,
-                    (int)out.pid, m->generation);
-    return p;
-}
-
-static void begin_stop(cd_master *m, int immediate, int code)
-{
-    if (code > m->exit_code)
-        m->exit_code = code;
-    if (m->stop != CD_RUNNING && !immediate)
-        return;
-    m->stop = immediate ? CD_STOPPING_NOW : CD_STOPPING;
-    cd_reload_abandon(&m->reload);
-    for (int i = 0; i < m->nslots; i++)
-        ev_timer_stop(m->loop, &m->slots[i].respawn_w);
-    double grace = immediate ? QUIT_GRACE : (double)m->conf->graceful_timeout_ms / 1000.0 + 0.5;
-    cd_systemd_notify("STOPPING=1");
-    cd_master_event(m, "{\"event\":\"stopping\",\"immediate\":%s}", immediate ? "true" : "false");
-    cd_notice("%s stop: %s", immediate ? "immediate" : "graceful",
-              immediate ? "workers exit now" : "finishing in-flight requests");
-    for (cd_proc *p = m->procs; p; p = p->next) {
-        if (immediate)
-            kill(p->pid, SIGQUIT);
-        else
-            cd_slots_stop(m, p);
-    }
-    ev_timer_stop(m->loop, &m->stop_deadline_w);
-    ev_timer_set(&m->stop_deadline_w, grace, 0.);
-    ev_timer_start(m->loop, &m->stop_deadline_w);
-}
-
-/* Ends a rolling restart (reload.c reports it); a reload asked for during
- * it follows. */
-static void reload_end(cd_master *m, int ok, const char *why)
-{
-    ok = cd_reload_finish(&m->reload, ok, &why);
-    cd_reload_report(m, ok, why);
-    if (m->reload.pending) {
-        m->reload.pending = 0;
-        raise(SIGHUP);
-    }
-}
-
-/* A new worker of the roll failed: roll back, or give up if that was the
- * roll-back. */
-static void reload_failed(cd_master *m, const char *why)
-{
-    int rc = cd_reload_fail(&m->reload, why);
-    if (rc == 1) {
-        cd_reload_restore(m);
-        cd_slots_cancel_replacements(m); /* slots already rolled get workers of the old config in the step */
-    } else if (rc == 0) {
-        cd_err("rolling back failed too (%s); slots may run different configurations", why);
-        reload_end(m, 0, why);
-    }
-}
 
 /* ---- reconcile: reap ---- */
 
@@ -224,20 +138,20 @@ static void reap_one(cd_master *m, cd_proc *p)
         if (v.postpone_recycle)
             cd_warn("recycling slot %d postponed", slot);
         if (v.abort_reload)
-            reload_failed(m, v.bootfail ? reason : "a new worker died before READY");
+            cd_reload_failed(m, v.bootfail ? reason : "a new worker died before READY");
         break;
     case CD_EXITED_RELOAD_BOOTFAIL:
-        reload_failed(m, reason);
+        cd_reload_failed(m, reason);
         break;
     case CD_EXITED_BOOTFAIL:
         cd_err("worker for slot %d failed to boot: %s; stopping (not respawning a worker that cannot start)", slot,
                reason);
-        begin_stop(m, 0, 1);
+        cd_master_stop(m, 0, 1);
         break;
     case CD_EXITED_CRASH:
         cd_warn("worker pid %d (slot %d) %s after %.1fs", (int)pid, slot, how, uptime);
         if (v.abort_reload)
-            reload_failed(m, "a new worker died before READY");
+            cd_reload_failed(m, "a new worker died before READY");
         break;
     }
     if (was_current && !s->current && s->wanted && m->stop == CD_RUNNING)
@@ -325,7 +239,7 @@ static void recycle(cd_master *m)
             continue;
         cd_info("recycling worker pid %d (slot %d) after %llu requests", (int)p->pid, p->slot,
                 (unsigned long long)p->stats.requests);
-        m->recycling = start_worker(m, s, 1);
+        m->recycling = cd_slots_start(m, s, 1);
         if (m->recycling) {
             p->recycle = 0;
             cd_master_event(m, "{\"event\":\"recycle\",\"slot\":%d,\"pid\":%d}", p->slot, (int)p->pid);
@@ -344,65 +258,11 @@ static void start_missing(cd_master *m)
         cd_slot *s = &m->slots[i];
         if (!s->wanted || s->current || ev_is_active(&s->respawn_w))
             continue;
-        if (!start_worker(m, s, 0)) {
+        if (!cd_slots_start(m, s, 0)) {
             s->fails++;
             ev_timer_set(&s->respawn_w, cd_supervise_backoff(s->fails, (double)random() / (double)RAND_MAX), 0.);
             ev_timer_start(m->loop, &s->respawn_w);
         }
-    }
-}
-
-/* The roll of a reload: reload.c's state machine says what, this does it. */
-static void reload_step(cd_master *m)
-{
-    cd_reload_slot view[CD_MAX_SLOTS];
-    for (;;) {
-        for (int i = 0; i < m->active; i++) {
-            cd_proc *cur = m->slots[i].current;
-            view[i] = (cd_reload_slot){.wanted = m->slots[i].wanted, .has_worker = cur != NULL,
-                                       .worker_new = cur && cur->generation == m->generation,
-                                       .worker_ready = cur && cur->state == PROC_READY};
-        }
-        int old_accepting = 0, slot = 0;
-        for (cd_proc *p = m->procs; p; p = p->next)
-            old_accepting += p->generation != m->generation && p->chan_fd >= 0 && !p->not_accepting;
-        switch (cd_reload_next(&m->reload, view, m->active, old_accepting, &slot)) {
-        case CD_RELOAD_NOTHING:
-        case CD_RELOAD_WAIT:
-            return;
-        case CD_RELOAD_STOP_OLD:
-            for (cd_proc *p = m->procs; p; p = p->next)
-                if (p->slot == slot && p != m->slots[slot].current)
-                    cd_slots_stop(m, p);
-            break;
-        case CD_RELOAD_REPLACE:
-            if (start_worker(m, &m->slots[slot], 1))
-                return;
-            reload_failed(m, "cannot start a worker"); /* then the roll-back's first step */
-            break;
-        case CD_RELOAD_DONE:
-            reload_end(m, 1, NULL);
-            return;
-        }
-    }
-}
-
-static void upgrade_step(cd_master *m)
-{
-    int ready = 0;
-    for (int i = 0; i < m->active; i++) {
-        cd_proc *p = m->slots[i].current;
-        ready += p && p->generation == m->generation && p->state == PROC_READY;
-    }
-    switch (cd_upgrade_next(&m->upgrade, ready, m->active, now(m))) {
-    case CD_UPGRADE_DONE:
-        cd_upgrade_finish(m);
-        break;
-    case CD_UPGRADE_TIMEOUT:
-        cd_upgrade_rollback(m, "the new workers were not all READY within upgrade_timeout");
-        break;
-    default:
-        break;
     }
 }
 
@@ -429,8 +289,8 @@ static void manage(cd_master *m)
     recycle(m);
     start_missing(m);
     cd_slots_changed(m); /* steer to serving slots; hand over what others queue; retire empty slots */
-    reload_step(m);
-    upgrade_step(m);
+    cd_reload_step(m);
+    cd_upgrade_step(m);
     if (readied)
         all_ready_check(m);
     m->ready_seen = cd_slots_count_ready(m);
@@ -444,99 +304,6 @@ static void reconcile(cd_master *m)
     manage(m);
     if (m->stop != CD_RUNNING && !m->procs)
         ev_break(m->loop, EVBREAK_ALL);
-}
-
-/* ---- commands (clusterctl and signals) ---- */
-
-static int do_reload(cd_master *m, char *err, size_t errlen)
-{
-    if (m->stop != CD_RUNNING) {
-        snprintf(err, errlen, "stopping");
-        return -1;
-    }
-    if (m->upgrade.state != CD_UPGRADE_IDLE) {
-        snprintf(err, errlen, "a binary upgrade is in progress");
-        return -1;
-    }
-    if (m->reload.state != CD_RELOAD_IDLE) {
-        cd_notice("reload requested during a reload: it will follow");
-        cd_reload_begin(&m->reload); /* kept as pending */
-        return 0;
-    }
-    if (cd_reload_load(m, err, errlen) < 0)
-        return -1;
-    int target = m->cli_workers ? m->cli_workers : cd_conf_workers(m->conf);
-    if (target != m->active)
-        cd_slots_scale(m, target);
-    return 0; /* the roll itself: reconcile */
-}
-
-static int do_scale(cd_master *m, int target, char *err, size_t errlen)
-{
-    if (m->stop != CD_RUNNING) {
-        snprintf(err, errlen, "stopping");
-        return -1;
-    }
-    if (target < 1 || target > CD_MAX_SLOTS) {
-        snprintf(err, errlen, "the worker count must be from 1 to %d", CD_MAX_SLOTS);
-        return -1;
-    }
-    if (target < m->activated) {
-        snprintf(err, errlen, "slots 0..%d have sockets from systemd; cannot go below %d", m->activated - 1,
-                 m->activated);
-        return -1;
-    }
-    cd_slots_scale(m, target);
-    return 0;
-}
-
-static void reopen_logs(cd_master *m)
-{
-    /* The master logs to stderr (journald); workers own the access log. */
-    int n = 0;
-    for (cd_proc *p = m->procs; p; p = p->next)
-        if (p->chan_fd >= 0 && cd_ipc_send(p->chan_fd, CD_MSG_REOPEN, NULL, 0) == 0)
-            n++;
-    cd_notice("reopening log files: told %d worker(s)", n);
-}
-
-/* Runs one command; its answer goes to o.  Returns 0, or -1 with the
- * reason in err (the answer says it too). */
-static int execute(cd_master *m, const cd_ctl_request *req, cd_buf *o, char *err, size_t errlen)
-{
-    int rc = 0;
-    const char *field = NULL; /* the answer's field, besides "ok" */
-    long long value = 0;
-    switch (req->op) {
-    case CD_CTL_STATUS:
-        cd_control_status(m, o);
-        return 0;
-    case CD_CTL_RELOAD:
-        rc = do_reload(m, err, errlen);
-        field = CD_CTL_F_GENERATION, value = m->generation;
-        break;
-    case CD_CTL_SCALE:
-        rc = do_scale(m, req->workers, err, errlen);
-        field = CD_CTL_F_WORKERS, value = m->active;
-        break;
-    case CD_CTL_STOP:
-    case CD_CTL_STOP_NOW:
-        begin_stop(m, req->op == CD_CTL_STOP_NOW, 0);
-        field = CD_CTL_F_PID, value = getpid();
-        break;
-    case CD_CTL_UPGRADE:
-        rc = cd_upgrade_begin(m, err, errlen);
-        field = CD_CTL_F_GENERATION, value = m->generation;
-        break;
-    case CD_CTL_REOPEN_LOGS:
-        reopen_logs(m);
-        break;
-    }
-    if (rc < 0)
-        cd_control_error(o, err);
-    else
-        cd_control_ok(o, field, value);
-    return rc;
 }
 
 /* ---- handlers ---- */
@@ -555,7 +322,7 @@ static void ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         cd_buf o = {0};
         char err[512] = "";
-        execute(m, &req, &o, err, sizeof err);
+        cd_master_execute(m, &req, &o, err, sizeof err);
         cd_control_answer(m, &o);
         cd_buf_free(&o);
     }
@@ -592,7 +359,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     if (req.op) {
         cd_buf o = {0};
         char err[512] = "";
-        if (execute(m, &req, &o, err, sizeof err) < 0 && req.op == CD_CTL_UPGRADE)
+        if (cd_master_execute(m, &req, &o, err, sizeof err) < 0 && req.op == CD_CTL_UPGRADE)
             cd_err("upgrade refused: %s", err);
         cd_buf_free(&o);
     }
@@ -744,18 +511,23 @@ static void upgrade_check_timeout_cb(struct ev_loop *loop, ev_timer *t, int reve
 
 /* ---- start and end ---- */
 
-/* The new program of an upgrade: a new generation on every slot, each
- * worker serving its slot at once (the old ones serve until it is READY). */
-static void upgrade_start_generation(cd_master *m)
+/* The loop's own watchers get their callbacks (started later, or by
+ * whoever opens what they watch). */
+static void init_watchers(cd_master *m)
 {
-    m->generation++;
-    cd_notice("upgrade: new binary running; starting generation %u on %d slot(s)", m->generation, m->active);
-    m->upgrade.deadline = now(m) + (double)m->conf->upgrade_timeout_ms / 1000.0;
-    for (int i = 0; i < m->active; i++)
-        if (!start_worker(m, &m->slots[i], 0)) {
-            cd_upgrade_rollback(m, "cannot start a worker");
-            return;
-        }
+    m->chan_cb = chan_cb;
+    for (int i = 0; i < m->nslots; i++) {
+        ev_init(&m->slots[i].respawn_w, respawn_cb);
+        m->slots[i].respawn_w.data = &m->slots[i];
+    }
+    ev_init(&m->ctl_w, ctl_cb);
+    m->ctl_w.data = m;
+    ev_init(&m->stop_deadline_w, stop_deadline_cb);
+    m->stop_deadline_w.data = m;
+    ev_init(&m->upgrade.check_w, upgrade_checked_cb);
+    m->upgrade.check_w.data = m;
+    ev_init(&m->upgrade.check_timeout_w, upgrade_check_timeout_cb);
+    m->upgrade.check_timeout_w.data = m;
 }
 
 static void watch(cd_master *m)
@@ -774,104 +546,6 @@ static void watch(cd_master *m)
     ev_timer_start(m->loop, &m->tick_w);
 }
 
-/* Everything but the workers: the loop's watchers, listeners, control
- * plane, bus.  Returns the number of slots to start, or -1 (logged);
- * *adopted as cd_upgrade_adopt says. */
-static int setup(cd_master *m, int *adopted_out)
-{
-    m->loop = ev_default_loop(EVFLAG_AUTO);
-    if (!m->loop || cd_slots_init(m) < 0) {
-        cd_err("cannot create the event loop");
-        return -1;
-    }
-    m->chan_cb = chan_cb;
-    for (int i = 0; i < m->nslots; i++) {
-        ev_init(&m->slots[i].respawn_w, respawn_cb);
-        m->slots[i].respawn_w.data = &m->slots[i];
-    }
-    ev_init(&m->ctl_w, ctl_cb);
-    m->ctl_w.data = m;
-    ev_init(&m->stop_deadline_w, stop_deadline_cb);
-    m->stop_deadline_w.data = m;
-    ev_init(&m->upgrade.check_w, upgrade_checked_cb);
-    m->upgrade.check_w.data = m;
-    ev_init(&m->upgrade.check_timeout_w, upgrade_check_timeout_cb);
-    m->upgrade.check_timeout_w.data = m;
-    m->conf_memfd = cd_conf_memfd(m->conf->text, m->conf->text_len);
-    if (m->conf_memfd < 0) {
-        cd_log_errno(CD_LOG_ERR, -m->conf_memfd, "memfd_create", "cannot pass the config to workers");
-        return -1;
-    }
-    ssize_t el = readlink("/proc/self/exe", m->exe_path, sizeof m->exe_path - 1);
-    if (el > 0) {
-        m->exe_path[el] = '\0';
-        char *del = strstr(m->exe_path, " (deleted)");
-        if (del)
-            *del = '\0';
-    }
-    int adopted = *adopted_out = cd_upgrade_adopt(m);
-    if (cd_privs_prepare(m, adopted) < 0)
-        return -1;
-    int fds[CD_MAX_SLOTS];
-    int act = adopted ? 0 : cd_systemd_listeners(fds, CD_MAX_SLOTS);
-    if (act < 0)
-        return -1;
-    for (int i = 0; i < act; i++) {
-        m->slots[i].fd = fds[i];
-        m->slots[i].activated = 1;
-    }
-    m->activated = act;
-    /* With sockets from systemd, their number is the default worker count. */
-    int n = adopted ? m->active : m->cli_workers ? m->cli_workers
-          : (act > 0 && m->conf->workers == 0) ? act : cd_conf_workers(m->conf);
-    if (act > 0)
-        cd_notice("socket activation: %d listener(s) from systemd%s", act,
-                  n > act ? "; binding the rest ourselves" : "");
-    /* The control socket first: if another clusterd runs with the same
-     * runtime_dir, we must not join its listeners' reuseport group even
-     * briefly.  Then all listeners and the bus: an error stops us before any
-     * worker starts. */
-    m->started = ev_now(m->loop);
-    if (cd_rundir_ensure(m) < 0)
-        return -1;
-    if (cd_control_open(m) < 0) {
-        cd_err("is another clusterd running with runtime_dir %s? (set runtime_dir, or stop it)", m->conf->runtime_dir);
-        return -1;
-    }
-    for (int i = 0; i < n; i++)
-        if (cd_slots_open(m, i) < 0)
-            return -1;
-    m->active = n;
-    cd_slots_changed(m);
-    m->retired = calloc(1, sizeof *m->retired);
-    if (!m->retired || cd_bus_ensure(m) < 0)
-        return -1;
-    watch(m);
-    return n;
-}
-
-static void teardown(cd_master *m)
-{
-    cd_slots_close_all(m);
-    cd_bus_shut(m);
-    cd_control_close(m);
-    cd_rundir_remove(m);
-    free(m->retired);
-    if (m->pidfile_fd >= 0)
-        cd_pidfile_close(m->conf->pidfile, m->pidfile_fd);
-    if (m->conf_memfd >= 0)
-        close(m->conf_memfd);
-    if (m->upgrade.prev_exe_fd >= 0)
-        close(m->upgrade.prev_exe_fd);
-    cd_notice("stopped (exit code %d)", m->exit_code);
-    cd_conf_free(m->reload.prev_conf);
-    if (m->reload.prev_memfd >= 0)
-        close(m->reload.prev_memfd);
-    cd_conf_free(m->conf);
-    if (m->loop)
-        ev_loop_destroy(m->loop);
-}
-
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char **argv)
 {
     cd_master master = {.conf = conf, .conf_path = conf_path, .cli_workers = cli_workers, .generation = 1,
@@ -883,16 +557,22 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
     signal(SIGPIPE, SIG_IGN);
     srandom((unsigned)getpid() ^ (unsigned)time(NULL));
     m->exit_code = 1; /* until the loop runs */
-    int adopted = 0, n = setup(m, &adopted);
+    int adopted = 0, n = -1;
+    m->loop = ev_default_loop(EVFLAG_AUTO);
+    if (!m->loop || cd_slots_init(m) < 0)
+        cd_err("cannot create the event loop");
+    else
+        init_watchers(m), n = cd_master_setup(m, &adopted);
     if (n > 0) {
+        watch(m);
         cd_notice("clusterd starting: %d workers on %s, config %s", n, conf->listen, conf_path);
         m->exit_code = 0;
         if (adopted == 2)
-            upgrade_start_generation(m);
+            cd_upgrade_start_generation(m);
         cd_slots_want(m, n);
         reconcile(m); /* starts the workers */
         ev_run(m->loop, 0);
     }
-    teardown(m);
+    cd_master_teardown(m);
     return m->exit_code;
 }

@@ -11,7 +11,8 @@
  * hung, manage the rest (start, stop, replace, roll), as gunicorn's arbiter
  * does.  The other files:
  *
- * master.c     the loop: handlers, commands, reconcile (reap, murder, manage)
+ * master.c     the loop: handlers, then reconcile (reap, murder, manage)
+ * commands.c   what clusterctl and signals ask: checked, recorded, answered
  * supervise.c  exit classification, respawn backoff, hung workers: pure
  * reload.c     the rolling restart: state machine (pure) and its effects
  * upgrade.c    the binary upgrade in place: state machine, `-V` check, exec
@@ -22,6 +23,7 @@
  * control.c    clusterctl's control plane: parse a command, answer, events
  * snapshot.c   the cluster's counters sent to every worker (/metrics)
  * rundir.c     the runtime dir and the bus relay in it
+ * start.c      setup before the loop and teardown after it
  * privs.c      rlimit, user/group, pidfile, watchdog interval at start
  * systemd.c    sd_notify, socket activation, watchdog (libsystemd dlopen'd)
  * pidfile.c    the locked pidfile
@@ -155,6 +157,20 @@ struct cd_master {
 /* master.c: runs the master until it stops; returns the process exit code. */
 int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char **argv);
 
+/* commands.c: runs one command (clusterctl's, or a signal's); its answer
+ * goes to o.  Returns 0, or -1 with the reason in err (and in o). */
+int cd_master_execute(cd_master *m, const cd_ctl_request *req, cd_buf *o, char *err, size_t errlen);
+/* commands.c: graceful (workers drain) or immediate stop; the exit code is
+ * at least code. */
+void cd_master_stop(cd_master *m, int immediate, int code);
+
+/* start.c: everything but the loop's watchers and the workers (memfd,
+ * adoption after an upgrade, process settings, listeners, runtime dir,
+ * control plane, bus).  Returns the number of slots to start, or -1
+ * (logged); *adopted as cd_upgrade_adopt says.  teardown undoes it all. */
+int cd_master_setup(cd_master *m, int *adopted);
+void cd_master_teardown(cd_master *m);
+
 /* slots.c: the table.  The only writer of m->procs, slot->current,
  * proc->replaces, slot->wanted/retiring and m->active. */
 int cd_slots_init(cd_master *m);                 /* 0 or -ENOMEM */
@@ -163,6 +179,10 @@ int cd_slots_open(cd_master *m, int i);          /* slot i's listener; 0 or -1 (
 void cd_slots_want(cd_master *m, int n);         /* slots 0..n-1 should have workers */
 void cd_slots_scale(cd_master *m, int target);   /* opens or retires slots (their workers: the loop) */
 cd_proc *cd_slots_find(cd_master *m, pid_t pid);
+/* Starts a worker for slot s on the current config and generation (spawn.c):
+ * it serves the slot at once, or (take_over) once READY, when the current
+ * one drains.  Returns it, or NULL (logged). */
+cd_proc *cd_slots_start(cd_master *m, cd_slot *s, int take_over);
 /* A started (or adopted) worker enters the table, not yet serving a slot;
  * its channel is watched with m->chan_cb.  NULL when out of memory. */
 cd_proc *cd_slots_add(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan);

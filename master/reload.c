@@ -16,6 +16,7 @@
  */
 #include "master/reload.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -165,4 +166,66 @@ void cd_reload_report(cd_master *m, int ok, const char *why)
     else
         cd_notice("rolled back: %d workers on generation %u", m->active, m->generation);
     cd_master_event(m, "{\"event\":\"reload_%s\",\"generation\":%u}", ok ? "done" : "failed", m->generation);
+}
+
+/* ---- driving the roll (the loop calls these) ---- */
+
+/* Ends a rolling restart (reload.c reports it); a reload asked for during
+ * it follows. */
+static void reload_end(cd_master *m, int ok, const char *why)
+{
+    ok = cd_reload_finish(&m->reload, ok, &why);
+    cd_reload_report(m, ok, why);
+    if (m->reload.pending) {
+        m->reload.pending = 0;
+        raise(SIGHUP);
+    }
+}
+
+/* A new worker of the roll failed: roll back, or give up if that was the
+ * roll-back. */
+void cd_reload_failed(cd_master *m, const char *why)
+{
+    int rc = cd_reload_fail(&m->reload, why);
+    if (rc == 1) {
+        cd_reload_restore(m);
+        cd_slots_cancel_replacements(m); /* slots already rolled get workers of the old config in the step */
+    } else if (rc == 0) {
+        cd_err("rolling back failed too (%s); slots may run different configurations", why);
+        reload_end(m, 0, why);
+    }
+}
+
+void cd_reload_step(cd_master *m)
+{
+    cd_reload_slot view[CD_MAX_SLOTS];
+    for (;;) {
+        for (int i = 0; i < m->active; i++) {
+            cd_proc *cur = m->slots[i].current;
+            view[i] = (cd_reload_slot){.wanted = m->slots[i].wanted, .has_worker = cur != NULL,
+                                       .worker_new = cur && cur->generation == m->generation,
+                                       .worker_ready = cur && cur->state == PROC_READY};
+        }
+        int old_accepting = 0, slot = 0;
+        for (cd_proc *p = m->procs; p; p = p->next)
+            old_accepting += p->generation != m->generation && p->chan_fd >= 0 && !p->not_accepting;
+        switch (cd_reload_next(&m->reload, view, m->active, old_accepting, &slot)) {
+        case CD_RELOAD_NOTHING:
+        case CD_RELOAD_WAIT:
+            return;
+        case CD_RELOAD_STOP_OLD:
+            for (cd_proc *p = m->procs; p; p = p->next)
+                if (p->slot == slot && p != m->slots[slot].current)
+                    cd_slots_stop(m, p);
+            break;
+        case CD_RELOAD_REPLACE:
+            if (cd_slots_start(m, &m->slots[slot], 1))
+                return;
+            cd_reload_failed(m, "cannot start a worker"); /* then the roll-back's first step */
+            break;
+        case CD_RELOAD_DONE:
+            reload_end(m, 1, NULL);
+            return;
+        }
+    }
 }

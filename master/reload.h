@@ -85,5 +85,10 @@ void cd_reload_restore(cd_master *m);
 /* Frees the previous config and reports the outcome (log, systemd, event,
  * r->last). */
 void cd_reload_report(cd_master *m, int ok, const char *why);
+/* Driving the roll (the loop's reconcile step): carries out what
+ * cd_reload_next says until it must wait; and a new worker's failure
+ * (roll back, or give up when that was the roll-back). */
+void cd_reload_step(cd_master *m);
+void cd_reload_failed(cd_master *m, const char *why);
 
 #endif

@@ -74,6 +74,34 @@ cd_proc *cd_slots_find(cd_master *m, pid_t pid)
     return NULL;
 }
 
+cd_proc *cd_slots_start(cd_master *m, cd_slot *s, int take_over)
+{
+    cd_spawn_args a = {.listen_fd = s->fd, .conf_memfd = m->conf_memfd, .slot = s->index,
+                       .generation = m->generation, .conf_path = m->conf->path, .drop_privs = m->drop_privs,
+                       .uid = m->uid, .gid = m->gid};
+    cd_spawned out;
+    int rc = cd_spawn_worker(&a, &out);
+    if (rc < 0) {
+        cd_log_errno(CD_LOG_ERR, -rc, out.failed_call, "spawning a worker for slot %d", s->index);
+        return NULL;
+    }
+    cd_proc *p = cd_slots_add(m, s, out.pid, m->generation, out.chan_fd);
+    if (!p) {
+        cd_err("out of memory tracking worker pid %d for slot %d; killing it", (int)out.pid, s->index);
+        kill(out.pid, SIGKILL);
+        close(out.chan_fd);
+        return NULL;
+    }
+    if (take_over)
+        cd_slots_serve_after(m, s, p);
+    else
+        cd_slots_serve(m, s, p);
+    cd_info("started worker pid %d for slot %d (generation %u)", (int)out.pid, s->index, m->generation);
+    cd_master_event(m, "{\"event\":\"worker_started\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", s->index,
+                    (int)out.pid, m->generation);
+    return p;
+}
+
 cd_proc *cd_slots_add(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, int chan)
 {
     cd_proc *p = calloc(1, sizeof *p);

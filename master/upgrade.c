@@ -370,3 +370,38 @@ void cd_upgrade_check_result(cd_master *m, int status)
     cd_err("upgrade refused: the new binary %s does not run (`-V` status 0x%x); nothing changed", m->exe_path, status);
     cd_systemd_notify("READY=1");
 }
+
+/* ---- driving it (the loop calls these) ---- */
+
+/* The new program of an upgrade: a new generation on every slot, each
+ * worker serving its slot at once (the old ones serve until it is READY). */
+void cd_upgrade_start_generation(cd_master *m)
+{
+    m->generation++;
+    cd_notice("upgrade: new binary running; starting generation %u on %d slot(s)", m->generation, m->active);
+    m->upgrade.deadline = ev_now(m->loop) + (double)m->conf->upgrade_timeout_ms / 1000.0;
+    for (int i = 0; i < m->active; i++)
+        if (!cd_slots_start(m, &m->slots[i], 0)) {
+            cd_upgrade_rollback(m, "cannot start a worker");
+            return;
+        }
+}
+
+void cd_upgrade_step(cd_master *m)
+{
+    int ready = 0;
+    for (int i = 0; i < m->active; i++) {
+        cd_proc *p = m->slots[i].current;
+        ready += p && p->generation == m->generation && p->state == PROC_READY;
+    }
+    switch (cd_upgrade_next(&m->upgrade, ready, m->active, ev_now(m->loop))) {
+    case CD_UPGRADE_DONE:
+        cd_upgrade_finish(m);
+        break;
+    case CD_UPGRADE_TIMEOUT:
+        cd_upgrade_rollback(m, "the new workers were not all READY within upgrade_timeout");
+        break;
+    default:
+        break;
+    }
+}

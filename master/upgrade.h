@@ -82,6 +82,11 @@ void cd_upgrade_finish(cd_master *m);
 /* A new worker failed or the time ran out: the old workers get their slots
  * back and the old binary is exec'd again.  Returns only if that failed. */
 void cd_upgrade_rollback(cd_master *m, const char *why);
+/* New program: a new generation on every slot (the old workers serve
+ * until it is READY; upgrade_timeout runs from now).  And the loop's
+ * reconcile step: done, or too late. */
+void cd_upgrade_start_generation(cd_master *m);
+void cd_upgrade_step(cd_master *m);
 /* In the new program before the loop (clusterd.c): the config text the old
  * one ran (from its memfd); and, when it cannot go on, exec the old binary. */
 int cd_upgrade_load_conf(const char *conf_path, cd_conf **out, char *err, size_t errlen);

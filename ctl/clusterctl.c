@@ -12,7 +12,8 @@
  *     events           follows lifecycle events (until -t or Ctrl-C)
  *
  * The master answers every command at once; clusterctl waits for outcomes by
- * following `status`.  A master that is absent or dead fails fast: no
+ * following `status`.  The protocol (commands, answer fields, limits) is
+ * ipc/control_proto.h, which the master includes too.  A master that is absent or dead fails fast: no
  * control socket, or no answer within two seconds.
  */
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "ipc/control_proto.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
@@ -61,7 +63,7 @@ static const char NO_ANSWER[] = "clusterd did not answer within 2s (dead, or a s
 static char *request(const char *cmd, const char **why)
 {
     char path[300], url[320];
-    snprintf(path, sizeof path, "%s/control", rundir);
+    snprintf(path, sizeof path, "%s/" CD_CTL_SOCK_CONTROL, rundir);
     struct stat st;
     if (stat(path, &st) < 0) {
         *why = "no control socket (is clusterd running?)";
@@ -188,9 +190,9 @@ static void json_str(const char *json, const char *key, char *out, size_t cap)
 /* Returns the answer r to cmd when it says ok; exits with its reason when not. */
 static char *checked(const char *cmd, char *r)
 {
-    if (!json_bool(r, "ok")) {
+    if (!json_bool(r, CD_CTL_F_OK)) {
         char err[600];
-        json_str(r, "error", err, sizeof err);
+        json_str(r, CD_CTL_F_ERROR, err, sizeof err);
         fprintf(stderr, "clusterctl: %s failed: %s\n", cmd, err);
         exit(EXIT_FAIL);
     }
@@ -206,6 +208,9 @@ static char *must(const char *cmd)
     return checked(cmd, r);
 }
 
+/* Whether s begins with prefix (how last_reload / last_upgrade say the outcome). */
+static int starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -215,7 +220,7 @@ static void sleep_ms(int ms)
 /* Iterates over the objects of "workers":[...]; returns the next one's start. */
 static const char *next_worker(const char *p)
 {
-    return strstr(p, "{\"slot\":");
+    return strstr(p, "{\"" CD_CTL_W_SLOT "\":");
 }
 
 static void print_status(FILE *f, const char *r)
@@ -225,23 +230,23 @@ static void print_status(FILE *f, const char *r)
         return;
     }
     char last[200], listen[200];
-    json_str(r, "last_reload", last, sizeof last);
-    json_str(r, "listen", listen, sizeof listen);
-    fprintf(f, "clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s\n", json_num(r, "pid"), listen,
-           json_num(r, "uptime"), json_num(r, "generation"), json_num(r, "workers_wanted"),
-           json_bool(r, "reloading") ? ", RELOADING" : "", json_bool(r, "stopping") ? ", STOPPING" : "");
+    json_str(r, CD_CTL_F_LAST_RELOAD, last, sizeof last);
+    json_str(r, CD_CTL_F_LISTEN, listen, sizeof listen);
+    fprintf(f, "clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s\n", json_num(r, CD_CTL_F_PID), listen,
+           json_num(r, CD_CTL_F_UPTIME), json_num(r, CD_CTL_F_GENERATION), json_num(r, CD_CTL_F_WORKERS_WANTED),
+           json_bool(r, CD_CTL_F_RELOADING) ? ", RELOADING" : "", json_bool(r, CD_CTL_F_STOPPING) ? ", STOPPING" : "");
     if (last[0])
         fprintf(f, "last reload: %s\n", last);
     fprintf(f, "%-5s %-8s %-4s %-9s %9s %10s %9s %6s %9s %9s\n", "SLOT", "PID", "GEN", "STATE", "UPTIME", "REQUESTS",
            "INFLIGHT", "CONNS", "RSS", "HEARTBEAT");
-    const char *workers = json_find(r, "workers");
+    const char *workers = json_find(r, CD_CTL_F_WORKERS);
     for (const char *p = workers ? next_worker(workers) : NULL; p; p = next_worker(p + 1)) {
         char state[32];
-        json_str(p, "state", state, sizeof state);
-        fprintf(f, "%-5.0f %-8.0f %-4.0f %-9s %8.0fs %10.0f %9.0f %6.0f %8.1fM %8.1fs\n", json_num(p, "slot"),
-               json_num(p, "pid"), json_num(p, "generation"), state, json_num(p, "uptime"), json_num(p, "requests"),
-               json_num(p, "in_flight"), json_num(p, "connections"), json_num(p, "rss") / 1048576.0,
-               json_num(p, "heartbeat_age"));
+        json_str(p, CD_CTL_W_STATE, state, sizeof state);
+        fprintf(f, "%-5.0f %-8.0f %-4.0f %-9s %8.0fs %10.0f %9.0f %6.0f %8.1fM %8.1fs\n", json_num(p, CD_CTL_W_SLOT),
+               json_num(p, CD_CTL_W_PID), json_num(p, CD_CTL_W_GENERATION), state, json_num(p, CD_CTL_W_UPTIME),
+               json_num(p, CD_CTL_W_REQUESTS), json_num(p, CD_CTL_W_IN_FLIGHT), json_num(p, CD_CTL_W_CONNECTIONS),
+               json_num(p, CD_CTL_W_RSS) / 1048576.0, json_num(p, CD_CTL_W_HEARTBEAT_AGE));
     }
 }
 
@@ -250,34 +255,34 @@ static void print_status(FILE *f, const char *r)
 static void count_workers(const char *r, double gen, int *ready, int *total)
 {
     *ready = *total = 0;
-    const char *workers = json_find(r, "workers");
+    const char *workers = json_find(r, CD_CTL_F_WORKERS);
     for (const char *p = workers ? next_worker(workers) : NULL; p; p = next_worker(p + 1)) {
         char state[32];
-        json_str(p, "state", state, sizeof state);
+        json_str(p, CD_CTL_W_STATE, state, sizeof state);
         (*total)++;
-        if (strcmp(state, "ready") == 0 && (gen < 0 || json_num(p, "generation") == gen))
+        if (strcmp(state, CD_CTL_STATE_READY) == 0 && (gen < 0 || json_num(p, CD_CTL_W_GENERATION) == gen))
             (*ready)++;
     }
 }
 
 static int cmd_reload(void)
 {
-    char *r = must("reload");
-    double gen = json_num(r, "generation");
+    char *r = must(CD_CTL_CMD_RELOAD);
+    double gen = json_num(r, CD_CTL_F_GENERATION);
     free(r);
     double deadline = now_s() + timeout_s;
     while (now_s() < deadline) {
         sleep_ms(100);
-        r = must("status");
-        int reloading = json_bool(r, "reloading");
+        r = must(CD_CTL_CMD_STATUS);
+        int reloading = json_bool(r, CD_CTL_F_RELOADING);
         if (!reloading) {
             char last[200];
-            json_str(r, "last_reload", last, sizeof last);
+            json_str(r, CD_CTL_F_LAST_RELOAD, last, sizeof last);
             int ready, total;
             count_workers(r, gen, &ready, &total);
-            double wanted = json_num(r, "workers_wanted");
+            double wanted = json_num(r, CD_CTL_F_WORKERS_WANTED);
             free(r);
-            if (strncmp(last, "done", 4) != 0) {
+            if (!starts(last, CD_CTL_OUTCOME_DONE)) {
                 fprintf(stderr, "clusterctl: reload failed: %s\n", last);
                 return EXIT_FAIL;
             }
@@ -296,12 +301,12 @@ static int cmd_reload(void)
 static int cmd_scale(const char *n)
 {
     char cmd[64];
-    snprintf(cmd, sizeof cmd, "scale %s", n);
+    snprintf(cmd, sizeof cmd, CD_CTL_CMD_SCALE " %s", n);
     free(must(cmd));
     int want = atoi(n);
     double deadline = now_s() + timeout_s;
     while (now_s() < deadline) {
-        char *r = must("status");
+        char *r = must(CD_CTL_CMD_STATUS);
         int ready, total;
         count_workers(r, -1, &ready, &total);
         free(r);
@@ -317,7 +322,7 @@ static int cmd_scale(const char *n)
 
 static int cmd_stop(int now)
 {
-    const char *cmd = now ? "stop now" : "stop", *why = NULL;
+    const char *cmd = now ? CD_CTL_CMD_STOP_NOW : CD_CTL_CMD_STOP, *why = NULL;
     char *r = request(cmd, &why);
     if (!r) {
         /* A master told to stop may exit before its answer leaves (stop now
@@ -325,7 +330,7 @@ static int cmd_stop(int now)
          * socket is gone has stopped.  A stale socket stays: a failure. */
         char path[300];
         struct stat st;
-        snprintf(path, sizeof path, "%s/control", rundir);
+        snprintf(path, sizeof path, "%s/" CD_CTL_SOCK_CONTROL, rundir);
         if (why == NO_ANSWER && stat(path, &st) < 0 && errno == ENOENT) {
             printf("stopped\n");
             return 0;
@@ -333,7 +338,7 @@ static int cmd_stop(int now)
         die("%s: %s", rundir, why);
     }
     r = checked(cmd, r);
-    double pd = json_num(r, "pid");
+    double pd = json_num(r, CD_CTL_F_PID);
     pid_t pid = pd >= 2 && pd <= INT_MAX ? (pid_t)pd : 0; /* 0: follow status alone */
     free(r);
     double deadline = now_s() + timeout_s;
@@ -344,7 +349,7 @@ static int cmd_stop(int now)
         }
         /* Still there (or a zombie of our shell's): does it still answer? */
         const char *why;
-        char *s = request("status", &why);
+        char *s = request(CD_CTL_CMD_STATUS, &why);
         if (!s) {
             printf("stopped\n");
             return 0;
@@ -358,26 +363,26 @@ static int cmd_stop(int now)
 
 static int cmd_upgrade(void)
 {
-    char *r = must("upgrade");
-    double gen = json_num(r, "generation");
+    char *r = must(CD_CTL_CMD_UPGRADE);
+    double gen = json_num(r, CD_CTL_F_GENERATION);
     free(r);
     double deadline = now_s() + timeout_s;
     while (now_s() < deadline) {
         sleep_ms(100);
         const char *why;
-        r = request("status", &why); /* absent for a moment while the master execs */
+        r = request(CD_CTL_CMD_STATUS, &why); /* absent for a moment while the master execs */
         if (!r)
             continue;
-        if (!json_bool(r, "upgrading")) {
+        if (!json_bool(r, CD_CTL_F_UPGRADING)) {
             char last[200];
-            json_str(r, "last_upgrade", last, sizeof last);
-            double g = json_num(r, "generation");
+            json_str(r, CD_CTL_F_LAST_UPGRADE, last, sizeof last);
+            double g = json_num(r, CD_CTL_F_GENERATION);
             free(r);
-            if (strncmp(last, "done", 4) == 0 && g > gen) {
+            if (starts(last, CD_CTL_OUTCOME_DONE) && g > gen) {
                 printf("upgrade %s\n", last);
                 return 0;
             }
-            if (strncmp(last, "FAILED", 6) == 0) {
+            if (starts(last, CD_CTL_OUTCOME_FAILED)) {
                 fprintf(stderr, "clusterctl: upgrade %s\n", last);
                 return EXIT_FAIL;
             }
@@ -399,7 +404,7 @@ static void on_int(int sig)
 static int cmd_events(void)
 {
     char path[300], url[320];
-    snprintf(path, sizeof path, "%s/events", rundir);
+    snprintf(path, sizeof path, "%s/" CD_CTL_SOCK_EVENTS, rundir);
     struct stat st;
     if (stat(path, &st) < 0)
         die("%s: %s", rundir, "no events socket (is clusterd running?)");
@@ -478,30 +483,30 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[optind];
     int extra = argc - optind - 1;
-    if (strcmp(cmd, "status") == 0 && extra == 0) {
-        char *r = must("status");
+    if (strcmp(cmd, CD_CTL_CMD_STATUS) == 0 && extra == 0) {
+        char *r = must(CD_CTL_CMD_STATUS);
         print_status(stdout, r);
         free(r);
         return 0;
     }
-    if (strcmp(cmd, "reload") == 0 && extra == 0)
+    if (strcmp(cmd, CD_CTL_CMD_RELOAD) == 0 && extra == 0)
         return cmd_reload();
-    if (strcmp(cmd, "scale") == 0 && extra == 1)
+    if (strcmp(cmd, CD_CTL_CMD_SCALE) == 0 && extra == 1)
         return cmd_scale(argv[optind + 1]);
-    if (strcmp(cmd, "stop") == 0 && extra <= 1) {
+    if (strcmp(cmd, CD_CTL_CMD_STOP) == 0 && extra <= 1) {
         if (extra == 1 && strcmp(argv[optind + 1], "--now") != 0) {
             usage(stderr);
             return EXIT_USAGE;
         }
         return cmd_stop(now || extra == 1);
     }
-    if (strcmp(cmd, "reopen-logs") == 0 && extra == 0) {
-        free(must("reopen-logs"));
+    if (strcmp(cmd, CD_CTL_CMD_REOPEN_LOGS) == 0 && extra == 0) {
+        free(must(CD_CTL_CMD_REOPEN_LOGS));
         return 0;
     }
     if (strcmp(cmd, "events") == 0 && extra == 0)
         return cmd_events();
-    if (strcmp(cmd, "upgrade") == 0 && extra == 0)
+    if (strcmp(cmd, CD_CTL_CMD_UPGRADE) == 0 && extra == 0)
         return cmd_upgrade();
     usage(stderr);
     return EXIT_USAGE;

@@ -139,12 +139,6 @@ const cd_conf_key cd_readmongo__keys[] = {
     {0},
 };
 
-int cd_readmongo__conf_set(void *conf, const char *key, const char *value, char *err,
-                           size_t errlen)
-{
-    return cd_conf_key_set(cd_readmongo__keys, conf, key, value, err, errlen);
-}
-
 /* A timeout: the config key if set, else the URI's option, else dflt. */
 static long long pick_timeout(long long configured, const mongoc_uri_t *uri, const char *opt,
                               long long dflt)

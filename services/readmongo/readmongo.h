@@ -59,8 +59,6 @@ typedef struct cd_readmongo_conf {
  * (services/service.h: conf_new, conf_check, conf_free). */
 extern const cd_conf_key cd_readmongo__keys[];
 void *cd_readmongo__conf_new(void);
-int cd_readmongo__conf_set(void *conf, const char *key, const char *value, char *err,
-                           size_t errlen);
 int cd_readmongo__conf_check(void *conf, char *err, size_t errlen);
 void cd_readmongo__conf_free(void *conf);
 

@@ -18,7 +18,7 @@ static const cd_service_type *t = &cd_service_readmongo;
 static int set(void *c, const char *k, const char *v)
 {
     char err[256] = "";
-    int rc = cd_conf_key_set(cd_readmongo__keys, c, k, v, err, sizeof err);
+    int rc = cd_conf_key_set(t->keys, c, k, v, err, sizeof err);
     if (rc == -1)
         cr_assert(err[0], "%s = %s: no message", k, v);
     return rc;

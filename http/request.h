@@ -74,11 +74,4 @@ typedef void (*cd_upgrade_cb)(void *arg, int fd, const char *head, size_t headle
  * towards max_connections.  Modelled on h2o's h2o_http1_upgrade. */
 void cd_http_upgrade(cd_request *r, cd_upgrade_cb cb, void *arg);
 
-/* Deprecated (until services/events uses cd_http_upgrade): the same
- * hand-over, synchronous.  The request is finished and freed (a 101), and
- * the caller owns the returned fd at once; the bytes after the request are
- * copied to buf (cap at least 16k) and counted in *len.  Returns the fd, or
- * -1 when the client is already gone. */
-int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len);
-
 #endif

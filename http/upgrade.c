@@ -16,9 +16,6 @@
  * hand-over (an immediate stop, or earlier answers not written within
  * keepalive_timeout), cb gets fd -1, from a zero timer of its own or from
  * the close, never from cd_http_upgrade itself.
- *
- * cd_request_upgrade is the older, synchronous form (it returns the fd to
- * the handler at once); it stays until the last service has switched.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,39 +81,4 @@ void cd_http__handover(cd_conn *c)
     c->up_cb = NULL;
     cd_http__close(c);
     cb(arg, fd, head, n);
-}
-
-int cd_request_upgrade(cd_request *r, char *buf, size_t cap, size_t *len)
-{
-    cd_http_ctx *ctx = r->ctx;
-    cd_conn *c = r->conn;
-    cd_http__finish(r, 101);
-    cd_http__request_free(r);
-    *len = 0;
-    if (!c)
-        return -1;
-    c->req = NULL;
-    size_t left = c->in_len - c->in_off;
-    if (left > cap || c->out_off < c->out_len) {
-        if (c->processing)
-            c->state = CS_CLOSING; /* cd_http__process closes it */
-        else
-            cd_http__close(c);
-        return -1;
-    }
-    memcpy(buf, c->in + c->in_off, left);
-    *len = left;
-    int fd = c->fd;
-    c->fd = -1; /* now the service's */
-    ev_io_stop(ctx->loop, &c->io);
-    if (c->processing) {
-        /* Called from handle(), with cd_http__process on the stack: let it
-         * free the connection when it unwinds. */
-        c->state = CS_CLOSING;
-        c->in_off = c->in_len = 0;
-        c->out_off = c->out_len = 0;
-    } else {
-        cd_http__close(c);
-    }
-    return fd;
 }

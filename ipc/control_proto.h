@@ -51,7 +51,8 @@ typedef struct cd_ctl_request {
 /* Answer fields.  Every answer: */
 #define CD_CTL_F_OK "ok"       /* true or false */
 #define CD_CTL_F_ERROR "error" /* string, when ok is false */
-/* reload, upgrade: "generation"; scale: "workers"; stop: "pid".  status: */
+/* reload, upgrade: "generation" (a number); scale: "workers" (the count);
+ * stop: "pid".  status: */
 #define CD_CTL_F_PID "pid"
 #define CD_CTL_F_UPTIME "uptime"         /* seconds */
 #define CD_CTL_F_GENERATION "generation" /* of the running config */

@@ -8,11 +8,12 @@
  *                signals     TERM/INT stop, QUIT stop now, HUP reload,
  *                            TTIN/TTOU one worker more/fewer, USR1 reopen
  *                            logs, USR2 upgrade (the same commands as
- *                            clusterctl's, through execute())
+ *                            clusterctl's: cd_master_execute, commands.c)
  *                SIGCHLD     a worker exited (p->exited)
  *                channels    READY, HEARTBEAT, BOOTFAIL, RECYCLE, DRAINING,
  *                            EOF (fields of the worker's cd_proc)
- *                commands    clusterctl (control.c parses, execute() runs)
+ *                commands    clusterctl (control.c parses, commands.c
+ *                            checks, records and answers)
  *                timers      the 250 ms tick, a slot's backoff, the stop
  *                            deadline, the upgrade check
  *   reconcile  one step, run after every handler, decides what to do:
@@ -45,9 +46,24 @@
 
 #define TICK 0.25
 
-static void reconcile(cd_master *m);
-
 static double now(cd_master *m) { return ev_now(m->loop); }
+
+static void reap(cd_master *m);
+static void murder(cd_master *m);
+static void manage(cd_master *m);
+
+/* The one place that decides, after every handler: the exited first (their
+ * slots may need workers), then the hung (they are killed, and reaped in a
+ * later step), then everything else.  The loop ends once a stop has no
+ * worker left. */
+static void reconcile(cd_master *m)
+{
+    reap(m);
+    murder(m);
+    manage(m);
+    if (m->stop != CD_RUNNING && !m->procs)
+        ev_break(m->loop, EVBREAK_ALL);
+}
 
 /* ---- reconcile: reap ---- */
 
@@ -296,15 +312,6 @@ static void manage(cd_master *m)
     m->ready_seen = cd_slots_count_ready(m);
 }
 
-/* The one place that decides: after every handler. */
-static void reconcile(cd_master *m)
-{
-    reap(m);
-    murder(m);
-    manage(m);
-    if (m->stop != CD_RUNNING && !m->procs)
-        ev_break(m->loop, EVBREAK_ALL);
-}
 
 /* ---- handlers ---- */
 

@@ -23,6 +23,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "ipc/control_proto.h"
 #include "master/master.h"
 
 int cd_reload_begin(cd_reload *r)
@@ -93,7 +94,7 @@ static void rejected(cd_master *m, cd_conf *nc, const char *err)
 {
     cd_conf_free(nc);
     cd_err("reload failed, keeping the current configuration: %s", err);
-    snprintf(m->reload.last, sizeof m->reload.last, "REJECTED: %.80s", err);
+    snprintf(m->reload.last, sizeof m->reload.last, CD_CTL_OUTCOME_REJECTED ": %.80s", err);
     cd_master_event(m, "{\"event\":\"reload_rejected\"}");
 }
 
@@ -157,8 +158,9 @@ void cd_reload_report(cd_master *m, int ok, const char *why)
     }
     char when[32];
     cd_now_string(when, sizeof when);
-    snprintf(r->last, sizeof r->last, "%s at %s (generation %u)%s%.60s", ok ? "done" : "FAILED, rolled back", when,
-             m->generation, why ? ": " : "", why ? why : "");
+    snprintf(r->last, sizeof r->last, "%s at %s (generation %u)%s%.60s",
+             ok ? CD_CTL_OUTCOME_DONE : CD_CTL_OUTCOME_FAILED ", rolled back", when, m->generation, why ? ": " : "",
+             why ? why : "");
     cd_systemd_notify("READY=1");
     cd_systemd_status(m, ok ? "reload done" : "reload failed");
     if (ok)

@@ -11,7 +11,7 @@
  *
  * Invariants: a request is accepted only when it is at most
  * CD_CTL_MAX_REQUEST bytes with no NUL, as a known op (scale: 1 to
- * CD_MAX_SLOTS workers), and a refusal always says why; no crash, leak or
+ * CD_CTL_MAX_WORKERS workers), and a refusal always says why; no crash, leak or
  * out-of-bounds read anywhere; the error text round-trips exactly.
  */
 #include <stdint.h>
@@ -21,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/json.h"
+#include "ipc/control_proto.h"
 #include "master/master.h"
 
 #define main clusterctl_main
@@ -50,7 +51,7 @@ static void request_side(const uint8_t *data, size_t size)
         abort();
     if (r.op < CD_CTL_STATUS || r.op > CD_CTL_REOPEN_LOGS)
         abort();
-    if (r.op == CD_CTL_SCALE ? r.workers < 1 || r.workers > CD_MAX_SLOTS : r.workers != 0)
+    if (r.op == CD_CTL_SCALE ? r.workers < 1 || r.workers > CD_CTL_MAX_WORKERS : r.workers != 0)
         abort();
 }
 

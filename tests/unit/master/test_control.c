@@ -4,6 +4,7 @@
  * requests that are not one short line of text.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "master/master.h"
@@ -103,4 +104,28 @@ Test(control, a_request_need_not_be_terminated)
     const char *why = NULL;
     cr_assert_eq(cd_control_parse(req, 6, &r, &why), 0, "%s", why);
     cr_assert_eq(r.op, CD_CTL_RELOAD);
+}
+
+/* clusterctl sends the command names of ipc/control_proto.h: each must
+ * parse to its own op (the two sides share the header, not a copy). */
+Test(control, the_protocol_header_names_parse)
+{
+    static const struct {
+        const char *text;
+        cd_ctl_op op;
+    } cases[] = {{CD_CTL_CMD_STATUS, CD_CTL_STATUS},   {CD_CTL_CMD_RELOAD, CD_CTL_RELOAD},
+                 {CD_CTL_CMD_STOP, CD_CTL_STOP},       {CD_CTL_CMD_STOP_NOW, CD_CTL_STOP_NOW},
+                 {CD_CTL_CMD_UPGRADE, CD_CTL_UPGRADE}, {CD_CTL_CMD_REOPEN_LOGS, CD_CTL_REOPEN_LOGS},
+                 {CD_CTL_CMD_SCALE " 2", CD_CTL_SCALE}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cd_ctl_request r;
+        const char *why = NULL;
+        cr_assert_eq(parse(cases[i].text, &r, &why), 0, "'%s': %s", cases[i].text, why);
+        cr_assert_eq(r.op, cases[i].op, "'%s'", cases[i].text);
+    }
+    cd_ctl_request r;
+    const char *why = NULL;
+    char max[16];
+    snprintf(max, sizeof max, CD_CTL_CMD_SCALE " %d", CD_CTL_MAX_WORKERS + 1);
+    cr_assert_eq(parse(max, &r, &why), -1, "scale beyond CD_CTL_MAX_WORKERS is refused");
 }

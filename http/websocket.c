@@ -1,6 +1,7 @@
 /*
- * websocket.c - one server-side WebSocket connection over wslay on a libev
- * loop (worker, loop thread; the contract is in websocket.h).
+ * websocket.c - the server side of a WebSocket: the opening handshake's
+ * checks, and one connection over wslay on a libev loop (worker, loop
+ * thread; the contract is in websocket.h).
  *
  * wslay does the RFC 6455 framing; this file feeds it the socket.  Two
  * ev_io watchers follow wslay_event_want_read/want_write (update()), and a
@@ -13,20 +14,82 @@
  * call: code that wants it gone marks it dead, and update(), at the end of
  * every watcher callback, finishes the job.  This file is compiled into
  * the modules that use it (CMakeLists.txt: CD_MODULE_SRCS_events), not
- * into the binary, so a worker without them maps no libwslay.
+ * into the binary, so a worker without them maps no libwslay (nor
+ * libcrypto, which the accept key's SHA-1 needs).
  */
 #include "http/websocket.h"
 
 #include <errno.h>
 #include <ev.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
 
 #include "core/util.h"
+
+/* ---- the opening handshake ---- */
+
+int cd_ws_accept_key(const char *key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char raw[20], dec[20], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char buf[24 + sizeof guid];
+
+    if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
+        return -EINVAL;
+    /* "==" padding means 16 bytes; EVP_DecodeBlock counts the padding too. */
+    if (EVP_DecodeBlock(dec, (const unsigned char *)key, 24) != 18)
+        return -EINVAL;
+    memcpy(buf, key, 24);
+    memcpy(buf + 24, guid, sizeof guid - 1);
+    if (!EVP_Digest(buf, 24 + sizeof guid - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+        return -EINVAL;
+    memcpy(raw, md, 20);
+    EVP_EncodeBlock((unsigned char *)out, raw, 20);
+    return 0;
+}
+
+int cd_ws_header_has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *p = value;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+const char *cd_ws_check_handshake(cd_request *req, char accept[29])
+{
+    if (cd_request_method(req) != CD_M_GET)
+        return "a WebSocket upgrade is a GET request";
+    const char *up = cd_request_header(req, "Upgrade"), *conn = cd_request_header(req, "Connection");
+    if (!up || !conn || !cd_ws_header_has_token(up, "websocket") || !cd_ws_header_has_token(conn, "upgrade"))
+        return "expected a WebSocket upgrade (Upgrade: websocket)";
+    const char *ver = cd_request_header(req, "Sec-WebSocket-Version");
+    if (!ver || strcmp(ver, "13") != 0)
+        return "unsupported Sec-WebSocket-Version: 13 expected";
+    if (cd_ws_accept_key(cd_request_header(req, "Sec-WebSocket-Key"), accept) < 0)
+        return "missing or malformed Sec-WebSocket-Key";
+    return NULL;
+}
+
+/* ---- the connection ---- */
 
 #define READ_BUDGET (256 * 1024) /* bytes read from one peer per loop iteration */
 #define QUEUED_MSG_COST 128      /* bytes of bookkeeping per message wslay queues (see cd_ws_queued) */

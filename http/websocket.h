@@ -1,12 +1,12 @@
 /*
- * websocket.h - one server-side WebSocket connection (RFC 6455) on a libev
- * loop: wslay behind a few functions, in the shape of h2o's websocket.h
- * (worker, loop thread).
+ * websocket.h - the server side of a WebSocket (RFC 6455) on a libev loop:
+ * the opening handshake's checks, and the connection, wslay behind a few
+ * functions in the shape of h2o's websocket.h (worker, loop thread).
  *
- * The HTTP layer hands over an upgraded connection (cd_http_upgrade in
- * http/request.h: the fd and the bytes the client sent after its request);
- * its owner (a service: the events service's Engine.IO transport) passes
- * them to cd_ws_new with the Sec-WebSocket-Accept it computed, and from
+ * A service checks an upgrade request with cd_ws_check_handshake, takes
+ * the connection from the HTTP layer (cd_http_upgrade in http/request.h:
+ * the fd and the bytes the client sent after its request) and passes them
+ * to cd_ws_new with the Sec-WebSocket-Accept the check computed.  From
  * then on this unit does the rest: it writes the 101, then frames over the
  * non-blocking fd (masking rules, fragmentation, ping/pong, the close
  * handshake, the largest message), driven by a read and a write watcher
@@ -42,8 +42,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/request.h"
+
 struct ev_loop;
 typedef struct cd_ws_conn cd_ws_conn;
+
+/* ---- The opening handshake (RFC 6455 4.2) ---- */
+
+/* Checks that req is a WebSocket opening handshake (a GET with Upgrade:
+ * websocket, Connection: upgrade, Sec-WebSocket-Version: 13 and a
+ * well-formed Sec-WebSocket-Key) and writes its Sec-WebSocket-Accept into
+ * accept.  Returns NULL, or the reason to refuse the request with (400). */
+const char *cd_ws_check_handshake(cd_request *req, char accept[29]);
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA1(key + GUID)),
+ * written NUL-terminated into out (29 bytes).  The key must be the base64
+ * form of 16 bytes (24 characters), as RFC 6455 4.1 demands.  Returns 0 or
+ * -EINVAL. */
+int cd_ws_accept_key(const char *key, char out[29]);
+/* Whether the comma-separated header value (Connection, Upgrade) contains
+ * token, case-insensitively. */
+int cd_ws_header_has_token(const char *value, const char *token);
+
+/* ---- The connection ---- */
 
 /* Close codes (RFC 6455 7.4.1) the owner is likely to send. */
 enum {
@@ -82,7 +102,7 @@ typedef struct cd_ws_callbacks {
 
 /* Takes over fd (non-blocking, an upgraded connection; closed on failure)
  * on loop.  Queues the 101 Switching Protocols with Sec-WebSocket-Accept
- * `accept` (cd_events__ws_accept computes it) ahead of any frame, and
+ * `accept` (cd_ws_check_handshake computes it) ahead of any frame, and
  * takes pre[0, pre_len) (copied: bytes the HTTP layer read past the
  * request) as the first input, read on the next loop iteration.  limits
  * and cbs are copied; arg is passed to every callback.  Returns the

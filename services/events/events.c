@@ -54,30 +54,12 @@ static const char *check_engineio(cd_request *req)
     return NULL;
 }
 
-/* Checks the WebSocket side and computes Sec-WebSocket-Accept.  Returns
- * the reason to refuse it with (400), or NULL. */
-static const char *check_websocket(cd_request *req, char accept[29])
-{
-    if (cd_request_method(req) != CD_M_GET)
-        return "a WebSocket upgrade is a GET request";
-    const char *up = cd_request_header(req, "Upgrade"), *conn = cd_request_header(req, "Connection");
-    if (!up || !conn || !cd_events__header_has_token(up, "websocket") ||
-        !cd_events__header_has_token(conn, "upgrade"))
-        return "expected a WebSocket upgrade (Upgrade: websocket)";
-    const char *ver = cd_request_header(req, "Sec-WebSocket-Version");
-    if (!ver || strcmp(ver, "13") != 0)
-        return "unsupported Sec-WebSocket-Version: 13 expected";
-    if (cd_events__ws_accept(cd_request_header(req, "Sec-WebSocket-Key"), accept) < 0)
-        return "missing or malformed Sec-WebSocket-Key";
-    return NULL;
-}
-
 /* Checks the upgrade request; answers it and returns -1 when refused. */
 static int check_upgrade(cd_events_state *st, cd_request *req, char accept[29])
 {
     const char *why = check_engineio(req);
     if (!why)
-        why = check_websocket(req, accept);
+        why = cd_ws_check_handshake(req, accept);
     if (why) {
         cd_request_respond_error(req, 400, why);
         return -1;

@@ -15,11 +15,11 @@
  *   rooms.c        the room registry (keyed hash of rooms, memberships)
  *   broadcast.c    room broadcasts over the bus (fan-out on every worker)
  *                  and POST {route}/publish
- *   events_proto.c pure codecs: a validating JSON scanner, the WebSocket
- *                  accept key, Socket.IO packets, publish bodies, the
- *                  broadcast format on the bus
+ *   events_proto.c pure codecs: a validating JSON scanner, Socket.IO
+ *                  packets, publish bodies, the broadcast format on the bus
  *   events_hash.c  SipHash-2-4, the room table's hash
- *   http/websocket.c  the WebSocket connection itself (wslay), which knows
+ *   http/websocket.c  the WebSocket itself: the opening handshake's checks
+ *                  and accept key, the connection over wslay; it knows
  *                  nothing of Engine.IO
  *
  * The codecs touch no socket and no loop, so they run (and are tested) in
@@ -86,17 +86,6 @@ int cd_events__json_string(const char *p, const char *end, char *out, size_t cap
  * it is not a well-formed object.  Duplicate keys: the first wins. */
 int cd_events__json_get(const char *p, const char *end, const char *key, const char **val,
                         const char **val_end);
-
-/* ---- WebSocket handshake ---- */
-
-/* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA1(key + GUID)),
- * written NUL-terminated into out (29 bytes).  The key must be the base64
- * form of 16 bytes (24 characters), as RFC 6455 4.1 demands.  Returns 0 or
- * -EINVAL. */
-int cd_events__ws_accept(const char *key, char out[29]);
-/* Whether the comma-separated header value (Connection, Upgrade) contains
- * token, case-insensitively. */
-int cd_events__header_has_token(const char *value, const char *token);
 
 /* ---- Socket.IO v5 packets (inside Engine.IO "4" messages) ---- */
 

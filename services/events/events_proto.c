@@ -1,18 +1,17 @@
 /*
  * events_proto.c - the pure codecs of the events service (worker, on its
- * loop; also the unit tests): a validating JSON scanner, the WebSocket
- * accept key, Socket.IO v5 packet parsing, and room broadcasts on the bus.
+ * loop; also the unit tests): a validating JSON scanner, Socket.IO v5
+ * packet parsing, publish bodies, and room broadcasts on the bus.
  *
- * Every function reads bounded input ([p, end) or a length), never
- * allocates and never logs; errors are return codes.  The JSON scanner
- * recurses at most `depth` levels, so a hostile "[[[[..." costs a bounded
- * stack.  See events.h for why the payloads stay raw JSON text.
+ * Every function reads bounded input ([p, end) or a length) and never
+ * logs; errors are return codes.  Only cd_events__publish_parse allocates
+ * (the packet a publish body becomes).  The JSON scanner recurses at most
+ * `depth` levels, so a hostile "[[[[..." costs a bounded stack.  See
+ * events.h for why the payloads stay raw JSON text.
  */
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/util.h"
 #include "services/events/events.h"
@@ -298,48 +297,6 @@ int cd_events__json_get(const char *p, const char *end, const char *key, const c
         p = cd_events__json_ws(p + 1, obj_end); /* the ',' */
     }
     return found ? 0 : -ENOENT;
-}
-
-/* ---- WebSocket handshake ---- */
-
-int cd_events__ws_accept(const char *key, char out[29])
-{
-    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char raw[20], dec[20], md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char buf[24 + sizeof guid];
-
-    if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
-        return -EINVAL;
-    /* "==" padding means 16 bytes; EVP_DecodeBlock counts the padding too. */
-    if (EVP_DecodeBlock(dec, (const unsigned char *)key, 24) != 18)
-        return -EINVAL;
-    memcpy(buf, key, 24);
-    memcpy(buf + 24, guid, sizeof guid - 1);
-    if (!EVP_Digest(buf, 24 + sizeof guid - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
-        return -EINVAL;
-    memcpy(raw, md, 20);
-    EVP_EncodeBlock((unsigned char *)out, raw, 20);
-    return 0;
-}
-
-int cd_events__header_has_token(const char *value, const char *token)
-{
-    size_t tl = strlen(token);
-    const char *p = value;
-    while (p && *p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',')
-            p++;
-        const char *e = p;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0)
-            return 1;
-    }
-    return 0;
 }
 
 /* ---- Socket.IO ---- */

@@ -1,7 +1,7 @@
 /*
  * fuzz_events_publish.c - POST {route}/publish bodies through
- * cd_events__publish_parse (services/events_proto.c), the function
- * handle_publish() uses to check a body and build the packet it
+ * cd_events__publish_parse (services/events/events_proto.c), the function
+ * cd_events__publish (broadcast.c) uses to check a body and build the packet it
  * broadcasts.
  *
  * Invariants: a refused body gets -EINVAL, -EMSGSIZE or -ENOMEM with a

@@ -1,7 +1,7 @@
 /*
  * test_events_proto.c - unit tests of the events service's codecs
- * (services/events_proto.c): the JSON scanner, the WebSocket accept key,
- * Socket.IO packet parsing and room broadcasts on the bus.  Runs in
+ * (services/events/events_proto.c): the JSON scanner, Socket.IO packet
+ * parsing, publish bodies and room broadcasts on the bus.  Runs in
  * criterion's test processes; no sockets, no loop.
  */
 #include <criterion/criterion.h>
@@ -83,26 +83,6 @@ Test(events_json, gets_object_members)
     cr_expect_eq(cd_events__json_get(arr, arr + 3, "room", &v, &ve), -EINVAL);
     const char *empty = "{}";
     cr_expect_eq(cd_events__json_get(empty, empty + 2, "room", &v, &ve), -ENOENT);
-}
-
-Test(events_ws, accept_key_matches_rfc6455)
-{
-    char out[29];
-    /* The example of RFC 6455 section 1.3. */
-    cr_assert_eq(cd_events__ws_accept("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
-    cr_expect_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    cr_expect_eq(cd_events__ws_accept(NULL, out), -EINVAL);
-    cr_expect_eq(cd_events__ws_accept("short==", out), -EINVAL);
-    cr_expect_eq(cd_events__ws_accept("dGhlIHNhbXBsZSBub25jZQ=x", out), -EINVAL);
-    cr_expect_eq(cd_events__ws_accept("dGhlIHNhbXBsZSBub25j!!==", out), -EINVAL);
-}
-
-Test(events_ws, header_tokens)
-{
-    cr_expect(cd_events__header_has_token("keep-alive, Upgrade", "upgrade"));
-    cr_expect(cd_events__header_has_token("websocket", "websocket"));
-    cr_expect(!cd_events__header_has_token("keep-alive, upgrades", "upgrade"));
-    cr_expect(!cd_events__header_has_token("", "upgrade"));
 }
 
 static int parse(const char *s, cd_sio_packet *p) { return cd_events__sio_parse(s, strlen(s), p); }

@@ -1,6 +1,6 @@
 /*
- * test_websocket.c - unit tests of http/websocket.c, the WebSocket
- * connection the events service runs on: one connection over a
+ * test_websocket.c - unit tests of http/websocket.c, the WebSocket the
+ * events service runs on: the accept key, and one connection over a
  * socketpair on its own libev loop, the test playing the client with
  * hand-made frames.  It lives with the services' tests because
  * http/websocket.c is compiled into the events module, which unit_services
@@ -18,6 +18,26 @@
 
 #include "core/util.h"
 #include "http/websocket.h"
+
+Test(websocket_handshake, accept_key_matches_rfc6455)
+{
+    char out[29];
+    /* The example of RFC 6455 section 1.3. */
+    cr_assert_eq(cd_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
+    cr_expect_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    cr_expect_eq(cd_ws_accept_key(NULL, out), -EINVAL);
+    cr_expect_eq(cd_ws_accept_key("short==", out), -EINVAL);
+    cr_expect_eq(cd_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ=x", out), -EINVAL);
+    cr_expect_eq(cd_ws_accept_key("dGhlIHNhbXBsZSBub25j!!==", out), -EINVAL);
+}
+
+Test(websocket_handshake, header_tokens)
+{
+    cr_expect(cd_ws_header_has_token("keep-alive, Upgrade", "upgrade"));
+    cr_expect(cd_ws_header_has_token("websocket", "websocket"));
+    cr_expect(!cd_ws_header_has_token("keep-alive, upgrades", "upgrade"));
+    cr_expect(!cd_ws_header_has_token("", "upgrade"));
+}
 
 static struct ev_loop *loop;
 static cd_ws_conn *ws;

@@ -112,7 +112,6 @@ struct cd_master {
     int nslots; /* CD_MAX_SLOTS, allocated once */
     int active; /* slots 0..active-1 receive traffic */
     cd_proc *procs;
-    cd_proc *recycling;   /* the replacement being started for a recycled worker */
     unsigned generation;
     int steer_valid;      /* the group's program matches the slots' `steered` flags */
     int steer_warned;     /* a failure to steer was logged */
@@ -124,6 +123,7 @@ struct cd_master {
     int exit_code;
     cd_reload reload;
     cd_upgrade upgrade;
+    cd_proc *recycling; /* the replacement being started for a recycled worker (one at a time) */
 
     ev_signal sig_w[8];
     ev_child child_w;

@@ -186,6 +186,91 @@ static int container(cd_buf *b, bson_iter_t *it, int array, int depth)
     return elements(b, &child, array, depth + 1);
 }
 
+/* The $-wrappers of the types JSON has no value for, one function each. */
+static void binary(cd_buf *b, bson_iter_t *it)
+{
+    bson_subtype_t sub;
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_binary(it, &sub, &len, &data);
+    lit(b, "{\"$binary\":{\"base64\":\"");
+    base64(b, data, len);
+    char sub_hex[40];
+    snprintf(sub_hex, sizeof sub_hex, "\",\"subType\":\"%02x\"}}", (unsigned)sub);
+    lit(b, sub_hex);
+}
+
+static void regex(cd_buf *b, bson_iter_t *it)
+{
+    const char *opts;
+    const char *re = bson_iter_regex(it, &opts);
+    lit(b, "{\"$regularExpression\":{\"pattern\":");
+    str(b, re, strlen(re));
+    lit(b, ",\"options\":");
+    str(b, opts, strlen(opts));
+    lit(b, "}}");
+}
+
+static void dbpointer(cd_buf *b, bson_iter_t *it)
+{
+    const bson_oid_t *o;
+    const char *s;
+    uint32_t len;
+    bson_iter_dbpointer(it, &len, &s, &o);
+    lit(b, "{\"$dbPointer\":{\"$ref\":");
+    str(b, s, len);
+    lit(b, ",\"$id\":");
+    oid(b, o);
+    lit(b, "}}");
+}
+
+/* {"$code":"..."} or {"$symbol":"..."}: head is everything before the string. */
+static void wrapped(cd_buf *b, const char *head, const char *s, uint32_t len)
+{
+    lit(b, head);
+    str(b, s, len);
+    lit(b, "}");
+}
+
+/* A CodeWScope inside a container at depth: its scope is one level more. */
+static int codewscope(cd_buf *b, bson_iter_t *it, int depth)
+{
+    uint32_t len, scope_len;
+    const uint8_t *scope;
+    const char *s = bson_iter_codewscope(it, &len, &scope_len, &scope);
+    bson_t sdoc;
+    bson_iter_t sit;
+    if (!bson_init_static(&sdoc, scope, scope_len) || !bson_iter_init(&sit, &sdoc))
+        return -1;
+    lit(b, "{\"$code\":");
+    str(b, s, len);
+    lit(b, ",\"$scope\":");
+    if (elements(b, &sit, 0, depth + 1) < 0)
+        return -1;
+    lit(b, "}");
+    return 0;
+}
+
+static void timestamp(cd_buf *b, bson_iter_t *it)
+{
+    uint32_t t, inc;
+    bson_iter_timestamp(it, &t, &inc);
+    char tmp[80];
+    int n = snprintf(tmp, sizeof tmp, "{\"$timestamp\":{\"t\":%" PRIu32 ",\"i\":%" PRIu32 "}}", t, inc);
+    cd_buf_append(b, tmp, (size_t)n);
+}
+
+static void decimal128(cd_buf *b, bson_iter_t *it)
+{
+    bson_decimal128_t dec;
+    char tmp[BSON_DECIMAL128_STRING];
+    bson_iter_decimal128(it, &dec);
+    bson_decimal128_to_string(&dec, tmp);
+    lit(b, "{\"$numberDecimal\":\"");
+    lit(b, tmp);
+    lit(b, "\"}");
+}
+
 static int value(cd_buf *b, bson_iter_t *it, int depth)
 {
     uint32_t len;
@@ -198,90 +283,27 @@ static int value(cd_buf *b, bson_iter_t *it, int depth)
         break;
     case BSON_TYPE_DOCUMENT: return container(b, it, 0, depth);
     case BSON_TYPE_ARRAY: return container(b, it, 1, depth);
-    case BSON_TYPE_BINARY: {
-        bson_subtype_t sub;
-        const uint8_t *data;
-        bson_iter_binary(it, &sub, &len, &data);
-        lit(b, "{\"$binary\":{\"base64\":\"");
-        base64(b, data, len);
-        char sub_hex[40];
-        snprintf(sub_hex, sizeof sub_hex, "\",\"subType\":\"%02x\"}}", (unsigned)sub);
-        lit(b, sub_hex);
-        break;
-    }
+    case BSON_TYPE_BINARY: binary(b, it); break;
     case BSON_TYPE_UNDEFINED: lit(b, "{\"$undefined\":true}"); break;
     case BSON_TYPE_OID: oid(b, bson_iter_oid(it)); break;
     case BSON_TYPE_BOOL: lit(b, bson_iter_bool(it) ? "true" : "false"); break;
     case BSON_TYPE_DATE_TIME: date(b, bson_iter_date_time(it)); break;
     case BSON_TYPE_NULL: lit(b, "null"); break;
-    case BSON_TYPE_REGEX: {
-        const char *opts;
-        const char *re = bson_iter_regex(it, &opts);
-        lit(b, "{\"$regularExpression\":{\"pattern\":");
-        str(b, re, strlen(re));
-        lit(b, ",\"options\":");
-        str(b, opts, strlen(opts));
-        lit(b, "}}");
-        break;
-    }
-    case BSON_TYPE_DBPOINTER: {
-        const bson_oid_t *o;
-        bson_iter_dbpointer(it, &len, &s, &o);
-        lit(b, "{\"$dbPointer\":{\"$ref\":");
-        str(b, s, len);
-        lit(b, ",\"$id\":");
-        oid(b, o);
-        lit(b, "}}");
-        break;
-    }
+    case BSON_TYPE_REGEX: regex(b, it); break;
+    case BSON_TYPE_DBPOINTER: dbpointer(b, it); break;
     case BSON_TYPE_CODE:
         s = bson_iter_code(it, &len);
-        lit(b, "{\"$code\":");
-        str(b, s, len);
-        lit(b, "}");
+        wrapped(b, "{\"$code\":", s, len);
         break;
     case BSON_TYPE_SYMBOL:
         s = bson_iter_symbol(it, &len);
-        lit(b, "{\"$symbol\":");
-        str(b, s, len);
-        lit(b, "}");
+        wrapped(b, "{\"$symbol\":", s, len);
         break;
-    case BSON_TYPE_CODEWSCOPE: {
-        uint32_t scope_len;
-        const uint8_t *scope;
-        s = bson_iter_codewscope(it, &len, &scope_len, &scope);
-        bson_t sdoc;
-        bson_iter_t sit;
-        if (!bson_init_static(&sdoc, scope, scope_len) || !bson_iter_init(&sit, &sdoc))
-            return -1;
-        lit(b, "{\"$code\":");
-        str(b, s, len);
-        lit(b, ",\"$scope\":");
-        if (elements(b, &sit, 0, depth + 1) < 0)
-            return -1;
-        lit(b, "}");
-        break;
-    }
+    case BSON_TYPE_CODEWSCOPE: return codewscope(b, it, depth);
     case BSON_TYPE_INT32: i64(b, bson_iter_int32(it)); break;
-    case BSON_TYPE_TIMESTAMP: {
-        uint32_t t, inc;
-        bson_iter_timestamp(it, &t, &inc);
-        char tmp[80];
-        int n = snprintf(tmp, sizeof tmp, "{\"$timestamp\":{\"t\":%" PRIu32 ",\"i\":%" PRIu32 "}}", t, inc);
-        cd_buf_append(b, tmp, (size_t)n);
-        break;
-    }
+    case BSON_TYPE_TIMESTAMP: timestamp(b, it); break;
     case BSON_TYPE_INT64: i64(b, bson_iter_int64(it)); break;
-    case BSON_TYPE_DECIMAL128: {
-        bson_decimal128_t dec;
-        char tmp[BSON_DECIMAL128_STRING];
-        bson_iter_decimal128(it, &dec);
-        bson_decimal128_to_string(&dec, tmp);
-        lit(b, "{\"$numberDecimal\":\"");
-        lit(b, tmp);
-        lit(b, "\"}");
-        break;
-    }
+    case BSON_TYPE_DECIMAL128: decimal128(b, it); break;
     case BSON_TYPE_MAXKEY: lit(b, "{\"$maxKey\":1}"); break;
     case BSON_TYPE_MINKEY: lit(b, "{\"$minKey\":1}"); break;
     default: return -1; /* EOD or a type this libbson does not know */

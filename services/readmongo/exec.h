@@ -37,7 +37,7 @@ typedef struct cd_readmongo_state {
     cd_pool *pool;     /* the query threads */
 
     pthread_mutex_t client_lock; /* only the query threads take it */
-    mongoc_client_pool_t *clients; /* created on first use: see readmongo.c */
+    mongoc_client_pool_t *clients; /* created on first use: see exec.c */
 
     /* When the last query failed to reach the database (monotonic ms), or 0
      * when it succeeded. */

@@ -1,6 +1,6 @@
 /*
  * fuzz_readmongo_json.c - readmongo's BSON -> relaxed Extended JSON writer
- * (cd_readmongo__json, services/readmongo_json.c) with documents built from
+ * (cd_readmongo__json, services/readmongo/readmongo_json.c) with documents built from
  * the fuzz input.  The writer renders whatever the database returns, on the
  * service's query threads.
  *

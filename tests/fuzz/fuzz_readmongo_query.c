@@ -1,6 +1,6 @@
 /*
  * fuzz_readmongo_query.c - readmongo's request checks through the real
- * code: cd_readmongo__check_request (services/readmongo_query.c), the very
+ * code: cd_readmongo__check_request (services/readmongo/readmongo_query.c), the very
  * function the service's handle() calls with the request's subpath and raw
  * query string.  It splits the path (collection, percent-decoded id),
  * applies the allowlist, decodes the parameters, parses filter, projection

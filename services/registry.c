@@ -117,16 +117,6 @@ const cd_service_type *cd_service_lookup(const char *type, char *err, size_t err
     return NULL;
 }
 
-/* One key of svc's section through the type's table (or its transitional
- * conf_set): 0, -1 with why, -2 unknown. */
-static int set_key(const cd_service_type *t, void *conf, const cd_conf_entry *e, char *why, size_t whylen)
-{
-    int rc = t->keys ? cd_conf_key_set(t->keys, conf, e->key, e->value, why, whylen) : -2;
-    if (rc == -2 && t->conf_set)
-        rc = t->conf_set(conf, e->key, e->value, why, whylen);
-    return rc;
-}
-
 int cd_service_bind(cd_conf_service *svc, const char *path, char *err, size_t errlen)
 {
     char why[512] = "";
@@ -150,7 +140,7 @@ int cd_service_bind(cd_conf_service *svc, const char *path, char *err, size_t er
     for (size_t i = 0; i < svc->nentries; i++) {
         const cd_conf_entry *e = &svc->entries[i];
         why[0] = '\0';
-        int rc = set_key(t, svc->conf, e, why, sizeof why);
+        int rc = cd_conf_key_set(t->keys, svc->conf, e->key, e->value, why, sizeof why);
         if (rc == -2)
             return cd_conf_fail(err, errlen, path, e->line, "unknown key '%s' for a %s service", e->key, tname);
         if (rc < 0)

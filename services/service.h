@@ -46,8 +46,6 @@ struct cd_service_type {
      * (the caller adds file:line). */
     void *(*conf_new)(void);
     const cd_conf_key *keys; /* the section's keys, into conf_new's struct; may be NULL */
-    /* Transitional, for a type not yet on `keys`: -2 means "unknown key". */
-    int (*conf_set)(void *conf, const char *key, const char *value, char *err, size_t errlen);
     int (*conf_check)(void *conf, char *err, size_t errlen); /* after the section; may be NULL */
     void (*conf_free)(void *conf);
 
@@ -84,7 +82,7 @@ struct cd_service {
     const char *name;  /* the section name */
     const char *route; /* path prefix, e.g. "/dummy" */
     size_t route_len;
-    const void *conf;    /* what conf_new/conf_set built; read-only */
+    const void *conf;    /* what conf_new and keys built; read-only */
     struct ev_loop *loop; /* the worker's loop (NULL in the master) */
     void *state;          /* the service's per-worker state, set by init */
     int slot;             /* the worker's slot */

@@ -489,7 +489,13 @@ void cd_ws_free(cd_ws_conn *c)
     if (!c)
         return;
     if (!c->finished) {
-        flush(c);
+        /* One attempt, whatever state the connection is in (a close the
+         * owner just queued, or the echo of the peer's): errors no longer
+         * matter. */
+        if (wslay_event_want_write(c->ws))
+            (void)wslay_event_send(c->ws);
+        if (c->hs_off < c->hs_len)
+            (void)write_handshake(c);
         ev_io_stop(c->loop, &c->rio);
         ev_io_stop(c->loop, &c->wio);
         ev_timer_stop(c->loop, &c->deadline);

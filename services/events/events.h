@@ -224,9 +224,9 @@ struct cd_events_client {
     ev_timer hb; /* heartbeat: the next ping, or the pong's deadline */
     cd_events_client *prev, *next;
     enum cd_events_phase phase;
-    int awaiting_pong;      /* "2" sent, "3" not back yet */
-    ev_tstamp opened;       /* when the WebSocket session began */
-    uint64_t mark;          /* last broadcast delivered: one copy per broadcast */
+    int awaiting_pong;        /* "2" sent, "3" not back yet */
+    ev_tstamp opened;         /* when the WebSocket session began */
+    uint64_t mark;            /* last broadcast delivered: one copy per broadcast */
     cd_events_member **rooms; /* max_rooms slots */
     size_t nrooms;
     char sid[CD_EVENTS_SID_LEN + 1];

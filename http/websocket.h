@@ -28,11 +28,12 @@
  * the peer reads the close frame instead of a reset (the linger).
  *
  * Lifetime.  The owner keeps the connection (pointer) until on_close, and
- * may free it at any time with cd_ws_free.  Callbacks run from this
- * unit's watchers only, never from inside a cd_ws_* call of the owner's,
- * so the owner may call cd_ws_send / cd_ws_close from anywhere (a
- * broadcast walking a list of connections included) without the
- * connection or its owner's state going away under it.
+ * may free it with cd_ws_free at any time but from inside on_message or
+ * on_closing.  Callbacks run from this unit's watchers only, never from
+ * inside a cd_ws_* call of the owner's, so the owner may call cd_ws_send /
+ * cd_ws_close from anywhere (a broadcast walking a list of connections
+ * included) without the connection or its owner's state going away under
+ * it.
  *
  * Functions return 0 or -errno and never log; the owner decides.
  */

@@ -566,17 +566,18 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
     m->exit_code = 1; /* until the loop runs */
     int adopted = 0, n = -1;
     m->loop = ev_default_loop(EVFLAG_AUTO);
-    if (!m->loop || cd_slots_init(m) < 0)
+    if (!m->loop || cd_slots_init(m) < 0) {
         cd_err("cannot create the event loop");
-    else
-        init_watchers(m), n = cd_master_setup(m, &adopted);
+    } else {
+        init_watchers(m);
+        n = cd_master_setup(m, &adopted);
+    }
     if (n > 0) {
         watch(m);
         cd_notice("clusterd starting: %d workers on %s, config %s", n, conf->listen, conf_path);
         m->exit_code = 0;
         if (adopted == 2)
             cd_upgrade_start_generation(m);
-        cd_slots_want(m, n);
         reconcile(m); /* starts the workers */
         ev_run(m->loop, 0);
     }

@@ -17,8 +17,9 @@
  * reload.c     the rolling restart: state machine (pure) and its effects
  * upgrade.c    the binary upgrade in place: state machine, `-V` check, exec
  *              with the state handed over, adoption, going back
- * slots.c      the slot/worker table (its only writer), listeners, scaling,
- *              steering, hand-off of connections queued on a slot
+ * slots.c      the slot/worker table (its only writer): starting a worker
+ *              for a slot, replacements, listeners, scaling, steering, the
+ *              hand-off of connections queued on a slot
  * spawn.c      fork + exec of a worker; returns the pid and channel fd
  * control.c    clusterctl's control plane: parse a command, answer, events
  * snapshot.c   the cluster's counters sent to every worker (/metrics)
@@ -28,6 +29,10 @@
  * systemd.c    sd_notify, socket activation, watchdog (libsystemd dlopen'd)
  * pidfile.c    the locked pidfile
  * steer.c      the reuseport group's steering program (which slots get traffic)
+ *
+ * Calls go one way: master.c -> commands.c, start.c -> reload.c, upgrade.c
+ * -> slots.c -> spawn.c, steer.c.  Any of them may publish an event
+ * (control.c) or tell systemd something; those call nothing back.
  */
 #ifndef CD_MASTER_H
 #define CD_MASTER_H
@@ -176,7 +181,10 @@ void cd_master_teardown(cd_master *m);
 int cd_slots_init(cd_master *m);                 /* 0 or -ENOMEM */
 void cd_slots_close_all(cd_master *m);           /* at exit: listeners, workers' entries */
 int cd_slots_open(cd_master *m, int i);          /* slot i's listener; 0 or -1 (logged) */
-void cd_slots_want(cd_master *m, int n);         /* slots 0..n-1 should have workers */
+void cd_slots_activate(cd_master *m, int n);     /* slots 0..n-1 get traffic and should have workers */
+/* A listener that comes from systemd (activated) or from the old program of
+ * an upgrade. */
+void cd_slots_take_listener(cd_master *m, int i, int fd, int activated);
 void cd_slots_scale(cd_master *m, int target);   /* opens or retires slots (their workers: the loop) */
 cd_proc *cd_slots_find(cd_master *m, pid_t pid);
 /* Starts a worker for slot s on the current config and generation (spawn.c):

@@ -280,10 +280,17 @@ int cd_slots_open(cd_master *m, int i)
     return 0;
 }
 
-void cd_slots_want(cd_master *m, int n)
+void cd_slots_activate(cd_master *m, int n)
 {
+    m->active = n;
     for (int i = 0; i < n; i++)
         m->slots[i].wanted = 1;
+}
+
+void cd_slots_take_listener(cd_master *m, int i, int fd, int activated)
+{
+    m->slots[i].fd = fd;
+    m->slots[i].activated = activated;
 }
 
 static void scale_up(cd_master *m)

@@ -33,10 +33,8 @@ int cd_master_setup(cd_master *m, int *adopted_out)
     int act = adopted ? 0 : cd_systemd_listeners(fds, CD_MAX_SLOTS);
     if (act < 0)
         return -1;
-    for (int i = 0; i < act; i++) {
-        m->slots[i].fd = fds[i];
-        m->slots[i].activated = 1;
-    }
+    for (int i = 0; i < act; i++)
+        cd_slots_take_listener(m, i, fds[i], 1);
     m->activated = act;
     /* With sockets from systemd, their number is the default worker count. */
     int n = adopted ? m->active : m->cli_workers ? m->cli_workers
@@ -58,7 +56,7 @@ int cd_master_setup(cd_master *m, int *adopted_out)
     for (int i = 0; i < n; i++)
         if (cd_slots_open(m, i) < 0)
             return -1;
-    m->active = n;
+    cd_slots_activate(m, n);
     cd_slots_changed(m);
     m->retired = calloc(1, sizeof *m->retired);
     if (!m->retired || cd_bus_ensure(m) < 0)

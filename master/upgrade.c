@@ -267,7 +267,7 @@ int cd_upgrade_adopt(cd_master *m)
         return 0;
     const char *why = getenv("CLUSTERD_UPGRADE_ROLLBACK");
     m->generation = (unsigned)field_int(state, "g", 1);
-    m->active = field_int(state, "a", 1);
+    cd_slots_activate(m, field_int(state, "a", 1));
     int exe_fd = field_int(state, "x", -1);
     int conf_fd = field_int(state, "c", -1);
     int pid_fd = field_int(state, "p", -1);
@@ -280,7 +280,7 @@ int cd_upgrade_adopt(cd_master *m)
     for (const char *p = field(state, "s"); p && *p && *p != ';';) {
         int slot, fd;
         if (sscanf(p, "%d:%d", &slot, &fd) == 2 && slot >= 0 && slot < CD_MAX_SLOTS) {
-            m->slots[slot].fd = fd;
+            cd_slots_take_listener(m, slot, fd, 0);
             cd_set_cloexec(fd, 1);
         }
         p = strchr(p, ',');

@@ -15,8 +15,9 @@
  * commands.c   what clusterctl and signals ask: checked, recorded, answered
  * supervise.c  exit classification, respawn backoff, hung workers: pure
  * reload.c     the rolling restart: state machine (pure) and its effects
- * upgrade.c    the binary upgrade in place: state machine, `-V` check, exec
- *              with the state handed over, adoption, going back
+ * upgrade.c    the binary upgrade in place: state machine, `-V` check,
+ *              done or rolled back
+ * handover.c   what an upgrade passes through exec, and adopting it
  * slots.c      the slot/worker table (its only writer): starting a worker
  *              for a slot, replacements, listeners, scaling, steering, the
  *              hand-off of connections queued on a slot
@@ -31,7 +32,7 @@
  * steer.c      the reuseport group's steering program (which slots get traffic)
  *
  * Calls go one way: master.c -> commands.c, start.c -> reload.c, upgrade.c
- * -> slots.c -> spawn.c, steer.c.  Any of them may publish an event
+ * (-> handover.c) -> slots.c -> spawn.c, steer.c.  Any of them may publish an event
  * (control.c) or tell systemd something; those call nothing back.
  */
 #ifndef CD_MASTER_H

@@ -73,10 +73,6 @@ int cd_upgrade_begin(cd_master *m, char *err, size_t errlen);
  * (returns only when that failed), or refuse the upgrade (CHECKING -> IDLE;
  * logged, reported in last). */
 void cd_upgrade_check_result(cd_master *m, int status);
-/* In the new program: adopts listeners and workers handed over by exec
- * (into the slot table): 0 not an upgrade, 1 a rollback (keep the
- * workers), 2 an upgrade (start a new generation). */
-int cd_upgrade_adopt(cd_master *m);
 /* All new workers READY: the old ones drain; reports. */
 void cd_upgrade_finish(cd_master *m);
 /* A new worker failed or the time ran out: the old workers get their slots
@@ -87,6 +83,15 @@ void cd_upgrade_rollback(cd_master *m, const char *why);
  * reconcile step: done, or too late. */
 void cd_upgrade_start_generation(cd_master *m);
 void cd_upgrade_step(cd_master *m);
+
+/* handover.c: what crosses exec.  Execs path (or, with path NULL, the
+ * binary behind exe_fd) with our state; rollback_why set makes it a
+ * rollback.  Returns only when exec failed (logged; everything taken back). */
+void cd_handover_exec(cd_master *m, const char *path, int exe_fd, const char *rollback_why);
+/* In the new program: adopts listeners and workers handed over by exec
+ * (into the slot table): 0 not an upgrade, 1 a rollback (keep the
+ * workers), 2 an upgrade (start a new generation). */
+int cd_upgrade_adopt(cd_master *m);
 /* In the new program before the loop (clusterd.c): the config text the old
  * one ran (from its memfd); and, when it cannot go on, exec the old binary. */
 int cd_upgrade_load_conf(const char *conf_path, cd_conf **out, char *err, size_t errlen);

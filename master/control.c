@@ -8,7 +8,7 @@
  *   ipc://RUNDIR/events   PUB: one JSON object per lifecycle event
  * A request is parsed whole by cd_control_parse (pure;
  * tests/fuzz/fuzz_control.c) into a cd_ctl_request; the loop (master.c)
- * executes it and this file sends the answer.  Every command answers at
+ * has it executed (commands.c) and this file sends the answer.  Every command answers at
  * once, saying whether the action began (or why not, e.g. an invalid config
  * with file:line); clusterctl then follows `status` to wait for the
  * outcome, so the master never holds a request open and stays responsive

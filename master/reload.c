@@ -11,8 +11,9 @@
  * with DRAINING, or its channel is gone): until then a client could get the
  * old config right after "reload done".
  *
- * The transitions are pure (reload.h draws them); master.c builds the view
- * of the slots, carries out the actions and calls the effects below.
+ * The transitions are pure (reload.h draws them); the effects follow them,
+ * and cd_reload_step, run by the loop's reconcile step, builds the view of
+ * the slots from the table and carries out each action through slots.c.
  */
 #include "master/reload.h"
 

@@ -10,8 +10,8 @@
  *
  * The transitions (cd_reload_begin, _next, _fail, _finish) are pure
  * functions over cd_reload and a plain view of the slots, so the unit tests
- * drive them without processes; master.c builds the view from its table and
- * carries out the action each returns.  reload.c also holds the parts with
+ * drive them without processes; cd_reload_step (the loop's reconcile step
+ * calls it) builds the view from the table and carries out each action.  reload.c also holds the parts with
  * effects: loading and checking the new config, and the report at the end.
  */
 #ifndef CD_MASTER_RELOAD_H

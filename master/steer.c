@@ -7,14 +7,14 @@
  * program attached to the group (SO_ATTACH_REUSEPORT_CBPF) picks the socket
  * instead: it draws a random number, takes it modulo the number of chosen
  * sockets, and a jump table maps that to the chosen sockets' indices in the
- * group.  The master chooses the slots whose worker is READY (master.c), so
+ * group.  The master chooses the slots whose worker is READY (slots.c), so
  * a slot whose worker died or is in respawn backoff, or a slot being
  * retired, gets no new connection.
  *
  * Indices are the order in which sockets joined the group.  A socket that
  * leaves it (its last fd closed) would be replaced at its index by the last
  * one; the master never closes a listener while it runs (a retired slot's
- * stays open, see master.c), and slots open in order, so index == slot for
+ * stays open, see slots.c), and slots open in order, so index == slot for
  * every open slot.
  */
 #include <errno.h>

@@ -9,9 +9,10 @@
  *                                        or upgrade_timeout--> exec OLD (rolled back)
  *
  * The transitions are pure functions over cd_upgrade (tests drive them
- * without processes); master.c calls them and carries out what they say.
- * upgrade.c also holds the effects: the `-V` check, the state handed over
- * through exec, adopting it, and going back.
+ * without processes); the loop's handlers and reconcile step call them, and
+ * the effects below carry out what they say: the `-V` check, the end of an
+ * upgrade, going back (upgrade.c), and the state handed over through exec
+ * and adopting it (handover.c).
  */
 #ifndef CD_MASTER_UPGRADE_H
 #define CD_MASTER_UPGRADE_H

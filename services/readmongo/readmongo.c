@@ -51,7 +51,7 @@ static void respond_error(cd_request *req, int status, const char *msg)
 }
 
 /* The pool's done function: answers the job (loop thread), or only frees it
- * when the pool is being destroyed (its request died with its connection). */
+ * when the pool is being destroyed (see rm_destroy). */
 static void job_done(cd_pool_work *work, int status)
 {
     cd_readmongo_job *job = (cd_readmongo_job *)((char *)work - offsetof(cd_readmongo_job, work));
@@ -213,7 +213,10 @@ static void rm_stop(cd_service *svc)
 
 /* The loop has stopped: the query threads finish the job in hand (bounded
  * by the timeouts) and are joined; jobs not answered are freed without
- * answering (the worker has freed their requests with their connections). */
+ * answering.  Their connections are closed already (the worker closes all
+ * before destroy), so nobody would read an answer; their detached requests
+ * stay allocated until the worker exits, which it does next (the HTTP layer
+ * frees a request only when it is answered). */
 static void rm_destroy(cd_service *svc)
 {
     cd_readmongo_state *st = svc->state;

@@ -9,7 +9,8 @@
  * leave in request order.  Every response carries Server, Date (cached,
  * refreshed once a second) and Content-Length; Connection: close when the
  * connection ends after it (the client asked, HTTP/1.0 without keep-alive,
- * a refused request, an upgrade request, a draining server).
+ * keepalive_timeout 0, a refused request, an upgrade request answered
+ * without the upgrade, a client that half-closed, a draining server).
  *
  * When a request ends (answered, refused, or upgraded) the context's owner
  * hears of it through its hooks (server.h): on_done to count it, on_log

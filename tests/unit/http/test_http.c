@@ -7,9 +7,11 @@
  * timeouts, malformed input and the upgrade hand-over; the on_done hook
  * counts what the context reports.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -525,22 +527,64 @@ Test(http, upgrade_callback_after_a_pipelined_answer)
 
 /* The client is gone before the service upgrades: the callback still runs
  * once, later, with fd -1. */
+static void wait_for_upgrade_callback(void)
+{
+    for (int i = 0; i < 40 && up.calls == 0; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    ev_run(loop, EVRUN_NOWAIT);
+}
+
 Test(http, upgrade_callback_gets_minus_one_when_the_client_left_first)
 {
     put("GET /upcblater HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\r\n");
     pump(0, 5);
     cd_http_close_all(&ctx); /* the connection goes while the service holds the request */
     cr_assert_eq(up.calls, 0);
-    for (int i = 0; i < 20 && up.calls == 0; i++) {
-        ev_run(loop, EVRUN_NOWAIT);
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    ev_run(loop, EVRUN_NOWAIT);
+    wait_for_upgrade_callback();
     cr_assert_eq(up.calls, 1);
     cr_assert_eq(up.calls_in_handle, 0, "not called inside cd_http_upgrade");
     cr_assert_eq(up.fd, -1);
     cr_assert_eq(up.headlen, 0);
+    cr_assert_eq(ctx.in_flight, 0);
+}
+
+/* The same with a real client that resets its TCP connection while the
+ * service holds the request (a socketpair's close reads as a half-close,
+ * which keeps the connection for the answer). */
+Test(http, upgrade_callback_gets_minus_one_when_the_client_reset)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(l, 1), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    int s = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+    cr_assert_geq(s, 0);
+    close(l);
+    const char req[] = "GET /upcblater HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\r\n";
+    cr_assert_eq(send(c, req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
+    cd_http_conn_new(&ctx, s, NULL, 0);
+    cr_assert_eq(ctx.in_flight, 1, "the service holds it");
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(c); /* RST */
+    for (int i = 0; i < 20 && ctx.nconns > 1; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(ctx.nconns, 1, "the reset connection is gone (the fixture's remains)");
+    cr_assert_eq(up.calls, 0);
+    wait_for_upgrade_callback();
+    cr_assert_eq(up.calls, 1);
+    cr_assert_eq(up.calls_in_handle, 0, "not called inside cd_http_upgrade");
+    cr_assert_eq(up.fd, -1);
     cr_assert_eq(ctx.in_flight, 0);
 }
 

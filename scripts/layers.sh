@@ -8,6 +8,7 @@
 #   master and ctl use only core, conf and ipc
 #
 # clusterd.c (the binary's entry), tests/, bench/ and tools/ may use any.
+# The link half of the check is CMake's layercheck_LAYER executables.
 #
 set -euo pipefail
 src=${1:-$(dirname "$0")/..}
@@ -26,12 +27,6 @@ allowed() { # layer -> the layers it may include (itself first)
     esac
 }
 
-# During a restructuring, known wrong-way includes may be listed in
-# scripts/layers.todo as "file include" lines; each is reported as a warning
-# only.  The list is meant to be empty.
-todo=""
-[ -f scripts/layers.todo ] && todo=$(grep -v '^#' scripts/layers.todo || true)
-
 bad=0
 for layer in core conf ipc http services worker master ctl; do
     [ -d "$layer" ] || continue
@@ -39,10 +34,6 @@ for layer in core conf ipc http services worker master ctl; do
     while IFS=: read -r file line inc; do
         dep=${inc%%/*}
         case "$ok" in *" $dep "*) continue ;; esac
-        if printf '%s\n' "$todo" | grep -qxF "$file $inc"; then
-            echo "$file:$line: warning: \"$inc\" is a known wrong-way include (scripts/layers.todo)" >&2
-            continue
-        fi
         echo "$file:$line: layer '$layer' may not include \"$inc\" (it may use: $(allowed "$layer"))" >&2
         bad=1
     done < <(grep -rnoE --include='*.c' --include='*.h' '^#include "[a-z]+/[^"]+"' "$layer" |

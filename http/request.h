@@ -55,6 +55,11 @@ void cd_request_respond(cd_request *r, int status, const char *content_type, con
                         size_t len);
 /* Convenience: a JSON error body {"error":"<msg>","status":N}. */
 void cd_request_respond_error(cd_request *r, int status, const char *msg);
+/* Gives up on a request without answering it (the cancel path: a service
+ * being destroyed with work still out).  The request is freed; a client
+ * still connected is disconnected once earlier answers are written.  It is
+ * not counted as answered and not logged.  Not from inside handle(). */
+void cd_request_drop(cd_request *r);
 
 /* ---- Taking the connection away from HTTP (a WebSocket upgrade) ---- */
 

@@ -206,6 +206,21 @@ void cd_request_respond(cd_request *r, int status, const char *content_type, con
     cd_http__respond(r, status, content_type, body, len, NULL);
 }
 
+void cd_request_drop(cd_request *r)
+{
+    cd_conn *c = r->conn;
+    if (r->ctx->in_flight)
+        r->ctx->in_flight--;
+    cd_http__request_free(r);
+    if (c) {
+        c->req = NULL;
+        c->keepalive = 0;
+        c->state = CS_CLOSING;
+        if (!c->processing)
+            cd_http__process(c);
+    }
+}
+
 void cd_request_respond_error(cd_request *r, int status, const char *msg)
 {
     char body[512];

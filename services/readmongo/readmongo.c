@@ -50,14 +50,16 @@ static void respond_error(cd_request *req, int status, const char *msg)
     cd_request_respond(req, status, "application/json", body, len < 0 ? 0 : (size_t)len);
 }
 
-/* The pool's done function: answers the job (loop thread), or only frees it
- * when the pool is being destroyed (see rm_destroy). */
+/* The pool's done function: answers the job (loop thread), or drops its
+ * request when the pool is being destroyed (see rm_destroy). */
 static void job_done(cd_pool_work *work, int status)
 {
     cd_readmongo_job *job = (cd_readmongo_job *)((char *)work - offsetof(cd_readmongo_job, work));
 
     if (status == 0)
         cd_request_respond(job->req, job->status, "application/json", job->body, job->body_len);
+    else
+        cd_request_drop(job->req);
     cd_readmongo__job_free(job);
 }
 
@@ -213,10 +215,8 @@ static void rm_stop(cd_service *svc)
 
 /* The loop has stopped: the query threads finish the job in hand (bounded
  * by the timeouts) and are joined; jobs not answered are freed without
- * answering.  Their connections are closed already (the worker closes all
- * before destroy), so nobody would read an answer; their detached requests
- * stay allocated until the worker exits, which it does next (the HTTP layer
- * frees a request only when it is answered). */
+ * answering (cd_request_drop).  Their connections are closed already (the
+ * worker closes all before destroy), so nobody would read an answer. */
 static void rm_destroy(cd_service *svc)
 {
     cd_readmongo_state *st = svc->state;

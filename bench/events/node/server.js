@@ -1,6 +1,6 @@
 // server.js - the Node.js peer of clusterd's events service for the fan-out
 // benchmark: Node.js cluster + socket.io + @socket.io/cluster-adapter, with
-// the semantics of services/events.c (README, "events (Socket.IO)"):
+// the semantics of services/events/ (README, "events (Socket.IO)"):
 //
 //   join / leave (room)  -> socket.join/leave, ack {ok, room}
 //   whoami               -> ack {sid, worker, rooms}
@@ -31,7 +31,7 @@ if (!port || !(workers >= 1)) {
   process.exit(2);
 }
 
-// Socket.IO reserves these names (the same list as services/events.c).
+// Socket.IO reserves these names (the same list as cd_events__reserved_event in services/events/events_proto.c).
 const RESERVED = new Set(["connect", "connect_error", "disconnect", "disconnecting", "newListener",
   "removeListener"]);
 const MAX_ROOMS = 64;

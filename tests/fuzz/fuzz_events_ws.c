@@ -7,8 +7,8 @@
  *
  * Once: a config from cd_conf_load_text with one [events] section (small
  * limits, so the fuzzer reaches them), a libev loop, and a cd_service the
- * way a worker builds one (its worker has no bus: broadcasts fail with
- * -ENOTSUP, which the service answers like any bus failure).
+ * way a worker builds one, but with no host (services/service.h): broadcasts
+ * fail with -ENOTSUP, which the service answers like any bus failure.
  *
  * Per input: init the service, make a socketpair, hand one end to the
  * service as an upgraded connection (cd_events__adopt_fd, what the
@@ -48,7 +48,6 @@
 #include "core/util.h"
 #include "services/events/events.h"
 #include "services/service.h"
-#include "worker/worker.h"
 
 static const char conf_text[] = "[cluster]\n"
                                 "listen = 127.0.0.1:1\n"
@@ -61,7 +60,6 @@ static const char conf_text[] = "[cluster]\n"
 
 static cd_conf *conf;
 static struct ev_loop *loop;
-static cd_worker worker; /* only bus.in is looked at: -1, no bus */
 static cd_service svc;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -78,7 +76,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     loop = ev_loop_new(EVFLAG_AUTO);
     if (!loop)
         abort();
-    worker.bus.in = worker.bus.out = worker.bus.rcvfd = -1;
     const cd_conf_service *cs = &conf->services[0];
     svc.type = cs->type;
     svc.name = cs->name;
@@ -86,7 +83,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     svc.route_len = cs->route_len;
     svc.conf = cs->conf;
     svc.loop = loop;
-    svc.worker = &worker;
     return 0;
 }
 

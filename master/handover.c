@@ -201,8 +201,6 @@ int cd_upgrade_adopt(cd_master *m)
     m->upgrade.prev_exe_fd = exe_fd;
     if (exe_fd >= 0)
         cd_set_cloexec(exe_fd, 1);
-    /* The deadline runs from the start of the new generation (cd_upgrade_start_generation). */
-    cd_upgrade_starting(&m->upgrade, m->generation, 0);
     m->notified_ready = 1;
     return 2;
 }

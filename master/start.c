@@ -27,6 +27,10 @@ int cd_master_setup(cd_master *m, int *adopted_out)
             *del = '\0';
     }
     int adopted = *adopted_out = cd_upgrade_adopt(m);
+    /* An upgrade's new program: its deadline runs from the start of the new
+     * generation (cd_upgrade_start_generation). */
+    if (adopted == 2)
+        cd_upgrade_starting(&m->upgrade, m->generation, 0);
     if (cd_privs_prepare(m, adopted) < 0)
         return -1;
     int fds[CD_MAX_SLOTS];

@@ -8,6 +8,10 @@
 #   master and ctl use only core, conf and ipc
 #
 # clusterd.c (the binary's entry), tests/, bench/ and tools/ may use any.
+# The public API, include/clusterd/*.h (installed for users' modules), may be
+# included from every layer as "clusterd/NAME.h"; those headers themselves
+# may include only other clusterd/ headers and system headers (<...> that
+# is not a layer's folder), so nothing private leaks into what is installed.
 # The link half of the check is CMake's layercheck_LAYER executables.
 #
 set -euo pipefail
@@ -34,9 +38,28 @@ for layer in core conf ipc http services worker master ctl; do
     while IFS=: read -r file line inc; do
         dep=${inc%%/*}
         case "$ok" in *" $dep "*) continue ;; esac
+        [ "$dep" = clusterd ] && continue
         echo "$file:$line: layer '$layer' may not include \"$inc\" (it may use: $(allowed "$layer"))" >&2
         bad=1
     done < <(grep -rnoE --include='*.c' --include='*.h' '^#include "[a-z]+/[^"]+"' "$layer" |
              sed -E 's/:#include "/:/; s/"$//')
 done
+# The public headers: only "clusterd/..." (or <clusterd/...>) and system
+# headers; a quoted include of anything else, or <LAYER/...>, is private.
+if [ -d include/clusterd ]; then
+    while IFS=: read -r file line inc; do
+        case "$inc" in
+        '"clusterd/'* | '<clusterd/'*) continue ;;
+        '"'*) ;;
+        '<'*)
+            dep=${inc#<}
+            dep=${dep%%/*}
+            case " core conf ipc http services worker master ctl " in *" $dep "*) ;; *) continue ;; esac
+            ;;
+        esac
+        echo "$file:$line: public header may not include $inc (only clusterd/ and system headers)" >&2
+        bad=1
+    done < <(grep -rnoE --include='*.h' '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' include/clusterd |
+             sed -E 's/:[[:space:]]*#[[:space:]]*include[[:space:]]*/:/')
+fi
 exit $bad

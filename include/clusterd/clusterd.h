@@ -1,0 +1,17 @@
+/*
+ * clusterd/clusterd.h - the whole public API in one include (installed).
+ *
+ * Only what the headers of include/clusterd/ declare is API; the rest of
+ * clusterd is private and may change in any release.  The API's version is
+ * CLUSTERD_ABI_VERSION (clusterd/service.h), checked when a module loads.
+ */
+#ifndef CLUSTERD_CLUSTERD_H
+#define CLUSTERD_CLUSTERD_H
+
+#include "clusterd/conf.h"
+#include "clusterd/log.h"
+#include "clusterd/request.h"
+#include "clusterd/service.h"
+#include "clusterd/timer.h"
+
+#endif

@@ -13,7 +13,7 @@
  * outstanding item takes a reference and the last done gives it back
  * (outstanding is the loop thread's own count, no lock).
  */
-#include "core/pool.h"
+#include "clusterd/pool.h"
 
 #include <errno.h>
 #include <ev.h>

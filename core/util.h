@@ -1,12 +1,17 @@
 /*
  * util.h - small parsers and socket helpers shared by every process.
- * All return 0 or a negative value (-errno for syscalls); none logs.
+ * All return 0 or a negative value (-errno for syscalls); none logs.  The
+ * text helpers services use too (hex, percent-decoding, query parameters,
+ * UTF-8) are public API: clusterd/text.h, included here; util.c defines
+ * both.
  */
 #ifndef CD_UTIL_H
 #define CD_UTIL_H
 
 #include <stddef.h>
 #include <sys/socket.h>
+
+#include "clusterd/text.h"
 
 /* "500ms", "30s", "2m", "1h", or a bare number of seconds -> milliseconds.
  * Returns 0 or -1 (syntax, negative, overflow). */
@@ -25,26 +30,6 @@ int cd_set_cloexec(int fd, int on);
 
 /* A non-blocking SO_REUSEPORT TCP listener bound to addr; returns fd or -errno. */
 int cd_listen_reuseport(const struct sockaddr *addr, socklen_t len, int backlog);
-
-/* The value of a hex digit, or -1. */
-int cd_hexval(int ch);
-/* Percent-decodes s[0..n) into out, NUL-terminated; with plus_space, '+' is
- * a space (query strings).  Returns the length, -EINVAL for a bad escape or
- * an encoded NUL, -ENAMETOOLONG when it does not fit in outlen. */
-long cd_percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space);
-
-/* Finds parameter `key` in a raw query string ("a=1&b=x+y") and
- * percent-decodes its first occurrence ('+' is a space) into out,
- * NUL-terminated.  Returns its length (0 for "key" without '='), -1 when
- * absent, -2 when it does not fit or is badly encoded. */
-int cd_query_param(const char *query, const char *key, char *out, size_t outlen);
-
-/* The length of the UTF-8 sequence at p (1 to 4), where avail bytes can be
- * read, or 0 when they do not start with a valid one (RFC 3629 table 4: no
- * overlong forms, no surrogates, nothing above U+10FFFF, no truncation). */
-size_t cd_utf8_seq(const char *p, size_t avail);
-/* Whether [p, p + len) is valid UTF-8. */
-int cd_utf8_valid(const char *p, size_t len);
 
 /* The local time now as "YYYY-MM-DD HH:MM:SS" (for status lines). */
 void cd_now_string(char *out, size_t len);

@@ -1,7 +1,7 @@
 /*
  * websocket.c - the server side of a WebSocket: the opening handshake's
  * checks, and one connection over wslay on a libev loop (worker, loop
- * thread; the contract is in websocket.h).
+ * thread; the contract is in the public clusterd/websocket.h).
  *
  * wslay does the RFC 6455 framing; this file feeds it the socket.  Two
  * ev_io watchers follow wslay_event_want_read/want_write (update()), and a
@@ -17,7 +17,7 @@
  * into the binary, so a worker without them maps no libwslay (nor
  * libcrypto, which the accept key's SHA-1 needs).
  */
-#include "http/websocket.h"
+#include "clusterd/websocket.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -30,7 +30,7 @@
 #include <unistd.h>
 #include <wslay/wslay.h>
 
-#include "core/util.h"
+#include "clusterd/text.h"
 
 /* ---- the opening handshake ---- */
 

@@ -43,7 +43,7 @@
 #include <stdint.h>
 
 #include "conf/keys.h"
-#include "http/websocket.h"
+#include "clusterd/websocket.h"
 
 /* The [section] of an events service (master and workers, read-only after
  * conf_check).  Durations in ms, sizes in bytes. */
@@ -186,7 +186,7 @@ typedef struct cd_request cd_request; /* http/request.h */
  *
  * One cd_events_state per service instance in a worker; one
  * cd_events_client per WebSocket client, owning its cd_ws_conn
- * (http/websocket.h) and its heartbeat; rooms (rooms.c) link clients by
+ * (clusterd/websocket.h) and its heartbeat; rooms (rooms.c) link clients by
  * cd_events_member.  A client is freed only from its connection's on_close
  * (or stop/destroy), never from inside a handler or while a broadcast
  * iterates the rooms: code that wants it gone closes the connection. */

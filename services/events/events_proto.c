@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "clusterd/text.h"
 #include "services/events/events.h"
 
 /* ---- JSON ---- */

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
+#include "clusterd/json.h"
 #include "core/log.h"
 #include "services/events/events.h"
 #include "services/service.h"

@@ -1,6 +1,6 @@
 /*
  * exec.c - what the readmongo service's query threads do (worker process,
- * the threads of its core/pool.h pool): run one checked query against
+ * the threads of its clusterd/pool.h pool): run one checked query against
  * MongoDB through the worker's mongoc_client_pool and render the answer
  * (JSON body and status) into the job, for the loop thread to send.
  *
@@ -30,8 +30,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/buf.h"
-#include "core/json.h"
+#include "clusterd/buf.h"
+#include "clusterd/json.h"
 #include "core/log.h"
 
 long long cd_readmongo__now_ms(void)

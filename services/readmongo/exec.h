@@ -11,12 +11,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "core/pool.h"
+#include "clusterd/pool.h"
 #include "services/readmongo/readmongo.h"
 #include "services/service.h"
 
 /* One query on its way: checked on the loop thread, run by a query thread
- * (core/pool.h), answered back on the loop thread. */
+ * (clusterd/pool.h), answered back on the loop thread. */
 typedef struct cd_readmongo_job {
     cd_pool_work work;
     struct cd_readmongo_state *st;

@@ -12,7 +12,7 @@
  * operators, limits: cd_readmongo__check_request in readmongo_query.c, which
  * returns a query or a refusal and never answers) and answers
  * 400/403/404/414 at once; only a valid query becomes a job on the
- * service's bounded thread pool (core/pool.h; 503 when its queue is full).
+ * service's bounded thread pool (clusterd/pool.h; 503 when its queue is full).
  * A few threads per worker run the jobs (exec.c) and the pool hands each
  * finished job back to the loop thread, which answers it in job_done.
  * handle() and job_done are the only places that answer a request, and only
@@ -31,8 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
-#include "core/json.h"
+#include "clusterd/buf.h"
+#include "clusterd/json.h"
 #include "core/log.h"
 #include "services/readmongo/exec.h"
 #include "services/readmongo/readmongo.h"

@@ -14,7 +14,7 @@
  *                     its answer (exec.h: the per-worker state and the job)
  *   readmongo_json.c  BSON into compact relaxed Extended JSON
  *
- * The thread pool itself is core/pool.h.  Nothing declared here touches
+ * The thread pool itself is clusterd/pool.h.  Nothing declared here touches
  * the network, a thread or the loop, so all of it runs (and is tested) in
  * any process; in production it runs in a worker, on the loop thread
  * (request checks) or on the service's query threads (error mapping, JSON).

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/buf.h"
-#include "core/util.h"
+#include "clusterd/buf.h"
+#include "clusterd/text.h"
 #include "services/readmongo/readmongo.h"
 
 static void lit(cd_buf *b, const char *s) { cd_buf_append(b, s, strlen(s)); }
@@ -29,7 +29,7 @@ static void lit(cd_buf *b, const char *s) { cd_buf_append(b, s, strlen(s)); }
 /* A JSON string of len bytes of s.  Valid UTF-8 passes through; controls,
  * quote and backslash are escaped; a byte that does not start a valid
  * UTF-8 sequence becomes U+FFFD, because JSON text must be UTF-8 and
- * strings from the database are not always.  This is not core/json.h's
+ * strings from the database are not always.  This is not clusterd/json.h's
  * writer on purpose: that one passes every byte from 0x80 up unchanged (it
  * quotes our own text) and writes \n as \u000a, where this one must repair
  * the database's bytes and writes the short escapes libbson does. */

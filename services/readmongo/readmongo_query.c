@@ -20,7 +20,7 @@
  * the operator.  Values are never inspected: the string "$where" as a value
  * is data.
  */
-#include "core/util.h"
+#include "clusterd/text.h"
 #include "services/readmongo/readmongo.h"
 
 #include <errno.h>

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/util.h"
-#include "http/websocket.h"
+#include "clusterd/text.h"
+#include "clusterd/websocket.h"
 #include "services/events/events.h"
 
 #define CHECK(x)                                                                                             \

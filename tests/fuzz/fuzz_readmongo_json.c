@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
+#include "clusterd/buf.h"
 #include "services/readmongo/readmongo.h"
 
 #define CHECK(cond)                                                                         \

@@ -14,7 +14,7 @@
 #include <semaphore.h>
 #include <stdlib.h>
 
-#include "core/pool.h"
+#include "clusterd/pool.h"
 
 typedef struct item {
     cd_pool_work w;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "clusterd/text.h"
 #include "services/events/events.h"
 
 static int json_ok(const char *s)

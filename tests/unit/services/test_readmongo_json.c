@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/buf.h"
+#include "clusterd/buf.h"
 #include "services/readmongo/readmongo.h"
 
 static char *render(const bson_t *doc)

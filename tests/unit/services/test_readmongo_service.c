@@ -1,6 +1,6 @@
 /*
  * test_readmongo_service.c - the readmongo service itself (readmongo.c with
- * exec.c and its core/pool.h pool) behind a real HTTP context, with no
+ * exec.c and its clusterd/pool.h pool) behind a real HTTP context, with no
  * database: the URI points at a loopback port nobody listens on.  What it
  * shows without MongoDB: the answers given on the loop thread (index,
  * refusals) byte for byte, a full query queue answering 503 at once, jobs

@@ -16,8 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clusterd/websocket.h"
 #include "core/util.h"
-#include "http/websocket.h"
 
 Test(websocket_handshake, accept_key_matches_rfc6455)
 {

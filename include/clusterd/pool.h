@@ -1,6 +1,6 @@
 /*
- * pool.h - a bounded thread pool owned by one libev loop (worker process;
- * any process that runs a loop).
+ * clusterd/pool.h - a bounded thread pool owned by one libev loop (public,
+ * installed; worker process, or any process that runs a loop).
  *
  * The shape of libuv's uv_queue_work and of redis's bio.c: the loop thread
  * submits an item with two functions, `work` runs on one of the pool's
@@ -20,9 +20,15 @@
  *
  * Everything below is called on the loop thread only, except that `work`
  * runs on a pool thread.
+ *
+ * A service makes its pool in init (on svc->loop, sized by its own keys),
+ * submits from handle, answers the request from done (status 0), and
+ * destroys the pool in destroy; the items destroy cancels get
+ * done(w, -ECANCELED), where the service drops their requests
+ * (cd_request_drop) instead of answering them.  readmongo does exactly this.
  */
-#ifndef CD_POOL_H
-#define CD_POOL_H
+#ifndef CLUSTERD_POOL_H
+#define CLUSTERD_POOL_H
 
 #include <stddef.h>
 

@@ -1,10 +1,16 @@
 /*
- * websocket.h - the server side of a WebSocket (RFC 6455) on a libev loop:
- * the opening handshake's checks, and the connection, wslay behind a few
- * functions in the shape of h2o's websocket.h (worker, loop thread).
+ * clusterd/websocket.h - the server side of a WebSocket (RFC 6455) on a
+ * libev loop: the opening handshake's checks, and the connection, wslay
+ * behind a few functions in the shape of h2o's websocket.h (public,
+ * installed; worker, loop thread).
+ *
+ * Not in the binary: the clusterd binary does not link wslay, so a worker
+ * whose services do not speak WebSocket maps no such library.  The code
+ * (http/websocket.c) is compiled into each module that uses it, linked with
+ * wslay and libcrypto (the events module does so in clusterd's build).
  *
  * A service checks an upgrade request with cd_ws_check_handshake, takes
- * the connection from the HTTP layer (cd_http_upgrade in http/request.h:
+ * the connection from the HTTP layer (cd_http_upgrade in clusterd/request.h:
  * the fd and the bytes the client sent after its request) and passes them
  * to cd_ws_new with the Sec-WebSocket-Accept the check computed.  From
  * then on this unit does the rest: it writes the 101, then frames over the
@@ -37,13 +43,13 @@
  *
  * Functions return 0 or -errno and never log; the owner decides.
  */
-#ifndef CD_HTTP_WEBSOCKET_H
-#define CD_HTTP_WEBSOCKET_H
+#ifndef CLUSTERD_WEBSOCKET_H
+#define CLUSTERD_WEBSOCKET_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http/request.h"
+#include "clusterd/request.h"
 
 struct ev_loop;
 typedef struct cd_ws_conn cd_ws_conn;

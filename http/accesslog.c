@@ -29,6 +29,8 @@ size_t cd_accesslog_format(char *out, size_t cap, const cd_access_entry *e, int 
     esc(url, sizeof url, e->url);
     esc(ua, sizeof ua, e->user_agent);
     esc(ref, sizeof ref, e->referer);
+    char rid[136]; /* an id is [A-Za-z0-9._-]; escaped anyway, whoever filled it */
+    esc(rid, sizeof rid, e->request_id);
     time_t t = (time_t)e->time;
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -38,13 +40,14 @@ size_t cd_accesslog_format(char *out, size_t cap, const cd_access_entry *e, int 
         n = snprintf(out, cap,
                      "{\"time\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"url\":\"%s\",\"status\":%d,"
                      "\"bytes\":%zu,\"duration\":%.6f,\"service\":\"%s\",\"user_agent\":\"%s\",\"referer\":\"%s\","
-                     "\"slot\":%d}\n",
-                     tbuf, e->peer, e->method, url, e->status, e->bytes, e->duration, e->route, ua, ref, slot);
+                     "\"request_id\":\"%s\",\"slot\":%d}\n",
+                     tbuf, e->peer, e->method, url, e->status, e->bytes, e->duration, e->route, ua, ref,
+                     rid[0] ? rid : "-", slot);
     } else {
         strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        n = snprintf(out, cap, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu \"%s\" \"%s\" %.6f\n", e->peer, tbuf,
+        n = snprintf(out, cap, "%s - - [%s] \"%s %s HTTP/1.%d\" %d %zu \"%s\" \"%s\" %.6f %s\n", e->peer, tbuf,
                      e->method, url, e->http_minor, e->status, e->bytes, ref[0] ? ref : "-", ua[0] ? ua : "-",
-                     e->duration);
+                     e->duration, rid[0] ? rid : "-");
     }
     if (n < 0 || cap == 0)
         return 0;

@@ -34,13 +34,14 @@ typedef struct cd_access_entry {
     const char *route;      /* the name of the route that took it, or "-" */
     const char *user_agent; /* NULL when absent */
     const char *referer;    /* NULL when absent */
+    const char *request_id; /* X-Request-Id (http/reqid.c), NULL when none */
 } cd_access_entry;
 
 /* Writes e as one line ending in '\n' into out (NUL-terminated, cut to
  * fit): JSON lines when json (with the worker's slot), else the combined
- * log format followed by the duration.  Text from the client is escaped
- * as in a JSON string, which is also safe inside the combined format's
- * quotes.  Returns the line's length. */
+ * log format followed by the duration and the request id ("-" if none).
+ * Text from the client is escaped as in a JSON string, which is also safe
+ * inside the combined format's quotes.  Returns the line's length. */
 size_t cd_accesslog_format(char *out, size_t cap, const cd_access_entry *e, int json, int slot);
 
 typedef struct cd_accesslog {

@@ -23,6 +23,7 @@
 
 #define CD_HTTP_IN_BUF 16384
 #define CD_HTTP_MAX_HEADERS 100
+#define CD_REQID_MAX 64
 
 enum cd_conn_state {
     CS_IDLE,    /* waiting for the first byte of a request */
@@ -59,6 +60,23 @@ struct cd_request {
     double start;     /* when it was dispatched (ev_time) */
     uint8_t llmethod, http_minor;
     char peer[48]; /* the client's address, for the access log */
+    char reqid[CD_REQID_MAX + 1]; /* X-Request-Id (reqid.c), set at dispatch */
+
+    /* The answer's own headers (headers.c): "Name: value\r\n" lines set by
+     * cd_response_header, and a Content-Type for answers that give none. */
+    char *rh;
+    size_t rh_len, rh_cap;
+    char *rh_ctype;
+    /* Route parameters (router.c matches, request.c decodes). */
+    int nparams;
+    const char *pname[CD_ROUTE_MAX_PARAMS]; /* into the route's prefix */
+    size_t pname_len[CD_ROUTE_MAX_PARAMS];
+    char *pval[CD_ROUTE_MAX_PARAMS]; /* decoded, in pbuf */
+    char *pbuf;
+    /* A streamed answer (stream.c): begun, chunked framing, body bytes. */
+    int streaming, chunked, stream_failed;
+    int stream_status;
+    size_t streamed;
 };
 
 struct cd_conn {
@@ -96,9 +114,20 @@ const llhttp_settings_t *cd_http__settings(void);
 
 /* request.c */
 void cd_http__request_free(cd_request *r);
+/* Decodes the parameters m found in r's path (r->pval).  0, -1 when one
+ * does not decode (a bad escape, or a NUL), -2 without memory. */
+int cd_http__params(cd_request *r, const cd_route_match *m);
 int cd_http__arena_append(cd_request *r, const char *at, size_t len, size_t limit);
 
 /* response.c */
+/* Appends len bytes to c's output.  0, or -1 (no memory; keepalive is
+ * cleared, the caller decides what else). */
+int cd_http__out_put(cd_conn *c, const char *s, size_t len);
+/* Queues a status line and headers for r (NULL: none) on c.  len is the
+ * Content-Length, or (size_t)-1 for a streamed body (chunked on HTTP/1.1,
+ * close-delimited on 1.0).  extra: more header lines, or NULL. */
+int cd_http__queue_head(cd_conn *c, const cd_request *r, const char *reqid, int status, const char *ctype,
+                        size_t len, const char *extra);
 /* Answers r (extra: more header lines, or NULL); frees r. */
 void cd_http__respond(cd_request *r, int status, const char *ctype, const char *body, size_t len,
                       const char *extra);
@@ -110,6 +139,25 @@ void cd_http__fail(cd_conn *c, int status, const char *msg);
 void cd_http__finish(cd_request *r, int status);
 /* The client's address as text ("-" when unknown). */
 void cd_http__peer_string(const struct sockaddr_storage *ss, char *out, size_t len);
+
+/* Hands the access log what it keeps of a request (r may be NULL or a
+ * request refused half-read; c NULL when the client is gone). */
+void cd_http__log(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, const char *reqid, int status,
+                  size_t bytes);
+
+/* headers.c */
+/* The header name is a token and the value has no CR, LF or NUL: 0 or -EINVAL. */
+int cd_http__header_valid(const char *name, const char *value);
+/* The header is one the server writes itself (Content-Length, ...). */
+int cd_http__header_owned(const char *name);
+
+/* reqid.c */
+/* Sets r->reqid: the client's X-Request-Id if valid, else a new one. */
+void cd_http__reqid(cd_http_ctx *ctx, cd_request *r);
+/* A new id ("<pid hex>-<seconds hex>-<counter hex>") into out. */
+void cd_http__reqid_new(cd_http_ctx *ctx, char out[CD_REQID_MAX + 1]);
+/* Whether s is a valid id: 1..64 of [A-Za-z0-9._-]. */
+int cd_http__reqid_valid(const char *s);
 
 /* upgrade.c */
 void cd_http__handover(cd_conn *c); /* gives the socket to the upgrade callback */

@@ -7,7 +7,8 @@
  * after the other in one arena bounded by max_header_size; at the end of
  * the headers the path and query get their own NUL-terminated copies, and
  * the body its own buffer bounded by max_body_size.  So a request needs
- * nothing of its connection and can outlive it.  Answering it is
+ * nothing of its connection and can outlive it.  Route parameters are
+ * decoded at dispatch into one buffer of their own.  Answering it is
  * response.c's, handing its connection over upgrade.c's.
  */
 #include <stdlib.h>
@@ -25,6 +26,9 @@ void cd_http__request_free(cd_request *r)
     free(r->path);
     free(r->query);
     free(r->body);
+    free(r->rh);
+    free(r->rh_ctype);
+    free(r->pbuf);
     free(r);
 }
 
@@ -75,4 +79,58 @@ const char *cd_request_header(const cd_request *r, const char *name)
 int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen)
 {
     return cd_query_param(cd_request_query(r), key, out, outlen);
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int cd_http__params(cd_request *r, const cd_route_match *m)
+{
+    r->nparams = 0;
+    if (m->nparams == 0)
+        return 0;
+    size_t total = 0;
+    for (int i = 0; i < m->nparams; i++)
+        total += m->params[i].len + 1;
+    char *w = r->pbuf = malloc(total);
+    if (!w)
+        return -2;
+    for (int i = 0; i < m->nparams; i++) {
+        const char *v = r->path + m->params[i].off;
+        r->pname[i] = m->params[i].name;
+        r->pname_len[i] = m->params[i].name_len;
+        r->pval[i] = w;
+        for (size_t k = 0; k < m->params[i].len; k++) {
+            char ch = v[k];
+            if (ch == '%') {
+                int hi = k + 2 < m->params[i].len ? hexval(v[k + 1]) : -1;
+                int lo = hi >= 0 ? hexval(v[k + 2]) : -1;
+                if (lo < 0 || (hi == 0 && lo == 0))
+                    return -1;
+                ch = (char)(hi * 16 + lo);
+                k += 2;
+            }
+            *w++ = ch;
+        }
+        *w++ = '\0';
+        r->nparams = i + 1;
+    }
+    return 0;
+}
+
+const char *cd_request_param(const cd_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < r->nparams; i++)
+        if (r->pname_len[i] == n && memcmp(r->pname[i], name, n) == 0)
+            return r->pval[i];
+    return NULL;
 }

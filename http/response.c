@@ -100,31 +100,64 @@ static int out_reserve(cd_conn *c, size_t more)
     return 0;
 }
 
-/* Queues a complete response on c. */
-static void queue_response(cd_conn *c, int status, const char *ctype, const char *body, size_t len, int head,
-                           const char *extra)
+int cd_http__out_put(cd_conn *c, const char *s, size_t len)
 {
+    if (out_reserve(c, len) < 0) {
+        c->keepalive = 0;
+        return -1;
+    }
+    memcpy(c->out + c->out_len, s, len);
+    c->out_len += len;
+    return 0;
+}
+
+int cd_http__queue_head(cd_conn *c, const cd_request *r, const char *reqid, int status, const char *ctype,
+                        size_t len, const char *extra)
+{
+    const char *ct = ctype ? ctype : r ? r->rh_ctype : NULL;
+    char framing[64] = "";
+    if (len == (size_t)-1) { /* streamed */
+        if (r && r->http_minor >= 1)
+            snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
+        else
+            c->keepalive = 0; /* HTTP/1.0: the end of the body is the end of the connection */
+    } else if (status != 304) {
+        snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", len);
+    }
     char hdr[512];
-    int n = snprintf(hdr, sizeof hdr,
-                     "HTTP/1.1 %d %s\r\nServer: " CD_SERVER_NAME "\r\nDate: %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n",
-                     status, status_text(status), date_header(c->ctx), ctype ? "Content-Type: " : "",
-                     ctype ? ctype : "", ctype ? "\r\n" : "", len,
+    int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 %d %s\r\nServer: " CD_SERVER_NAME "\r\nDate: %s\r\n%s%s",
+                     status, status_text(status), date_header(c->ctx), framing,
                      c->keepalive ? (c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "")
-                                  : "Connection: close\r\n",
-                     extra ? extra : "");
+                                  : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof hdr)
-        return;
-    size_t blen = head ? 0 : len;
-    if (out_reserve(c, (size_t)n + blen) < 0) {
+        return -1;
+    if (cd_http__out_put(c, hdr, (size_t)n) < 0)
+        return -1;
+    if (ct && (cd_http__out_put(c, "Content-Type: ", 14) < 0 || cd_http__out_put(c, ct, strlen(ct)) < 0 ||
+               cd_http__out_put(c, "\r\n", 2) < 0))
+        return -1;
+    if (reqid && reqid[0] &&
+        (cd_http__out_put(c, "X-Request-Id: ", 14) < 0 || cd_http__out_put(c, reqid, strlen(reqid)) < 0 ||
+         cd_http__out_put(c, "\r\n", 2) < 0))
+        return -1;
+    if (r && r->rh_len && cd_http__out_put(c, r->rh, r->rh_len) < 0)
+        return -1;
+    if (extra && cd_http__out_put(c, extra, strlen(extra)) < 0)
+        return -1;
+    return cd_http__out_put(c, "\r\n", 2);
+}
+
+/* Queues a complete response on c. */
+static void queue_response(cd_conn *c, const cd_request *r, const char *reqid, int status, const char *ctype,
+                           const char *body, size_t len, int head, const char *extra)
+{
+    size_t at = c->out_len - c->out_off; /* what was queued before, to undo a half answer */
+    if (cd_http__queue_head(c, r, reqid, status, ctype, len, extra) < 0 ||
+        (!head && len && cd_http__out_put(c, body, len) < 0)) {
+        if (c->out_len - c->out_off > at) /* never leave a half answer behind */
+            c->out_len = c->out_off + at;
         c->keepalive = 0;
         c->state = CS_CLOSING;
-        return;
-    }
-    memcpy(c->out + c->out_len, hdr, (size_t)n);
-    c->out_len += (size_t)n;
-    if (blen) {
-        memcpy(c->out + c->out_len, body, blen);
-        c->out_len += blen;
     }
 }
 
@@ -147,9 +180,8 @@ static void done(cd_http_ctx *ctx, const cd_route *route, int status, double sta
         ctx->on_done(ctx->owner, route, status, start > 0 ? ev_time() - start : -1.0);
 }
 
-/* Hands the access log what it keeps of a request (r may be NULL or a
- * request refused half-read; c NULL when the client is gone). */
-static void log_access(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, int status, size_t bytes)
+void cd_http__log(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, const char *reqid, int status,
+                  size_t bytes)
 {
     char peer[64] = "-";
     if (c)
@@ -169,6 +201,7 @@ static void log_access(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, 
         .route = r && r->route ? r->route->name : "-",
         .user_agent = parsed ? cd_request_header(r, "User-Agent") : NULL,
         .referer = parsed ? cd_request_header(r, "Referer") : NULL,
+        .request_id = reqid,
     };
     ctx->on_log(ctx->owner, &e);
 }
@@ -187,12 +220,12 @@ void cd_http__respond(cd_request *r, int status, const char *ctype, const char *
     cd_conn *c = r->conn;
     cd_http__finish(r, status);
     if (ctx->on_log)
-        log_access(ctx, c, r, status, r->head ? 0 : len);
+        cd_http__log(ctx, c, r, r->reqid, status, r->head ? 0 : len);
     if (c) {
         c->req = NULL;
         if (ctx->draining || c->upgrade || c->peer_closed)
             c->keepalive = 0;
-        queue_response(c, status, ctype, body, len, r->head, extra);
+        queue_response(c, r, r->reqid, status, ctype, body, len, r->head, extra);
         if (c->state == CS_SERVICE)
             c->state = c->keepalive ? CS_IDLE : CS_CLOSING;
     }
@@ -235,13 +268,18 @@ void cd_http__fail(cd_conn *c, int status, const char *msg)
     char body[512];
     int n = cd_json_error(body, sizeof body, status, msg);
     size_t len = n > 0 ? (size_t)n : 0;
+    char id[CD_REQID_MAX + 1] = "";
+    if (partial) /* the client's id when its headers were read */
+        cd_http__reqid(c->ctx, partial), memcpy(id, partial->reqid, sizeof id);
+    else
+        cd_http__reqid_new(c->ctx, id);
     done(c->ctx, NULL, status, 0);
     if (c->ctx->on_log)
-        log_access(c->ctx, c, partial, status, len);
+        cd_http__log(c->ctx, c, partial, id, status, len);
     if (partial) {
         cd_http__request_free(partial);
         c->req = NULL;
     }
-    queue_response(c, status, "application/json", body, len, c->parser.method == HTTP_HEAD, NULL);
+    queue_response(c, NULL, id, status, "application/json", body, len, c->parser.method == HTTP_HEAD, NULL);
     c->state = CS_CLOSING;
 }

@@ -132,7 +132,9 @@ static void dispatch(cd_conn *c)
     r->start = ev_time();
     if (ctx->on_log) /* the connection may be gone when it is answered */
         cd_http__peer_string(&c->peer, r->peer, sizeof r->peer);
-    const cd_route *route = cd_router_match(ctx->routes, ctx->nroutes, r->path);
+    cd_http__reqid(ctx, r);
+    cd_route_match m;
+    const cd_route *route = cd_router_find(ctx->routes, ctx->nroutes, r->path, &m);
     if (!route) {
         cd_request_respond_error(r, 404, "no route for this path");
         return;
@@ -142,7 +144,12 @@ static void dispatch(cd_conn *c)
         return;
     }
     r->route = route;
-    r->subpath = r->path + (route->len == 1 ? 0 : route->len);
+    r->subpath = r->path + m.matched;
+    if (m.nparams && cd_http__params(r, &m) < 0) {
+        r->route = NULL; /* refused before its service saw it */
+        cd_request_respond_error(r, 400, "bad route parameter");
+        return;
+    }
     route->handle(route->arg, r);
 }
 
@@ -214,6 +221,7 @@ void cd_http__process(cd_conn *c)
             break;
         }
         if (c->state == CS_SERVICE) {
+            ev_timer_stop(ctx->loop, &c->timer); /* a streamed answer's writes are out */
             /* Keep reading into the buffer (pipelined requests wait there)
              * until it is full: toggling the watcher per request would cost
              * epoll_ctl calls for nothing. */

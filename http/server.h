@@ -16,7 +16,10 @@
  * request API of request.h; response.c the answers (status line, headers,
  * bodies, errors) and the finishing of a request (hooks); upgrade.c the
  * hand-over of a connection; router.c the routes; accesslog.c the access
- * log's line format and its writer thread.
+ * log's line format and its writer thread; headers.c the headers a service
+ * adds; stream.c streamed (chunked) answers; reqid.c the request id;
+ * routeconf.c the per-route options (CORS, gzip, ETag) and cors.c,
+ * gzip.c, etag.c which apply them.
  */
 #ifndef CD_HTTP_SERVER_H
 #define CD_HTTP_SERVER_H
@@ -66,6 +69,8 @@ typedef struct cd_http_ctx {
 
     char date[40]; /* cached "Date: ..." value, refreshed once a second */
     ev_tstamp date_at;
+    unsigned reqid_pid; /* new request ids (reqid.c): the pid, read once */
+    uint64_t reqid_seq; /* and a counter */
 } cd_http_ctx;
 
 /* Zeroes ctx and sets its loop and limits from conf's [cluster] keys. */

@@ -43,6 +43,11 @@ const char *cd_request_query(const cd_request *r);
 int cd_request_query_param(const cd_request *r, const char *key, char *out, size_t outlen);
 /* A request header by case-insensitive name, or NULL. */
 const char *cd_request_header(const cd_request *r, const char *name);
+/* A route parameter (route = /users/:id gives "id"), percent-decoded and
+ * NUL-terminated, or NULL when the route has no such parameter.  Valid
+ * until the request is answered.  (A value that does not decode, or
+ * decodes to a NUL, is refused with 400 before the handler is called.) */
+const char *cd_request_param(const cd_request *r, const char *name);
 /* The request body (may be empty); valid until the request is answered. */
 const char *cd_request_body(const cd_request *r, size_t *len);
 /* Per-request slot for the handler's own pointer. */
@@ -61,6 +66,27 @@ void cd_request_respond_error(cd_request *r, int status, const char *msg);
  * still connected is disconnected once earlier answers are written.  It is
  * not counted as answered and not logged.  Not from inside handle(). */
 void cd_request_drop(cd_request *r);
+
+/* ---- Response headers and streamed answers ---- */
+
+/* Adds a response header to the answer of r (before it is answered or a
+ * stream begins).  0, or -EINVAL: name not a token, value with CR/LF/NUL,
+ * or a header the server owns (Content-Length, Transfer-Encoding,
+ * Connection, Date, Keep-Alive, Upgrade, Server, X-Request-Id); -ENOMEM.
+ * Content-Type set here is used when the answer gives none (the answer's
+ * own content type wins, so it is never sent twice). */
+int cd_response_header(cd_request *r, const char *name, const char *value);
+/* Streamed answers, produced piece by piece: begin once (the status line
+ * and headers are queued), write pieces, end once (which frees r).  On
+ * HTTP/1.1 the body is chunked; an HTTP/1.0 client gets a body delimited
+ * by closing the connection; a HEAD request gets the headers only (writes
+ * are counted, not sent).  Writes are queued on the connection and sent as
+ * the client reads; nothing blocks.  begin returns 0 or -EINVAL (already
+ * begun); write returns 0, or -EPIPE once the client is gone (end r then;
+ * nothing more will be sent), -ENOMEM. */
+int cd_response_begin(cd_request *r, int status, const char *content_type);
+int cd_response_write(cd_request *r, const void *data, size_t len);
+void cd_response_end(cd_request *r);
 
 /* ---- Taking the connection away from HTTP (a WebSocket upgrade) ---- */
 

@@ -27,7 +27,8 @@ static cd_access_entry entry(void)
 {
     return (cd_access_entry){.time = T0, .peer = "10.0.0.1", .method = "GET", .url = "/dummy?x=1",
                              .http_minor = 1, .status = 200, .bytes = 11, .duration = 0.00125,
-                             .route = "dummy", .user_agent = "curl/8", .referer = NULL};
+                             .route = "dummy", .user_agent = "curl/8", .referer = NULL,
+                             .request_id = "a1-b2.c_3"};
 }
 
 Test(accesslog, combined_format)
@@ -36,8 +37,11 @@ Test(accesslog, combined_format)
     char line[512];
     size_t n = cd_accesslog_format(line, sizeof line, &e, 0, 3);
     cr_assert_str_eq(line, "10.0.0.1 - - [02/Jan/2026:03:04:05 +0000] \"GET /dummy?x=1 HTTP/1.1\" 200 11 \"-\" "
-                           "\"curl/8\" 0.001250\n");
+                           "\"curl/8\" 0.001250 a1-b2.c_3\n");
     cr_assert_eq(n, strlen(line));
+    e.request_id = NULL; /* a request refused before it had one */
+    cd_accesslog_format(line, sizeof line, &e, 0, 3);
+    cr_assert(strstr(line, " 0.001250 -\n"), "%s", line);
 }
 
 Test(accesslog, json_format_with_slot)
@@ -48,7 +52,11 @@ Test(accesslog, json_format_with_slot)
     cd_accesslog_format(line, sizeof line, &e, 1, 3);
     cr_assert_str_eq(line, "{\"time\":\"2026-01-02T03:04:05Z\",\"remote\":\"10.0.0.1\",\"method\":\"GET\","
                            "\"url\":\"/dummy?x=1\",\"status\":200,\"bytes\":11,\"duration\":0.001250,"
-                           "\"service\":\"dummy\",\"user_agent\":\"curl/8\",\"referer\":\"http://r/\",\"slot\":3}\n");
+                           "\"service\":\"dummy\",\"user_agent\":\"curl/8\",\"referer\":\"http://r/\","
+                           "\"request_id\":\"a1-b2.c_3\",\"slot\":3}\n");
+    e.request_id = NULL;
+    cd_accesslog_format(line, sizeof line, &e, 1, 3);
+    cr_assert(strstr(line, "\"request_id\":\"-\","), "%s", line);
 }
 
 /* A quote, backslash or control byte from the client cannot end a field or

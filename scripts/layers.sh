@@ -62,4 +62,27 @@ if [ -d include/clusterd ]; then
     done < <(grep -rnoE --include='*.h' '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' include/clusterd |
              sed -E 's/:[[:space:]]*#[[:space:]]*include[[:space:]]*/:/')
 fi
+# Service modules (services/NAME/, built as clusterd-NAME.so) are built on
+# the public API alone, as a user's module is: they may include only
+# clusterd/ headers, their own folder's and system headers.  So is
+# http/websocket.c, which is compiled into the modules that use it.
+for dir in services/*/ http/websocket.c; do
+    [ -e "$dir" ] || continue
+    mod=${dir%/}
+    mod=${mod#services/}
+    while IFS=: read -r file line inc; do
+        case "$inc" in
+        '"clusterd/'* | '<clusterd/'* | "\"services/$mod/"*) continue ;;
+        '"'*) case "$inc" in */*) ;; *) continue ;; esac ;; # "x.h": its own folder
+        '<'*)
+            dep=${inc#<}
+            dep=${dep%%/*}
+            case " core conf ipc http services worker master ctl " in *" $dep "*) ;; *) continue ;; esac
+            ;;
+        esac
+        echo "$file:$line: module code may include only clusterd/, its own folder and system headers, not $inc" >&2
+        bad=1
+    done < <(grep -rHnoE --include='*.c' --include='*.h' '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' "$dir" |
+             sed -E 's/:[[:space:]]*#[[:space:]]*include[[:space:]]*/:/')
+done
 exit $bad

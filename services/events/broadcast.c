@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "clusterd/log.h"
+#include "clusterd/service.h"
 #include "services/events/events.h"
-#include "services/service.h"
 
 int cd_events__broadcast(cd_events_state *st, const char *except, const char *const *rooms,
                          const size_t *lens, size_t nrooms, const char *packet, size_t len)

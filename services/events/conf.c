@@ -1,7 +1,7 @@
 /*
  * conf.c - the [section] of an events service: its keys (a cd_conf_key
- * table: conf/keys.h parses and bounds them), their defaults, the
- * cross-key checks, and the Origin allowlist (master and workers: the
+ * table, clusterd/conf.h: clusterd parses and bounds them), their defaults,
+ * the cross-key checks, and the Origin allowlist (master and workers: the
  * master validates the config, each worker parses the same bytes again
  * and reads the result only).
  *

@@ -29,9 +29,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "clusterd/log.h"
+#include "clusterd/service.h"
 #include "services/events/events.h"
-#include "services/service.h"
 
 #define CLOSE_GRACE 2.0      /* seconds a closing client gets to read our close frame */
 #define CONNECT_TIMEOUT 45.0 /* seconds to send Socket.IO CONNECT (Socket.IO's connectTimeout) */

@@ -23,9 +23,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "clusterd/log.h"
+#include "clusterd/service.h"
 #include "services/events/events.h"
-#include "services/service.h"
 
 /* An accepted upgrade waiting for its connection (cd_http_upgrade calls
  * upgrade_cb once, after handle() has unwound).  On the state's pending
@@ -214,6 +214,7 @@ static void events_destroy(cd_service *svc)
 }
 
 const cd_service_type cd_service_events = {
+    .abi = CLUSTERD_ABI_VERSION,
     .name = "events",
     .methods = CD_M_GET | CD_M_POST,
     .conf_new = cd_events__conf_new,

@@ -42,7 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf/keys.h"
+#include "clusterd/conf.h"
 #include "clusterd/websocket.h"
 
 /* The [section] of an events service (master and workers, read-only after
@@ -180,7 +180,7 @@ int cd_events__bcast_decode(const void *msg, size_t len, cd_events_bcast *b);
  * sets name/len and advances *cur. */
 void cd_events__bcast_room(const unsigned char **cur, const char **name, size_t *len);
 
-typedef struct cd_request cd_request; /* http/request.h */
+typedef struct cd_request cd_request; /* clusterd/request.h */
 
 /* ---- the running service (worker, loop thread) ----
  *

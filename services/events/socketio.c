@@ -23,9 +23,9 @@
 #include <string.h>
 
 #include "clusterd/json.h"
-#include "core/log.h"
+#include "clusterd/log.h"
+#include "clusterd/service.h"
 #include "services/events/events.h"
-#include "services/service.h"
 
 /* Queues the ack "43<id>[<json_args>]".  Sized to what it carries, so no
  * ack is ever dropped for its length (cd_events__send still applies

@@ -1,5 +1,5 @@
 /*
- * conf.c - the [readmongo] section: its keys as a table (conf/keys.h), the
+ * conf.c - the [readmongo] section: its keys as a table (clusterd/conf.h), the
  * defaults, and the checks across keys (master and every worker).
  *
  * The master runs these to validate the file; each worker runs them again

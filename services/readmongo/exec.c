@@ -32,7 +32,7 @@
 
 #include "clusterd/buf.h"
 #include "clusterd/json.h"
-#include "core/log.h"
+#include "clusterd/log.h"
 
 long long cd_readmongo__now_ms(void)
 {

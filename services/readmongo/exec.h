@@ -12,8 +12,8 @@
 #include <stdatomic.h>
 
 #include "clusterd/pool.h"
+#include "clusterd/service.h"
 #include "services/readmongo/readmongo.h"
-#include "services/service.h"
 
 /* One query on its way: checked on the loop thread, run by a query thread
  * (clusterd/pool.h), answered back on the loop thread. */

@@ -33,10 +33,10 @@
 
 #include "clusterd/buf.h"
 #include "clusterd/json.h"
-#include "core/log.h"
+#include "clusterd/log.h"
+#include "clusterd/service.h"
 #include "services/readmongo/exec.h"
 #include "services/readmongo/readmongo.h"
-#include "services/service.h"
 
 /* Driver library users in this process (loop thread only); see above. */
 static int mongoc_users;
@@ -237,6 +237,7 @@ static const char *rm_degraded(cd_service *svc)
 }
 
 const cd_service_type cd_service_readmongo = {
+    .abi = CLUSTERD_ABI_VERSION,
     .name = "readmongo",
     .methods = CD_M_GET | CD_M_HEAD,
     .conf_new = cd_readmongo__conf_new,

@@ -27,7 +27,7 @@
 #include <bson/bson.h>
 #include <stddef.h>
 
-#include "conf/keys.h"
+#include "clusterd/conf.h"
 
 /* The [section] of a readmongo service, built from cd_readmongo__keys and
  * conf_check (conf.c) in the master and in each worker, read-only
@@ -55,8 +55,8 @@ typedef struct cd_readmongo_conf {
     long long max_response_size; /* documents beyond this are cut off */
 } cd_readmongo_conf;
 
-/* conf.c: the section's keys (conf/keys.h) and the vtable's config hooks
- * (services/service.h: conf_new, conf_check, conf_free). */
+/* conf.c: the section's keys (clusterd/conf.h) and the vtable's config hooks
+ * (clusterd/service.h: conf_new, conf_check, conf_free). */
 extern const cd_conf_key cd_readmongo__keys[];
 void *cd_readmongo__conf_new(void);
 int cd_readmongo__conf_check(void *conf, char *err, size_t errlen);

@@ -89,6 +89,9 @@ Test(core, serves_dummy_from_every_worker)
 
     pid_t w[2];
     cr_assert_eq(th_workers(&srv, w, 2), 2);
+    /* th_start returns once one worker answers; until the other is READY
+     * the master steers every connection to the first one. */
+    cr_assert(th_log_contains(&srv, "all 2 workers ready", 5000));
     int base0 = sockets_of(w[0]), base1 = sockets_of(w[1]);
     /* 16 slow requests held open at once: both workers must be holding some. */
     int fds[16];

@@ -400,6 +400,8 @@ void cd_conf_free(cd_conf *c)
         cd_conf_service *s = &c->services[i];
         if (s->conf && s->conf_free)
             s->conf_free(s->conf);
+        if (s->route_opts && s->route_opts_free)
+            s->route_opts_free(s->route_opts);
         for (size_t k = 0; k < s->nentries; k++) {
             free(s->entries[k].key);
             free(s->entries[k].value);

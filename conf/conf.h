@@ -47,6 +47,8 @@ typedef struct cd_conf_service {
     void *conf;                    /* the type's own parsed config */
     void (*conf_free)(void *conf); /* how cd_conf_free releases conf */
     int uses_bus;                  /* the type talks across workers */
+    void *route_opts;                    /* its HTTP options (http/routeconf.h), NULL: none */
+    void (*route_opts_free)(void *opts); /* how cd_conf_free releases them */
 } cd_conf_service;
 
 typedef struct cd_conf {

@@ -98,6 +98,11 @@ struct cd_conn {
     char *out;
     size_t out_off, out_len, out_cap;
     int processing; /* cd_http__process is on the stack */
+    /* A file answer's body (file.c), sent once out is: file_left bytes of
+     * file_fd from file_off; file_fd is open only while file_left > 0. */
+    int file_fd;
+    off_t file_off;
+    size_t file_left;
     ev_tstamp idle_since;
     struct sockaddr_storage peer;
     cd_conn *prev, *next;
@@ -158,6 +163,33 @@ void cd_http__reqid(cd_http_ctx *ctx, cd_request *r);
 void cd_http__reqid_new(cd_http_ctx *ctx, char out[CD_REQID_MAX + 1]);
 /* Whether s is a valid id: 1..64 of [A-Za-z0-9._-]. */
 int cd_http__reqid_valid(const char *s);
+
+/* file.c */
+/* Sends the file body queued on c (file_left > 0) after out: 1 when all of
+ * it is out (the file closed), 0 when the socket is full or c had its fair
+ * share, -1 when the connection is dead (the file closed). */
+int cd_http__file_flush(cd_conn *c);
+/* Closes the file of an answer not (fully) sent. */
+void cd_http__file_close(cd_conn *c);
+
+/* cors.c (for a route with cors_origins) */
+/* Answers r (204) when it is a CORS preflight and returns 1; else 0. */
+int cd_http__cors_preflight(cd_request *r);
+/* Adds Access-Control-Allow-Origin and co. when r's Origin is allowed. */
+void cd_http__cors_simple(cd_request *r);
+
+/* gzip.c */
+/* Whether an Accept-Encoding value (NULL: absent) admits gzip. */
+int cd_http__accepts_gzip(const char *accept_encoding);
+/* Compresses body into a new buffer (*out, the caller frees).  0 or -ENOMEM. */
+int cd_http__gzip(const char *body, size_t len, char **out, size_t *outlen);
+
+/* etag.c */
+#define CD_ETAG_MAX 48
+/* A strong ETag of body (gz: of its gzip encoding), quotes included. */
+void cd_http__etag(const char *body, size_t len, int gz, char out[CD_ETAG_MAX]);
+/* Whether an If-None-Match value matches tag (weak comparison, or "*"). */
+int cd_http__etag_match(const char *if_none_match, const char *tag);
 
 /* upgrade.c */
 void cd_http__handover(cd_conn *c); /* gives the socket to the upgrade callback */

@@ -22,10 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/json.h"
 #include "http/conn.h"
+#include "http/routeconf.h"
 
 #define CD_SERVER_NAME "clusterd/0.1"
 
@@ -234,8 +236,58 @@ void cd_http__respond(cd_request *r, int status, const char *ctype, const char *
         cd_http__process(c);
 }
 
+/* Whether the service set header `name` itself (cd_response_header). */
+static int has_own_header(const cd_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = r->rh, *end = r->rh + r->rh_len; p && p < end;) {
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':')
+            return 1;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    return 0;
+}
+
+/* An answer on a route with gzip or etag on (etag.c, gzip.c say why). */
+static void respond_opts(cd_request *r, const cd_route_opts *o, int status, const char *ctype, const char *body,
+                         size_t len)
+{
+    int gz = 0;
+    if (o->gzip) {
+        cd_response_header(r, "Vary", "Accept-Encoding");
+        gz = len >= o->gzip_min_size && len > 0 && status >= 200 && status < 300 && status != 204 &&
+             status != 206 && !has_own_header(r, "Content-Encoding") &&
+             cd_http__accepts_gzip(cd_request_header(r, "Accept-Encoding"));
+    }
+    if (o->etag && status == 200 && (r->method & (CD_M_GET | CD_M_HEAD)) && !has_own_header(r, "ETag")) {
+        char tag[CD_ETAG_MAX];
+        cd_http__etag(body, len, gz, tag);
+        cd_response_header(r, "ETag", tag);
+        const char *inm = cd_request_header(r, "If-None-Match");
+        if (inm && cd_http__etag_match(inm, tag)) {
+            cd_http__respond(r, 304, NULL, "", 0, NULL);
+            return;
+        }
+    }
+    char *z = NULL;
+    size_t zlen = 0;
+    if (gz && cd_http__gzip(body, len, &z, &zlen) == 0 && cd_response_header(r, "Content-Encoding", "gzip") == 0) {
+        cd_http__respond(r, status, ctype, z, zlen, NULL);
+        free(z);
+        return;
+    }
+    free(z);
+    cd_http__respond(r, status, ctype, body, len, NULL);
+}
+
 void cd_request_respond(cd_request *r, int status, const char *content_type, const char *body, size_t len)
 {
+    const cd_route_opts *o = r->route ? r->route->opts : NULL;
+    if (o && (o->gzip || o->etag) && !r->streaming) {
+        respond_opts(r, o, status, content_type, body, len);
+        return;
+    }
     cd_http__respond(r, status, content_type, body, len, NULL);
 }
 

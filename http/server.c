@@ -40,6 +40,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "http/conn.h"
+#include "http/routeconf.h"
 
 void cd_http__timer(cd_conn *c, double sec)
 {
@@ -101,7 +102,7 @@ static int conn_flush(cd_conn *c)
         c->out = NULL;
         c->out_cap = 0;
     }
-    return 1;
+    return c->file_left > 0 ? cd_http__file_flush(c) : 1; /* a file answer's body (file.c) */
 }
 
 /* A 405 with the route's methods in Allow. */
@@ -139,7 +140,15 @@ static void dispatch(cd_conn *c)
         cd_request_respond_error(r, 404, "no route for this path");
         return;
     }
+    const cd_route_opts *o = route->opts;
+    if (o && o->cors_origins) {
+        r->route = route;
+        if (cd_http__cors_preflight(r))
+            return;
+        cd_http__cors_simple(r);
+    }
     if (!(route->methods & r->method)) {
+        r->route = NULL; /* as before: refused by the router, not the route's */
         wrong_method(r, route);
         return;
     }
@@ -196,7 +205,7 @@ void cd_http__process(cd_conn *c)
     cd_http_ctx *ctx = c->ctx;
     c->processing = 1;
     for (;;) {
-        if (c->out_off < c->out_len) {
+        if (c->out_off < c->out_len || c->file_left > 0) {
             int f = conn_flush(c);
             if (f < 0) {
                 c->processing = 0;
@@ -331,6 +340,7 @@ void cd_http__close(cd_conn *c)
     ctx->nconns--;
     cd_upgrade_cb up_cb = c->up_cb; /* closed before its hand-over */
     void *up_arg = c->up_arg;
+    cd_http__file_close(c);
     free(c->out);
     free(c);
     /* A slot is free again: the owner may accept again. */
@@ -402,7 +412,7 @@ void cd_http_drain(cd_http_ctx *ctx, ev_tstamp idle_grace)
     cd_conn *next;
     for (cd_conn *c = ctx->conns; c; c = next) {
         next = c->next;
-        if (c->state != CS_IDLE || c->out_off < c->out_len || c->in_len > c->in_off)
+        if (c->state != CS_IDLE || c->out_off < c->out_len || c->file_left > 0 || c->in_len > c->in_off)
             continue; /* busy: it answers with Connection: close */
         ev_tstamp since = c->idle_since > ctx->drain_started ? c->idle_since : ctx->drain_started;
         if (now - since >= idle_grace)

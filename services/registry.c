@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "conf/keys.h"
+#include "http/routeconf.h"
 #include "services/service.h"
 
 extern const cd_service_type cd_service_dummy;
@@ -327,6 +328,10 @@ int cd_service_bind(cd_conf_service *svc, const char *path, char *err, size_t er
     size_t skip;
     if (bind_type(svc, path, &t, &skip, err, errlen) < 0)
         return -1;
+    if (cd_router_check(svc->route) < 0)
+        return cd_conf_fail(err, errlen, path, svc->line,
+                            "route: bad parameter in '%s' (a segment ':name', name of [A-Za-z0-9_], at most %d)",
+                            svc->route, CD_ROUTE_MAX_PARAMS);
     svc->type = t;
     svc->uses_bus = t->uses_bus;
     svc->conf_free = t->conf_free;
@@ -339,6 +344,10 @@ int cd_service_bind(cd_conf_service *svc, const char *path, char *err, size_t er
             continue;
         why[0] = '\0';
         int rc = cd_conf_key_set(t->keys, svc->conf, e->key, e->value, why, sizeof why);
+        if (rc == -2) { /* the HTTP options every section takes (http/routeconf.h) */
+            svc->route_opts_free = cd_route_opts_free;
+            rc = cd_route_opts_set(&svc->route_opts, e->key, e->value, why, sizeof why);
+        }
         if (rc == -2)
             return cd_conf_fail(err, errlen, path, e->line, "unknown key '%s' for a %s service", e->key, tname);
         if (rc < 0)

@@ -89,6 +89,7 @@ static int build_services(cd_worker *w)
         s->host = &cd_worker_host;
         s->worker = w;
         w->route_tab[i] = cd_service_route(s);
+        w->route_tab[i].opts = cs->route_opts; /* CORS, gzip, ETag (http/routeconf.h) */
         if (i < CD_STATS_SERVICES - 1)
             snprintf(w->stats.svc[i].name, sizeof w->stats.svc[i].name, "%s", cs->name);
     }

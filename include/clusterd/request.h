@@ -16,6 +16,7 @@
 #define CLUSTERD_REQUEST_H
 
 #include <stddef.h>
+#include <sys/types.h> /* off_t */
 
 typedef struct cd_request cd_request;
 
@@ -87,6 +88,14 @@ int cd_response_header(cd_request *r, const char *name, const char *value);
 int cd_response_begin(cd_request *r, int status, const char *content_type);
 int cd_response_write(cd_request *r, const void *data, size_t len);
 void cd_response_end(cd_request *r);
+
+/* Answers r with len bytes of the open file fd, from offset: status and
+ * content_type as for cd_request_respond, with the headers set by
+ * cd_response_header, Content-Length len.  The body is sent from the file
+ * (sendfile) as the client reads; nothing blocks.  Takes fd: it is closed
+ * once sent, or at once (HEAD, the client gone, an error).  Exactly once
+ * per request, like cd_request_respond; frees r. */
+void cd_response_file(cd_request *r, int status, const char *content_type, int fd, off_t offset, size_t len);
 
 /* ---- Taking the connection away from HTTP (a WebSocket upgrade) ---- */
 

@@ -250,7 +250,7 @@ static void *module_open(const char *path, const char *base, char *err, size_t e
         snprintf(err, errlen, "module %.100s: out of memory", base);
         return NULL;
     }
-    void *h = (void)seen, dlopen(path, RTLD_NOW | RTLD_LOCAL); (void)dlopen_copy;
+    void *h = seen ? dlopen_copy(path, base) : dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *why = dlerror();
         snprintf(err, errlen, "module %.100s cannot be loaded: %.300s", base, why ? why : strerror(errno));

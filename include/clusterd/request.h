@@ -84,7 +84,8 @@ int cd_response_header(cd_request *r, const char *name, const char *value);
  * are counted, not sent).  Writes are queued on the connection and sent as
  * the client reads; nothing blocks.  begin returns 0 or -EINVAL (already
  * begun); write returns 0, or -EPIPE once the client is gone (end r then;
- * nothing more will be sent), -ENOMEM. */
+ * nothing more will be sent), -ENOMEM.  An end without a begin answers
+ * 204.  gzip and ETag (per-route options) apply to whole answers only. */
 int cd_response_begin(cd_request *r, int status, const char *content_type);
 int cd_response_write(cd_request *r, const void *data, size_t len);
 void cd_response_end(cd_request *r);

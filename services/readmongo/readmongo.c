@@ -18,6 +18,17 @@
  * handle() and job_done are the only places that answer a request, and only
  * the loop thread ever touches a cd_request.
  *
+ * Answers are whole bodies (cd_request_respond), bounded by
+ * max_response_size, not streamed (cd_response_begin/write/end): the
+ * status is known only once the cursor is done (a driver error or timeout
+ * after the first documents must still be a 5xx, not a cut 200), the
+ * count and "truncated" close the envelope, and a whole body is what the
+ * HTTP layer's ETag hashes, so a section with `etag = on` (the shipped
+ * config has it) answers a repeated query with 304.  Streaming would keep a
+ * cursor and a pooled client across several pool items and need a pool
+ * thread again to close them when the client goes; the memory it would
+ * save is capped by max_response_size already.
+ *
  * Process-wide driver state: mongoc_init is called in init (a worker is a
  * freshly exec'd process with no threads yet) and mongoc_cleanup in the last
  * destroy, after every query thread has been joined.  Several readmongo

@@ -193,7 +193,7 @@ static void seed(void)
 /* ---- the cluster ---- */
 
 /* One worker, so every request of a test reaches the same worker.
- * [readmongo]: the live database.  [slowmongo]: same database, maxTimeMS
+ * [readmongo]: the live database, with ETags.  [slowmongo]: same database, maxTimeMS
  * 1ms.  [tinymongo]: one thread, queue of one.  [deadmongo]: a port where
  * nothing listens. */
 static const char conf_fmt[] =
@@ -207,6 +207,7 @@ static const char conf_fmt[] =
     "[readmongo]\n"
     "type = readmongo\n"
     "route = /readmongo\n"
+    "etag = on\n"
     "uri = mongodb://127.0.0.1:%d/\n"
     "database = cdtest\n"
     "collections = items, empty\n"
@@ -470,6 +471,55 @@ Test(readmongo, by_id)
     get(&r, "/readmongo/items/no-such-id");
     expect_status(&r, 404, "absent string id");
     th_response_free(&r);
+}
+
+/* GET path with an If-None-Match header (none when inm is NULL): the
+ * status, the ETag answered ("" when none) and the body's length. */
+static int get_inm(const char *path, const char *inm, char *etag, size_t etaglen, size_t *body_len)
+{
+    char req[1024];
+    size_t len;
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n%s%s%sConnection: close\r\n\r\n", path,
+                     inm ? "If-None-Match: " : "", inm ? inm : "", inm ? "\r\n" : "");
+    char *raw = th_raw(fx.srv.port, req, (size_t)n, HTTP_TIMEOUT_MS, &len);
+    cr_assert(raw, "no answer to GET %s", path);
+    int status = 0;
+    sscanf(raw, "HTTP/1.1 %d", &status);
+    char *end = strstr(raw, "\r\n\r\n");
+    cr_assert(end, "no end of headers: %s", raw);
+    *end = '\0';
+    *body_len = len - (size_t)(end + 4 - raw);
+    etag[0] = '\0';
+    const char *h = strcasestr(raw, "\r\nETag: ");
+    if (h)
+        snprintf(etag, etaglen, "%.*s", (int)strcspn(h + 8, "\r\n"), h + 8);
+    free(raw);
+    return status;
+}
+
+/* readmongo opts in to conditional GET (etag = on in its section): an
+ * answer carries an ETag over its bytes; asking again with it gets 304 and
+ * no body while the data is the same; another query, or a stale tag, gets
+ * the documents.  A section without the key sends no ETag. */
+Test(readmongo, etag_then_304)
+{
+    char tag[128], again[128], other[128];
+    size_t blen;
+    const char *path = "/readmongo/items?limit=3&sort=%7B%22n%22%3A1%7D";
+
+    cr_assert_eq(get_inm(path, NULL, tag, sizeof tag, &blen), 200);
+    cr_assert(tag[0] == '"' && blen > 0, "no ETag: '%s'", tag);
+    cr_expect_eq(get_inm(path, tag, again, sizeof again, &blen), 304);
+    cr_expect_eq(blen, 0);
+    cr_expect_str_eq(again, tag);
+    cr_expect_eq(get_inm(path, "\"stale\"", again, sizeof again, &blen), 200);
+    cr_expect_str_eq(again, tag);
+    cr_expect_gt(blen, 0);
+    cr_expect_eq(get_inm("/readmongo/items?limit=2&sort=%7B%22n%22%3A1%7D", tag, other, sizeof other, &blen), 200);
+    cr_expect(other[0] && strcmp(other, tag) != 0, "same ETag for another answer: %s", other);
+
+    cr_expect_eq(get_inm("/tinymongo/items?limit=3", NULL, other, sizeof other, &blen), 200);
+    cr_expect_str_eq(other, "", "ETag without etag = on: %s", other);
 }
 
 Test(readmongo, client_errors)

@@ -311,8 +311,22 @@ static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
     return 0;
 }
 
+/* The directory of the file being read (cd_conf_dir): the reader runs on
+ * one thread from start to end, and key setters have no other way to it. */
+static char reading_dir[4096] = ".";
+
+const char *cd_conf_dir(void)
+{
+    return reading_dir;
+}
+
 int cd_conf_load_text(const char *path, const char *text, size_t len, cd_conf **out, char *err, size_t errlen)
 {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(reading_dir, sizeof reading_dir, ".");
+    else
+        snprintf(reading_dir, sizeof reading_dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
     int rc = -1;
     parse_state ps = {.path = path, .text = text, .cur = text, .end = text + len};
     cd_conf *c = calloc(1, sizeof *c);

@@ -5,7 +5,7 @@
  *     [www]
  *     type = static
  *     route = /
- *     root = conf/www        ; required: a directory (relative: to where clusterd starts)
+ *     root = www             ; required: a directory (relative: to the config file's)
  *     index = index.html     ; a directory's file ("" for none); never a listing
  *     max_age = 1h           ; Cache-Control: public, max-age=3600 (default 0)
  *     dotfiles = deny        ; or allow: names starting with '.'
@@ -29,9 +29,11 @@
  * caches (the same trade nginx makes); a root on a network filesystem
  * would want the thread pool.
  *
- * The root is resolved to an absolute path when the config is read, so the
- * master (at -t, start and reload) checks it is a directory with file:line,
- * and each worker opens it once at init and keeps the fd.
+ * The root is resolved to an absolute path when the config is read (a
+ * relative one against the config file's directory, cd_conf_dir, so the
+ * same file works wherever clusterd starts), so the master (at -t, start
+ * and reload) checks it is a directory with file:line, and each worker
+ * opens it once at init and keeps the fd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,14 +71,20 @@ static void *static_conf_new(void)
 static int set_root(void *field, const char *value, char *err, size_t errlen)
 {
     char **root = field;
-    char real[PATH_MAX];
+    char path[PATH_MAX], real[PATH_MAX];
     struct stat st;
-    if (!realpath(value, real) || stat(real, &st) < 0) {
-        snprintf(err, errlen, "'%s': %s", value, strerror(errno));
+    if (value[0] == '/')
+        snprintf(path, sizeof path, "%s", value);
+    else if (snprintf(path, sizeof path, "%s/%s", cd_conf_dir(), value) >= (int)sizeof path) {
+        snprintf(err, errlen, "'%s': path too long", value);
+        return -1;
+    }
+    if (!realpath(path, real) || stat(real, &st) < 0) {
+        snprintf(err, errlen, "'%s': %s", path, strerror(errno));
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "'%s' is not a directory", value);
+        snprintf(err, errlen, "'%s' is not a directory", path);
         return -1;
     }
     char *copy = strdup(real);

@@ -71,4 +71,9 @@ typedef struct cd_conf_key {
 #define CD_CONF_KEY_FUNC_AT(name, fn, type, field)                                                          \
     {(name), CD_KEY_FUNC, offsetof(type, field), 0, 0, (fn), sizeof(((type *)0)->field)}
 
+/* While a key is set: the directory of the config file being read ("."
+ * for a file named without one), so that a key naming a file or directory
+ * can take it relative to the config, wherever clusterd was started. */
+const char *cd_conf_dir(void);
+
 #endif

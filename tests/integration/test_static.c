@@ -5,7 +5,8 @@
  * validators and 304, ranges (206, 416, several = whole), every escape we
  * know refused with 404 and no byte of what lies outside, large files
  * intact and in order on a keep-alive connection, a client that does not
- * read not holding the worker, and -t naming file:line of a bad root.
+ * read not holding the worker, and -t naming file:line of a bad root
+ * (a relative root is taken from the config file's directory).
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -344,4 +345,18 @@ Test(static_files, check_names_the_line_of_a_bad_root)
     fclose(f);
     cr_expect_neq(th_run(argv, out, sizeof out), 0);
     cr_expect(strstr(out, "bad.ini:3: [www]: root is required"), "got: %s", out);
+
+    /* a relative root is the config file's neighbour, wherever clusterd runs */
+    f = fopen(conf, "w");
+    cr_assert(f);
+    fprintf(f, "[cluster]\nlisten = 127.0.0.1:1\n[www]\ntype = static\nroot = www\n");
+    fclose(f);
+    cr_expect_eq(th_run(argv, out, sizeof out), 0, "got: %s", out);
+    f = fopen(conf, "w");
+    cr_assert(f);
+    fprintf(f, "[cluster]\nlisten = 127.0.0.1:1\n[www]\ntype = static\nroot = nowhere\n");
+    fclose(f);
+    cr_expect_neq(th_run(argv, out, sizeof out), 0);
+    snprintf(want, sizeof want, "bad.ini:5: root: '%s/nowhere': No such file or directory", base);
+    cr_expect(strstr(out, want), "got: %s", out);
 }

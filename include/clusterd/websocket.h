@@ -7,7 +7,9 @@
  * Not in the binary: the clusterd binary does not link wslay, so a worker
  * whose services do not speak WebSocket maps no such library.  The code
  * (http/websocket.c) is compiled into each module that uses it, linked with
- * wslay and libcrypto (the events module does so in clusterd's build).
+ * wslay and libcrypto: clusterd's build does so for the events module.  It
+ * is not installed as a library (yet): a module built out of tree that
+ * wants these functions compiles that one file in the same way.
  *
  * A service checks an upgrade request with cd_ws_check_handshake, takes
  * the connection from the HTTP layer (cd_http_upgrade in clusterd/request.h:

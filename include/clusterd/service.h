@@ -14,7 +14,8 @@
  *       configs.
  *   worker only: init (after exec, before READY; a failure is a boot
  *       failure and stops the cluster), handle (one request), stop
- *       (graceful stop has begun), destroy (the loop is gone).
+ *       (graceful stop has begun), destroy (the loop has stopped running;
+ *       it still exists, so watchers and pools can be stopped).
  *
  * handle() must answer every request exactly once (clusterd/request.h),
  * either before returning or later from a loop callback (a timer, a pool

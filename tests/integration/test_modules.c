@@ -285,3 +285,21 @@ Test(modules, reload_adds_changes_and_removes_a_module_service)
     cr_assert(wait_answer("/tagged", 404, NULL, 10000), "the removed module service is gone");
     cr_assert(wait_answer("/dummy", 200, NULL, 1000));
 }
+
+Test(modules, every_installed_header_stands_alone_and_only_they_are_installed)
+{
+    char out[8192];
+    /* Each header compiles on its own, strict C11, with gcc and clang. */
+    int rc = sh(out, sizeof out,
+                "cd %s/root && inc=$(dirname $(find . -path '*/include/clusterd/service.h'))/.. && "
+                "n=0 && for h in $inc/clusterd/*.h; do for cc in cc clang-14; do command -v $cc >/dev/null || continue; "
+                "echo \"#include <clusterd/$(basename $h)>\" | $cc -std=c11 -pedantic -Wall -Wextra -Werror -I$inc "
+                "-fsyntax-only -x c - || exit 1; done; n=$((n+1)); done; echo headers=$n",
+                stage);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "headers=") && atoi(strstr(out, "headers=") + 8) >= 8, "%s", out);
+    /* Nothing but clusterd/ headers under include/. */
+    rc = sh(out, sizeof out, "cd %s/root && find . -path '*/include/*' -type f ! -path '*/include/clusterd/*.h'", stage);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(out, "", "private headers installed: %s", out);
+}

@@ -5,10 +5,11 @@
  * Services with heavy dependencies live in modules, loaded with dlopen the
  * first time a config names them: readmongo (libmongoc, OpenSSL, SASL, ICU)
  * and events (wslay, libcrypto), as clusterd-NAME.so exporting
- * cd_service_NAME.  A worker that serves only built-in services never maps
- * those libraries, which keeps it small and its exec fast.  A module
- * resolves the API it calls (include/clusterd/) from the clusterd
- * executable, which exports it.
+ * cd_service_NAME (its ABI checked as a user's module's is; the next
+ * directory is tried when it differs).  A worker that serves only
+ * built-in services never maps those libraries, which keeps it small and
+ * its exec fast.  A module resolves the API it calls (include/clusterd/)
+ * from the clusterd executable, which exports it.
  *
  * Users' modules (docs/services.md) are named by their section:
  * `module = /abs/path/x.so`, or `module = x` (x.so, searched where
@@ -128,9 +129,13 @@ static const cd_service_type *load_builtin_module(const char *name, char *err, s
             continue;
         }
         const cd_service_type *t = dlsym(h, sym);
-        if (t)
+        if (t && t->abi == CLUSTERD_ABI_VERSION)
             return t;
-        snprintf(first_err, sizeof first_err, "has no symbol %.100s", sym);
+        if (t) /* e.g. an older install found before the build tree's */
+            snprintf(first_err, sizeof first_err, "at %.120s was built for clusterd ABI %u, this clusterd speaks ABI %d",
+                     path, t->abi, CLUSTERD_ABI_VERSION);
+        else
+            snprintf(first_err, sizeof first_err, "has no symbol %.100s", sym);
     }
     snprintf(err, errlen, "service type '%s' is a module, and clusterd-%s.so %s", name, name,
              first_err[0] ? first_err : "was not found (CLUSTERD_MODULE_DIR, next to clusterd, or " CD_MODULE_DIR ")");

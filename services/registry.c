@@ -26,7 +26,8 @@
  * the master would validate a new module with the old code.  Each load
  * therefore remembers the file's identity (device, inode, size, mtime):
  * the same file gives the same handle, a changed one is loaded afresh from
- * a copy in a memfd (a new inode, so a new image).  Workers are new
+ * a copy in a memfd (a new inode, so a new image).  That list is
+ * process-wide, as the dynamic loader's own state is.  Workers are new
  * processes after a reload and simply load the current file.
  *
  * The registry is also conf/'s binder (cd_service_bind): conf/ reads a

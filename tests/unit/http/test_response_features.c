@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "features.h"
+#include "feat_fixture.h"
 
 static void fini(void) { feat_teardown(); }
 TestSuite(http_features, .init = setup, .fini = fini);

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "features.h"
+#include "feat_fixture.h"
 
 static void fini(void) { feat_teardown(); }
 TestSuite(http_routes, .init = setup, .fini = fini);

@@ -1,11 +1,11 @@
 /*
- * features.h - what the tests of issue 11's HTTP features share (beside
+ * feat_fixture.h - what the tests of issue 11's HTTP features share (beside
  * fixture.h): routes of their own, with options, on the fixture's context,
  * and a pump that waits for a piece of text rather than a status line
  * (a streamed body arrives after its head).
  */
-#ifndef TEST_HTTP_FEATURES_H
-#define TEST_HTTP_FEATURES_H
+#ifndef TEST_HTTP_FEAT_FIXTURE_H
+#define TEST_HTTP_FEAT_FIXTURE_H
 
 #include "fixture.h"
 #include "http/conn.h"

@@ -1,7 +1,7 @@
 /*
- * features.c - see features.h.
+ * feat_fixture.c - see feat_fixture.h.
  */
-#include "features.h"
+#include "feat_fixture.h"
 
 #include <criterion/criterion.h>
 #include <poll.h>

@@ -864,7 +864,9 @@ Test(events, room_table_grows_and_finds_every_room)
     for (int i = 0; i < NCLIENTS; i++) {
         for (int j = 0; j < PER; j += 7) {
             snprintf(msg, sizeof msg, "{\"room\":\"c%d-room-%d\",\"event\":\"hit\",\"args\":[%d,%d]}", i, j, i, j);
-            cr_assert_eq(publish(msg, NULL, 0), 202);
+            char why[256] = "";
+            int st = publish(msg, why, sizeof why);
+            cr_assert_eq(st, 202, "publish to c%d-room-%d: status %d %s", i, j, st, why);
             char want[64];
             snprintf(want, sizeof want, "42[\"hit\",%d,%d]", i, j);
             cr_expect_gt(ws_expect(fds[i], "42[\"hit\"", buf, sizeof buf, 3000), 0, "room c%d-room-%d: nothing", i, j);

@@ -1,8 +1,10 @@
 /*
  * conn.h - what the files of http/ share inside the layer: a connection,
  * a request, and the calls between server.c (the state machine), parse.c
- * (llhttp), response.c (answers), request.c and upgrade.c.  Nothing outside
- * http/ includes it; the rest of the program sees server.h and request.h.
+ * (llhttp), response.c (answers), stream.c (streamed answers), headers.c
+ * (a service's headers), reqid.c, request.c, upgrade.c, and cors.c, gzip.c
+ * and etag.c (the per-route options).  Nothing outside http/ includes it
+ * but the unit tests; the rest of the program sees server.h and request.h.
  *
  * Ownership: a connection owns its current request (c->req) while the
  * request is read; once dispatched the handler owns it until it answers,

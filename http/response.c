@@ -6,11 +6,18 @@
  * A response is built whole into the connection's output buffer (headers
  * and body copied; a HEAD answer has the Content-Length of the body it does
  * not send) and written by server.c, which then resumes parsing: answers
- * leave in request order.  Every response carries Server, Date (cached,
- * refreshed once a second) and Content-Length; Connection: close when the
+ * leave in request order.  The head is queued by cd_http__queue_head, which
+ * streamed answers (stream.c) share.  Every response carries Server, Date
+ * (cached, refreshed once a second), X-Request-Id (reqid.c), the
+ * service's own headers (headers.c), and Content-Length (not on a 304; a
+ * streamed answer is chunked instead); Connection: close when the
  * connection ends after it (the client asked, HTTP/1.0 without keep-alive,
  * keepalive_timeout 0, a refused request, an upgrade request answered
  * without the upgrade, a client that half-closed, a draining server).
+ *
+ * A route with gzip or etag on (routeconf.h) passes its whole answers
+ * through respond_opts first: the ETag and a 304 (etag.c), then the gzip
+ * encoding (gzip.c).  A route without options pays one pointer test.
  *
  * When a request ends (answered, refused, or upgraded) the context's owner
  * hears of it through its hooks (server.h): on_done to count it, on_log

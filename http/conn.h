@@ -1,7 +1,8 @@
 /*
  * conn.h - what the files of http/ share inside the layer: a connection,
  * a request, and the calls between server.c (the state machine), parse.c
- * (llhttp), response.c (answers), stream.c (streamed answers), headers.c
+ * (llhttp), response.c (answers), stream.c (streamed answers), file.c
+ * (answers whose body is a file, sent with sendfile), headers.c
  * (a service's headers), reqid.c, request.c, upgrade.c, and cors.c, gzip.c
  * and etag.c (the per-route options).  Nothing outside http/ includes it
  * but the unit tests; the rest of the program sees server.h and request.h.

@@ -284,6 +284,18 @@ Test(modules, reload_adds_changes_and_removes_a_module_service)
     kill(srv.pid, SIGHUP);
     cr_assert(wait_answer("/tagged", 404, NULL, 10000), "the removed module service is gone");
     cr_assert(wait_answer("/dummy", 200, NULL, 1000));
+
+    /* Another ABI at a reload: refused, the running config kept. */
+    build_module("tagged", "-DTAG='\"x\"' -DABI='(CLUSTERD_ABI_VERSION + 1)'", tagged_src);
+    cr_assert_eq(th_write_conf(&srv, BASE_CONF "[tagged]\nmodule = %s/tagged.so\n", srv.port, stage), 0);
+    kill(srv.pid, SIGHUP);
+    char want[128];
+    snprintf(want, sizeof want, "module tagged.so was built for clusterd ABI %d, this clusterd speaks ABI %d",
+             CLUSTERD_ABI_VERSION + 1, CLUSTERD_ABI_VERSION);
+    cr_assert(th_log_contains(&srv, want, 5000), "the reload names both versions");
+    cr_assert(th_log_contains(&srv, "reload failed", 0));
+    cr_assert(wait_answer("/dummy", 200, NULL, 1000), "still serving");
+    cr_assert(wait_answer("/tagged", 404, NULL, 1000), "still without it");
 }
 
 Test(modules, every_installed_header_stands_alone_and_only_they_are_installed)

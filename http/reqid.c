@@ -8,7 +8,8 @@
  * replaced), else a new one.  A new id is the worker's pid, the loop's
  * time in seconds and a per-context counter, in hex: unique per worker
  * (pid) across restarts (time) and within a second (counter), with no
- * randomness to draw and no system call (the pid is read once).
+ * randomness to draw; the "<pid>-<seconds>-" prefix is remade once a
+ * second at most.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,10 +32,21 @@ int cd_http__reqid_valid(const char *s)
 
 void cd_http__reqid_new(cd_http_ctx *ctx, char out[CD_REQID_MAX + 1])
 {
-    if (!ctx->reqid_pid)
-        ctx->reqid_pid = (unsigned)getpid();
-    snprintf(out, CD_REQID_MAX + 1, "%x-%llx-%llx", ctx->reqid_pid, (unsigned long long)ev_now(ctx->loop),
-             (unsigned long long)++ctx->reqid_seq);
+    /* "<pid>-<seconds>-" changes once a second at most: kept, like Date. */
+    unsigned long long sec = (unsigned long long)ev_now(ctx->loop);
+    if (!ctx->reqid_prefix[0] || sec != ctx->reqid_sec) {
+        snprintf(ctx->reqid_prefix, sizeof ctx->reqid_prefix, "%x-%llx-", (unsigned)getpid(), sec);
+        ctx->reqid_sec = sec;
+    }
+    size_t n = strlen(ctx->reqid_prefix);
+    memcpy(out, ctx->reqid_prefix, n);
+    char hex[16];
+    int k = 0;
+    for (uint64_t v = ++ctx->reqid_seq; v; v >>= 4)
+        hex[k++] = "0123456789abcdef"[v & 15];
+    while (k)
+        out[n++] = hex[--k];
+    out[n] = '\0';
 }
 
 void cd_http__reqid(cd_http_ctx *ctx, cd_request *r)

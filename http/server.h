@@ -69,7 +69,8 @@ typedef struct cd_http_ctx {
 
     char date[40]; /* cached "Date: ..." value, refreshed once a second */
     ev_tstamp date_at;
-    unsigned reqid_pid; /* new request ids (reqid.c): the pid, read once */
+    char reqid_prefix[40]; /* new request ids (reqid.c): "<pid>-<seconds>-" */
+    unsigned long long reqid_sec;
     uint64_t reqid_seq; /* and a counter */
 } cd_http_ctx;
 

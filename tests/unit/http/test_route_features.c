@@ -300,3 +300,32 @@ Test(http_routes, etag_match_parsing)
     cd_http__etag("x", 1, 1, b);
     cr_assert_str_neq(a, b, "the gzip encoding has its own tag");
 }
+
+/* ---- the options' key table (routeconf.c) ---- */
+
+Test(http_routes, route_options_parse_and_default_off)
+{
+    void *o = NULL;
+    char err[256] = "";
+    cr_assert_eq(cd_route_opts_set(&o, "body", "x", err, sizeof err), -2, "not an HTTP key");
+    cr_assert_null(o, "nothing allocated for it");
+    cr_assert_eq(cd_route_opts_set(&o, "gzip", "on", err, sizeof err), 0, "%s", err);
+    cd_route_opts *r = o;
+    cr_assert_eq(r->gzip, 1);
+    cr_assert_eq(r->gzip_min_size, 1024, "the default");
+    cr_assert_null(r->cors_origins, "CORS stays off");
+    cr_assert_eq(r->etag, 0);
+    cr_assert_eq(cd_route_opts_set(&o, "gzip_min_size", "4k", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(r->gzip_min_size, 4096);
+    cr_assert_eq(cd_route_opts_set(&o, "cors_origins", "https://a.example, http://b.example:8080", err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_str_eq(r->cors_origins, "https://a.example, http://b.example:8080");
+    cr_assert_eq(cd_route_opts_set(&o, "cors_origins", "*", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cd_route_opts_set(&o, "cors_origins", "a.example", err, sizeof err), -1);
+    cr_assert(strstr(err, "a.example"), "%s", err);
+    cr_assert_eq(cd_route_opts_set(&o, "cors_origins", " , ", err, sizeof err), -1);
+    cr_assert_eq(cd_route_opts_set(&o, "cors_max_age", "-1", err, sizeof err), -1);
+    cr_assert_eq(cd_route_opts_set(&o, "etag", "maybe", err, sizeof err), -1);
+    cr_assert_str_eq(r->cors_origins, "*", "a refused value changes nothing");
+    cd_route_opts_free(o);
+}

@@ -36,6 +36,7 @@ void *cd_readmongo__conf_new(void)
     c->max_filter_size = 16 * 1024;
     c->max_filter_depth = 16;
     c->max_response_size = 8 * 1024 * 1024;
+    c->stream_chunk = 64 * 1024;
     return c;
 }
 
@@ -136,6 +137,8 @@ const cd_conf_key cd_readmongo__keys[] = {
     CD_CONF_KEY("max_filter_depth", CD_KEY_INT, cd_readmongo_conf, max_filter_depth, 1, 100),
     CD_CONF_KEY("max_response_size", CD_KEY_SIZE, cd_readmongo_conf, max_response_size, 1024,
                 1024LL * 1024 * 1024),
+    CD_CONF_KEY("stream_chunk", CD_KEY_SIZE, cd_readmongo_conf, stream_chunk, 256,
+                64LL * 1024 * 1024),
     {0},
 };
 

@@ -23,9 +23,19 @@
  * worker must come up and serve other routes while MongoDB or DNS is
  * down).  For a plain mongodb:// URI creating the pool does no I/O; the
  * driver connects lazily from its own monitor threads.
+ *
+ * Large results stream: once a find's rendered answer passes stream_chunk
+ * bytes, the buffer so far is handed to the loop as a piece (the job's
+ * piece list under st->stream_lock, then ev_async_send on st->stream_async)
+ * and rendering goes on in a fresh buffer; the loop begins the answer on
+ * the first piece and writes pieces in order (readmongo.c).  The bytes are
+ * those of the whole answer, cut in pieces, and max_response_size still
+ * counts all of them.  When the loop finds the client gone it sets the
+ * job's cancelled flag and the thread stops reading the cursor.
  */
 #include "services/readmongo/exec.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,8 +67,77 @@ void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg)
     }
 }
 
+void cd_readmongo__pieces_free(cd_readmongo_piece *p)
+{
+    while (p) {
+        cd_readmongo_piece *next = p->next;
+        free(p->data);
+        free(p);
+        p = next;
+    }
+}
+
+cd_readmongo_piece *cd_readmongo__take_pieces(cd_readmongo_job *job)
+{
+    cd_readmongo_state *st = job->st;
+
+    pthread_mutex_lock(&st->stream_lock);
+    cd_readmongo_piece *p = job->pieces;
+    job->pieces = NULL;
+    job->pieces_tail = NULL;
+    if (job->in_ready) { /* off the ready list: nothing left to write */
+        cd_readmongo_job **j = &st->ready;
+        while (*j != job)
+            j = &(*j)->next_ready;
+        *j = job->next_ready;
+        job->in_ready = 0;
+    }
+    pthread_mutex_unlock(&st->stream_lock);
+    return p;
+}
+
+cd_readmongo_job *cd_readmongo__next_ready(cd_readmongo_state *st)
+{
+    pthread_mutex_lock(&st->stream_lock);
+    cd_readmongo_job *job = st->ready;
+    pthread_mutex_unlock(&st->stream_lock);
+    return job;
+}
+
+/* Hands out's bytes to the loop as the job's next piece (query thread);
+ * out is left empty.  -ENOMEM leaves out as it was. */
+static int hand_piece(cd_readmongo_job *job, cd_buf *out)
+{
+    cd_readmongo_state *st = job->st;
+    cd_readmongo_piece *p = malloc(sizeof *p);
+
+    if (!p)
+        return -ENOMEM;
+    p->next = NULL;
+    p->len = out->len;
+    p->data = out->p;
+    memset(out, 0, sizeof *out);
+    job->handed += p->len;
+    job->streamed = 1;
+    pthread_mutex_lock(&st->stream_lock);
+    if (job->pieces_tail)
+        *job->pieces_tail = p;
+    else
+        job->pieces = p;
+    job->pieces_tail = &p->next;
+    if (!job->in_ready) {
+        job->next_ready = st->ready;
+        st->ready = job;
+        job->in_ready = 1;
+    }
+    pthread_mutex_unlock(&st->stream_lock);
+    ev_async_send(st->svc->loop, &st->stream_async);
+    return 0;
+}
+
 void cd_readmongo__job_free(cd_readmongo_job *job)
 {
+    cd_readmongo__pieces_free(job->pieces);
     cd_readmongo__query_free(&job->q);
     free(job->body);
     free(job);
@@ -118,17 +197,21 @@ static void job_fail_driver(cd_readmongo_job *job, int status, const char *what,
     cd_readmongo__job_fail(job, status, failure_reason(status));
 }
 
-/* Appends the cursor's documents, comma-separated, to out.  Returns the
- * count; sets *truncated when the next document would pass
- * max_response_size; fails the job and returns -1 on a document it cannot
- * render. */
+/* Appends the cursor's documents, comma-separated, to out, handing out to
+ * the loop whenever it passes stream_chunk (finds only: a by-id answer is
+ * one document).  Returns the count; sets *truncated when the next
+ * document would pass max_response_size (counting what was handed); fails
+ * the job and returns -1 on a document it cannot render; stops early when
+ * the loop cancelled the job. */
 static long long render_docs(cd_readmongo_job *job, mongoc_cursor_t *cur, cd_buf *out,
                              int *truncated)
 {
     const bson_t *doc;
     long long n = 0;
 
-    while (mongoc_cursor_next(cur, &doc)) {
+    const cd_readmongo_conf *c = job->st->conf;
+
+    while (!atomic_load(&job->cancelled) && mongoc_cursor_next(cur, &doc)) {
         size_t before = out->len;
         if (n > 0)
             cd_buf_append(out, ",", 1);
@@ -139,13 +222,15 @@ static long long render_docs(cd_readmongo_job *job, mongoc_cursor_t *cur, cd_buf
             cd_readmongo__job_fail(job, 502, "a document could not be converted to JSON");
             return -1;
         }
-        if ((long long)out->len + 2 > job->st->conf->max_response_size) {
+        if ((long long)(job->handed + out->len) + 2 > c->max_response_size) {
             out->len = before; /* leave it out */
             out->p[before] = '\0';
             *truncated = 1;
             break;
         }
         n++;
+        if (job->q.kind != CD_RM_GET && (long long)out->len >= c->stream_chunk && !out->oom)
+            hand_piece(job, out); /* out of memory: it stays in out, whole */
     }
     return n;
 }

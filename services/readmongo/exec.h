@@ -7,6 +7,7 @@
 #ifndef CD_READMONGO_EXEC_H
 #define CD_READMONGO_EXEC_H
 
+#include <ev.h>
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,11 +24,27 @@ typedef struct cd_readmongo_job {
     cd_request *req;      /* loop thread only */
     cd_readmongo_query q; /* checked on the loop thread, read-only after */
     long long queued_at_ms;
-    /* The result, written by the query thread. */
+    /* The result, written by the query thread.  When the job streamed,
+     * body is the rest of the answer after the pieces (see exec.c). */
     int status;
     char *body; /* malloc'd JSON */
     size_t body_len;
+    /* Streaming: pieces handed to the loop, under st->stream_lock. */
+    struct cd_readmongo_piece *pieces, **pieces_tail;
+    struct cd_readmongo_job *next_ready; /* in st->ready: has pieces */
+    int in_ready;
+    int streamed;        /* query thread: a piece was handed over */
+    size_t handed;       /* query thread: bytes handed over */
+    int begun;           /* loop thread: the stream has begun */
+    atomic_int cancelled; /* set by the loop: the client is gone */
 } cd_readmongo_job;
+
+/* A rendered piece of a streamed answer, on its way to the loop. */
+typedef struct cd_readmongo_piece {
+    struct cd_readmongo_piece *next;
+    size_t len;
+    char *data;
+} cd_readmongo_piece;
 
 /* A readmongo service in one worker, built by init. */
 typedef struct cd_readmongo_state {
@@ -42,11 +59,26 @@ typedef struct cd_readmongo_state {
     /* When the last query failed to reach the database (monotonic ms), or 0
      * when it succeeded. */
     atomic_llong unreachable_at;
+
+    /* Streamed answers: jobs with pieces for the loop, and the watcher
+     * the query threads wake it with. */
+    pthread_mutex_t stream_lock;
+    cd_readmongo_job *ready;
+    ev_async stream_async;
+    int stream_started;
 } cd_readmongo_state;
 
 /* The pool's work function: runs job (a cd_pool_work inside a
  * cd_readmongo_job) and leaves its status and body in it.  Query threads. */
 void cd_readmongo__run(cd_pool_work *work);
+
+/* Takes the job's pending pieces (loop thread; any pieces handed since are
+ * taken by the next call).  The caller frees them with
+ * cd_readmongo__pieces_free. */
+cd_readmongo_piece *cd_readmongo__take_pieces(cd_readmongo_job *job);
+/* Takes one job with pending pieces off st's ready list, or NULL. */
+cd_readmongo_job *cd_readmongo__next_ready(cd_readmongo_state *st);
+void cd_readmongo__pieces_free(cd_readmongo_piece *p);
 
 /* Sets the job's answer to the error body for status and msg. */
 void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg);

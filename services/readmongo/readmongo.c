@@ -18,16 +18,21 @@
  * handle() and job_done are the only places that answer a request, and only
  * the loop thread ever touches a cd_request.
  *
- * Answers are whole bodies (cd_request_respond), bounded by
- * max_response_size, not streamed (cd_response_begin/write/end): the
- * status is known only once the cursor is done (a driver error or timeout
- * after the first documents must still be a 5xx, not a cut 200), the
- * count and "truncated" close the envelope, and a whole body is what the
- * HTTP layer's ETag hashes, so a section with `etag = on` (the shipped
- * config has it) answers a repeated query with 304.  Streaming would keep a
- * cursor and a pooled client across several pool items and need a pool
- * thread again to close them when the client goes; the memory it would
- * save is capped by max_response_size already.
+ * A result that fits in stream_chunk bytes (64k by default) is answered
+ * whole (cd_request_respond), as before: its status is known before a byte
+ * leaves, and a whole body is what the HTTP layer's ETag hashes, so a
+ * section with `etag = on` answers a repeated query with 304.  A larger one
+ * streams (cd_response_begin/write/end): the query thread hands each
+ * stream_chunk of rendered JSON to the loop (exec.c), which begins a 200 on
+ * the first piece, writes the pieces in order and, in job_done, the rest
+ * (the envelope's count and "truncated") and ends it.  The bytes are the
+ * whole answer's, cut in pieces; streamed answers carry no ETag.  A query
+ * that fails after the stream began cannot turn into a 5xx any more, so
+ * the request is dropped (cd_request_drop): the client sees an unfinished
+ * chunked body (or a short close-delimited one), never a false complete
+ * 200, and the log says so once.  A client that goes away makes writes
+ * fail: the job is marked cancelled and its thread stops reading the
+ * cursor.  max_response_size still bounds every answer, streamed or not.
  *
  * Process-wide driver state: mongoc_init is called in init (a worker is a
  * freshly exec'd process with no threads yet) and mongoc_cleanup in the last
@@ -61,16 +66,71 @@ static void respond_error(cd_request *req, int status, const char *msg)
     cd_request_respond(req, status, "application/json", body, len < 0 ? 0 : (size_t)len);
 }
 
+/* Writes the job's pending pieces (loop thread), beginning its streamed
+ * answer on the first.  Once the client is gone the job is cancelled (its
+ * thread stops reading the cursor) and pieces are dropped. */
+static void write_pieces(cd_readmongo_job *job)
+{
+    cd_readmongo_piece *pieces = cd_readmongo__take_pieces(job);
+
+    for (cd_readmongo_piece *p = pieces; p && !atomic_load(&job->cancelled); p = p->next) {
+        if (!job->begun) {
+            cd_response_begin(job->req, 200, "application/json");
+            job->begun = 1;
+        }
+        if (cd_response_write(job->req, p->data, p->len) < 0)
+            atomic_store(&job->cancelled, 1);
+    }
+    cd_readmongo__pieces_free(pieces);
+}
+
+/* The query threads have handed pieces over (loop thread). */
+static void stream_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    cd_readmongo_state *st = (cd_readmongo_state *)((char *)a - offsetof(cd_readmongo_state, stream_async));
+    cd_readmongo_job *job;
+
+    (void)loop;
+    (void)revents;
+    while ((job = cd_readmongo__next_ready(st)))
+        write_pieces(job);
+}
+
+/* The end of a streamed answer: the rest of the body (the envelope's
+ * close), or, when the query failed after the answer began, an abort (the
+ * client sees an unfinished body, never a false complete 200). */
+static void finish_stream(cd_readmongo_job *job)
+{
+    if (job->status != 200 && !atomic_load(&job->cancelled)) {
+        cd_warn("%s: streamed answer on collection '%s' aborted: the query failed with %d "
+                "after the answer began",
+                job->st->svc->name, job->q.coll, job->status);
+        cd_request_drop(job->req);
+        return;
+    }
+    if (!atomic_load(&job->cancelled) && job->body_len)
+        cd_response_write(job->req, job->body, job->body_len);
+    cd_response_end(job->req);
+}
+
 /* The pool's done function: answers the job (loop thread), or drops its
- * request when the pool is being destroyed (see rm_destroy). */
+ * request when the pool is being destroyed (see rm_destroy).  A job that
+ * streamed has its last pieces written, then its rest; any other is
+ * answered whole, as one body (and so gets an ETag where the route has
+ * them). */
 static void job_done(cd_pool_work *work, int status)
 {
     cd_readmongo_job *job = (cd_readmongo_job *)((char *)work - offsetof(cd_readmongo_job, work));
 
-    if (status == 0)
-        cd_request_respond(job->req, job->status, "application/json", job->body, job->body_len);
-    else
+    if (status != 0) {
+        cd_readmongo__pieces_free(cd_readmongo__take_pieces(job));
         cd_request_drop(job->req);
+    } else if (job->streamed) {
+        write_pieces(job);
+        finish_stream(job);
+    } else {
+        cd_request_respond(job->req, job->status, "application/json", job->body, job->body_len);
+    }
     cd_readmongo__job_free(job);
 }
 
@@ -141,6 +201,11 @@ void cd_readmongo__log_cb(mongoc_log_level_t level, const char *domain, const ch
 static void state_free(cd_readmongo_state *st)
 {
     cd_pool_destroy(st->pool);
+    if (st->stream_started) {
+        ev_ref(st->svc->loop); /* undo init's unref before stopping */
+        ev_async_stop(st->svc->loop, &st->stream_async);
+    }
+    pthread_mutex_destroy(&st->stream_lock);
     if (st->clients)
         mongoc_client_pool_destroy(st->clients);
     if (st->uri)
@@ -185,6 +250,13 @@ static int rm_init(cd_service *svc, char *err, size_t errlen)
     st->svc = svc;
     st->conf = c;
     pthread_mutex_init(&st->client_lock, NULL);
+    pthread_mutex_init(&st->stream_lock, NULL);
+    /* Pieces of streamed answers; the pool keeps the loop alive while
+     * jobs are out, so this watcher does not. */
+    ev_async_init(&st->stream_async, stream_cb);
+    ev_async_start(svc->loop, &st->stream_async);
+    ev_unref(svc->loop);
+    st->stream_started = 1;
     if (!(st->uri = make_uri(c, err, errlen)))
         goto fail;
     rc = cd_pool_new(svc->loop, (size_t)c->threads, (size_t)c->queue_size, &st->pool);

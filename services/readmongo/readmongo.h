@@ -53,6 +53,7 @@ typedef struct cd_readmongo_conf {
     long long max_filter_size;  /* bytes of each JSON parameter */
     long long max_filter_depth; /* nesting of each JSON parameter */
     long long max_response_size; /* documents beyond this are cut off */
+    long long stream_chunk; /* a result past this many bytes is streamed */
 } cd_readmongo_conf;
 
 /* conf.c: the section's keys (clusterd/conf.h) and the vtable's config hooks

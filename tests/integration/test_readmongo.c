@@ -194,8 +194,9 @@ static void seed(void)
 
 /* One worker, so every request of a test reaches the same worker.
  * [readmongo]: the live database, with ETags.  [slowmongo]: same database, maxTimeMS
- * 1ms.  [tinymongo]: one thread, queue of one.  [deadmongo]: a port where
- * nothing listens. */
+ * 1ms.  [tinymongo]: one thread, queue of one.  [streammongo] and
+ * [wholemongo]: the same answers, streamed past 1k or always whole.
+ * [deadmongo]: a port where nothing listens. */
 static const char conf_fmt[] =
     "[cluster]\n"
     "listen = 127.0.0.1:%d\n"
@@ -232,6 +233,25 @@ static const char conf_fmt[] =
     "collections = items\n"
     "threads = 1\n"
     "queue_size = 1\n"
+    "[streammongo]\n"
+    "type = readmongo\n"
+    "route = /streammongo\n"
+    "etag = on\n"
+    "uri = mongodb://127.0.0.1:%d/\n"
+    "database = cdtest\n"
+    "collections = big\n"
+    "max_limit = 3000\n"
+    "max_response_size = 64k\n"
+    "stream_chunk = 1k\n"
+    "[wholemongo]\n"
+    "type = readmongo\n"
+    "route = /wholemongo\n"
+    "uri = mongodb://127.0.0.1:%d/\n"
+    "database = cdtest\n"
+    "collections = big\n"
+    "max_limit = 3000\n"
+    "max_response_size = 64k\n"
+    "stream_chunk = 64m\n"
     "[deadmongo]\n"
     "type = readmongo\n"
     "route = /deadmongo\n"
@@ -250,7 +270,7 @@ static void setup(void)
     seed();
     fx.dead_port = th_free_port(); /* bound then released: nothing listens */
     cr_assert_eq(th_start(&fx.srv, 1, "/dummy", NULL, conf_fmt, fx.db_port, fx.db_port,
-                          fx.db_port, fx.dead_port),
+                          fx.db_port, fx.db_port, fx.db_port, fx.dead_port),
                  0, "clusterd did not start");
     fx.srv_started = 1;
 }
@@ -850,4 +870,155 @@ Test(readmongo, database_frozen_then_killed_then_back)
     pid_t workers_after[4];
     cr_expect_eq(th_workers(&fx.srv, workers_after, 4), nw);
     cr_expect_eq(workers_after[0], workers_before[0], "the worker was replaced");
+}
+
+/* ---- streamed answers (issue 11) ---- */
+
+typedef struct raw_answer {
+    int status;
+    char head[4096];
+    char *body; /* as sent (chunked or not), NUL-terminated */
+    size_t body_len;
+} raw_answer;
+
+/* GET path over HTTP/1.<minor>, the connection closed after it. */
+static void get_raw(raw_answer *a, const char *path, int minor)
+{
+    char req[1024];
+    size_t len;
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.%d\r\nHost: t\r\nConnection: close\r\n\r\n",
+                     path, minor);
+    char *raw = th_raw(fx.srv.port, req, (size_t)n, HTTP_TIMEOUT_MS, &len);
+    cr_assert(raw, "no answer to GET %s", path);
+    char *end = strstr(raw, "\r\n\r\n");
+    cr_assert(end, "no end of headers: %s", raw);
+    a->status = 0;
+    sscanf(raw, "HTTP/1.%*d %d", &a->status);
+    snprintf(a->head, sizeof a->head, "%.*s\r\n", (int)(end - raw), raw);
+    a->body_len = len - (size_t)(end + 4 - raw);
+    a->body = malloc(a->body_len + 1);
+    cr_assert(a->body);
+    memcpy(a->body, end + 4, a->body_len);
+    a->body[a->body_len] = '\0';
+    free(raw);
+}
+
+static int has_header(const raw_answer *a, const char *name)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\r\n%s:", name);
+    return strcasestr(a->head, pat) != NULL;
+}
+
+/* Decodes a chunked body in place; returns the number of chunks, or -1
+ * when it is malformed or lacks its last (zero-length) chunk. */
+static int dechunk(raw_answer *a)
+{
+    const char *p = a->body, *end = a->body + a->body_len;
+    size_t o = 0;
+    int chunks = 0;
+    for (;;) {
+        char *q;
+        unsigned long n = strtoul(p, &q, 16);
+        if (q == p || end - q < 2 || memcmp(q, "\r\n", 2) != 0)
+            return -1;
+        p = q + 2;
+        if (n == 0) {
+            if (end - p != 2 || memcmp(p, "\r\n", 2) != 0)
+                return -1;
+            a->body_len = o;
+            a->body[o] = '\0';
+            return chunks;
+        }
+        if ((size_t)(end - p) < n + 2 || memcmp(p + n, "\r\n", 2) != 0)
+            return -1;
+        memmove(a->body + o, p, n);
+        o += n;
+        p += n + 2;
+        chunks++;
+    }
+}
+
+/* A result past stream_chunk arrives chunked, in several chunks, with no
+ * Content-Length or ETag; de-chunked it is byte for byte the whole answer
+ * of the same query (another section, same data, never streaming), which
+ * has a Content-Length.  Checked for a complete answer and for one cut at
+ * max_response_size ("truncated":true). */
+Test(readmongo, large_results_stream_the_same_bytes)
+{
+    static const char *const queries[] = {
+        "big?limit=500&sort=%7B%22n%22%3A1%7D",
+        "big?limit=3000&sort=%7B%22n%22%3A1%7D",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char path[256];
+        raw_answer s, w;
+        snprintf(path, sizeof path, "/streammongo/%s", queries[i]);
+        get_raw(&s, path, 1);
+        snprintf(path, sizeof path, "/wholemongo/%s", queries[i]);
+        get_raw(&w, path, 1);
+        cr_assert_eq(s.status, 200, "%s", s.head);
+        cr_assert_eq(w.status, 200, "%s", w.head);
+        cr_expect(strcasestr(s.head, "\r\nTransfer-Encoding: chunked\r\n"), "not chunked: %s",
+                  s.head);
+        cr_expect(!has_header(&s, "Content-Length") && !has_header(&s, "ETag"), "%s", s.head);
+        cr_expect(has_header(&w, "Content-Length") && !has_header(&w, "Transfer-Encoding"),
+                  "%s", w.head);
+        int chunks = dechunk(&s);
+        cr_assert_gt(chunks, 2, "chunks %d: %.200s", chunks, s.body);
+        cr_assert_eq(s.body_len, w.body_len, "streamed %zu bytes, whole %zu", s.body_len,
+                     w.body_len);
+        cr_assert(memcmp(s.body, w.body, w.body_len) == 0, "bodies differ");
+        bson_error_t e;
+        bson_t *b = bson_new_from_json((const uint8_t *)s.body, (ssize_t)s.body_len, &e);
+        cr_assert(b, "streamed body is not JSON: %s", e.message);
+        bson_iter_t it;
+        cr_assert(bson_iter_init_find(&it, b, "truncated") && BSON_ITER_HOLDS_BOOL(&it));
+        cr_expect_eq(bson_iter_bool(&it), i == 1, "truncated");
+        cr_assert(bson_iter_init_find(&it, b, "count"));
+        if (i == 0)
+            cr_expect_eq(bson_iter_as_int64(&it), 500);
+        else
+            cr_expect(bson_iter_as_int64(&it) > 500 && bson_iter_as_int64(&it) < 3000);
+        /* Documents stop at max_response_size; the envelope's close (count,
+         * "truncated") goes after, as for a whole answer. */
+        cr_expect_leq(s.body_len, 64 * 1024 + 64, "over max_response_size: %zu", s.body_len);
+        bson_destroy(b);
+        free(s.body);
+        free(w.body);
+    }
+}
+
+/* A result that fits in one chunk is answered whole, as before: a
+ * Content-Length and (etag = on) an ETag; asked again with it, 304. */
+Test(readmongo, small_results_stay_whole_with_etag)
+{
+    raw_answer a;
+    get_raw(&a, "/streammongo/big?limit=2&sort=%7B%22n%22%3A1%7D", 1);
+    cr_assert_eq(a.status, 200, "%s", a.head);
+    cr_expect(has_header(&a, "Content-Length") && has_header(&a, "ETag"), "%s", a.head);
+    cr_expect(!has_header(&a, "Transfer-Encoding"), "%s", a.head);
+    free(a.body);
+
+    char tag[128];
+    size_t blen;
+    const char *path = "/streammongo/big?limit=2&sort=%7B%22n%22%3A1%7D";
+    cr_assert_eq(get_inm(path, NULL, tag, sizeof tag, &blen), 200);
+    cr_expect_eq(get_inm(path, tag, tag, sizeof tag, &blen), 304);
+}
+
+/* An HTTP/1.0 client gets a large result delimited by the close: no
+ * chunked coding, no Content-Length, the same bytes as the whole answer. */
+Test(readmongo, large_results_close_delimited_on_http10)
+{
+    raw_answer s, w;
+    get_raw(&s, "/streammongo/big?limit=500&sort=%7B%22n%22%3A1%7D", 0);
+    get_raw(&w, "/wholemongo/big?limit=500&sort=%7B%22n%22%3A1%7D", 0);
+    cr_assert_eq(s.status, 200, "%s", s.head);
+    cr_expect(!has_header(&s, "Transfer-Encoding") && !has_header(&s, "Content-Length"), "%s",
+              s.head);
+    cr_assert_eq(s.body_len, w.body_len, "streamed %zu bytes, whole %zu", s.body_len, w.body_len);
+    cr_expect(memcmp(s.body, w.body, w.body_len) == 0, "bodies differ");
+    free(s.body);
+    free(w.body);
 }

@@ -63,6 +63,8 @@ Test(readmongo_conf, keys_with_units)
     cr_assert_eq(set(c, "max_filter_size", "4k"), 0);
     cr_assert_eq(set(c, "max_filter_depth", "8"), 0);
     cr_assert_eq(set(c, "max_response_size", "1m"), 0);
+    cr_assert_eq(c->stream_chunk, 64 * 1024, "stream_chunk defaults to 64k");
+    cr_assert_eq(set(c, "stream_chunk", "16k"), 0);
     cr_assert_eq(check(c, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(c->database, "shop", "the URI's database when `database` is absent");
     cr_assert_eq(c->threads, 4);
@@ -71,6 +73,7 @@ Test(readmongo_conf, keys_with_units)
     cr_assert_eq(c->socket_timeout_ms, 4000, "default socket timeout follows max_time");
     cr_assert_eq(c->max_filter_size, 4096);
     cr_assert_eq(c->max_response_size, 1024 * 1024);
+    cr_assert_eq(c->stream_chunk, 16 * 1024);
     t->conf_free(c);
 }
 
@@ -101,6 +104,8 @@ Test(readmongo_conf, refuses_bad_values)
     cr_assert_eq(set(c, "max_time", "soon"), -1);
     cr_assert_eq(set(c, "max_filter_size", "2g"), -1);
     cr_assert_eq(set(c, "max_filter_depth", "1000"), -1);
+    cr_assert_eq(set(c, "stream_chunk", "100"), -1);
+    cr_assert_eq(set(c, "stream_chunk", "1g"), -1);
     cr_assert_eq(set(c, "collections", "ok, system.users"), -1);
     cr_assert_eq(set(c, "collections", "a$b"), -1);
     cr_assert_eq(set(c, "database", "a.b"), -1);

@@ -15,7 +15,7 @@ scripts/ferretdb.sh start "$state" 27017
 trap 'scripts/ferretdb.sh stop "$state"' EXIT
 build/cd-seed "mongodb://127.0.0.1:27017" demo
 
-echo "clusterd: try  curl localhost:8080/dummy  and  curl 'localhost:8080/readmongo/users?limit=2'" >&2
+echo "clusterd: open http://localhost:8080/ (the demo page), or try  curl localhost:8080/dummy  and  curl 'localhost:8080/readmongo/users?limit=2'" >&2
 build/clusterd -c conf/services.ini "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM

@@ -145,6 +145,13 @@ void cd_http__fail(cd_conn *c, int status, const char *msg);
 /* Tells the owner r ended with status (on_done) and counts it out of
  * in_flight; does not free it. */
 void cd_http__finish(cd_request *r, int status);
+/* Every answer (whole, file, stream end) starts and ends the same way:
+ * start counts and logs it (bytes: the body bytes sent) and detaches r from
+ * its connection, returned (NULL when the client is gone) with keepalive
+ * off if it must close after this answer; done moves the connection on and
+ * frees r. */
+cd_conn *cd_http__answer_start(cd_request *r, int status, size_t bytes);
+void cd_http__answer_done(cd_request *r, cd_conn *c);
 /* The client's address as text ("-" when unknown). */
 void cd_http__peer_string(const struct sockaddr_storage *ss, char *out, size_t len);
 

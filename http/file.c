@@ -34,15 +34,8 @@
 
 void cd_response_file(cd_request *r, int status, const char *content_type, int fd, off_t offset, size_t len)
 {
-    cd_http_ctx *ctx = r->ctx;
-    cd_conn *c = r->conn;
-    cd_http__finish(r, status);
-    if (ctx->on_log)
-        cd_http__log(ctx, c, r, r->reqid, status, r->head ? 0 : len);
+    cd_conn *c = cd_http__answer_start(r, status, r->head ? 0 : len);
     if (c) {
-        c->req = NULL;
-        if (ctx->draining || c->upgrade || c->peer_closed)
-            c->keepalive = 0;
         size_t at = c->out_len - c->out_off; /* what was queued before, to undo a half answer */
         if (cd_http__queue_head(c, r, r->reqid, status, content_type, len, NULL) < 0) {
             if (c->out_len - c->out_off > at)
@@ -55,14 +48,10 @@ void cd_response_file(cd_request *r, int status, const char *content_type, int f
             c->file_left = len;
             fd = -1;
         }
-        if (c->state == CS_SERVICE)
-            c->state = c->keepalive ? CS_IDLE : CS_CLOSING;
     }
     if (fd >= 0)
         close(fd);
-    cd_http__request_free(r);
-    if (c && !c->processing)
-        cd_http__process(c);
+    cd_http__answer_done(r, c);
 }
 
 void cd_http__file_close(cd_conn *c)

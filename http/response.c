@@ -224,25 +224,37 @@ void cd_http__finish(cd_request *r, int status)
         r->ctx->in_flight--;
 }
 
-void cd_http__respond(cd_request *r, int status, const char *ctype, const char *body, size_t len,
-                      const char *extra)
+cd_conn *cd_http__answer_start(cd_request *r, int status, size_t bytes)
 {
     cd_http_ctx *ctx = r->ctx;
     cd_conn *c = r->conn;
     cd_http__finish(r, status);
     if (ctx->on_log)
-        cd_http__log(ctx, c, r, r->reqid, status, r->head ? 0 : len);
+        cd_http__log(ctx, c, r, r->reqid, status, bytes);
     if (c) {
         c->req = NULL;
         if (ctx->draining || c->upgrade || c->peer_closed)
             c->keepalive = 0;
-        queue_response(c, r, r->reqid, status, ctype, body, len, r->head, extra);
-        if (c->state == CS_SERVICE)
-            c->state = c->keepalive ? CS_IDLE : CS_CLOSING;
     }
+    return c;
+}
+
+void cd_http__answer_done(cd_request *r, cd_conn *c)
+{
+    if (c && c->state == CS_SERVICE)
+        c->state = c->keepalive ? CS_IDLE : CS_CLOSING;
     cd_http__request_free(r);
     if (c && !c->processing)
         cd_http__process(c);
+}
+
+void cd_http__respond(cd_request *r, int status, const char *ctype, const char *body, size_t len,
+                      const char *extra)
+{
+    cd_conn *c = cd_http__answer_start(r, status, r->head ? 0 : len);
+    if (c)
+        queue_response(c, r, r->reqid, status, ctype, body, len, r->head, extra);
+    cd_http__answer_done(r, c);
 }
 
 /* Whether the service set header `name` itself (cd_response_header). */

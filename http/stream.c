@@ -79,21 +79,12 @@ void cd_response_end(cd_request *r)
         cd_http__respond(r, 204, NULL, "", 0, NULL);
         return;
     }
-    cd_http_ctx *ctx = r->ctx;
-    cd_conn *c = r->conn;
-    cd_http__finish(r, r->stream_status);
-    if (ctx->on_log)
-        cd_http__log(ctx, c, r, r->reqid, r->stream_status, r->head ? 0 : r->streamed);
+    cd_conn *c = cd_http__answer_start(r, r->stream_status, r->head ? 0 : r->streamed);
     if (c) {
-        c->req = NULL;
-        if (r->stream_failed || ctx->draining || c->peer_closed)
+        if (r->stream_failed)
             c->keepalive = 0;
         if (r->chunked && !r->stream_failed && cd_http__out_put(c, "0\r\n\r\n", 5) < 0)
             c->keepalive = 0;
-        if (c->state == CS_SERVICE)
-            c->state = c->keepalive ? CS_IDLE : CS_CLOSING;
     }
-    cd_http__request_free(r);
-    if (c && !c->processing)
-        cd_http__process(c);
+    cd_http__answer_done(r, c);
 }

@@ -235,12 +235,16 @@ static int after_ready(cd_master *m)
 
 /* Worker recycling: replaces at most one worker at a time that asked for it
  * (max_requests) or grew past max_rss, never during a reload, an upgrade
- * or a stop. */
+ * or a stop.  The next one waits until the worker replaced last has exited
+ * (no worker draining), so there is never more than one extra worker. */
 static void recycle(cd_master *m)
 {
     if (m->recycling || m->reload.state != CD_RELOAD_IDLE || m->stop != CD_RUNNING ||
         m->upgrade.state == CD_UPGRADE_STARTING)
         return;
+    for (const cd_proc *p = m->procs; p; p = p->next)
+        if (p->state == PROC_DRAINING)
+            return;
     for (int i = 0; i < m->active; i++) {
         cd_slot *s = &m->slots[i];
         cd_proc *p = s->current;

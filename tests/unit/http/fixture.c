@@ -228,7 +228,7 @@ int count(const char *hay, const char *needle)
     return n;
 }
 
-const char *pump(int responses, int timeout_ms)
+const char *pump_until(int responses, const char *needle, int timeout_ms)
 {
     got_len = 0;
     got_eof = 0;
@@ -247,6 +247,8 @@ const char *pump(int responses, int timeout_ms)
         }
         if (responses > 0 && count(got, "HTTP/1.1 ") >= responses)
             break;
+        if (needle && memmem(got, got_len, needle, strlen(needle)))
+            break;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
@@ -257,3 +259,5 @@ const char *pump(int responses, int timeout_ms)
     }
     return got;
 }
+
+const char *pump(int responses, int timeout_ms) { return pump_until(responses, NULL, timeout_ms); }

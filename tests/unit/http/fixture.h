@@ -62,6 +62,8 @@ void put(const char *s);
 /* Turns the loop and collects output until `responses` HTTP status lines
  * have arrived, EOF, or timeout_ms.  Returns the bytes (in got). */
 const char *pump(int responses, int timeout_ms);
+/* The same, stopping also once needle has arrived (NULL: never). */
+const char *pump_until(int responses, const char *needle, int timeout_ms);
 extern char got[65536];
 extern size_t got_len;
 extern int got_eof;

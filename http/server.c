@@ -49,13 +49,13 @@ void cd_http__timer(cd_conn *c, double sec)
     ev_timer_start(c->ctx->loop, &c->timer);
 }
 
+/* The same in milliseconds; 0 or less stops it. */
 static void set_timer(cd_conn *c, long long ms)
 {
-    ev_timer_stop(c->ctx->loop, &c->timer);
-    if (ms > 0) {
-        ev_timer_set(&c->timer, (double)ms / 1000.0, 0.);
-        ev_timer_start(c->ctx->loop, &c->timer);
-    }
+    if (ms > 0)
+        cd_http__timer(c, (double)ms / 1000.0);
+    else
+        ev_timer_stop(c->ctx->loop, &c->timer);
 }
 
 /* While a body is read: the timer ends at the next of body_timeout from

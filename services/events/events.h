@@ -56,7 +56,24 @@ typedef struct cd_events_conf {
     long long max_rooms;        /* rooms one client may join */
     char **origins;             /* Origin allowlist (NULL: any origin) */
     size_t norigins;
+    char **namespaces;          /* the namespaces that exist; [0] first listed */
+    size_t nnamespaces;
+    int transports;             /* CD_EVENTS_T_* bits */
+    int auth;                   /* CD_EVENTS_AUTH_* */
+    int jwt_alg;                /* auth.c's enum */
+    char *jwt_key_file, *jwt_rooms_claim, *publish_token_file;
+    char *publish_token;        /* read at conf_check (trailing newline stripped) */
+    size_t publish_token_len;
 } cd_events_conf;
+
+#define CD_EVENTS_T_POLLING 1
+#define CD_EVENTS_T_WEBSOCKET 2
+#define CD_EVENTS_AUTH_NONE 0
+#define CD_EVENTS_AUTH_JWT 1
+/* At most this many namespaces per service. */
+#define CD_EVENTS_NSP_MAX 32
+/* The index of namespace [nsp, nsp + len) in conf->namespaces, or -1 (conf.c). */
+int cd_events__nsp_index(const cd_events_conf *c, const char *nsp, size_t len);
 
 /* Longest room name, in bytes (after JSON unescaping). */
 #define CD_EVENTS_ROOM_MAX 128

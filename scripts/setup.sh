@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libnanomsg-dev
       libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev libssl-dev zlib1g-dev curl
       clang-14 libclang-rt-14-dev    # libFuzzer targets (scripts/fuzz.sh)
-      wrk)                           # load for the chaos tests (tests/integration/test_chaos.c)
+      wrk                            # load for the chaos tests (tests/integration/test_chaos.c)
+      debhelper dpkg-dev fakeroot lintian scdoc bash-completion)  # .deb, man pages, completion (debian/, docs/man/)
 # Node.js runs the Socket.IO tests; the machine may carry its own build of it
 # (which brings npm), so ask apt only when the commands are missing.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

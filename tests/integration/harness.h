@@ -86,6 +86,13 @@ th_loop_result th_client_result(pid_t pid, int rfd);
  * (NUL-terminated).  Returns its exit code, or -1. */
 int th_run(const char *const argv[], char *out, size_t cap);
 
+/* Runs `node $CLUSTERD_SRC/tests/socketio/SCRIPT args...` (args NULL-terminated,
+ * at most 13) in its own process group, output in logdir/node-SCRIPT.log
+ * (printed to stderr at the end); the group is SIGKILLed at timeout_ms and
+ * when node exits.  Returns node's exit status (0 = its checks passed), 127
+ * when the npm packages are missing, or -1 on timeout (harness_node.c). */
+int th_node(const char *logdir, const char *script, int timeout_ms, const char *const *args);
+
 /* Milliseconds on a monotonic clock. */
 long long th_now_ms(void);
 

@@ -48,70 +48,17 @@ static void fini(void)
 
 TestSuite(events, .fini = fini, .timeout = 120);
 
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- node ---- */
 
-static void print_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    if (!f)
-        return;
-    while (fgets(line, sizeof line, f))
-        fprintf(stderr, "  | %s", line);
-    fclose(f);
-}
-
-/* Runs `node tests/socketio/SCRIPT PORT [a3 [a4]]` with a deadline; returns
- * its exit status (0 = the script's checks passed), or -1 on timeout. */
+/* Runs `node tests/socketio/SCRIPT PORT [a3 [a4]]` with a deadline
+ * (th_node); returns its exit status (0 = the script's checks passed). */
 static int run_node(const char *script, int timeout_ms, const char *a3, const char *a4)
 {
-    const char *src = getenv("CLUSTERD_SRC") ? getenv("CLUSTERD_SRC") : ".";
-    char path[512], mods[512], out[400], port[16];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/tests/socketio/%s", src, script);
-    snprintf(mods, sizeof mods, "%s/tests/socketio/node_modules/socket.io-client", src);
-    snprintf(out, sizeof out, "%s/node-%s.log", srv.dir, script);
+    char port[16];
     snprintf(port, sizeof port, "%d", srv.port);
-    cr_assert(stat(mods, &sb) == 0, "%s is missing: run scripts/npm-setup.sh", mods);
-
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        setpgid(0, 0);
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execlp("node", "node", path, port, a3, a4, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    long long deadline = th_now_ms() + timeout_ms;
-    int st = 0, rc = -1;
-    for (;;) {
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) {
-            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            break;
-        }
-        if (th_now_ms() > deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            fprintf(stderr, "node %s: killed at its %d ms deadline\n", script, timeout_ms);
-            break;
-        }
-        msleep(20);
-    }
-    fprintf(stderr, "node %s (exit %d):\n", script, rc);
-    print_file(out);
+    const char *args[] = {port, a3, a3 ? a4 : NULL, NULL};
+    int rc = th_node(srv.dir, script, timeout_ms, args);
+    cr_assert_neq(rc, 127, "node or tests/socketio/node_modules is missing: run scripts/npm-setup.sh");
     return rc;
 }
 

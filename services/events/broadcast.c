@@ -23,36 +23,40 @@
 #include "clusterd/service.h"
 #include "services/events/events.h"
 
-int cd_events__broadcast(cd_events_state *st, const char *except, const char *const *rooms,
-                         const size_t *lens, size_t nrooms, const char *packet, size_t len)
+int cd_events__broadcast(cd_events_state *st, const cd_events_target *t, const cd_events_packet *p)
 {
-    size_t cap = 1 + 1 + CD_EVENTS_SID_LEN + 2 + len;
-    for (size_t i = 0; i < nrooms; i++)
-        cap += 2 + lens[i];
+    /* TODO(issue 12): the namespace, except rooms and attachments travel in
+     * the bus format; until then namespace "/" and one except sid. */
+    if (t->nsp != 0 || p->nattach || t->nexcept > 1)
+        return -ENOTSUP;
+    const char *except = t->nexcept ? t->except[0] : NULL;
+    size_t except_len = t->nexcept ? t->except_lens[0] : 0;
+    size_t cap = 1 + 1 + except_len + 2 + p->text_len;
+    for (size_t i = 0; i < t->nrooms; i++)
+        cap += 2 + t->room_lens[i];
     char *buf = malloc(cap);
     if (!buf)
         return -ENOMEM;
-    long n = cd_events__bcast_encode(buf, cap, except, except ? strlen(except) : 0, rooms, lens, nrooms,
-                                     packet, len);
+    long n = cd_events__bcast_encode(buf, cap, except, except_len, t->rooms, t->room_lens, t->nrooms, p->text,
+                                     p->text_len);
     int rc = n < 0 ? (int)n : cd_service_publish(st->svc, buf, (size_t)n);
     free(buf);
     return rc;
 }
 
-/* Delivers b to the local members of one room, skipping clients that got
+/* Delivers b to the local members of one room, skipping sockets that got
  * this broadcast (mark) already. */
 static void deliver(cd_events_room *r, const cd_events_bcast *b, uint64_t mark)
 {
-    /* Sending never frees and a closing client has already left its rooms
-     * (cd_events__fail), so the member list holds still meanwhile... */
     cd_events_member *m = r ? r->members : NULL;
+    cd_events_packet p = {.text = b->packet, .text_len = b->packet_len};
     while (m) {
-        cd_events_member *next = m->next; /* ...except for the member that fails now */
-        cd_events_client *c = m->client;
-        if (c->mark != mark) {
-            c->mark = mark;
-            if (!(b->except_len == strlen(c->sid) && memcmp(b->except, c->sid, b->except_len) == 0))
-                cd_events__send(c, b->packet, b->packet_len);
+        cd_events_member *next = m->next; /* acting on m may free it (events.h) */
+        cd_events_socket *s = m->socket;
+        if (s->mark != mark) {
+            s->mark = mark;
+            if (!(b->except_len == strlen(s->sid) && memcmp(b->except, s->sid, b->except_len) == 0))
+                cd_events__send_packet(s->client, &p);
         }
         m = next;
     }
@@ -70,11 +74,11 @@ void cd_events__on_bus(cd_service *svc, const void *msg, size_t len)
         const char *name;
         size_t nl;
         cd_events__bcast_room(&cur, &name, &nl);
-        deliver(cd_events__room_find(st, name, nl), &b, mark);
+        deliver(cd_events__room_find(st, 0, name, nl), &b, mark);
     }
 }
 
-void cd_events__publish(cd_events_state *st, cd_request *req)
+static void publish(cd_events_state *st, cd_request *req)
 {
     size_t blen = 0;
     const char *body = cd_request_body(req, &blen);
@@ -89,7 +93,9 @@ void cd_events__publish(cd_events_state *st, cd_request *req)
     }
     const char *rooms[1] = {pub.room};
     size_t lens[1] = {pub.room_len};
-    rc = cd_events__broadcast(st, NULL, rooms, lens, 1, pub.packet, pub.packet_len);
+    cd_events_target t = {.nsp = 0, .nrooms = 1, .rooms = rooms, .room_lens = lens};
+    cd_events_packet p = {.text = pub.packet, .text_len = pub.packet_len};
+    rc = cd_events__broadcast(st, &t, &p);
     free(pub.packet);
     if (rc == -EAGAIN) {
         cd_request_respond_error(req, 503, "the bus is backed up; try again");
@@ -102,4 +108,12 @@ void cd_events__publish(cd_events_state *st, cd_request *req)
     }
     static const char ok[] = "{\"ok\":true}";
     cd_request_respond(req, 202, "application/json", ok, sizeof ok - 1);
+}
+
+void cd_events__backend(cd_events_state *st, cd_request *req, const char *what)
+{
+    if (strcmp(what, "publish") == 0)
+        publish(st, req);
+    else
+        cd_request_respond_error(req, 404, "no such resource");
 }

@@ -50,7 +50,7 @@ static void hb_arm(cd_events_client *c, long long ms)
 static void closing(cd_events_client *c)
 {
     c->phase = CD_EV_CLOSING;
-    cd_events__room_leave_all(c);
+    cd_events__sockets_close(c);
     ev_timer_stop(c->st->svc->loop, &c->hb);
 }
 
@@ -63,8 +63,9 @@ void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason)
     closing(c);
 }
 
-static void log_queue_full(const cd_events_client *c)
+static void log_queue_full(cd_events_client *c)
 {
+    c->st->slow_dropped++;
     cd_info("events: client %s: send queue full (%zu bytes queued); disconnecting it", c->sid,
             cd_ws_queued(c->ws));
 }
@@ -73,17 +74,36 @@ void cd_events__send(cd_events_client *c, const char *msg, size_t len)
 {
     if (c->phase == CD_EV_CLOSING)
         return;
+    if (len && msg[0] == '4')
+        c->st->msgs_out++;
     if (cd_ws_send(c->ws, 0, msg, len) == -ENOBUFS) {
         log_queue_full(c);
         cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
     }
 }
 
+void cd_events__send_binary(cd_events_client *c, const void *data, size_t len)
+{
+    if (c->phase == CD_EV_CLOSING)
+        return;
+    if (cd_ws_send(c->ws, 1, data, len) == -ENOBUFS) {
+        log_queue_full(c);
+        cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
+    }
+}
+
+void cd_events__send_packet(cd_events_client *c, const cd_events_packet *p)
+{
+    cd_events__send(c, p->text, p->text_len);
+    for (size_t i = 0; i < p->nattach; i++)
+        cd_events__send_binary(c, p->attach[i], p->attach_len[i]);
+}
+
 void cd_events__client_free(cd_events_client *c)
 {
     cd_events_state *st = c->st;
     ev_timer_stop(st->svc->loop, &c->hb);
-    cd_events__room_leave_all(c);
+    cd_events__sockets_close(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -91,8 +111,9 @@ void cd_events__client_free(cd_events_client *c)
     if (c->next)
         c->next->prev = c->prev;
     st->nclients--;
-    cd_ws_free(c->ws);
-    free(c->rooms);
+    st->nclients_by[c->transport]--;
+    if (c->ws)
+        cd_ws_free(c->ws);
     free(c);
 }
 
@@ -126,6 +147,7 @@ static void on_text(cd_events_client *c, const char *msg, size_t len)
         }
         break;
     case '4':
+        c->st->msgs_in++;
         cd_events__on_socketio(c, msg + 1, len - 1);
         break;
     case '5': /* upgrade and noop only matter when coming from polling */
@@ -143,7 +165,7 @@ static void on_message(void *arg, int binary, const char *msg, size_t len)
     if (c->phase == CD_EV_CLOSING)
         return;
     if (binary)
-        cd_events__fail(c, CD_WS_UNSUPPORTED_DATA, "binary frames are not supported");
+        cd_events__on_binary(c, msg, len);
     else
         on_text(c, msg, len);
 }
@@ -175,7 +197,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     const cd_events_conf *conf = c->st->conf;
     if (c->awaiting_pong) {
         cd_events__fail(c, CD_WS_POLICY_VIOLATION, "ping timeout");
-    } else if (c->phase == CD_EV_OPEN && ev_now(loop) - c->opened >= CONNECT_TIMEOUT) {
+    } else if (c->nsockets == 0 && ev_now(loop) - c->opened >= CONNECT_TIMEOUT) {
         /* Checked at ping time, which is precise enough for a 45 s limit. */
         cd_events__fail(c, CD_WS_POLICY_VIOLATION, "no Socket.IO CONNECT");
     } else {
@@ -188,7 +210,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- a new client ---- */
 
-static void make_sid(char out[CD_EVENTS_SID_LEN + 1])
+void cd_events__random_id(char out[CD_EVENTS_SID_LEN + 1])
 {
     static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[CD_EVENTS_SID_LEN];
@@ -202,17 +224,16 @@ static void make_sid(char out[CD_EVENTS_SID_LEN + 1])
     out[CD_EVENTS_SID_LEN] = '\0';
 }
 
-/* The Engine.IO open packet.  Its sid names the transport session;
- * Socket.IO's own sid (c->sid) comes with the CONNECT answer. */
+/* The Engine.IO open packet.  Its sid (c->sid) names the session; each
+ * Socket.IO socket's own sid comes with its CONNECT answer. */
 static void send_open(cd_events_client *c)
 {
     const cd_events_conf *conf = c->st->conf;
-    char eio_sid[CD_EVENTS_SID_LEN + 1], open[256];
-    make_sid(eio_sid);
+    char open[256];
     int n = snprintf(open, sizeof open,
                      "0{\"sid\":\"%s\",\"upgrades\":[],\"pingInterval\":%lld,\"pingTimeout\":%lld,"
                      "\"maxPayload\":%lld}",
-                     eio_sid, conf->ping_interval_ms, conf->ping_timeout_ms, conf->max_message_size);
+                     c->sid, conf->ping_interval_ms, conf->ping_timeout_ms, conf->max_message_size);
     cd_events__send(c, open, (size_t)n);
 }
 
@@ -231,19 +252,18 @@ int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char 
         .close_grace = CLOSE_GRACE,
     };
     cd_events_client *c = calloc(1, sizeof *c);
-    cd_events_member **rooms = calloc((size_t)conf->max_rooms, sizeof *rooms);
-    if (!c || !rooms || !(c->ws = cd_ws_new(svc->loop, fd, accept, pre, pre_len, &limits, &cbs, c))) {
-        if (!c || !rooms)
+    if (!c || !(c->ws = cd_ws_new(svc->loop, fd, accept, pre, pre_len, &limits, &cbs, c))) {
+        if (!c)
             close(fd);
         free(c);
-        free(rooms);
         return -ENOMEM;
     }
-    c->rooms = rooms;
     c->st = st;
+    c->transport = CD_EIO_WEBSOCKET;
+    st->nclients_by[c->transport]++;
     c->phase = CD_EV_OPEN;
     c->opened = ev_now(svc->loop);
-    make_sid(c->sid);
+    cd_events__random_id(c->sid);
     c->next = st->clients;
     if (st->clients)
         st->clients->prev = c;

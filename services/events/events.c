@@ -134,12 +134,15 @@ static void events_handle(cd_service *svc, cd_request *req)
 {
     cd_events_state *st = svc->state;
     const char *sub = cd_request_subpath(req);
-    if (strcmp(sub, "/publish") == 0) {
-        if (cd_request_method(req) != CD_M_POST)
-            cd_request_respond_error(req, 405, "publish takes POST");
-        else
-            cd_events__publish(st, req);
-        return;
+    static const char *const backend[] = {"publish", "join", "leave", "disconnect"};
+    for (size_t i = 0; i < sizeof backend / sizeof backend[0]; i++) {
+        if (sub[0] == '/' && strcmp(sub + 1, backend[i]) == 0) {
+            if (cd_request_method(req) != CD_M_POST)
+                cd_request_respond_error(req, 405, "backend endpoints take POST");
+            else
+                cd_events__backend(st, req, backend[i]);
+            return;
+        }
     }
     if (sub[0] != '\0' && strcmp(sub, "/") != 0) {
         cd_request_respond_error(req, 404, "no such resource");
@@ -194,7 +197,7 @@ static void events_stop(cd_service *svc)
     st->stopping = 1;
     while (st->clients) {
         cd_events_client *c = st->clients;
-        if (c->phase != CD_EV_CLOSING)
+        if (c->phase != CD_EV_CLOSING && c->ws)
             cd_ws_close(c->ws, CD_WS_GOING_AWAY, "server shutting down");
         cd_events__client_free(c);
     }

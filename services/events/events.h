@@ -201,23 +201,35 @@ typedef struct cd_request cd_request; /* clusterd/request.h */
 
 /* ---- the running service (worker, loop thread) ----
  *
- * One cd_events_state per service instance in a worker; one
- * cd_events_client per WebSocket client, owning its cd_ws_conn
- * (clusterd/websocket.h) and its heartbeat; rooms (rooms.c) link clients by
- * cd_events_member.  A client is freed only from its connection's on_close
- * (or stop/destroy), never from inside a handler or while a broadcast
- * iterates the rooms: code that wants it gone closes the connection. */
+ * Three levels, as in engine.io and socket.io:
+ *   cd_events_client  one Engine.IO session (engineio.c): its transport
+ *                     (polling.c, or a WebSocket from http/websocket.c,
+ *                     after an upgrade or from the start), heartbeat, sid;
+ *   cd_events_socket  one Socket.IO socket: the client's connection to one
+ *                     namespace (socketio.c), with its own sid, user and
+ *                     rooms; a client has at most one per namespace;
+ *   cd_events_room    a room of one namespace (rooms.c), linking sockets by
+ *                     cd_events_member.
+ * A client is freed only by engineio.c (its transport's close, or
+ * stop/destroy), never from inside a handler: code that wants it gone calls
+ * cd_events__fail, which disconnects its sockets at once.  A socket is freed
+ * by socketio.c (DISCONNECT, a server-side disconnect, or its client
+ * closing).  A broadcast walks one room's member list at a time, saving the
+ * next member before acting on the current one: acting may free the current
+ * member's socket (and its client's other sockets, which are never in the
+ * same room, rooms being per namespace), and nothing else. */
 
 #define CD_EVENTS_SID_LEN 20
 
 typedef struct cd_events_state cd_events_state;
 typedef struct cd_events_client cd_events_client;
+typedef struct cd_events_socket cd_events_socket;
 typedef struct cd_events_room cd_events_room;
 
-/* One client's membership of one room: on the room's list, and in the
- * client's array, so both "who is in r" and "leave all" are cheap. */
+/* One socket's membership of one room: on the room's list, and in the
+ * socket's array, so both "who is in r" and "leave all" are cheap. */
 typedef struct cd_events_member {
-    cd_events_client *client;
+    cd_events_socket *socket;
     cd_events_room *room;
     struct cd_events_member *prev, *next;
 } cd_events_member;
@@ -225,28 +237,61 @@ typedef struct cd_events_member {
 struct cd_events_room {
     cd_events_room *hnext; /* hash chain */
     cd_events_member *members;
+    int nsp;               /* namespace index (conf->namespaces) */
     size_t len;
-    char name[]; /* NUL-terminated, len bytes */
+    char name[];           /* NUL-terminated, len bytes */
 };
 
+/* One Socket.IO packet as it goes out: the Engine.IO text message ("4"
+ * then the Socket.IO packet, e.g. "42/chat,[...]" or "451-[...]") and, for
+ * the binary types, its attachments in order, each one Engine.IO binary
+ * message.  Built once and sent to many. */
+typedef struct cd_events_packet {
+    const char *text;
+    size_t text_len;
+    size_t nattach;
+    const char *const *attach;
+    const size_t *attach_len;
+} cd_events_packet;
+
 enum cd_events_phase {
-    CD_EV_OPEN,    /* Engine.IO open; Socket.IO "/" not (or no longer) connected */
-    CD_EV_SOCKET,  /* Socket.IO "/" connected */
-    CD_EV_CLOSING, /* the connection is closing: nothing more in or out */
+    CD_EV_OPEN,    /* the Engine.IO session is open */
+    CD_EV_CLOSING, /* the session is closing: nothing more in or out */
 };
+
+enum cd_events_transport {
+    CD_EIO_POLLING,   /* HTTP long-polling (polling.c) */
+    CD_EIO_WEBSOCKET, /* a WebSocket (ws), from the start or upgraded */
+};
+
+struct cd_events_poll; /* polling.c's per-session state */
+struct cd_events_partial; /* socketio.c: a binary packet awaiting attachments */
 
 struct cd_events_client {
     cd_events_state *st;
-    cd_ws_conn *ws;
-    ev_timer hb; /* heartbeat: the next ping, or the pong's deadline */
+    enum cd_events_transport transport;
+    cd_ws_conn *ws;              /* the WebSocket, or NULL */
+    struct cd_events_poll *poll; /* polling state, or NULL (websocket only) */
+    ev_timer hb;                 /* heartbeat: the next ping, or the pong's deadline */
     cd_events_client *prev, *next;
     enum cd_events_phase phase;
-    int awaiting_pong;        /* "2" sent, "3" not back yet */
-    ev_tstamp opened;         /* when the WebSocket session began */
-    uint64_t mark;            /* last broadcast delivered: one copy per broadcast */
-    cd_events_member **rooms; /* max_rooms slots */
+    int awaiting_pong;                 /* "2" sent, "3" not back yet */
+    ev_tstamp opened;                  /* when the session began */
+    cd_events_socket *sockets;         /* connected namespaces (socketio.c) */
+    size_t nsockets;
+    struct cd_events_partial *partial; /* socketio.c's, or NULL */
+    char sid[CD_EVENTS_SID_LEN + 1];   /* the Engine.IO sid (names the owning worker) */
+};
+
+struct cd_events_socket {
+    cd_events_client *client;
+    cd_events_socket *next; /* the client's sockets */
+    int nsp;                /* namespace index */
+    uint64_t mark;          /* last broadcast delivered: one copy per broadcast */
+    cd_events_member **rooms; /* max_rooms + the sid and user rooms */
     size_t nrooms;
-    char sid[CD_EVENTS_SID_LEN + 1];
+    void *identity;         /* auth.c's cd_events_identity, or NULL */
+    char sid[CD_EVENTS_SID_LEN + 1]; /* the Socket.IO sid (a room of its own) */
 };
 
 struct cd_events_state {
@@ -259,6 +304,12 @@ struct cd_events_state {
     size_t nbuckets, nrooms;
     uint64_t mark;
     int stopping;
+    uint32_t worker_id;        /* cd_service_worker_id, encoded in Engine.IO sids */
+    void *auth;                /* auth.c's cd_events_auth, or NULL */
+    void *poll_index;          /* polling.c's sid -> client index */
+    size_t nsp_sockets[CD_EVENTS_NSP_MAX]; /* connected sockets per namespace */
+    size_t nclients_by[2];     /* by enum cd_events_transport */
+    uint64_t msgs_in, msgs_out, slow_dropped; /* counters for /metrics (stats.c) */
     unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
 };
 
@@ -270,7 +321,36 @@ void cd_events__conf_free(void *conf);
 /* Whether a browser's Origin (NULL: none sent) may connect. */
 int cd_events__origin_allowed(const cd_events_conf *conf, const char *origin);
 
-/* engineio.c: a client's Engine.IO session over its WebSocket. */
+/* auth.c: JWT authentication of a Socket.IO CONNECT (libjwt), and the
+ * rooms its token allows (worker; conf_check loads the key too). */
+enum { CD_EVENTS_JWT_HS256 = 0, CD_EVENTS_JWT_RS256 = 1, CD_EVENTS_JWT_ES256 = 2 }; /* jwt_alg */
+/* Longest token accepted, in bytes. */
+#define CD_EVENTS_JWT_MAX 8192
+typedef struct cd_events_auth cd_events_auth; /* the loaded key (worker) */
+/* Loads conf's jwt_key_file for conf's jwt_alg: HS256 the file's bytes (a
+ * trailing newline stripped), RS256 an RSA and ES256 a P-256 public key
+ * (PEM).  0, or -1 with why in err. */
+int cd_events__auth_new(const cd_events_conf *conf, cd_events_auth **out, char *err, size_t errlen);
+void cd_events__auth_free(cd_events_auth *a);
+typedef struct cd_events_identity {
+    char *user;                  /* sub, or NULL */
+    char **rooms; size_t nrooms; /* the rooms claim's patterns */
+} cd_events_identity;
+/* Checks the CONNECT payload [p, p+len) (a JSON object or NULL/0): its
+ * "token" member, signed with the configured alg and key only, exp and nbf
+ * against the clock.  0 with *id filled (free with _identity_free), or
+ * -EACCES with *why one of "missing token", "invalid token", "token
+ * expired", "token not yet valid" (or -ENOMEM, *why "invalid token"). */
+int cd_events__auth_check(const cd_events_auth *a, const char *p, size_t len, cd_events_identity *id,
+                          const char **why);
+void cd_events__identity_free(cd_events_identity *id);
+/* Whether a client with identity id may join room (fnmatch patterns). */
+int cd_events__room_allowed(const cd_events_identity *id, const char *room);
+/* Reads a whole small file into *out (malloc'd, NUL-terminated; *len
+ * without the NUL).  0, -errno, or -EFBIG when it is over max bytes. */
+int cd_events__read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* engineio.c: a client's Engine.IO session, whatever its transport. */
 /* Starts a session on fd, an upgraded connection handed over by the HTTP
  * layer (closed on failure): the 101 with Sec-WebSocket-Accept `accept`,
  * the Engine.IO open packet, then the client, starting with pre[0,
@@ -278,37 +358,69 @@ int cd_events__origin_allowed(const cd_events_conf *conf, const char *origin);
  * and the fuzz target (tests/fuzz/fuzz_events_ws.c) call it, which is why
  * it takes the service.  Returns 0 or -ENOMEM. */
 int cd_events__adopt_fd(struct cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len);
-/* Queues one Engine.IO text message; over max_send_queue the client is
- * closed instead (logged).  Never frees. */
+/* Queues one Engine.IO text message (msg[0] is the packet type); over
+ * max_send_queue the client is closed instead (logged, counted in
+ * slow_dropped).  Never frees. */
 void cd_events__send(cd_events_client *c, const char *msg, size_t len);
-/* Closes the client's connection with code and reason; it leaves its
- * rooms and receives nothing more.  Never frees. */
+/* Queues one Engine.IO binary message (an attachment).  Never frees. */
+void cd_events__send_binary(cd_events_client *c, const void *data, size_t len);
+/* Queues a whole packet: its text, then its attachments.  Never frees. */
+void cd_events__send_packet(cd_events_client *c, const cd_events_packet *p);
+/* Closes the client's session with code and reason (WebSocket close code;
+ * polling: the session ends); its sockets disconnect and it receives
+ * nothing more.  Never frees. */
 void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason);
-/* Frees a client and its connection now (stop, destroy). */
+/* Frees a client and its transport now (stop, destroy). */
 void cd_events__client_free(cd_events_client *c);
+/* A new random id (Socket.IO sids), base64url. */
+void cd_events__random_id(char out[CD_EVENTS_SID_LEN + 1]);
 
-/* socketio.c: one Socket.IO packet from a client (the text after "4"). */
+/* socketio.c: Socket.IO over a client's session. */
+/* One Socket.IO packet from a client (the text after the Engine.IO "4"). */
 void cd_events__on_socketio(cd_events_client *c, const char *msg, size_t len);
+/* One binary message from a client (an attachment of the packet before). */
+void cd_events__on_binary(cd_events_client *c, const void *data, size_t len);
+/* The client's session is ending: all its sockets disconnect (no packet
+ * sent: the transport is going) and are freed, the partial packet too. */
+void cd_events__sockets_close(cd_events_client *c);
+/* A server-side disconnect of one socket: DISCONNECT ("41<nsp,>") sent,
+ * rooms left, the socket freed; with close_transport the client's session
+ * closes too. */
+void cd_events__socket_disconnect(cd_events_socket *s, int close_transport);
 
-/* rooms.c: the room table, keyed by SipHash under hash_key. */
+/* rooms.c: the room table, keyed by SipHash of (namespace, name) under
+ * hash_key.  The rooms array of a socket holds its joined rooms and its
+ * own sid (and user:<sub>) rooms. */
 int cd_events__rooms_init(cd_events_state *st); /* 0 or -ENOMEM */
 void cd_events__rooms_free(cd_events_state *st); /* the table; rooms go with their last members */
-cd_events_room *cd_events__room_find(cd_events_state *st, const char *name, size_t len);
+cd_events_room *cd_events__room_find(cd_events_state *st, int nsp, const char *name, size_t len);
 /* Returns 1 (joined), 0 (already a member), -ENOSPC (max_rooms), -ENOMEM. */
-int cd_events__room_join(cd_events_client *c, const char *name, size_t len);
+int cd_events__room_join(cd_events_socket *s, const char *name, size_t len);
 /* Returns 1 (left) or 0 (was not a member). */
-int cd_events__room_leave(cd_events_client *c, const char *name, size_t len);
-void cd_events__room_leave_all(cd_events_client *c);
+int cd_events__room_leave(cd_events_socket *s, const char *name, size_t len);
+void cd_events__room_leave_all(cd_events_socket *s);
 
-/* broadcast.c: room broadcasts over the bus, and POST {route}/publish. */
-/* Publishes the Engine.IO text `packet` to the members of rooms on every
- * worker, except the client with sid `except` (NULL: none).  Returns 0 or
- * -errno (-EAGAIN: the bus is backed up). */
-int cd_events__broadcast(cd_events_state *st, const char *except, const char *const *rooms,
-                         const size_t *lens, size_t nrooms, const char *packet, size_t len);
-/* The bus callback: delivers a broadcast to this worker's members. */
+/* broadcast.c: packets and commands to sockets on every worker (the bus),
+ * and the backend endpoints.
+ *
+ * Whom: the sockets of namespace nsp in any of rooms (none: all of the
+ * namespace's sockets), minus those in any of except; a socket sid and
+ * "user:<sub>" are rooms like the others. */
+typedef struct cd_events_target {
+    int nsp;
+    size_t nrooms;
+    const char *const *rooms;
+    const size_t *room_lens;
+    size_t nexcept;
+    const char *const *except;
+    const size_t *except_lens;
+} cd_events_target;
+/* Sends p to the target's sockets on every worker (this one included).
+ * Returns 0 or -errno (-EAGAIN: the bus is backed up; -EMSGSIZE). */
+int cd_events__broadcast(cd_events_state *st, const cd_events_target *t, const cd_events_packet *p);
+/* The bus callback: delivers a broadcast or command to this worker's sockets. */
 void cd_events__on_bus(struct cd_service *svc, const void *msg, size_t len);
-/* Answers POST {route}/publish. */
-void cd_events__publish(cd_events_state *st, cd_request *req);
+/* Answers POST {route}/publish, /join, /leave, /disconnect. */
+void cd_events__backend(cd_events_state *st, cd_request *req, const char *what);
 
 #endif

@@ -1,11 +1,11 @@
 /*
  * rooms.c - the room registry of an events service (worker, loop thread).
  *
- * A room is a name and the list of this worker's clients in it; it exists
- * while it has members.  Names hash with SipHash (events_hash.c) under a
+ * A room is a namespace, a name and the list of this worker's sockets in
+ * it; it exists while it has members.  Names hash with SipHash (events_hash.c) under a
  * per-worker random key, so clients cannot pick names that collide; the
  * table doubles when rooms outnumber buckets.  Each membership is on the
- * room's list and in the client's array (at most max_rooms), so both "who
+ * room's list and in the socket's array (at most max_rooms), so both "who
  * is in r" (a broadcast) and "leave all" (a disconnect) are cheap.
  */
 #include <errno.h>
@@ -18,9 +18,10 @@
 
 /* Keyed, so clients cannot pick names that collide: the key is this
  * worker's secret, drawn at init. */
-static uint64_t hash_name(const cd_events_state *st, const char *s, size_t len)
+static uint64_t hash_name(const cd_events_state *st, int nsp, const char *s, size_t len)
 {
-    return cd_events__siphash(st->hash_key, s, len);
+    /* Rooms of different namespaces with one name are different rooms. */
+    return cd_events__siphash(st->hash_key, s, len) ^ ((uint64_t)(unsigned)nsp * 0x9E3779B97F4A7C15ull);
 }
 
 int cd_events__rooms_init(cd_events_state *st)
@@ -39,10 +40,10 @@ void cd_events__rooms_free(cd_events_state *st)
     st->nbuckets = 0;
 }
 
-cd_events_room *cd_events__room_find(cd_events_state *st, const char *name, size_t len)
+cd_events_room *cd_events__room_find(cd_events_state *st, int nsp, const char *name, size_t len)
 {
-    for (cd_events_room *r = st->buckets[hash_name(st, name, len) & (st->nbuckets - 1)]; r; r = r->hnext)
-        if (r->len == len && memcmp(r->name, name, len) == 0)
+    for (cd_events_room *r = st->buckets[hash_name(st, nsp, name, len) & (st->nbuckets - 1)]; r; r = r->hnext)
+        if (r->nsp == nsp && r->len == len && memcmp(r->name, name, len) == 0)
             return r;
     return NULL;
 }
@@ -59,7 +60,7 @@ static void rooms_grow(cd_events_state *st)
         cd_events_room *r = st->buckets[i];
         while (r) {
             cd_events_room *next = r->hnext;
-            size_t k = hash_name(st, r->name, r->len) & (n - 1);
+            size_t k = hash_name(st, r->nsp, r->name, r->len) & (n - 1);
             r->hnext = b[k];
             b[k] = r;
             r = next;
@@ -70,14 +71,15 @@ static void rooms_grow(cd_events_state *st)
     st->nbuckets = n;
 }
 
-static cd_events_room *room_add(cd_events_state *st, const char *name, size_t len)
+static cd_events_room *room_add(cd_events_state *st, int nsp, const char *name, size_t len)
 {
     cd_events_room *r = calloc(1, sizeof *r + len + 1);
     if (!r)
         return NULL;
     memcpy(r->name, name, len);
     r->len = len;
-    size_t k = hash_name(st, name, len) & (st->nbuckets - 1);
+    r->nsp = nsp;
+    size_t k = hash_name(st, nsp, name, len) & (st->nbuckets - 1);
     r->hnext = st->buckets[k];
     st->buckets[k] = r;
     if (++st->nrooms > st->nbuckets)
@@ -85,23 +87,23 @@ static cd_events_room *room_add(cd_events_state *st, const char *name, size_t le
     return r;
 }
 
-int cd_events__room_join(cd_events_client *c, const char *name, size_t len)
+int cd_events__room_join(cd_events_socket *c, const char *name, size_t len)
 {
-    cd_events_state *st = c->st;
+    cd_events_state *st = c->client->st;
     for (size_t i = 0; i < c->nrooms; i++)
         if (c->rooms[i]->room->len == len && memcmp(c->rooms[i]->room->name, name, len) == 0)
             return 0;
     if (c->nrooms >= (size_t)st->conf->max_rooms)
         return -ENOSPC;
-    cd_events_room *r = cd_events__room_find(st, name, len);
+    cd_events_room *r = cd_events__room_find(st, c->nsp, name, len);
     cd_events_member *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
-    if (!r && !(r = room_add(st, name, len))) {
+    if (!r && !(r = room_add(st, c->nsp, name, len))) {
         free(m);
         return -ENOMEM;
     }
-    m->client = c;
+    m->socket = c;
     m->room = r;
     m->next = r->members;
     if (r->members)
@@ -123,7 +125,7 @@ static void member_drop(cd_events_state *st, cd_events_member *m)
     free(m);
     if (r->members)
         return;
-    cd_events_room **pp = &st->buckets[hash_name(st, r->name, r->len) & (st->nbuckets - 1)];
+    cd_events_room **pp = &st->buckets[hash_name(st, r->nsp, r->name, r->len) & (st->nbuckets - 1)];
     while (*pp != r)
         pp = &(*pp)->hnext;
     *pp = r->hnext;
@@ -131,11 +133,11 @@ static void member_drop(cd_events_state *st, cd_events_member *m)
     free(r);
 }
 
-int cd_events__room_leave(cd_events_client *c, const char *name, size_t len)
+int cd_events__room_leave(cd_events_socket *c, const char *name, size_t len)
 {
     for (size_t i = 0; i < c->nrooms; i++) {
         if (c->rooms[i]->room->len == len && memcmp(c->rooms[i]->room->name, name, len) == 0) {
-            member_drop(c->st, c->rooms[i]);
+            member_drop(c->client->st, c->rooms[i]);
             c->rooms[i] = c->rooms[--c->nrooms];
             return 1;
         }
@@ -143,8 +145,8 @@ int cd_events__room_leave(cd_events_client *c, const char *name, size_t len)
     return 0;
 }
 
-void cd_events__room_leave_all(cd_events_client *c)
+void cd_events__room_leave_all(cd_events_socket *c)
 {
     while (c->nrooms)
-        member_drop(c->st, c->rooms[--c->nrooms]);
+        member_drop(c->client->st, c->rooms[--c->nrooms]);
 }

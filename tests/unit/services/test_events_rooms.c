@@ -32,26 +32,30 @@ static void teardown(void)
 
 TestSuite(events_rooms, .init = setup, .fini = teardown);
 
-static cd_events_client *client(void)
+/* A socket of namespace 0 on a bare client. */
+static cd_events_socket *client(void)
 {
-    cd_events_client *c = calloc(1, sizeof *c);
-    cr_assert(c);
-    c->st = &st;
+    cd_events_client *cl = calloc(1, sizeof *cl);
+    cd_events_socket *c = calloc(1, sizeof *c);
+    cr_assert(cl && c);
+    cl->st = &st;
+    c->client = cl;
     c->rooms = calloc((size_t)conf.max_rooms, sizeof *c->rooms);
     cr_assert(c->rooms);
     return c;
 }
 
-static void client_free(cd_events_client *c)
+static void client_free(cd_events_socket *c)
 {
     cd_events__room_leave_all(c);
     free(c->rooms);
+    free(c->client);
     free(c);
 }
 
 static size_t members(const char *name)
 {
-    cd_events_room *r = cd_events__room_find(&st, name, strlen(name));
+    cd_events_room *r = cd_events__room_find(&st, 0, name, strlen(name));
     size_t n = 0;
     for (cd_events_member *m = r ? r->members : NULL; m; m = m->next)
         n++;
@@ -60,7 +64,7 @@ static size_t members(const char *name)
 
 Test(events_rooms, join_and_leave)
 {
-    cd_events_client *a = client(), *b = client();
+    cd_events_socket *a = client(), *b = client();
     cr_expect_eq(cd_events__room_join(a, "r", 1), 1);
     cr_expect_eq(cd_events__room_join(a, "r", 1), 0, "joined twice");
     cr_expect_eq(cd_events__room_join(b, "r", 1), 1);
@@ -70,14 +74,14 @@ Test(events_rooms, join_and_leave)
     cr_expect_eq(cd_events__room_leave(a, "r", 1), 0, "left twice");
     cr_expect_eq(members("r"), 1);
     cr_expect_eq(cd_events__room_leave(b, "r", 1), 1);
-    cr_expect_null(cd_events__room_find(&st, "r", 1), "an empty room stays");
+    cr_expect_null(cd_events__room_find(&st, 0, "r", 1), "an empty room stays");
     client_free(a);
     client_free(b);
 }
 
 Test(events_rooms, names_are_bytes_not_c_strings)
 {
-    cd_events_client *a = client();
+    cd_events_socket *a = client();
     cr_expect_eq(cd_events__room_join(a, "ab", 1), 1); /* "a" */
     cr_expect_eq(cd_events__room_join(a, "ab", 2), 1);
     cr_expect_eq(st.nrooms, 2);
@@ -88,7 +92,7 @@ Test(events_rooms, names_are_bytes_not_c_strings)
 
 Test(events_rooms, max_rooms_per_client)
 {
-    cd_events_client *a = client();
+    cd_events_socket *a = client();
     const char *names[] = {"1", "2", "3", "4"};
     for (size_t i = 0; i < 4; i++)
         cr_expect_eq(cd_events__room_join(a, names[i], 1), 1);
@@ -104,7 +108,7 @@ Test(events_rooms, max_rooms_per_client)
 Test(events_rooms, the_table_grows_and_finds_every_room)
 {
     enum { N = 100 };
-    cd_events_client *c[N];
+    cd_events_socket *c[N];
     char name[16];
     for (int i = 0; i < N; i++) {
         c[i] = client();

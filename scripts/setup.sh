@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libnanomsg-dev
-      libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev libssl-dev zlib1g-dev curl
+      libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev libjwt-dev libssl-dev zlib1g-dev curl
       clang-14 libclang-rt-14-dev    # libFuzzer targets (scripts/fuzz.sh)
       wrk                            # load for the chaos tests (tests/integration/test_chaos.c)
       chromium                       # the headless-browser Socket.IO test (tests/socketio/browser.js)

@@ -107,6 +107,11 @@ static const cd_conf_key cluster_keys[] = {
     {0},
 };
 
+const cd_conf_key *cd_conf__cluster_keys(void)
+{
+    return cluster_keys;
+}
+
 int cd_conf__cluster_key(cd_conf *c, const char *key, const char *value, int line, char *err, size_t errlen)
 {
     char why[256] = "";

@@ -10,6 +10,7 @@
  *     reopen-logs      workers reopen their log files
  *     upgrade          binary upgrade in place; waits until done or rolled back
  *     events           follows lifecycle events (until -t or Ctrl-C)
+ *     top              a live view of the workers, refreshed each second (top.c)
  *
  * The master answers every command at once; clusterctl waits for outcomes by
  * following `status`.  The protocol (commands, answer fields, limits) is
@@ -31,6 +32,8 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "ctl/reply.h"
+#include "ctl/top.h"
 #include "ipc/control_proto.h"
 
 #define EXIT_FAIL 1
@@ -94,99 +97,6 @@ static char *request(const char *cmd, const char **why)
     return reply;
 }
 
-/* ---- a minimal reader for the flat JSON the master writes ---- */
-
-/* The raw value text after "key": in json (from `from`), or NULL. */
-static const char *json_find(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    return p ? p + strlen(pat) : NULL;
-}
-
-static double json_num(const char *json, const char *key)
-{
-    const char *v = json_find(json, key);
-    return v ? strtod(v, NULL) : -1;
-}
-
-static int json_bool(const char *json, const char *key)
-{
-    const char *v = json_find(json, key);
-    return v && strncmp(v, "true", 4) == 0;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned u = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        u = u << 4 | (unsigned)d;
-    }
-    *out = u;
-    return 0;
-}
-
-/* The string value of "key" into out (cap >= 1 bytes), its escapes decoded
- * (the master writes \" \\ and \u00XX for control bytes; any other \uXXXX
- * becomes UTF-8, a lone surrogate U+FFFD); "" when absent; cut to fit. */
-static void json_str(const char *json, const char *key, char *out, size_t cap)
-{
-    out[0] = '\0';
-    const char *v = json_find(json, key);
-    if (!v || *v != '"')
-        return;
-    size_t o = 0;
-    for (v++; *v && *v != '"' && o + 1 < cap; v++) {
-        unsigned c = (unsigned char)*v;
-        if (c == '\\') {
-            c = (unsigned char)*++v;
-            if (c == '\0')
-                break;
-            if (c == 'b')
-                c = '\b';
-            else if (c == 'f')
-                c = '\f';
-            else if (c == 'n')
-                c = '\n';
-            else if (c == 'r')
-                c = '\r';
-            else if (c == 't')
-                c = '\t';
-            else if (c == 'u' && hex4(v + 1, &c) == 0) {
-                v += 4;
-                if (c == 0)
-                    break; /* a C string ends there */
-                if (c >= 0xd800 && c <= 0xdfff)
-                    c = 0xfffd;
-                char u8[3];
-                size_t n = 0;
-                if (c < 0x80) {
-                    u8[n++] = (char)c;
-                } else if (c < 0x800) {
-                    u8[n++] = (char)(0xc0 | c >> 6);
-                    u8[n++] = (char)(0x80 | (c & 0x3f));
-                } else {
-                    u8[n++] = (char)(0xe0 | c >> 12);
-                    u8[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
-                    u8[n++] = (char)(0x80 | (c & 0x3f));
-                }
-                if (o + n >= cap)
-                    break;
-                memcpy(out + o, u8, n);
-                o += n;
-                continue;
-            }
-        }
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-}
-
 /* Returns the answer r to cmd when it says ok; exits with its reason when not. */
 static char *checked(const char *cmd, char *r)
 {
@@ -215,12 +125,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* Iterates over the objects of "workers":[...]; returns the next one's start. */
-static const char *next_worker(const char *p)
-{
-    return strstr(p, "{\"" CD_CTL_W_SLOT "\":");
 }
 
 static void print_status(FILE *f, const char *r)
@@ -441,10 +345,16 @@ static int cmd_events(void)
     return 0;
 }
 
+static char *top_fetch(void *ctx, const char **why)
+{
+    (void)ctx;
+    return request(CD_CTL_CMD_STATUS, why);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: clusterctl [-c FILE | -s RUNDIR] [--json] [-t SECONDS] COMMAND\n"
-               "commands: status, reload, scale N, stop [--now], reopen-logs, upgrade, events\n");
+               "commands: status, reload, scale N, stop [--now], reopen-logs, upgrade, events, top\n");
 }
 
 int main(int argc, char **argv)
@@ -508,6 +418,8 @@ int main(int argc, char **argv)
         return cmd_events();
     if (strcmp(cmd, CD_CTL_CMD_UPGRADE) == 0 && extra == 0)
         return cmd_upgrade();
+    if (strcmp(cmd, "top") == 0 && extra == 0)
+        return cd_top_run(top_fetch, NULL);
     usage(stderr);
     return EXIT_USAGE;
 }

@@ -64,6 +64,7 @@ typedef struct cd_ctl_request {
 #define CD_CTL_F_UPGRADING "upgrading"         /* bool: a binary upgrade runs (or is being checked) */
 #define CD_CTL_F_LAST_UPGRADE "last_upgrade"   /* string, starts with one of CD_CTL_OUTCOME_* */
 #define CD_CTL_F_LISTEN "listen"
+#define CD_CTL_F_LATENCY_LE "latency_le" /* array: upper bounds (seconds) of the latency buckets */
 #define CD_CTL_F_WORKERS "workers" /* array of objects, in slot order, each starting with "slot": */
 /* ...one worker: */
 #define CD_CTL_W_SLOT "slot" /* the first field of each worker object */
@@ -76,6 +77,8 @@ typedef struct cd_ctl_request {
 #define CD_CTL_W_CONNECTIONS "connections"
 #define CD_CTL_W_RSS "rss" /* bytes */
 #define CD_CTL_W_HEARTBEAT_AGE "heartbeat_age" /* seconds */
+#define CD_CTL_W_LATENCY "latency" /* array: requests by latency bucket since start (latency_le, then
+                                      one past the last bound); the last field of a worker */
 
 #define CD_CTL_STATE_STARTING "starting"
 #define CD_CTL_STATE_READY "ready"

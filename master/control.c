@@ -28,6 +28,7 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/util.h"
 #include "ipc/bus.h"
 #include "ipc/control_proto.h"
@@ -105,16 +106,21 @@ static void status_worker(cd_buf *o, const cd_proc *p, ev_tstamp now, int first)
     cd_buf_printf(o,
         "%s{" K(CD_CTL_W_SLOT) "%d," K(CD_CTL_W_PID) "%d," K(CD_CTL_W_GENERATION) "%u," K(CD_CTL_W_STATE) "\"%s\","
         K(CD_CTL_W_UPTIME) "%.1f," K(CD_CTL_W_REQUESTS) "%llu," K(CD_CTL_W_IN_FLIGHT) "%llu,"
-        K(CD_CTL_W_CONNECTIONS) "%llu," K(CD_CTL_W_RSS) "%llu," K(CD_CTL_W_HEARTBEAT_AGE) "%.2f}",
+        K(CD_CTL_W_CONNECTIONS) "%llu," K(CD_CTL_W_RSS) "%llu," K(CD_CTL_W_HEARTBEAT_AGE) "%.3f,",
         first ? "" : ",", p->slot, (int)p->pid, p->generation, state_name(p->state), now - p->started,
         (unsigned long long)p->stats.requests, (unsigned long long)p->stats.in_flight,
         (unsigned long long)p->stats.connections, (unsigned long long)p->stats.rss_bytes, now - p->last_heartbeat);
+    /* The histogram as of the last heartbeat, for clusterctl top's p50/p99. */
+    cd_buf_printf(o, K(CD_CTL_W_LATENCY) "[");
+    for (int i = 0; i < CD_LAT_BUCKETS; i++)
+        cd_buf_printf(o, "%s%llu", i ? "," : "", (unsigned long long)p->stats.lat_bucket[i]);
+    cd_buf_printf(o, "]}");
 }
 
 void cd_control_status(cd_master *m, cd_buf *o)
 {
     ev_tstamp now = ev_now(m->loop);
-    cd_buf_printf(o, "{" K(CD_CTL_F_OK) "true," K(CD_CTL_F_PID) "%d," K(CD_CTL_F_UPTIME) "%.1f,"
+    cd_buf_printf(o, "{" K(CD_CTL_F_OK) "true," K(CD_CTL_F_PID) "%d," K(CD_CTL_F_UPTIME) "%.3f,"
                   K(CD_CTL_F_GENERATION) "%u," K(CD_CTL_F_WORKERS_WANTED) "%d," K(CD_CTL_F_RELOADING) "%s,",
                   (int)getpid(), now - m->started, m->generation, m->active, yes(m->reload.state != CD_RELOAD_IDLE));
     cd_buf_printf(o, K(CD_CTL_F_RELOAD_FAILED) "%s," K(CD_CTL_F_STOPPING) "%s," K(CD_CTL_F_LAST_RELOAD),
@@ -125,7 +131,10 @@ void cd_control_status(cd_master *m, cd_buf *o)
     cd_json_str(o, m->upgrade.last, strlen(m->upgrade.last));
     cd_buf_printf(o, "," K(CD_CTL_F_LISTEN));
     cd_json_str(o, m->conf->listen, strlen(m->conf->listen));
-    cd_buf_printf(o, "," K(CD_CTL_F_WORKERS) "[");
+    cd_buf_printf(o, "," K(CD_CTL_F_LATENCY_LE) "[");
+    for (int i = 0; i < CD_LAT_BUCKETS - 1; i++)
+        cd_buf_printf(o, "%s%g", i ? "," : "", cd_lat_bounds[i]);
+    cd_buf_printf(o, "]," K(CD_CTL_F_WORKERS) "[");
     /* Slot order: a stable table for humans. */
     int last = -1;
     for (cd_proc *p = m->procs; p; p = p->next)

@@ -3,7 +3,8 @@
  * a request, and the calls between server.c (the state machine), parse.c
  * (llhttp), response.c (answers), stream.c (streamed answers), file.c
  * (answers whose body is a file, sent with sendfile), headers.c
- * (a service's headers), reqid.c, request.c, upgrade.c, and cors.c, gzip.c
+ * (a service's headers), reqid.c, request.c, upgrade.c, steer.c (moving
+ * a connection to the worker its request belongs to), and cors.c, gzip.c
  * and etag.c (the per-route options).  Nothing outside http/ includes it
  * but the unit tests; the rest of the program sees server.h and request.h.
  *
@@ -101,6 +102,8 @@ struct cd_conn {
     char *out;
     size_t out_off, out_len, out_cap;
     int processing; /* cd_http__process is on the stack */
+    int moved;         /* moved here (steer.c): its next request is served here, not steered */
+    uint32_t steer_to; /* the worker its request belongs to, set at headers-complete (steer.c) */
     /* A file answer's body (file.c), sent once out is: file_left bytes of
      * file_fd from file_off; file_fd is open only while file_left > 0. */
     int file_fd;
@@ -119,6 +122,9 @@ void cd_http__body_timer(cd_conn *c);        /* the timer while a body is read *
 
 /* parse.c */
 const llhttp_settings_t *cd_http__settings(void);
+/* The rest of headers-complete once a request stays here: 100 Continue
+ * when asked for, and the body's timers. */
+void cd_http__headers_done(cd_conn *c);
 
 /* request.c */
 void cd_http__request_free(cd_request *r);
@@ -200,6 +206,20 @@ int cd_http__gzip(const char *body, size_t len, char **out, size_t *outlen);
 void cd_http__etag(const char *body, size_t len, int gz, char out[CD_ETAG_MAX]);
 /* Whether an If-None-Match value matches tag (weak comparison, or "*"). */
 int cd_http__etag_match(const char *if_none_match, const char *tag);
+
+/* steer.c */
+/* Writes r's head back as llhttp parsed it: the request line (HTTP/1.0 or
+ * 1.1), the headers in order as "Name: value", the blank line.  Returns
+ * its length, -EMSGSIZE over cap, or -EINVAL when it would not read back
+ * the same (not HTTP/1.x; a CR, LF or NUL inside).  Pure. */
+long cd_http__head_write(const cd_request *r, int http_major, char *out, size_t cap);
+/* At headers-complete: the worker c's request must be served by (the
+ * on_steer hook), or 0 for here (always for the first request of a
+ * connection moved here). */
+uint32_t cd_http__steer(cd_conn *c);
+/* c is paused right after the head of a request for worker `to`: moves it
+ * there (on_move).  1 when it went (c is freed), 0 when it stays here. */
+int cd_http__move(cd_conn *c, uint32_t to);
 
 /* upgrade.c */
 void cd_http__handover(cd_conn *c); /* gives the socket to the upgrade callback */

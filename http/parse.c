@@ -13,6 +13,8 @@
  *
  * On a complete message the parser pauses (HPE_PAUSED), so server.c
  * dispatches exactly one request and pipelined bytes wait in the buffer.
+ * It also pauses right after the head of a request that belongs to
+ * another worker (steer.c), so the body stays unread for that worker.
  * The header timer starts with the first byte of a request; at the end of
  * the headers the body timers take over (server.c).
  */
@@ -198,16 +200,26 @@ static int on_headers_complete(llhttp_t *p)
     const char *expect = cd_request_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0)
         r->expect_continue = 1;
+    /* Another worker's request: stop right after the head, before the 100
+     * Continue and the body (server.c moves it, steer.c). */
+    if ((c->steer_to = cd_http__steer(c)) != 0)
+        return HPE_PAUSED;
+    cd_http__headers_done(c);
+    return 0;
+}
+
+void cd_http__headers_done(cd_conn *c)
+{
+    llhttp_t *p = &c->parser;
     /* Headers are in: from now on the timer guards the body (when there is
      * none, on_message_complete follows at once and dispatch stops it). */
     c->body_until = ev_now(c->ctx->loop) + (double)c->ctx->body_deadline_ms / 1000.0;
     cd_http__body_timer(c);
-    if (r->expect_continue && (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && c->out_len == c->out_off) {
+    if (c->req->expect_continue && (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && c->out_len == c->out_off) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         ssize_t wr = send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)wr; /* best effort: a client that misses it sends the body anyway */
     }
-    return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)

@@ -27,6 +27,11 @@
  * cannot be written.  The same timer, armed at zero, hands an upgraded
  * connection over (upgrade.c).
  *
+ * A request that belongs to another worker (steer.c) pauses the parser
+ * after its head too; the connection then moves there, or, when it cannot,
+ * its body is read here as any other.  A connection moved here is adopted
+ * with the bytes read so far (cd_http_conn_adopt) and parsed from them.
+ *
  * Drain: once the owner calls cd_http_begin_drain, answers say
  * Connection: close, and cd_http_drain closes connections left idle.
  */
@@ -162,8 +167,10 @@ static void dispatch(cd_conn *c)
     route->handle(route->arg, r);
 }
 
-/* Parses what is buffered; dispatches at most one request. */
-static void conn_parse(cd_conn *c)
+/* Parses what is buffered; dispatches at most one request, or moves the
+ * connection to the worker its request belongs to.  Returns 0, or -1 when
+ * c is gone (moved). */
+static int conn_parse(cd_conn *c)
 {
     const char *data = c->in + c->in_off;
     size_t len = c->in_len - c->in_off;
@@ -172,15 +179,22 @@ static void conn_parse(cd_conn *c)
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
         c->in_off = c->in_len = 0; /* all copied out */
-        return;
+        return 0;
     }
     if (err == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         c->in_off = (size_t)(pos - c->in);
+        uint32_t to = c->steer_to; /* set: paused after the head of another worker's request */
+        c->steer_to = 0;
+        if (to && cd_http__move(c, to))
+            return -1;
         if (c->in_off == c->in_len)
             c->in_off = c->in_len = 0;
-        dispatch(c);
-        return;
+        if (to)
+            cd_http__headers_done(c); /* it stays: its body is read here */
+        else
+            dispatch(c);
+        return 0;
     }
     int status = 400;
     const char *msg = "malformed request";
@@ -197,6 +211,7 @@ static void conn_parse(cd_conn *c)
     cd_debug("fd %d: %s (%s: %s)", c->fd, msg, llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
     c->in_off = c->in_len = 0;
     cd_http__fail(c, status, msg);
+    return 0;
 }
 
 /* Drives the connection as far as it can go without waiting. */
@@ -238,7 +253,8 @@ void cd_http__process(cd_conn *c)
             break;
         }
         if (c->in_off < c->in_len) {
-            conn_parse(c);
+            if (conn_parse(c) < 0)
+                return; /* moved to another worker: c is gone */
             continue;
         }
         /* Need more bytes. */
@@ -350,13 +366,13 @@ void cd_http__close(cd_conn *c)
         up_cb(up_arg, -1, NULL, 0);
 }
 
-void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen)
+/* A new connection of ctx on fd (closed when out of memory: NULL). */
+static cd_conn *conn_open(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
     cd_conn *c = calloc(1, sizeof *c);
     if (!c) {
-        cd_err("out of memory for a connection; closing it");
         close(fd);
-        return;
+        return NULL;
     }
     c->ctx = ctx;
     c->fd = fd;
@@ -376,6 +392,16 @@ void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, soc
     ctx->nconns++;
     ctx->accepted++;
     c->idle_since = ev_now(ctx->loop);
+    return c;
+}
+
+void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+    cd_conn *c = conn_open(ctx, fd, peer, peerlen);
+    if (!c) {
+        cd_err("out of memory for a connection; closing it");
+        return;
+    }
     /* New connections usually carry their request already: try at once. */
     ssize_t n = recv(fd, c->in, sizeof c->in, 0);
     if (n > 0) {
@@ -385,6 +411,27 @@ void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, soc
         return;
     }
     cd_http__process(c);
+}
+
+int cd_http_conn_adopt(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen, const char *bytes,
+                       size_t len, int moved)
+{
+    if (len == 0 && !moved) {
+        cd_http_conn_new(ctx, fd, peer, peerlen);
+        return 0;
+    }
+    if (len > CD_HTTP_IN_BUF) {
+        close(fd);
+        return -EMSGSIZE;
+    }
+    cd_conn *c = conn_open(ctx, fd, peer, peerlen);
+    if (!c)
+        return -ENOMEM;
+    memcpy(c->in, bytes, len);
+    c->in_len = len;
+    c->moved = moved;
+    cd_http__process(c);
+    return 0;
 }
 
 void cd_http_init(cd_http_ctx *ctx, struct ev_loop *loop, const cd_conf *conf)

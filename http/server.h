@@ -19,7 +19,8 @@
  * log's line format and its writer thread; headers.c the headers a service
  * adds; stream.c streamed (chunked) answers; reqid.c the request id;
  * routeconf.c the per-route options (CORS, gzip, ETag) and cors.c,
- * gzip.c, etag.c which apply them.
+ * gzip.c, etag.c which apply them; steer.c moves a connection to the
+ * worker its request belongs to (sticky sessions).
  */
 #ifndef CD_HTTP_SERVER_H
 #define CD_HTTP_SERVER_H
@@ -58,6 +59,16 @@ typedef struct cd_http_ctx {
     void (*on_log)(void *owner, const cd_access_entry *e);
     /* A connection closed while fewer than max_connections are open. */
     void (*on_capacity)(void *owner);
+    /* Sticky sessions (steer.c); set both or neither.  on_steer: a
+     * request's headers are in, its body is not read (route: the route its
+     * path matches); returns the id of the worker that must serve it, or 0
+     * for here.  Never asked for the first request of a connection moved
+     * here.  on_move: sends fd, and the bytes read from it (the head written
+     * back, then what was not parsed yet), to worker `to`; returns 0 when
+     * they went (the context then closes its copy of fd and forgets the
+     * connection), or -errno to have the request served here. */
+    uint32_t (*on_steer)(void *owner, const cd_route *route, const cd_request *r);
+    int (*on_move)(void *owner, uint32_t to, int fd, const char *bytes, size_t len);
 
     /* State: the owner reads it, cd_http_begin_drain sets draining. */
     int draining;
@@ -65,7 +76,8 @@ typedef struct cd_http_ctx {
     cd_conn *conns; /* all open connections (doubly linked) */
     int nconns;
     uint64_t in_flight; /* requests dispatched and not yet answered */
-    uint64_t accepted;  /* connections taken by cd_http_conn_new */
+    uint64_t accepted;  /* connections taken by cd_http_conn_new and cd_http_conn_adopt */
+    uint64_t moved;     /* connections moved to the worker their request belongs to */
 
     char date[40]; /* cached "Date: ..." value, refreshed once a second */
     ev_tstamp date_at;
@@ -78,6 +90,13 @@ typedef struct cd_http_ctx {
 void cd_http_init(cd_http_ctx *ctx, struct ev_loop *loop, const cd_conf *conf);
 /* Takes over an accepted, non-blocking socket (peer: its address or NULL). */
 void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* Takes over a connection moved here from another worker (on_move there)
+ * with the len bytes already read from it, parsed before anything read
+ * here; moved: its first request is served here whatever on_steer says.
+ * Returns 0, or -EMSGSIZE when len is over the input buffer (16 KiB) or
+ * -ENOMEM, fd closed then. */
+int cd_http_conn_adopt(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, socklen_t peerlen, const char *bytes,
+                       size_t len, int moved);
 /* Graceful stop begins: every answer from now on says Connection: close. */
 void cd_http_begin_drain(cd_http_ctx *ctx);
 /* While draining (call it often): closes the connections idle for

@@ -416,6 +416,9 @@ static void chan_message(cd_master *m, cd_proc *p, const cd_ipc_msg *msg)
     case CD_MSG_DRAINING:
         p->not_accepting = 1; /* a roll may have been waiting for this */
         break;
+    case CD_MSG_HANDOFF:
+        cd_sticky_forward(m, p, msg); /* a relay: changes nothing in the table */
+        return;
     default:
         cd_warn("worker pid %d sent unknown message type %u", (int)p->pid, msg->type);
     }
@@ -426,7 +429,9 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     cd_proc *p = io->data;
     cd_master *m = p->m;
-    long n = cd_ipc_read(p->dec, p->chan_fd);
+    int room = (int)(sizeof p->passed / sizeof p->passed[0]) - p->npassed, got = 0;
+    long n = cd_ipc_read_fds(p->dec, p->chan_fd, p->passed + p->npassed, room, &got);
+    p->npassed += got; /* connections moved by the worker (HANDOFF) */
     if (n == -EAGAIN)
         return;
     if (n <= 0) {

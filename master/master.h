@@ -30,6 +30,8 @@
  * systemd.c    sd_notify, socket activation, watchdog (libsystemd dlopen'd)
  * pidfile.c    the locked pidfile
  * steer.c      the reuseport group's steering program (which slots get traffic)
+ * sticky.c     the relay of connections a worker moves to the worker that
+ *              owns their session (HANDOFF in, CONN out)
  *
  * Calls go one way: master.c -> commands.c, start.c -> reload.c, upgrade.c
  * (-> handover.c) -> slots.c -> spawn.c, steer.c.  Any of them may publish an event
@@ -82,6 +84,8 @@ typedef struct cd_proc {
     int recycle;        /* asked to be replaced (max_requests, max_rss) (fact) */
     int not_accepting;  /* answered STOP with DRAINING: it takes no new connection (fact) */
     struct cd_proc *replaces; /* the worker this one takes over from once READY (slots.c) */
+    int passed[8]; /* connections it sent (HANDOFF), until their frame is read (sticky.c) */
+    int npassed;
     struct cd_proc *next;
 } cd_proc;
 
@@ -122,6 +126,7 @@ struct cd_master {
     int steer_valid;      /* the group's program matches the slots' `steered` flags */
     int steer_warned;     /* a failure to steer was logged */
     unsigned handoff_rr;  /* round-robin over ready workers for handed-off connections */
+    uint64_t sticky_moved, sticky_lost; /* connections moved between workers, or dropped on the way (sticky.c) */
     void (*chan_cb)(struct ev_loop *, ev_io *, int); /* the loop's channel handler */
 
     /* The mode: each its own state machine. */
@@ -255,6 +260,13 @@ int cd_systemd_watchdog_usec(uint64_t *usec);
  * or -EEXIST (another process holds it: its pid in *holder) or -errno. */
 int cd_pidfile_open(const char *path, pid_t *holder);
 void cd_pidfile_close(const char *path, int fd);
+
+/* sticky.c: p sent msg (CD_MSG_HANDOFF): forwards the connection that came
+ * with it to the worker it names (or one that can serve it), without
+ * waiting; a connection that cannot go is closed (logged, counted). */
+void cd_sticky_forward(cd_master *m, cd_proc *p, const cd_ipc_msg *msg);
+/* Closes the connections p sent whose frames will never be read. */
+void cd_sticky_drop(cd_proc *p);
 
 /* steer.c: steers new connections, evenly at random, to the sockets at
  * group indices idx[0..n-1] of the reuseport group that fd belongs to

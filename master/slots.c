@@ -156,6 +156,7 @@ void cd_slots_close_channel(cd_master *m, cd_proc *p)
     ev_io_stop(m->loop, &p->chan_w);
     close(p->chan_fd);
     p->chan_fd = -1;
+    cd_sticky_drop(p);
 }
 
 void cd_slots_serve(cd_master *m, cd_slot *s, cd_proc *p)

@@ -7,7 +7,7 @@
  * against these functions, the worker (above services) fills the table.
  * Without a host (a service built by hand in a test, or in the master)
  * each call answers as "not available": -ENOTSUP, no services, no cluster
- * view.
+ * view, worker id 0.
  */
 #include <errno.h>
 
@@ -42,6 +42,13 @@ const struct cd_snapshot *cd_service_cluster(cd_service *svc)
     if (!svc->host || !svc->host->cluster)
         return NULL;
     return svc->host->cluster(svc);
+}
+
+uint32_t cd_service_worker_id(const cd_service *svc)
+{
+    if (!svc->host || !svc->host->worker_id)
+        return 0;
+    return svc->host->worker_id(svc);
 }
 
 static void route_handle(void *arg, cd_request *r)

@@ -29,6 +29,7 @@ typedef struct cd_service_host {
     void (*subscribe)(cd_service *svc, cd_bus_cb cb);
     cd_service *(*all)(cd_service *svc, size_t *n);
     const struct cd_snapshot *(*cluster)(cd_service *svc);
+    uint32_t (*worker_id)(const cd_service *svc);
 } cd_service_host;
 
 /* The HTTP route (http/router.h) of svc: its route prefix and the type's

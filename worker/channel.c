@@ -10,8 +10,11 @@
  * once no old worker takes new connections); CLUSTER is the whole-cluster
  * view services read (cd_service_cluster); REOPEN reopens the access log;
  * CONN is a connection the master accepted on a listener whose own worker
- * is dead, backing off or retiring (the fd passed with SCM_RIGHTS): we
- * serve it like one of ours.
+ * is dead, backing off or retiring, or one another worker moved here
+ * because its request belongs to this worker (sticky sessions,
+ * http/steer.c; with the bytes it read of it), the fd passed with
+ * SCM_RIGHTS: we serve it like one of ours.  Moving one away is serve.c's
+ * (HANDOFF).
  *
  * Stop: STOP or SIGTERM drains (stop accepting; the listener stays open in
  * the master for the next worker of this slot; finish what is in flight;
@@ -74,9 +77,11 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
-/* A connection the master accepted on a listener with no ready worker of
- * its own, handed over with CD_MSG_CONN: served as if we had accepted it. */
-static void take_conn(cd_worker *w)
+/* A connection handed over with CD_MSG_CONN: one the master accepted on a
+ * listener with no ready worker of its own (no payload), or one another
+ * worker moved here because its request belongs to us (the bytes it read,
+ * flagged moved): served as if we had accepted it. */
+static void take_conn(cd_worker *w, const cd_ipc_msg *m)
 {
     if (w->npassed == 0) {
         cd_warn("CD_MSG_CONN without a descriptor; ignored");
@@ -84,11 +89,22 @@ static void take_conn(cd_worker *w)
     }
     int fd = w->passed[0];
     memmove(w->passed, w->passed + 1, (size_t)--w->npassed * sizeof *w->passed);
+    unsigned flags;
+    const uint8_t *bytes;
+    size_t n;
+    if (cd_ipc_conn_decode(m->payload, m->len, &flags, &bytes, &n) < 0) {
+        cd_warn("CD_MSG_CONN with a payload of %zu bytes this worker cannot read; connection closed", m->len);
+        close(fd);
+        return;
+    }
     struct sockaddr_storage peer;
     socklen_t peerlen = sizeof peer;
     if (getpeername(fd, (struct sockaddr *)&peer, &peerlen) < 0)
         peerlen = 0; /* already reset by the client: the connection code finds out */
-    cd_http_conn_new(&w->http, fd, peerlen ? (struct sockaddr *)&peer : NULL, peerlen);
+    int rc = cd_http_conn_adopt(&w->http, fd, peerlen ? (struct sockaddr *)&peer : NULL, peerlen,
+                                (const char *)bytes, n, (flags & CD_CONN_MOVED) != 0);
+    if (rc < 0)
+        cd_warn("a connection moved here with %zu bytes could not be taken (%s); closed", n, strerror(-rc));
 }
 
 static void take_snapshot(cd_worker *w, const uint8_t *data, size_t len)
@@ -141,7 +157,7 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
         else if (m.type == CD_MSG_REOPEN && w->access_log_open)
             cd_accesslog_reopen(&w->access_log);
         else if (m.type == CD_MSG_CONN)
-            take_conn(w);
+            take_conn(w, &m);
         else
             cd_debug("ignoring channel message type %u", m.type);
     }

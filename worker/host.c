@@ -2,7 +2,8 @@
  * host.c - what a service gets of its worker (worker process, loop
  * thread): the cd_service_host table every service points at
  * (services/service.c calls through it), i.e. the cross-worker bus, the
- * list of this worker's services and the latest cluster snapshot.
+ * list of this worker's services, the latest cluster snapshot and the
+ * worker's id (ipc/proto.h cd_worker_id, what the steer hook returns).
  *
  * The bus carries "name\0payload" messages through the master's nanomsg
  * relay (ipc/bus.h): a service publishes to itself on every worker, and
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "worker/worker.h"
 
@@ -48,11 +50,20 @@ static const cd_snapshot *host_cluster(cd_service *svc)
     return w->snapshot;
 }
 
+/* Computed, not read from w->id: services may ask in init, before
+ * serve.c sets it. */
+static uint32_t host_worker_id(const cd_service *svc)
+{
+    const cd_worker *w = svc->worker;
+    return cd_worker_id(w->slot, (int)getpid());
+}
+
 const cd_service_host cd_worker_host = {
     .publish = host_publish,
     .subscribe = host_subscribe,
     .all = host_all,
     .cluster = host_cluster,
+    .worker_id = host_worker_id,
 };
 
 static void bus_cb(struct ev_loop *loop, ev_io *io, int revents)

@@ -7,12 +7,19 @@
  * the access log, and a closed connection below max_connections resumes
  * accepting.
  *
+ * Sticky sessions: when a service has a steer hook, each request's
+ * headers are shown to it (http/steer.c); a request it says belongs to
+ * another worker leaves with its connection in a HANDOFF to the master,
+ * which passes it on; the HTTP context counts them (http.moved, in the
+ * heartbeat's stats as `moved`).
+ *
  * Accepting stops at max_connections (a closing connection restarts it),
  * while draining, and for 100 ms after running out of descriptors (EMFILE
  * and friends), so a full process sheds load instead of spinning.
  */
 #include <errno.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "worker/worker.h"
@@ -105,12 +112,38 @@ static void on_log(void *owner, const cd_access_entry *e)
 
 static void on_capacity(void *owner) { cd_worker_accept_start(owner); }
 
+/* Sticky sessions: the route's service says which worker owns the request
+ * (its steer hook; every route is a service's); ours means here. */
+static uint32_t on_steer(void *owner, const cd_route *route, const cd_request *r)
+{
+    cd_worker *w = owner;
+    cd_service *svc = route->arg;
+    if (!svc->type->steer)
+        return 0;
+    uint32_t to = svc->type->steer(svc, r);
+    return to == w->id ? 0 : to;
+}
+
+/* ...and the connection goes to the master, which forwards it to that
+ * worker (master/sticky.c).  Never waits: a full channel serves it here. */
+static int on_move(void *owner, uint32_t to, int fd, const char *bytes, size_t len)
+{
+    cd_worker *w = owner;
+    return cd_ipc_send_conn(w->chan_fd, CD_MSG_HANDOFF, to, bytes, len, fd);
+}
+
 void cd_worker_serve_init(cd_worker *w)
 {
+    w->id = cd_worker_id(w->slot, (int)getpid());
     w->http.owner = w;
     w->http.on_done = on_done;
     w->http.on_log = w->access_log_open ? on_log : NULL;
     w->http.on_capacity = on_capacity;
+    for (size_t i = 0; i < w->nservices; i++)
+        if (w->services[i].type->steer) { /* only then is a request asked where it belongs */
+            w->http.on_steer = on_steer;
+            w->http.on_move = on_move;
+        }
     ev_io_init(&w->accept_w, accept_cb, w->listen_fd, EV_READ);
     w->accept_w.data = w;
     ev_init(&w->accept_retry_w, accept_retry_cb);

@@ -12,7 +12,8 @@
  *
  *   worker.c   boot (config, services, routes, HTTP context), run, teardown
  *   serve.c    accepting connections for the HTTP context, and the hooks it
- *              reports back through (counting, access log, capacity freed)
+ *              reports back through (counting, access log, capacity freed,
+ *              sticky sessions: which worker, moving a connection there)
  *   channel.c  the master: its channel, the heartbeat, the drain, signals
  *   host.c     what services get of their worker (cd_service_host): the
  *              cross-worker bus, the service list, the cluster snapshot
@@ -30,6 +31,7 @@
 
 #include <ev.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "conf/conf.h"
@@ -47,6 +49,7 @@ typedef struct cd_worker {
     const cd_conf *conf;
     int slot;
     unsigned generation;
+    uint32_t id; /* cd_worker_id(slot, pid): what cd_service_worker_id says, steer hooks return */
     int listen_fd;
     int chan_fd;
 
@@ -89,8 +92,10 @@ typedef struct cd_worker {
 int cd_worker_main(int slot, unsigned generation);
 
 /* ---- serve.c ---- */
-/* Sets the HTTP context's hooks (count into w->stats, write w's access log
- * when it is open, resume accepting) and the accept watchers (not started). */
+/* Sets w->id, the HTTP context's hooks (count into w->stats, write w's
+ * access log when it is open, resume accepting, steer a request to the
+ * worker its service names and move its connection there) and the accept
+ * watchers (not started). */
 void cd_worker_serve_init(cd_worker *w);
 /* Starts (or stops) accepting on the slot's listener. */
 void cd_worker_accept_start(cd_worker *w);

@@ -42,12 +42,13 @@
 #define CLUSTERD_SERVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "clusterd/conf.h"
 #include "clusterd/request.h" /* the request API handle() uses, and CD_M_* */
 
 /* The version of the API in include/clusterd/ (see above). */
-#define CLUSTERD_ABI_VERSION 1
+#define CLUSTERD_ABI_VERSION 2
 
 struct ev_loop;                   /* the worker's libev loop, opaque here */
 struct cd_snapshot;               /* the cluster's view (opaque) */
@@ -79,6 +80,13 @@ struct cd_service_type {
     /* Set when the service talks across workers (cd_service_publish): the
      * master then runs the bus and workers connect before init. */
     int uses_bus;
+    /* Optional, worker only: called once a request's headers are in,
+     * before its body is read (method, path, query and headers are
+     * readable; the body is not).  Returns the id of the worker that
+     * must serve it (cd_service_worker_id there), or 0 to serve it here.
+     * Never called for the first request of a connection that was moved
+     * here, so a session whose worker is gone cannot loop. */
+    uint32_t (*steer)(cd_service *svc, const cd_request *req);
 };
 
 typedef void (*cd_bus_cb)(cd_service *svc, const void *msg, size_t len);
@@ -107,6 +115,13 @@ cd_service *cd_service_all(cd_service *svc, size_t *n);
 /* The latest whole-cluster view the master sent, or NULL before the first
  * one arrives (within one heartbeat interval).  Opaque to modules. */
 const struct cd_snapshot *cd_service_cluster(cd_service *svc);
+/* This worker's id: nonzero, different for every worker process the
+ * master has started since it began: made of its slot and its pid (a pid
+ * comes back in the same slot only after the kernel's whole pid space
+ * went round; a request steered to such an id is served there all the
+ * same).  Steer a request to it with the type's steer hook.  0 when there
+ * is no worker (in the master). */
+uint32_t cd_service_worker_id(const cd_service *svc);
 
 /* ---- Cross-worker messages ---- */
 

@@ -94,6 +94,14 @@ int main(int argc, char **argv)
         conf->workers = 0; /* -w auto: the CPU count, whatever the file says */
         workers = cd_conf_workers(conf);
     }
+    /* The config's warnings (cd_conf_warn), once: workers parse the same
+     * text again silently. */
+    for (const char *w = conf->warnings, *nl; w && (nl = strchr(w, '\n')); w = nl + 1) {
+        if (test)
+            fprintf(stderr, "clusterd: warning: %s: %.*s\n", conf_path, (int)(nl - w), w);
+        else
+            cd_warn("%s: %.*s", conf_path, (int)(nl - w), w);
+    }
     if (test) {
         printf("clusterd: the configuration file %s syntax is ok (%zu service(s), %d worker(s))\n", conf_path,
                conf->nservices, workers ? workers : cd_conf_workers(conf));

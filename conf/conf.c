@@ -7,7 +7,11 @@
  * [cluster] keys go to conf/cluster.c's table; a service section becomes a
  * cd_conf_service with its name, route, type name and remaining entries,
  * which the registered binder (services/registry.c in clusterd) turns into
- * the type's config.  This file knows no service type.
+ * the type's config.  This file knows no service type.  [cluster] is
+ * applied before any service section, so a service's checks can ask
+ * whether it listens on loopback only; what they find valid but risky
+ * they report with cd_conf_warn, kept in cd_conf.warnings for the master
+ * to show (clusterd -t, start).
  *
  * inih's handler gets no line numbers in Debian's build, so our reader
  * counts lines as inih pulls them: when the handler runs, the last line
@@ -28,6 +32,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +41,14 @@
 #include "conf/cluster.h"
 
 #define CONF_MAX_FILE (1 << 20)
+
+/* The directory of the file being read (cd_conf_dir), the config being
+ * built and the section being bound (cd_conf_listen_loopback,
+ * cd_conf_warn): the reader runs on one thread from start to end, and key
+ * setters and conf_check have no other way to them. */
+static char reading_dir[4096] = ".";
+static cd_conf *reading_conf;
+static const char *reading_section;
 
 typedef struct kv {
     char *section, *key, *value;
@@ -236,7 +249,10 @@ static int build_service(cd_conf *c, parse_state *ps, const struct sect *hdr, cd
     if (!svc->route)
         return cd_conf_fail(err, errlen, c->path, 0, "out of memory");
     svc->route_len = strlen(route);
-    return binder ? binder(svc, c->path, err, errlen) : 0;
+    reading_section = svc->name;
+    int rc = binder ? binder(svc, c->path, err, errlen) : 0;
+    reading_section = NULL;
+    return rc;
 }
 
 /* Section names end up in metric labels, log lines and default routes:
@@ -289,15 +305,16 @@ static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
     c->services = calloc(nsvc ? nsvc : 1, sizeof *c->services);
     if (!c->services)
         return cd_conf_fail(err, errlen, c->path, 0, "out of memory");
+    /* [cluster] first, wherever it is, so that a service's checks see its
+     * listen (cd_conf_listen_loopback). */
+    for (size_t k = 0; k < ps->nkv; k++)
+        if (strcmp(ps->kvs[k].section, "cluster") == 0 &&
+            cd_conf__cluster_key(c, ps->kvs[k].key, ps->kvs[k].value, ps->kvs[k].line, err, errlen) < 0)
+            return -1;
     for (size_t i = 0; i < ps->nsect; i++) {
         const sect *h = &ps->sects[i];
-        if (strcmp(h->name, "cluster") == 0) {
-            for (size_t k = 0; k < ps->nkv; k++)
-                if (strcmp(ps->kvs[k].section, "cluster") == 0 &&
-                    cd_conf__cluster_key(c, ps->kvs[k].key, ps->kvs[k].value, ps->kvs[k].line, err, errlen) < 0)
-                    return -1;
+        if (strcmp(h->name, "cluster") == 0)
             continue;
-        }
         if (build_service(c, ps, h, &c->services[c->nservices], err, errlen) < 0) {
             c->nservices++; /* so cd_conf_free releases the partial one */
             return -1;
@@ -311,13 +328,41 @@ static int interpret(cd_conf *c, parse_state *ps, char *err, size_t errlen)
     return 0;
 }
 
-/* The directory of the file being read (cd_conf_dir): the reader runs on
- * one thread from start to end, and key setters have no other way to it. */
-static char reading_dir[4096] = ".";
 
 const char *cd_conf_dir(void)
 {
     return reading_dir;
+}
+
+int cd_conf_listen_loopback(void)
+{
+    const struct sockaddr_storage *a = reading_conf ? &reading_conf->addr : NULL;
+    if (a && a->ss_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24 == 127;
+    if (a && a->ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+void cd_conf_warn(const char *fmt, ...)
+{
+    cd_conf *c = reading_conf;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t old = c && c->warnings ? strlen(c->warnings) : 0;
+    char *w = c ? realloc(c->warnings, old + strlen(line) + (reading_section ? strlen(reading_section) : 0) + 8) : NULL;
+    if (!w)
+        return; /* out of memory: a warning is not worth failing the load */
+    if (reading_section)
+        sprintf(w + old, "[%s]: %s\n", reading_section, line);
+    else
+        sprintf(w + old, "%s\n", line);
+    c->warnings = w;
 }
 
 int cd_conf_load_text(const char *path, const char *text, size_t len, cd_conf **out, char *err, size_t errlen)
@@ -363,7 +408,10 @@ int cd_conf_load_text(const char *path, const char *text, size_t len, cd_conf **
         cd_conf_fail(err, errlen, path, 0, "cannot parse");
         goto out;
     }
-    if (interpret(c, &ps, err, errlen) < 0)
+    reading_conf = c;
+    int bad = interpret(c, &ps, err, errlen) < 0;
+    reading_conf = NULL;
+    if (bad)
         goto out;
     *out = c;
     c = NULL;
@@ -428,6 +476,7 @@ void cd_conf_free(cd_conf *c)
     free(c->services);
     free(c->path);
     free(c->text);
+    free(c->warnings);
     free(c);
 }
 

@@ -85,6 +85,7 @@ typedef struct cd_conf {
 
     cd_conf_service *services;
     size_t nservices;
+    char *warnings; /* "[section]: why\n" lines from services' cd_conf_warn, or NULL */
 } cd_conf;
 
 /* Binds a service section to its type: fills type, conf, conf_free and

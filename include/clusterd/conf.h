@@ -76,4 +76,14 @@ typedef struct cd_conf_key {
  * can take it relative to the config, wherever clusterd was started. */
 const char *cd_conf_dir(void);
 
+/* While a section's keys are set and checked: 1 when the config's
+ * [cluster] listen is a loopback address (127.0.0.0/8, ::1), so a service
+ * can tell what it would expose beyond the host. */
+int cd_conf_listen_loopback(void);
+/* From a key's setter or conf_check: reports a config that is valid but
+ * risky (no file:line: clusterd adds the section).  `clusterd -t` prints
+ * it and the master logs it when it starts; workers, which parse the same
+ * bytes again, do not repeat it.  Nothing else changes. */
+void cd_conf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

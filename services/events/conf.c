@@ -14,7 +14,9 @@
  * worker that fails to boot).  Files are named relative to the config
  * file's folder (cd_conf_dir, valid only while a key is set, so the
  * setters resolve them at once); the publish token is read at conf_check,
- * and every worker reads it again when it parses the config.
+ * and every worker reads it again when it parses the config.  Without one,
+ * the backend endpoints are open to whoever reaches the listen address:
+ * fine on loopback, a warning (cd_conf_warn, shown by clusterd -t) if not.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -331,6 +333,9 @@ int cd_events__conf_check(void *conf, char *err, size_t errlen)
         return -1;
     if (c->publish_token_file && read_publish_token(c, err, errlen) < 0)
         return -1;
+    if (!c->publish_token_file && !cd_conf_listen_loopback())
+        cd_conf_warn("publish_token_file is not set while [cluster] listen is not loopback: anyone who can "
+                     "reach it may publish, join, leave and disconnect through the backend endpoints");
     return 0;
 }
 

@@ -523,3 +523,39 @@ Test(cli, check_flag_version_help_and_usage)
     cr_assert_eq(th_run(badw, out, sizeof out), 2);
     unlink(path);
 }
+
+/* `clusterd -t` warns (and still passes) when the events backend endpoints
+ * would be open beyond the host: no publish_token_file while listen is not
+ * loopback, wherever [cluster] stands in the file. */
+Test(cli, check_warns_of_an_open_events_backend_only_beyond_loopback)
+{
+    const char *bin = getenv("CLUSTERD_BIN");
+    char dir[] = "/tmp/clusterd-cli-XXXXXX", path[64], tok[64], out[4096], conf[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/c.ini", dir);
+    snprintf(tok, sizeof tok, "%s/token", dir);
+    FILE *f = fopen(tok, "w");
+    cr_assert_not_null(f);
+    fputs("s3cret\n", f);
+    fclose(f);
+    const char *argv[] = {bin, "-t", "-c", path, NULL};
+    struct {
+        const char *listen, *extra;
+        int warns;
+    } cases[] = {{"0.0.0.0", "", 1}, {"127.0.0.1", "", 0}, {"[::1]", "", 0}, {"0.0.0.0", "publish_token_file = token\n", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(conf, sizeof conf, "[events]\ntype = events\n%s\n[cluster]\nlisten = %s:%d\nworkers = 1\n", cases[i].extra,
+                 cases[i].listen, th_free_port());
+        f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(conf, f);
+        fclose(f);
+        cr_assert_eq(th_run(argv, out, sizeof out), 0, "%s", out);
+        cr_expect_eq(strstr(out, "warning") != NULL, cases[i].warns, "%s\n->\n%s", conf, out);
+        if (cases[i].warns)
+            cr_expect(strstr(out, "[events]: publish_token_file is not set"), "%s", out);
+    }
+    unlink(tok);
+    unlink(path);
+    rmdir(dir);
+}

@@ -40,7 +40,7 @@ cleanup() {
         kill -QUIT "$master" 2>/dev/null || true
         sleep 1
     fi
-    dpkg --purge "${PKGS[@]}" >/dev/null 2>&1 || true
+    dpkg --purge "${PKGS[@]/%/-dbgsym}" "${PKGS[@]}" >/dev/null 2>&1 || true
     rm -rf "$work" /run/clusterd
 }
 trap cleanup EXIT
@@ -68,7 +68,8 @@ if ! (cd "$work/clusterd" && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpac
     tail -n 60 "$work/build.log"
     fail "dpkg-buildpackage"
 fi
-debs=("$work"/*.deb)
+debs=()
+for p in "${PKGS[@]}"; do debs+=("$work/${p}_"*.deb); done # not the -dbgsym ones
 for p in "${PKGS[@]}"; do
     ls "$work/${p}_"*.deb >/dev/null 2>&1 || fail "no ${p} package was built"
 done
@@ -128,10 +129,11 @@ wait_for 20 curl -sf http://127.0.0.1:8080/healthz/ready || fail "not ready with
 [[ -S /run/clusterd/control ]] || fail "no control socket in /run/clusterd"
 
 step "serving"
-curl -sf http://127.0.0.1:8080/dummy | grep -q '"service":"dummy"' || fail "GET /dummy"
-curl -sf http://127.0.0.1:8080/ | grep -qi '<html' || fail "GET / (the demo page)"
-curl -sf http://127.0.0.1:8080/metrics | grep -q '^clusterd_' || fail "GET /metrics"
-/usr/sbin/clusterctl -c "$CONF" status | grep -q ready || fail "clusterctl status"
+# (Answers are read whole before grep: grep -q would close the pipe early.)
+body=$(curl -sf http://127.0.0.1:8080/dummy) && [[ $body == *'"service":"dummy"'* ]] || fail "GET /dummy: $body"
+body=$(curl -sf http://127.0.0.1:8080/) && [[ $body == *'<html'* ]] || fail "GET / (the demo page)"
+body=$(curl -sf http://127.0.0.1:8080/metrics) && grep -q '^clusterd_' <<<"$body" || fail "GET /metrics"
+body=$(/usr/sbin/clusterctl -c "$CONF" status) && [[ $body == *ready* ]] || fail "clusterctl status: $body"
 wait_for 10 grep -q 'GET /dummy' /var/log/clusterd/access.log || fail "no access log line"
 
 if command -v logrotate >/dev/null; then

@@ -171,6 +171,14 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
     }
     st->svc = svc;
     st->conf = svc->conf;
+    /* The JWT key, loaded as conf_check did (socketio.c checks CONNECTs). */
+    cd_events_auth *auth = NULL;
+    if (st->conf->auth == CD_EVENTS_AUTH_JWT && cd_events__auth_new(st->conf, &auth, err, errlen) < 0) {
+        cd_events__rooms_free(st);
+        free(st);
+        return -1;
+    }
+    st->auth = auth;
     svc->state = st;
     cd_service_subscribe(svc, cd_events__on_bus);
     return 0;
@@ -212,6 +220,8 @@ static void events_destroy(cd_service *svc)
     while (st->clients)
         cd_events__client_free(st->clients);
     cd_events__rooms_free(st); /* rooms went with their last members */
+    if (st->auth)
+        cd_events__auth_free(st->auth);
     free(st);
     svc->state = NULL;
 }

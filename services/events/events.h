@@ -116,14 +116,18 @@ enum {
     CD_SIO_BINARY_ACK = 6,
 };
 
+/* Most attachments one binary packet may announce. */
+#define CD_EVENTS_ATTACH_MAX 16
+
 typedef struct cd_sio_packet {
     int type;             /* CD_SIO_* */
+    size_t nattach;       /* BINARY_EVENT, BINARY_ACK: attachments announced */
     const char *nsp;      /* namespace, "/" when absent */
     size_t nsp_len;
     long long ack_id;     /* -1 when none */
     const char *data;     /* the raw JSON payload, or NULL */
     size_t data_len;
-    /* EVENT only: the name's JSON string token, and the arguments after it
+    /* EVENT and BINARY_EVENT only: the name's JSON string token, and the arguments after it
      * (the raw text between the name's comma and the closing bracket,
      * empty when there are none). */
     const char *name;
@@ -134,10 +138,14 @@ typedef struct cd_sio_packet {
 
 /* Parses a Socket.IO packet (the text after the Engine.IO "4").  Checks
  * the shape the spec gives each type: CONNECT takes an optional object,
- * DISCONNECT nothing, EVENT an array starting with a string, ACK an array.
- * Returns 0; -ENOTSUP for binary packets (5, 6: their attachments travel as
- * binary frames, which this server does not take); -EPROTO for anything
- * malformed or a type a client never sends (CONNECT_ERROR). */
+ * DISCONNECT nothing, EVENT an array starting with a string, ACK an array
+ * (with an ack id).  BINARY_EVENT and BINARY_ACK ("51-[...]",
+ * "52-/chat,3[...]") are shaped as EVENT and ACK after their attachment
+ * count and "-"; their placeholders ({"_placeholder":true,"num":n}, any
+ * object whose "_placeholder" is true) must number 0..nattach-1, each
+ * once, and are otherwise left as they are.  Returns 0; -EMSGSIZE when
+ * more than CD_EVENTS_ATTACH_MAX attachments are announced; -EPROTO for
+ * anything malformed or a type a client never sends (CONNECT_ERROR). */
 int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p);
 
 /* Whether name is one Socket.IO reserves (connect, disconnect, ...): a
@@ -288,8 +296,8 @@ struct cd_events_socket {
     cd_events_socket *next; /* the client's sockets */
     int nsp;                /* namespace index */
     uint64_t mark;          /* last broadcast delivered: one copy per broadcast */
-    cd_events_member **rooms; /* max_rooms + the sid and user rooms */
-    size_t nrooms;
+    cd_events_member **rooms; /* [0, nown): its own rooms ("", sid, user:<sub>); then the joined ones */
+    size_t nrooms, nown;      /* capacity: max_rooms + CD_EVENTS_OWN_ROOMS */
     void *identity;         /* auth.c's cd_events_identity, or NULL */
     char sid[CD_EVENTS_SID_LEN + 1]; /* the Socket.IO sid (a room of its own) */
 };
@@ -389,14 +397,20 @@ void cd_events__sockets_close(cd_events_client *c);
 void cd_events__socket_disconnect(cd_events_socket *s, int close_transport);
 
 /* rooms.c: the room table, keyed by SipHash of (namespace, name) under
- * hash_key.  The rooms array of a socket holds its joined rooms and its
- * own sid (and user:<sub>) rooms. */
+ * hash_key.  The rooms array of a socket holds first its own rooms (joined
+ * at CONNECT, left only with all the others): "" (the whole namespace), its
+ * sid and, authenticated, "user:<sub>"; then the rooms it joined, at most
+ * max_rooms of them. */
+#define CD_EVENTS_OWN_ROOMS 3
 int cd_events__rooms_init(cd_events_state *st); /* 0 or -ENOMEM */
 void cd_events__rooms_free(cd_events_state *st); /* the table; rooms go with their last members */
 cd_events_room *cd_events__room_find(cd_events_state *st, int nsp, const char *name, size_t len);
 /* Returns 1 (joined), 0 (already a member), -ENOSPC (max_rooms), -ENOMEM. */
 int cd_events__room_join(cd_events_socket *s, const char *name, size_t len);
-/* Returns 1 (left) or 0 (was not a member). */
+/* Joins one of the socket's own rooms (before any other join): 1, 0,
+ * -ENOSPC (CD_EVENTS_OWN_ROOMS already), -ENOMEM. */
+int cd_events__room_join_own(cd_events_socket *s, const char *name, size_t len);
+/* Returns 1 (left) or 0 (was not a member, or it is one of its own rooms). */
 int cd_events__room_leave(cd_events_socket *s, const char *name, size_t len);
 void cd_events__room_leave_all(cd_events_socket *s);
 

@@ -301,20 +301,107 @@ int cd_events__json_get(const char *p, const char *end, const char *key, const c
 
 /* ---- Socket.IO ---- */
 
-int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p)
+/* The digits at *s as a number (at most `max` digits, else -1); *s moves
+ * past them.  -2 when there are none. */
+static long long sio_number(const char **s, const char *end, int max)
 {
-    const char *s = msg, *end = msg + len;
-    memset(p, 0, sizeof *p);
-    p->nsp = "/";
-    p->nsp_len = 1;
-    p->ack_id = -1;
-    if (s >= end || *s < '0' || *s > '6')
+    long long v = 0;
+    int digits = 0;
+    while (*s < end && **s >= '0' && **s <= '9') {
+        if (++digits > max)
+            return -1;
+        v = v * 10 + (*(*s)++ - '0');
+    }
+    return digits ? v : -2;
+}
+
+/* EVENT's shape: an array starting with a string (the name), then the
+ * arguments; data is well-formed JSON, so after the name comes ']' or ','. */
+static int sio_event_shape(cd_sio_packet *p, const char *end)
+{
+    if (!p->data)
         return -EPROTO;
-    p->type = *s++ - '0';
-    if (p->type == CD_SIO_BINARY_EVENT || p->type == CD_SIO_BINARY_ACK)
-        return -ENOTSUP;
-    if (p->type == CD_SIO_CONNECT_ERROR)
+    const char *a = cd_events__json_ws(p->data, end);
+    if (*a != '[')
         return -EPROTO;
+    const char *n = cd_events__json_ws(a + 1, end);
+    if (n >= end || *n != '"')
+        return -EPROTO;
+    const char *ne = cd_events__json_skip(n, end, 1);
+    p->name = n;
+    p->name_len = (size_t)(ne - n);
+    const char *r = cd_events__json_ws(ne, end);
+    const char *close = end;
+    while (close > r && *(close - 1) != ']')
+        close--;
+    close--;
+    if (*r == ',') {
+        p->args = r + 1;
+        p->args_len = (size_t)(close - (r + 1));
+    } else {
+        p->args = close;
+        p->args_len = 0;
+    }
+    return 0;
+}
+
+/* A placeholder object's "num": a plain integer 0..n-1 not seen before,
+ * marked in *seen.  0 or -EPROTO. */
+static int sio_num(const char *v, const char *ve, size_t n, uint32_t *seen)
+{
+    long long num = v ? sio_number(&v, ve, 2) : -1;
+    if (num < 0 || v != ve || (size_t)num >= n || (*seen & (1u << num)))
+        return -EPROTO;
+    *seen |= 1u << num;
+    return 0;
+}
+
+/* Walks the well-formed JSON value at p (the scanner checked it, so its
+ * nesting is bounded) for placeholders, in one pass: returns past the
+ * value; *err becomes -EPROTO on a bad placeholder.  Socket.IO takes any
+ * object whose "_placeholder" is true (JSON.parse: the last duplicate
+ * wins) for one, and looks no further inside it; what is inside one is
+ * walked here too (a bad placeholder there still fails), but its marks
+ * are undone. */
+static const char *sio_walk(const char *p, const char *end, size_t n, uint32_t *seen, int *err)
+{
+    p = cd_events__json_ws(p, end);
+    if (*p != '[' && *p != '{')
+        return cd_events__json_skip(p, end, 1);
+    int object = *p == '{', is_ph = 0;
+    uint32_t before = *seen;
+    const char *num = NULL, *num_end = NULL;
+    p = cd_events__json_ws(p + 1, end);
+    while (*p != ']' && *p != '}') {
+        char key[16];
+        int kl = -1;
+        if (object) { /* the member's name, then ':' */
+            const char *ke = cd_events__json_skip(p, end, 1);
+            kl = cd_events__json_string(p, ke, key, sizeof key, NULL);
+            p = cd_events__json_ws(ke, end) + 1;
+        }
+        const char *v = cd_events__json_ws(p, end);
+        p = sio_walk(v, end, n, seen, err);
+        if (kl >= 0 && strcmp(key, "_placeholder") == 0)
+            is_ph = p - v == 4 && memcmp(v, "true", 4) == 0;
+        else if (kl >= 0 && strcmp(key, "num") == 0)
+            num = v, num_end = p;
+        p = cd_events__json_ws(p, end);
+        if (*p == ',')
+            p = cd_events__json_ws(p + 1, end);
+    }
+    if (is_ph) {
+        *seen = before;
+        if (sio_num(num, num_end, n, seen) < 0)
+            *err = -EPROTO;
+    }
+    return p + 1;
+}
+
+/* The payload after the type (and a binary packet's count): namespace,
+ * ack id, JSON data. */
+static int sio_body(const char *s, const char *end, cd_sio_packet *p)
+{
     if (s < end && *s == '/') {
         const char *c = memchr(s, ',', (size_t)(end - s));
         /* Without a comma the namespace runs to the end (e.g. "40/admin"). */
@@ -322,15 +409,12 @@ int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p)
         p->nsp_len = c ? (size_t)(c - s) : (size_t)(end - s);
         s = c ? c + 1 : end;
     }
-    if (s < end && *s >= '0' && *s <= '9') {
-        long long id = 0;
-        int digits = 0;
-        while (s < end && *s >= '0' && *s <= '9') {
-            if (++digits > 15) /* socket.io-client counts from 0; 15 digits is plenty */
-                return -EPROTO;
-            id = id * 10 + (*s++ - '0');
-        }
-        if (p->type != CD_SIO_EVENT && p->type != CD_SIO_ACK)
+    /* socket.io-client counts from 0; 15 digits is plenty */
+    long long id = sio_number(&s, end, 15);
+    if (id == -1)
+        return -EPROTO;
+    if (id >= 0) {
+        if (p->type == CD_SIO_CONNECT || p->type == CD_SIO_DISCONNECT)
             return -EPROTO;
         p->ack_id = id;
     }
@@ -341,41 +425,54 @@ int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p)
         p->data = s;
         p->data_len = (size_t)(end - s);
     }
+    return 0;
+}
+
+_Static_assert(CD_EVENTS_ATTACH_MAX < 32, "placeholders are marked in a uint32_t");
+
+int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p)
+{
+    const char *s = msg, *end = msg + len;
+    memset(p, 0, sizeof *p);
+    p->nsp = "/";
+    p->nsp_len = 1;
+    p->ack_id = -1;
+    if (s >= end || *s < '0' || *s > '6')
+        return -EPROTO;
+    p->type = *s++ - '0';
+    if (p->type == CD_SIO_CONNECT_ERROR)
+        return -EPROTO;
+    int binary = p->type == CD_SIO_BINARY_EVENT || p->type == CD_SIO_BINARY_ACK;
+    if (binary) {
+        long long n = sio_number(&s, end, 6);
+        if (n == -1 || n > CD_EVENTS_ATTACH_MAX)
+            return -EMSGSIZE;
+        if (n < 0 || s >= end || *s++ != '-')
+            return -EPROTO;
+        p->nattach = (size_t)n;
+    }
+    if (sio_body(s, end, p) < 0)
+        return -EPROTO;
+    int rc;
     switch (p->type) {
     case CD_SIO_CONNECT:
         return !p->data || *cd_events__json_ws(p->data, end) == '{' ? 0 : -EPROTO;
     case CD_SIO_DISCONNECT:
         return p->data ? -EPROTO : 0;
     case CD_SIO_ACK:
-        return p->data && *cd_events__json_ws(p->data, end) == '[' && p->ack_id >= 0 ? 0 : -EPROTO;
-    default: { /* EVENT */
-        if (!p->data)
-            return -EPROTO;
-        const char *a = cd_events__json_ws(p->data, end);
-        if (*a != '[')
-            return -EPROTO;
-        const char *n = cd_events__json_ws(a + 1, end);
-        if (n >= end || *n != '"')
-            return -EPROTO;
-        const char *ne = cd_events__json_skip(n, end, 1);
-        p->name = n;
-        p->name_len = (size_t)(ne - n);
-        const char *r = cd_events__json_ws(ne, end);
-        /* The array is well-formed, so after the name comes ']' or ','. */
-        const char *close = end;
-        while (close > r && *(close - 1) != ']')
-            close--;
-        close--;
-        if (*r == ',') {
-            p->args = r + 1;
-            p->args_len = (size_t)(close - (r + 1));
-        } else {
-            p->args = close;
-            p->args_len = 0;
-        }
-        return 0;
+    case CD_SIO_BINARY_ACK:
+        rc = p->data && *cd_events__json_ws(p->data, end) == '[' && p->ack_id >= 0 ? 0 : -EPROTO;
+        break;
+    default: /* EVENT, BINARY_EVENT */
+        rc = sio_event_shape(p, end);
+        break;
     }
-    }
+    if (rc < 0 || !binary)
+        return rc;
+    uint32_t seen = 0;
+    int err = 0;
+    sio_walk(p->data, end, p->nattach, &seen, &err);
+    return err == 0 && seen == (1u << p->nattach) - 1 ? 0 : -EPROTO;
 }
 
 int cd_events__reserved_event(const char *name)

@@ -2,11 +2,17 @@
  * rooms.c - the room registry of an events service (worker, loop thread).
  *
  * A room is a namespace, a name and the list of this worker's sockets in
- * it; it exists while it has members.  Names hash with SipHash (events_hash.c) under a
- * per-worker random key, so clients cannot pick names that collide; the
- * table doubles when rooms outnumber buckets.  Each membership is on the
- * room's list and in the socket's array (at most max_rooms), so both "who
- * is in r" (a broadcast) and "leave all" (a disconnect) are cheap.
+ * it; it exists while it has members.  Rooms of different namespaces are
+ * different rooms, whatever their names.  Every socket is in rooms of its
+ * own (joined at CONNECT, first in its array, not counted against
+ * max_rooms, left only when it goes): "" (its whole namespace, which a
+ * broadcast to no room walks), its sid and, authenticated, "user:<sub>".
+ *
+ * Names hash with SipHash (events_hash.c) under a per-worker random key,
+ * so clients cannot pick names that collide; the table doubles when rooms
+ * outnumber buckets.  Each membership is on the room's list and in the
+ * socket's array, so both "who is in r" (a broadcast) and "leave all" (a
+ * disconnect) are cheap.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -87,14 +93,18 @@ static cd_events_room *room_add(cd_events_state *st, int nsp, const char *name, 
     return r;
 }
 
-int cd_events__room_join(cd_events_socket *c, const char *name, size_t len)
+static int member_of(const cd_events_socket *c, const char *name, size_t len)
 {
-    cd_events_state *st = c->client->st;
     for (size_t i = 0; i < c->nrooms; i++)
         if (c->rooms[i]->room->len == len && memcmp(c->rooms[i]->room->name, name, len) == 0)
-            return 0;
-    if (c->nrooms >= (size_t)st->conf->max_rooms)
-        return -ENOSPC;
+            return 1;
+    return 0;
+}
+
+/* Adds c to room (nsp, name) at the end of its array. */
+static int add_member(cd_events_socket *c, const char *name, size_t len)
+{
+    cd_events_state *st = c->client->st;
     cd_events_room *r = cd_events__room_find(st, c->nsp, name, len);
     cd_events_member *m = calloc(1, sizeof *m);
     if (!m)
@@ -111,6 +121,29 @@ int cd_events__room_join(cd_events_socket *c, const char *name, size_t len)
     r->members = m;
     c->rooms[c->nrooms++] = m;
     return 1;
+}
+
+int cd_events__room_join(cd_events_socket *c, const char *name, size_t len)
+{
+    if (member_of(c, name, len))
+        return 0;
+    if (c->nrooms - c->nown >= (size_t)c->client->st->conf->max_rooms)
+        return -ENOSPC;
+    return add_member(c, name, len);
+}
+
+/* Own rooms come first in the array: a socket joins them at CONNECT,
+ * before it can join any other. */
+int cd_events__room_join_own(cd_events_socket *c, const char *name, size_t len)
+{
+    if (member_of(c, name, len))
+        return 0;
+    if (c->nown >= CD_EVENTS_OWN_ROOMS || c->nrooms != c->nown)
+        return -ENOSPC;
+    int rc = add_member(c, name, len);
+    if (rc > 0)
+        c->nown++;
+    return rc;
 }
 
 static void member_drop(cd_events_state *st, cd_events_member *m)
@@ -135,7 +168,7 @@ static void member_drop(cd_events_state *st, cd_events_member *m)
 
 int cd_events__room_leave(cd_events_socket *c, const char *name, size_t len)
 {
-    for (size_t i = 0; i < c->nrooms; i++) {
+    for (size_t i = c->nown; i < c->nrooms; i++) {
         if (c->rooms[i]->room->len == len && memcmp(c->rooms[i]->room->name, name, len) == 0) {
             member_drop(c->client->st, c->rooms[i]);
             c->rooms[i] = c->rooms[--c->nrooms];
@@ -149,4 +182,5 @@ void cd_events__room_leave_all(cd_events_socket *c)
 {
     while (c->nrooms)
         member_drop(c->client->st, c->rooms[--c->nrooms]);
+    c->nown = 0;
 }

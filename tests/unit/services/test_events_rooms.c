@@ -1,8 +1,9 @@
 /*
  * test_events_rooms.c - unit tests of the events service's room registry
- * (services/events/rooms.c): joining, leaving, the max_rooms bound, rooms
- * that go with their last member, and the table growing past its first
- * buckets.  Clients here are bare structs (no connection, no loop): the
+ * (services/events/rooms.c): joining, leaving, the max_rooms bound, a
+ * socket's own rooms (first, not counted, not left one by one), rooms per
+ * namespace, rooms that go with their last member, and the table growing
+ * past its first buckets.  Clients here are bare structs (no connection, no loop): the
  * registry only looks at their membership array.
  */
 #include <criterion/criterion.h>
@@ -32,17 +33,24 @@ static void teardown(void)
 
 TestSuite(events_rooms, .init = setup, .fini = teardown);
 
-/* A socket of namespace 0 on a bare client. */
-static cd_events_socket *client(void)
+/* A socket of namespace nsp on a bare client, with room for its own rooms
+ * as socketio.c allocates it. */
+static cd_events_socket *client_in(int nsp)
 {
     cd_events_client *cl = calloc(1, sizeof *cl);
     cd_events_socket *c = calloc(1, sizeof *c);
     cr_assert(cl && c);
     cl->st = &st;
     c->client = cl;
-    c->rooms = calloc((size_t)conf.max_rooms, sizeof *c->rooms);
+    c->nsp = nsp;
+    c->rooms = calloc((size_t)conf.max_rooms + CD_EVENTS_OWN_ROOMS, sizeof *c->rooms);
     cr_assert(c->rooms);
     return c;
+}
+
+static cd_events_socket *client(void)
+{
+    return client_in(0);
 }
 
 static void client_free(cd_events_socket *c)
@@ -53,13 +61,18 @@ static void client_free(cd_events_socket *c)
     free(c);
 }
 
-static size_t members(const char *name)
+static size_t members_in(int nsp, const char *name)
 {
-    cd_events_room *r = cd_events__room_find(&st, 0, name, strlen(name));
+    cd_events_room *r = cd_events__room_find(&st, nsp, name, strlen(name));
     size_t n = 0;
     for (cd_events_member *m = r ? r->members : NULL; m; m = m->next)
         n++;
     return n;
+}
+
+static size_t members(const char *name)
+{
+    return members_in(0, name);
 }
 
 Test(events_rooms, join_and_leave)
@@ -125,4 +138,57 @@ Test(events_rooms, the_table_grows_and_finds_every_room)
     }
     for (int i = 0; i < N; i++)
         client_free(c[i]);
+}
+
+Test(events_rooms, one_name_in_two_namespaces_is_two_rooms)
+{
+    cd_events_socket *a = client_in(0), *b = client_in(1), *c = client_in(1);
+    cr_expect_eq(cd_events__room_join(a, "r", 1), 1);
+    cr_expect_eq(cd_events__room_join(b, "r", 1), 1);
+    cr_expect_eq(cd_events__room_join(c, "r", 1), 1);
+    cr_expect_eq(st.nrooms, 2);
+    cr_expect_eq(members_in(0, "r"), 1);
+    cr_expect_eq(members_in(1, "r"), 2);
+    cr_expect_null(cd_events__room_find(&st, 2, "r", 1));
+    cr_expect_eq(cd_events__room_find(&st, 0, "r", 1)->members->socket, a);
+    cr_expect_eq(cd_events__room_leave(a, "r", 1), 1);
+    cr_expect_null(cd_events__room_find(&st, 0, "r", 1), "namespace 0's room went with a");
+    cr_expect_eq(members_in(1, "r"), 2, "namespace 1's room stays");
+    client_free(a);
+    client_free(b);
+    client_free(c);
+}
+
+Test(events_rooms, own_rooms_are_not_counted_nor_left)
+{
+    cd_events_socket *a = client(), *b = client();
+    cr_expect_eq(cd_events__room_join_own(a, "", 0), 1);
+    cr_expect_eq(cd_events__room_join_own(a, "sid-a", 5), 1);
+    cr_expect_eq(cd_events__room_join_own(a, "user:alice", 10), 1);
+    cr_expect_eq(cd_events__room_join_own(a, "one-more", 8), -ENOSPC, "three own rooms at most");
+    cr_expect_eq(cd_events__room_join_own(b, "", 0), 1);
+    cr_expect_eq(members(""), 2, "the whole namespace's room");
+    /* max_rooms (4) joined rooms besides the three own ones. */
+    const char *names[] = {"1", "2", "3", "4"};
+    for (size_t i = 0; i < 4; i++)
+        cr_expect_eq(cd_events__room_join(a, names[i], 1), 1);
+    cr_expect_eq(cd_events__room_join(a, "5", 1), -ENOSPC);
+    cr_expect_eq(cd_events__room_join_own(b, "sid-b", 5), 1);
+    cr_expect_eq(cd_events__room_join(b, "1", 1), 1);
+    cr_expect_eq(cd_events__room_join_own(b, "late", 4), -ENOSPC, "own rooms come first");
+    cr_expect(a->nrooms == 7 && a->nown == 3);
+    /* Own rooms are not left one by one; the others are, and a leave keeps
+     * the own rooms first. */
+    cr_expect_eq(cd_events__room_leave(a, "sid-a", 5), 0);
+    cr_expect_eq(cd_events__room_leave(a, "", 0), 0);
+    cr_expect_eq(cd_events__room_leave(a, "1", 1), 1);
+    cr_expect_eq(cd_events__room_join(a, "5", 1), 1);
+    cr_expect_eq(a->nown, 3);
+    cr_expect(a->rooms[0]->room->len == 0 && a->rooms[1]->room->len == 5 && a->rooms[2]->room->len == 10);
+    cr_expect_eq(cd_events__room_join(a, "sid-a", 5), 0, "already in it");
+    cd_events__room_leave_all(a);
+    cr_expect(a->nrooms == 0 && a->nown == 0);
+    cr_expect_eq(members(""), 1);
+    client_free(a);
+    client_free(b);
 }

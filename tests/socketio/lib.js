@@ -1,7 +1,9 @@
 // lib.js - helpers shared by the node clients that tests/integration/test_events.c
-// runs against a real clusterd: connect with the real socket.io-client over
-// WebSocket only, wait for events with deadlines, publish over HTTP.  Every
-// wait is bounded; a script that fails prints why and exits 1.
+// and test_socketio.c run against a real clusterd: connect with the real
+// socket.io-client (WebSocket only unless opts.transports says otherwise),
+// wait for events with deadlines, call the backend endpoints over HTTP (with
+// a bearer token when given), read /metrics.  Every wait is bounded; a script
+// that fails prints why and exits 1.
 "use strict";
 const http = require("http");
 const { io } = require("socket.io-client");
@@ -85,10 +87,10 @@ async function until(cond, ms, what) {
 // Sockets connected until at least one sits on each of `slots` workers
 // (the kernel spreads connections over the reuseport listeners, so a few
 // tries are enough); returns {slot: [socket...]} with all of them.
-async function spread(slots, max = 40) {
+async function spread(slots, max = 40, opts = {}, path = "") {
   const by = {};
   for (let i = 0; i < max; i++) {
-    const s = await connect();
+    const s = await connect(opts, 5000, path);
     const w = await ack(s, 2000, "whoami");
     (by[w.worker] = by[w.worker] || []).push(s);
     s.sid = w.sid;
@@ -98,14 +100,16 @@ async function spread(slots, max = 40) {
   throw new Error(`${max} clients did not cover workers ${slots}: ${JSON.stringify(Object.keys(by))}`);
 }
 
-function post(path, body, ms = 3000) {
+// POST a JSON body; headers are added to the request's (e.g. Authorization).
+// Resolves {status, body, headers}.
+function post(path, body, ms = 3000, headers = {}) {
   const data = typeof body === "string" ? body : JSON.stringify(body);
   return withTimeout(new Promise((res, rej) => {
     const req = http.request(`${url}${path}`, { method: "POST", headers: { "Content-Type": "application/json",
-      "Content-Length": Buffer.byteLength(data) } }, (r) => {
+      "Content-Length": Buffer.byteLength(data), ...headers } }, (r) => {
       let b = "";
       r.on("data", (c) => (b += c));
-      r.on("end", () => res({ status: r.statusCode, body: b }));
+      r.on("end", () => res({ status: r.statusCode, body: b, headers: r.headers }));
     });
     req.on("error", rej);
     req.end(data);
@@ -122,6 +126,34 @@ function get(path, ms = 3000) {
   }), ms, `GET ${path}`);
 }
 
+// The value of every sample of a /metrics family, keyed by its label text
+// (e.g. {'slot="0",pid="12",...': 5}).
+// Retries 503 (no cluster snapshot yet, just after the start) for 5 s.
+async function metrics(name) {
+  let r = await get("/metrics");
+  for (const end = Date.now() + 5000; r.status === 503 && Date.now() < end; r = await get("/metrics")) await sleep(100);
+  if (r.status !== 200) throw new Error(`GET /metrics: ${r.status}`);
+  const out = {};
+  for (const line of r.body.split("\n")) {
+    const m = line.match(/^([a-z_]+)(?:\{(.*)\})? (\S+)$/);
+    if (m && m[1] === name) out[m[2] || ""] = Number(m[3]);
+  }
+  return out;
+}
+
+// Rejects unless connecting with opts to path fails with connect_error;
+// resolves its message.
+async function refused(opts, path = "", ms = 5000) {
+  try {
+    await connect(opts, ms, path);
+  } catch (e) {
+    const m = /^connect_error: (.*)$/.exec(e.message);
+    if (m) return m[1];
+    throw e;
+  }
+  throw new Error(`connected to ${path || "/"} with ${JSON.stringify(opts)}: expected connect_error`);
+}
+
 function check(cond, msg) {
   if (!cond) fail(msg);
 }
@@ -133,4 +165,4 @@ function run(main, ms) {
 }
 
 module.exports = { port, url, io, log, fail, pass, connect, once, ack, record, sleep, until, spread, post, get,
-  check, run, sockets };
+  metrics, refused, check, run, sockets };

@@ -349,6 +349,8 @@ static void row(const cd_top_sample *s, const cd_top_worker *w, const int *shown
             break;
         len += (size_t)k < n - len ? (size_t)k : n - len - 1;
     }
+    while (len > 0 && b[len - 1] == ' ') /* a left-aligned last column's padding */
+        b[--len] = '\0';
 }
 
 static void header(screen *sc, const cd_top_sample *s)

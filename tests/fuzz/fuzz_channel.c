@@ -16,9 +16,14 @@
  * EOF reads as 0.  With descriptors, the worker's cd_ipc_read_fds reads
  * (keeping a fuzz-chosen number, as when its table is nearly full): each
  * one taken is open and close-on-exec, never more than were sent, and none
- * is left open (the rest are closed).  Then a round trip: the stream as one
- * payload through cd_ipc_send (or cd_ipc_send_fd) and back.  No crash, leak
- * or out-of-bounds access.
+ * is left open (the rest are closed).  Every frame delivered also goes
+ * through the decoders of the payloads that carry a connection
+ * (ipc/handoff.c: CONN's flags and bytes, HANDOFF's worker id and bytes),
+ * which answer 0 with bytes inside the payload or -EPROTO.  Then round
+ * trips: the stream as one payload through cd_ipc_send (or cd_ipc_send_fd)
+ * and back, and as the bytes of a CONN and a HANDOFF through
+ * cd_ipc_send_conn (with its descriptor), decoded back to the same word
+ * and bytes.  No crash, leak or out-of-bounds access.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +34,7 @@
 #include <unistd.h>
 
 #include "ipc/channel.h"
+#include "ipc/proto.h"
 
 static cd_ipc_decoder dec; /* 64 KiB: reset (have, consumed) for each input */
 static int passfd = -1;    /* what rides along: /dev/null, opened once */
@@ -95,6 +101,30 @@ static uint32_t next_rand(uint32_t *x)
     return *x;
 }
 
+/* Decodes m's payload as CONN and as HANDOFF, whatever its type: 0 with
+ * the bytes inside the payload, or -EPROTO. */
+static void check_conn_payload(const cd_ipc_msg *m)
+{
+    uint32_t word = 0;
+    if (m->len >= 4)
+        memcpy(&word, m->payload, 4);
+    unsigned flags;
+    uint32_t to;
+    const uint8_t *b;
+    size_t n;
+    int rc = cd_ipc_conn_decode(m->payload, m->len, &flags, &b, &n);
+    int good = m->len == 0 || (m->len >= 4 && !(word & ~CD_CONN_MOVED));
+    if (rc != (good ? 0 : -EPROTO))
+        abort();
+    if (rc == 0 && (flags != word || (m->len && (b != m->payload + 4 || n != m->len - 4)) || (!m->len && n)))
+        abort();
+    rc = cd_ipc_handoff_decode(m->payload, m->len, &to, &b, &n);
+    if (rc != (m->len >= 4 && word ? 0 : -EPROTO))
+        abort();
+    if (rc == 0 && (to != word || b != m->payload + 4 || n != m->len - 4))
+        abort();
+}
+
 /* Takes every frame the decoder has and checks each against the stream. */
 static void drain(shadow *sh)
 {
@@ -114,6 +144,7 @@ static void drain(shadow *sh)
             abort(); /* delivered before it was complete */
         if (len && memcmp(m.payload, sh->s + sh->off + CD_IPC_HEADER, len) != 0)
             abort();
+        check_conn_payload(&m);
         sh->off += CD_IPC_HEADER + len;
     }
     size_t avail = sh->written - sh->off;
@@ -213,6 +244,38 @@ static void round_trip(int sv[2], unsigned type, const uint8_t *p, size_t len, i
         abort();
 }
 
+/* p as the bytes of a CONN (word: flags) or HANDOFF (word: a worker id)
+ * through cd_ipc_send_conn, its descriptor along, decoded back. */
+static void round_trip_conn(int sv[2], unsigned type, uint32_t word, const uint8_t *p, size_t len)
+{
+    if (len > CD_IPC_MAX_PAYLOAD - 4)
+        len = CD_IPC_MAX_PAYLOAD - 4;
+    dec.have = dec.consumed = 0;
+    if (cd_ipc_send_conn(sv[0], type, word, p, len, passfd) != 0)
+        abort();
+    if (cd_ipc_send_conn(sv[0], type, word, p, CD_IPC_MAX_PAYLOAD - 3, passfd) != -EMSGSIZE)
+        abort(); /* over the limit: refused, nothing sent */
+    cd_ipc_msg m;
+    int rc = 0, taken = 0;
+    for (int i = 0; i < 64 && rc == 0; i++) {
+        if (read_some(sv[1], 1, 4, &taken) <= 0)
+            abort();
+        rc = cd_ipc_next(&dec, &m);
+    }
+    if (rc != 1 || m.type != type || m.len != len + 4 || taken != 1)
+        abort();
+    unsigned flags;
+    uint32_t to;
+    const uint8_t *b;
+    size_t n;
+    rc = type == CD_MSG_CONN ? cd_ipc_conn_decode(m.payload, m.len, &flags, &b, &n)
+                             : cd_ipc_handoff_decode(m.payload, m.len, &to, &b, &n);
+    if (rc != 0 || n != len || (len && memcmp(b, p, len) != 0) || (type == CD_MSG_CONN ? flags : to) != word)
+        abort();
+    if (cd_ipc_next(&dec, &m) != 0)
+        abort();
+}
+
 static void pair(int sv[2])
 {
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
@@ -248,6 +311,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(sv[1]);
     pair(sv);
     round_trip(sv, seed & 0xffff, data + 2, size - 2, (seed & 0x800) != 0);
+    close(sv[0]);
+    close(sv[1]);
+    pair(sv);
+    round_trip_conn(sv, CD_MSG_CONN, seed & CD_CONN_MOVED, data + 2, size - 2);
+    round_trip_conn(sv, CD_MSG_HANDOFF, seed | 1u << 16, data + 2, size - 2);
     close(sv[0]);
     close(sv[1]);
     if (lowest_free() != before)

@@ -141,7 +141,7 @@ static void roundtrip(client *c, unsigned to, const char *body, size_t len)
     cr_assert_eq(cl_answer(c, &got, &back, &blen), 200, "an answer for worker %u", to);
     cr_assert_eq(got, to, "served by worker %u, not %u", to, got);
     cr_assert_eq(blen, len, "the whole body came back (%zu of %zu bytes)", blen, len);
-    cr_assert(memcmp(back, body, len) == 0, "the body arrived intact");
+    cr_assert(len == 0 || memcmp(back, body, len) == 0, "the body arrived intact");
     free(back);
 }
 

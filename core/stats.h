@@ -7,6 +7,18 @@
  * worker's into a cd_snapshot and sends that back to all workers
  * (CD_MSG_CLUSTER), so any worker can answer /metrics for the cluster.  Plain
  * fixed-size structs: both ends are the same binary on the same host.
+ *
+ * Services add figures of their own (cd_service_metric, clusterd/service.h):
+ * each is one cd_svc_metric, keyed by (service, name, labels), set by the
+ * service in its worker's cd_stats and summed over workers by the master.
+ * A name ending in _total is a counter and a retired worker's value stays
+ * in the sum (counters never go down); any other is a gauge, the sum of
+ * the live workers' values.
+ *
+ * Sizes, both under ipc's CD_IPC_MAX_PAYLOAD (65536, checked in stats.c):
+ * a cd_stats is 33736 bytes (192 metrics of 168); a cd_snapshot is 35008
+ * before its workers (72 bytes each), so the per-worker lines of /metrics
+ * list at most 424 workers (every total still counts them all).
  */
 #ifndef CD_CORE_STATS_H
 #define CD_CORE_STATS_H
@@ -23,6 +35,10 @@ enum cd_worker_state {
 #define CD_STATS_SERVICES 16 /* per-worker service counters (one is "-": no route) */
 #define CD_SNAP_SERVICES 32  /* cluster-wide, merged by name */
 #define CD_LAT_BUCKETS 12    /* latency histogram: 11 bounds + overflow */
+#define CD_STATS_METRICS 192 /* per-worker service metrics, all services */
+#define CD_SNAP_METRICS 192  /* cluster-wide, merged by (service, name, labels) */
+#define CD_METRIC_NAME 48    /* "<type>_<name>", NUL included */
+#define CD_METRIC_LABELS 104 /* `k="v",...` as the service gave them, NUL included */
 
 /* Upper bounds of the latency buckets, in seconds (Prometheus `le`). */
 extern const double cd_lat_bounds[CD_LAT_BUCKETS - 1];
@@ -31,6 +47,15 @@ typedef struct cd_svc_stats {
     char name[32];      /* service (section) name; "" = unused */
     uint64_t status[6]; /* answered by class: [1]=1xx .. [5]=5xx */
 } cd_svc_stats;
+
+/* One service metric: clusterd_<name>{service="<svc[svc].name>",<labels>}. */
+typedef struct cd_svc_metric {
+    char name[CD_METRIC_NAME];
+    char labels[CD_METRIC_LABELS];
+    uint32_t svc; /* index into the svc[] of the struct holding it */
+    uint32_t pad;
+    uint64_t value;
+} cd_svc_metric;
 
 /* Counters a worker reports with each heartbeat. */
 typedef struct cd_stats {
@@ -43,6 +68,8 @@ typedef struct cd_stats {
     uint64_t lat_bucket[CD_LAT_BUCKETS]; /* routed requests by latency (not cumulative) */
     uint64_t lat_sum_us;
     cd_svc_stats svc[CD_STATS_SERVICES];
+    uint32_t nmetrics, pad;
+    cd_svc_metric metrics[CD_STATS_METRICS];
 } cd_stats;
 
 /* One worker as the master sees it. */
@@ -64,11 +91,26 @@ typedef struct cd_snapshot {
     uint64_t lat_bucket[CD_LAT_BUCKETS];
     uint64_t lat_sum_us;
     cd_svc_stats svc[CD_SNAP_SERVICES];
+    uint32_t nmetrics, pad;
+    cd_svc_metric metrics[CD_SNAP_METRICS];
     cd_snap_worker workers[]; /* nworkers of them */
 } cd_snapshot;
 
 /* Adds a worker's counters into a snapshot's totals (merging services by
- * name).  Used by the master. */
+ * name, their metrics by (service, name, labels)).  Used by the master. */
 void cd_snapshot_add(cd_snapshot *snap, const cd_stats *st);
+/* The same for a worker that has exited: its counters only, not its
+ * gauges (its clients, say, are gone with it). */
+void cd_snapshot_retire(cd_snapshot *snap, const cd_stats *st);
+
+/* Sets service svc's (an index into st->svc) metric "<type>_<name>" with
+ * labels ("" or `k="v",...`: keys [A-Za-z_][A-Za-z0-9_]*, not "service";
+ * values with \\, \" and \n escaped) to value.  At most per_svc distinct
+ * (name, labels) per service.  Returns 0, -EINVAL (a bad or too long name
+ * or labels) or -ENOSPC.  Used by the worker (cd_service_metric). */
+int cd_stats_metric_set(cd_stats *st, uint32_t svc, const char *type, const char *name, const char *labels,
+                        uint64_t value, unsigned per_svc);
+/* Whether a metric name is a counter (ends in _total). */
+int cd_metric_is_counter(const char *name);
 
 #endif

@@ -118,7 +118,7 @@ static void schedule_respawn(cd_master *m, cd_slot *s, double uptime)
 static void reap_one(cd_master *m, cd_proc *p)
 {
     read_last_words(p);
-    cd_snapshot_add(m->retired, &p->stats); /* counters never go down */
+    cd_snapshot_retire(m->retired, &p->stats); /* counters never go down; its gauges go with it */
     cd_slot *s = p->slot < m->nslots ? &m->slots[p->slot] : NULL;
     cd_exit_facts f = {.status = p->status, .starting = p->state == PROC_STARTING,
                        .draining = p->state == PROC_DRAINING, .generation = p->generation,

@@ -10,6 +10,9 @@
  * Service names become label values; config allows only [A-Za-z0-9_.-] in
  * them, and they are escaped anyway (the snapshot crosses a process
  * boundary, and a broken label would break the whole scrape).
+ *
+ * Last come the services' own metrics (cd_service_metric), summed over
+ * workers by the master: clusterd_<type>_<name>{service="<section>",...}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,33 @@ static void label_value(cd_buf *b, const char *s, size_t max)
         start = i + 1;
     }
     cd_buf_append(b, s + start, i - start);
+}
+
+/* The services' own metrics (cd_service_metric), grouped by name under
+ * one # TYPE line each, in the order they first appear.  Names and labels
+ * were checked when set (core/stats.c). */
+static void render_service_metrics(const cd_snapshot *s, cd_buf *b)
+{
+    uint32_t n = s->nmetrics < CD_SNAP_METRICS ? s->nmetrics : CD_SNAP_METRICS;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *name = s->metrics[i].name;
+        uint32_t first = 0;
+        while (strncmp(s->metrics[first].name, name, CD_METRIC_NAME) != 0)
+            first++;
+        if (first < i)
+            continue; /* printed with its group */
+        cd_buf_printf(b, "# TYPE clusterd_%.*s %s\n", CD_METRIC_NAME, name,
+                      cd_metric_is_counter(name) ? "counter" : "gauge");
+        for (uint32_t j = i; j < n; j++) {
+            const cd_svc_metric *m = &s->metrics[j];
+            if (strncmp(m->name, name, CD_METRIC_NAME) != 0 || m->svc >= s->nsvc || m->svc >= CD_SNAP_SERVICES)
+                continue;
+            cd_buf_printf(b, "clusterd_%.*s{service=\"", CD_METRIC_NAME, name);
+            label_value(b, s->svc[m->svc].name, sizeof s->svc[m->svc].name);
+            cd_buf_printf(b, "\"%s%.*s} %llu\n", m->labels[0] ? "," : "", CD_METRIC_LABELS, m->labels,
+                          (unsigned long long)m->value);
+        }
+    }
 }
 
 static void render(const cd_snapshot *s, cd_buf *b)
@@ -106,6 +136,7 @@ static void render(const cd_snapshot *s, cd_buf *b)
                 w->generation, w->state < 3 ? state_names[w->state] : "unknown", v);
         }
     }
+    render_service_metrics(s, b);
 }
 
 static void metrics_handle(cd_service *svc, cd_request *req)

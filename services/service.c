@@ -7,7 +7,7 @@
  * against these functions, the worker (above services) fills the table.
  * Without a host (a service built by hand in a test, or in the master)
  * each call answers as "not available": -ENOTSUP, no services, no cluster
- * view, worker id 0.
+ * view, worker id 0, no metrics.
  */
 #include <errno.h>
 
@@ -49,6 +49,13 @@ uint32_t cd_service_worker_id(const cd_service *svc)
     if (!svc->host || !svc->host->worker_id)
         return 0;
     return svc->host->worker_id(svc);
+}
+
+int cd_service_metric(cd_service *svc, const char *name, const char *labels, uint64_t value)
+{
+    if (!svc->host || !svc->host->metric)
+        return -ENOTSUP;
+    return svc->host->metric(svc, name, labels, value);
 }
 
 static void route_handle(void *arg, cd_request *r)

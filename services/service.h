@@ -30,6 +30,7 @@ typedef struct cd_service_host {
     cd_service *(*all)(cd_service *svc, size_t *n);
     const struct cd_snapshot *(*cluster)(cd_service *svc);
     uint32_t (*worker_id)(const cd_service *svc);
+    int (*metric)(cd_service *svc, const char *name, const char *labels, uint64_t value);
 } cd_service_host;
 
 /* The HTTP route (http/router.h) of svc: its route prefix and the type's

@@ -113,7 +113,7 @@ static void take_snapshot(cd_worker *w, const uint8_t *data, size_t len)
     if (len < sizeof head)
         return;
     memcpy(&head, data, sizeof head);
-    if (head.nsvc > CD_SNAP_SERVICES || len != sizeof head + (size_t)head.nworkers * sizeof(cd_snap_worker))
+    if (head.nsvc > CD_SNAP_SERVICES || head.nmetrics > CD_SNAP_METRICS || len != sizeof head + (size_t)head.nworkers * sizeof(cd_snap_worker))
         return; /* not what this binary would send: ignore */
     if (len > w->snapshot_len) {
         cd_snapshot *n = realloc(w->snapshot, len);

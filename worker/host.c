@@ -2,8 +2,9 @@
  * host.c - what a service gets of its worker (worker process, loop
  * thread): the cd_service_host table every service points at
  * (services/service.c calls through it), i.e. the cross-worker bus, the
- * list of this worker's services, the latest cluster snapshot and the
- * worker's id (ipc/proto.h cd_worker_id, what the steer hook returns).
+ * list of this worker's services, the latest cluster snapshot, the
+ * worker's id (ipc/proto.h cd_worker_id, what the steer hook returns) and
+ * the services' own metrics (kept in the heartbeat's cd_stats).
  *
  * The bus carries "name\0payload" messages through the master's nanomsg
  * relay (ipc/bus.h): a service publishes to itself on every worker, and
@@ -58,12 +59,25 @@ static uint32_t host_worker_id(const cd_service *svc)
     return cd_worker_id(w->slot, (int)getpid());
 }
 
+/* Into the next heartbeat's cd_stats, under the service's index there
+ * (worker.c names svc[i] after services[i]; one past the table, there is
+ * no slot to keep its figures in). */
+static int host_metric(cd_service *svc, const char *name, const char *labels, uint64_t value)
+{
+    cd_worker *w = svc->worker;
+    size_t i = (size_t)(svc - w->services);
+    if (i >= w->nservices || i >= CD_STATS_SERVICES - 1)
+        return -ENOSPC;
+    return cd_stats_metric_set(&w->stats, (uint32_t)i, svc->type->name, name, labels, value, CD_SERVICE_METRICS);
+}
+
 const cd_service_host cd_worker_host = {
     .publish = host_publish,
     .subscribe = host_subscribe,
     .all = host_all,
     .cluster = host_cluster,
     .worker_id = host_worker_id,
+    .metric = host_metric,
 };
 
 static void bus_cb(struct ev_loop *loop, ev_io *io, int revents)

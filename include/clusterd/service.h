@@ -123,6 +123,22 @@ const struct cd_snapshot *cd_service_cluster(cd_service *svc);
  * is no worker (in the master). */
 uint32_t cd_service_worker_id(const cd_service *svc);
 
+/* ---- Metrics of a service's own ---- */
+
+/* Distinct (name, labels) one service may set in one worker. */
+#define CD_SERVICE_METRICS 128
+/* Sets one of this service's metrics, summed over workers in /metrics as
+ * clusterd_<type>_<name>{service="<section>",<labels>} (a name ending in
+ * _total is a counter, else a gauge).  labels: "" or `k="v",...`.
+ * At most CD_SERVICE_METRICS distinct (name, labels) per service per
+ * worker; 0 or -ENOSPC / -EINVAL.  name: [A-Za-z_][A-Za-z0-9_]*, and
+ * "<type>_<name>" at most 47 bytes; labels at most 103 bytes, keys as
+ * names but not "service", values with \\, \" and \n escaped.  Loop
+ * thread; -ENOTSUP outside a worker.  A counter's value is the worker's
+ * total since it started (clusterd keeps the sum going after a worker
+ * exits); a gauge's is its figure now. */
+int cd_service_metric(cd_service *svc, const char *name, const char *labels, uint64_t value);
+
 /* ---- Cross-worker messages ---- */
 
 /* Sends msg to this service (the same section) on every worker, this one

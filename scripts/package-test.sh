@@ -132,7 +132,8 @@ step "serving"
 # (Answers are read whole before grep: grep -q would close the pipe early.)
 body=$(curl -sf http://127.0.0.1:8080/dummy) && [[ $body == *'"service":"dummy"'* ]] || fail "GET /dummy: $body"
 body=$(curl -sf http://127.0.0.1:8080/) && [[ $body == *'<html'* ]] || fail "GET / (the demo page)"
-body=$(curl -sf http://127.0.0.1:8080/metrics) && grep -q '^clusterd_' <<<"$body" || fail "GET /metrics"
+body=$(curl -sf http://127.0.0.1:8080/metrics) && grep -q '^clusterd_' <<<"$body" ||
+    fail "GET /metrics: $(curl -s -i http://127.0.0.1:8080/metrics | head -c 600)"
 body=$(/usr/sbin/clusterctl -c "$CONF" status) && [[ $body == *ready* ]] || fail "clusterctl status: $body"
 wait_for 10 grep -q 'GET /dummy' /var/log/clusterd/access.log || fail "no access log line"
 

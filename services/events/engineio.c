@@ -1,26 +1,41 @@
 /*
- * engineio.c - a client's Engine.IO v4 session over its WebSocket
+ * engineio.c - a client's Engine.IO v4 session, whatever its transport
  * (worker, loop thread): the open packet, the heartbeat, Engine.IO's
- * packet types, and the client's lifetime.
+ * packet types, the upgrade from polling to WebSocket, sids that name the
+ * owning worker, and the client's life.
  *
- * A client (socket.io-client 4.x with transports: ["websocket"]) gets the
- * open packet (its pingInterval, pingTimeout, maxPayload) right after the
- * 101.  The server pings ("2") every ping_interval and closes a client
- * whose pong ("3") is not back within ping_timeout (1008 "ping timeout");
- * one that has not sent Socket.IO CONNECT after CONNECT_TIMEOUT is closed
- * too, since answering pings alone would hold a slot forever.  Messages
- * "4..." are Socket.IO's (socketio.c).
+ * A client starts on a WebSocket (socket.io-client with transports:
+ * ["websocket"]: cd_events__adopt_fd) or on HTTP long-polling (polling.c
+ * opens it with cd_events__client_new).  Sending, failing and freeing
+ * dispatch on c->transport: a WebSocket message through
+ * http/websocket.c, or a packet appended to the polling queue, which
+ * answers the held GET.  The server pings ("2") every ping_interval and
+ * closes a client whose pong ("3") is not back within ping_timeout; one
+ * that has not sent Socket.IO CONNECT after CONNECT_TIMEOUT is closed too,
+ * since answering pings alone would hold a slot forever.  Messages "4..."
+ * are Socket.IO's (socketio.c), binary ones its attachments.
  *
- * The WebSocket itself (framing, back-pressure, the close handshake and
- * linger) is http/websocket.c's.  Over max_send_queue a client is closed
- * (1008 "send queue full"): it is not keeping up, and the others must not
- * wait; one slow or hostile reader costs at most max_send_queue plus one
- * message, for at most CLOSE_GRACE, and never delays the others.
+ * The upgrade (engine.io's "probe"): a polling client opens a WebSocket
+ * with its sid; events.c hands the connection to cd_events__probe_fd,
+ * which attaches it to the client while polling goes on.  "2probe" on it
+ * is answered "3probe" there and "6" (noop) to the held GET, so the client
+ * can pause polling; "5" moves the session onto the WebSocket: what was
+ * queued for polling is sent there first, in order, and the polling state
+ * goes.  A probe that fails or closes is dropped and polling continues.
  *
- * Lifetime.  A client is freed only from its connection's on_close (or
- * stop/destroy): code that wants it gone calls cd_events__fail, which
- * closes the connection; it leaves its rooms at once and receives nothing
- * more, and goes when the close is over.
+ * Over max_send_queue a client is closed ("send queue full", counted in
+ * slow_dropped): it is not keeping up, and the others must not wait.
+ *
+ * Sids.  An Engine.IO sid is the owning worker's id (cd_service_worker_id)
+ * in its first SID_WORKER_CHARS characters, then 120 random bits, all
+ * base64url: any worker can tell from a request's sid which worker holds
+ * the session, and steer the request there (events.c).
+ *
+ * Lifetime.  A client is freed only here: from its WebSocket's on_close,
+ * from the heartbeat timer once a polling session has closed (its last
+ * GET answered, or CLOSE_GRACE later), or by stop/destroy.  Code that
+ * wants it gone calls cd_events__fail: it leaves its rooms at once and
+ * receives nothing more.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,19 +48,25 @@
 #include "clusterd/service.h"
 #include "services/events/events.h"
 
-#define CLOSE_GRACE 2.0      /* seconds a closing client gets to read our close frame */
+#define CLOSE_GRACE 2.0      /* seconds a closing client gets to read our close */
 #define CONNECT_TIMEOUT 45.0 /* seconds to send Socket.IO CONNECT (Socket.IO's connectTimeout) */
+#define SID_WORKER_CHARS 6   /* 36 bits: a uint32_t worker id */
 
-static void hb_arm(cd_events_client *c, long long ms)
+static void hb_arm(cd_events_client *c, double sec)
 {
     struct ev_loop *loop = c->st->svc->loop;
     ev_timer_stop(loop, &c->hb);
-    ev_timer_set(&c->hb, (double)ms / 1000.0, 0.);
+    ev_timer_set(&c->hb, sec, 0.);
     ev_timer_start(loop, &c->hb);
 }
 
+static double ms(long long v)
+{
+    return (double)v / 1000.0;
+}
+
 /* The client is closing: it leaves its rooms (a closing client receives
- * nothing more) and its heartbeat stops; the connection's own deadline
+ * nothing more) and its heartbeat stops; the transport's own deadline
  * bounds the rest. */
 static void closing(cd_events_client *c)
 {
@@ -59,47 +80,69 @@ void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason)
     if (c->phase == CD_EV_CLOSING)
         return;
     cd_debug("events: client %s: closing (%u %s)", c->sid, code, reason);
-    cd_ws_close(c->ws, code, reason);
+    if (c->ws)
+        cd_ws_close(c->ws, code, reason); /* the session's WebSocket, or a probe */
     closing(c);
+    if (c->transport == CD_EIO_POLLING)
+        /* Freed from the heartbeat timer: at once when the held GET took
+         * the close packet, else once the next GET has (or CLOSE_GRACE). */
+        hb_arm(c, cd_events__poll_closing(c) ? 0. : CLOSE_GRACE);
 }
 
-static void log_queue_full(cd_events_client *c)
+static void queue_full(cd_events_client *c, size_t queued)
 {
     c->st->slow_dropped++;
-    cd_info("events: client %s: send queue full (%zu bytes queued); disconnecting it", c->sid,
-            cd_ws_queued(c->ws));
+    cd_info("events: client %s: send queue full (%zu bytes queued); disconnecting it", c->sid, queued);
+}
+
+/* Queues one message on the client's transport.  0, or -ENOBUFS (over
+ * max_send_queue: nothing queued, the caller fails the client). */
+static int transport_send(cd_events_client *c, int binary, const char *msg, size_t len, size_t *queued)
+{
+    if (c->transport == CD_EIO_WEBSOCKET) {
+        int rc = cd_ws_send(c->ws, binary, msg, len);
+        *queued = rc == -ENOBUFS ? cd_ws_queued(c->ws) : 0;
+        return rc == -ENOBUFS ? rc : 0;
+    }
+    return cd_events__poll_put(c, binary, msg, len, queued);
+}
+
+static void send_msg(cd_events_client *c, int binary, const char *msg, size_t len, int flush)
+{
+    size_t queued;
+    if (c->phase == CD_EV_CLOSING)
+        return;
+    if (!binary && len && msg[0] == '4')
+        c->st->msgs_out++;
+    if (transport_send(c, binary, msg, len, &queued) == -ENOBUFS) {
+        queue_full(c, queued);
+        if (c->transport == CD_EIO_POLLING)
+            cd_events__poll_drop_queue(c);
+        cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
+    } else if (flush && c->transport == CD_EIO_POLLING) {
+        cd_events__poll_flush(c);
+    }
 }
 
 void cd_events__send(cd_events_client *c, const char *msg, size_t len)
 {
-    if (c->phase == CD_EV_CLOSING)
-        return;
-    if (len && msg[0] == '4')
-        c->st->msgs_out++;
-    if (cd_ws_send(c->ws, 0, msg, len) == -ENOBUFS) {
-        log_queue_full(c);
-        cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
-    }
+    send_msg(c, 0, msg, len, 1);
 }
 
 void cd_events__send_binary(cd_events_client *c, const void *data, size_t len)
 {
-    if (c->phase == CD_EV_CLOSING)
-        return;
-    if (cd_ws_send(c->ws, 1, data, len) == -ENOBUFS) {
-        log_queue_full(c);
-        cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
-    }
+    send_msg(c, 1, data, len, 1);
 }
 
+/* A packet and its attachments go out together: one answer to a long-poll. */
 void cd_events__send_packet(cd_events_client *c, const cd_events_packet *p)
 {
-    cd_events__send(c, p->text, p->text_len);
+    send_msg(c, 0, p->text, p->text_len, p->nattach == 0);
     for (size_t i = 0; i < p->nattach; i++)
-        cd_events__send_binary(c, p->attach[i], p->attach_len[i]);
+        send_msg(c, 1, p->attach[i], p->attach_len[i], i + 1 == p->nattach);
 }
 
-void cd_events__client_free(cd_events_client *c)
+static void client_release(cd_events_client *c, int answer)
 {
     cd_events_state *st = c->st;
     ev_timer_stop(st->svc->loop, &c->hb);
@@ -112,15 +155,45 @@ void cd_events__client_free(cd_events_client *c)
         c->next->prev = c->prev;
     st->nclients--;
     st->nclients_by[c->transport]--;
+    if (c->poll)
+        cd_events__poll_free(c, answer);
     if (c->ws)
         cd_ws_free(c->ws);
     free(c);
 }
 
-/* ---- the connection's callbacks ---- */
-
-static void on_text(cd_events_client *c, const char *msg, size_t len)
+void cd_events__client_free(cd_events_client *c)
 {
+    client_release(c, 1);
+}
+
+void cd_events__client_drop(cd_events_client *c)
+{
+    client_release(c, 0);
+}
+
+/* ---- packets from the client ---- */
+
+static void on_ping(cd_events_client *c, const char *msg, size_t len)
+{
+    char buf[64]; /* a ping from the client: answered with its payload */
+    if (len > sizeof buf) {
+        cd_events__fail(c, CD_WS_PROTOCOL_ERROR, "ping payload too long");
+        return;
+    }
+    buf[0] = '3';
+    memcpy(buf + 1, msg + 1, len - 1);
+    cd_events__send(c, buf, len);
+}
+
+void cd_events__on_packet(cd_events_client *c, int binary, const char *msg, size_t len)
+{
+    if (c->phase == CD_EV_CLOSING)
+        return;
+    if (binary) {
+        cd_events__on_binary(c, msg, len);
+        return;
+    }
     if (len == 0) {
         cd_events__fail(c, CD_WS_PROTOCOL_ERROR, "empty Engine.IO packet");
         return;
@@ -129,29 +202,21 @@ static void on_text(cd_events_client *c, const char *msg, size_t len)
     case '1': /* close */
         cd_events__fail(c, CD_WS_NORMAL, "");
         break;
-    case '2': { /* a ping from the client (probes): answer with its payload */
-        char buf[64];
-        if (len > sizeof buf) {
-            cd_events__fail(c, CD_WS_PROTOCOL_ERROR, "ping payload too long");
-            break;
-        }
-        buf[0] = '3';
-        memcpy(buf + 1, msg + 1, len - 1);
-        cd_events__send(c, buf, len);
+    case '2':
+        on_ping(c, msg, len);
         break;
-    }
     case '3': /* pong: the client is alive; next ping in ping_interval */
         if (c->awaiting_pong) {
             c->awaiting_pong = 0;
-            hb_arm(c, c->st->conf->ping_interval_ms);
+            hb_arm(c, ms(c->st->conf->ping_interval_ms));
         }
         break;
     case '4':
         c->st->msgs_in++;
         cd_events__on_socketio(c, msg + 1, len - 1);
         break;
-    case '5': /* upgrade and noop only matter when coming from polling */
-    case '6':
+    case '5': /* upgrade: only on a probe (on_probe_message) */
+    case '6': /* noop */
         break;
     default:
         cd_events__fail(c, CD_WS_PROTOCOL_ERROR, "invalid Engine.IO packet");
@@ -159,33 +224,81 @@ static void on_text(cd_events_client *c, const char *msg, size_t len)
     }
 }
 
+/* ---- the WebSocket's callbacks ---- */
+
 static void on_message(void *arg, int binary, const char *msg, size_t len)
 {
-    cd_events_client *c = arg;
-    if (c->phase == CD_EV_CLOSING)
-        return;
-    if (binary)
-        cd_events__on_binary(c, msg, len);
-    else
-        on_text(c, msg, len);
+    cd_events__on_packet(arg, binary, msg, len);
 }
 
 static void on_closing(void *arg, int err)
 {
     cd_events_client *c = arg;
+    if (c->transport == CD_EIO_POLLING) { /* a probe: on_close drops it */
+        cd_debug("events: client %s: upgrade probe failed (%d)", c->sid, err);
+        return;
+    }
     if (err == -ENOBUFS) {
-        log_queue_full(c);
+        queue_full(c, cd_ws_queued(c->ws));
         cd_debug("events: client %s: closing (1008 send queue full)", c->sid);
     } else if (err == -EILSEQ)
         cd_debug("events: client %s: close frame with a reason that is not UTF-8; dropping it", c->sid);
     else
         cd_debug("events: client %s: closing (1002 invalid frame)", c->sid);
-    closing(c);
+    if (c->transport == CD_EIO_WEBSOCKET)
+        closing(c);
 }
 
 static void on_close(void *arg)
 {
-    cd_events__client_free(arg);
+    cd_events_client *c = arg;
+    if (c->transport == CD_EIO_WEBSOCKET) {
+        cd_events__client_free(c);
+    } else { /* a probe that did not become the transport: polling goes on */
+        cd_debug("events: client %s: upgrade probe closed", c->sid);
+        cd_ws_free(c->ws);
+        c->ws = NULL;
+    }
+}
+
+/* "5" on the probe: the session moves onto it, what polling had queued
+ * first.  The held GET (if any) gets "6"; the polling state goes. */
+static void upgrade(cd_events_client *c)
+{
+    cd_eio_buf q = {0};
+    cd_events__poll_upgrade(c, &q);
+    cd_events_state *st = c->st;
+    st->nclients_by[CD_EIO_POLLING]--;
+    st->nclients_by[CD_EIO_WEBSOCKET]++;
+    c->transport = CD_EIO_WEBSOCKET;
+    cd_debug("events: client %s: upgraded to websocket", c->sid);
+    cd_eio_payload pl;
+    if (q.len && cd_events__payload_decode(q.p, q.len, q.len, &pl) == 0) {
+        for (size_t i = 0; i < pl.n && c->phase == CD_EV_OPEN; i++)
+            send_msg(c, pl.pkts[i].binary, pl.pkts[i].data, pl.pkts[i].len, 0);
+        cd_events__payload_free(&pl);
+    }
+    cd_events__payload_reset(&q);
+}
+
+static void on_probe_message(void *arg, int binary, const char *msg, size_t len)
+{
+    cd_events_client *c = arg;
+    if (c->transport == CD_EIO_WEBSOCKET) {
+        on_message(c, binary, msg, len);
+        return;
+    }
+    if (c->phase == CD_EV_CLOSING)
+        return;
+    if (!binary && len == 6 && memcmp(msg, "2probe", 6) == 0) {
+        if (cd_ws_send(c->ws, 0, "3probe", 6) == 0)
+            cd_events__poll_probed(c);
+    } else if (!binary && len == 1 && msg[0] == '5' && cd_events__poll_was_probed(c)) {
+        upgrade(c);
+    } else {
+        cd_debug("events: client %s: unexpected message on the upgrade probe", c->sid);
+        cd_ws_close(c->ws, CD_WS_PROTOCOL_ERROR, "invalid upgrade");
+    }
 }
 
 /* ---- the heartbeat ---- */
@@ -195,7 +308,9 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     cd_events_client *c = t->data;
     const cd_events_conf *conf = c->st->conf;
-    if (c->awaiting_pong) {
+    if (c->phase == CD_EV_CLOSING) { /* a polling session, closed */
+        cd_events__client_free(c);
+    } else if (c->awaiting_pong) {
         cd_events__fail(c, CD_WS_POLICY_VIOLATION, "ping timeout");
     } else if (c->nsockets == 0 && ev_now(loop) - c->opened >= CONNECT_TIMEOUT) {
         /* Checked at ping time, which is precise enough for a 45 s limit. */
@@ -204,37 +319,109 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
         cd_events__send(c, "2", 1);
         c->awaiting_pong = 1;
         if (c->phase != CD_EV_CLOSING)
-            hb_arm(c, conf->ping_timeout_ms);
+            hb_arm(c, ms(conf->ping_timeout_ms));
     }
+}
+
+/* ---- ids ---- */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void random_chars(char *out, size_t n)
+{
+    unsigned char raw[CD_EVENTS_SID_LEN];
+    /* getrandom on a few bytes does not block once the pool is up, and does
+     * not fail short; if it did, the id would be less random, not wrong. */
+    if (getrandom(raw, n, 0) != (ssize_t)n)
+        for (size_t i = 0; i < n; i++)
+            raw[i] = (unsigned char)rand();
+    for (size_t i = 0; i < n; i++)
+        out[i] = b64url[raw[i] & 63];
+}
+
+void cd_events__random_id(char out[CD_EVENTS_SID_LEN + 1])
+{
+    random_chars(out, CD_EVENTS_SID_LEN);
+    out[CD_EVENTS_SID_LEN] = '\0';
+}
+
+void cd_events__session_id(uint32_t worker, char out[CD_EVENTS_SID_LEN + 1])
+{
+    for (int i = 0; i < SID_WORKER_CHARS; i++)
+        out[i] = b64url[(worker >> (6 * (SID_WORKER_CHARS - 1 - i))) & 63];
+    random_chars(out + SID_WORKER_CHARS, CD_EVENTS_SID_LEN - SID_WORKER_CHARS);
+    out[CD_EVENTS_SID_LEN] = '\0';
+}
+
+uint32_t cd_events__sid_worker(const char *sid, size_t len)
+{
+    if (len != CD_EVENTS_SID_LEN)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = memchr(b64url, sid[i], 64);
+        if (!sid[i] || !p)
+            return 0;
+        if (i < SID_WORKER_CHARS)
+            v = v << 6 | (uint64_t)(p - b64url);
+    }
+    return v > UINT32_MAX ? 0 : (uint32_t)v;
 }
 
 /* ---- a new client ---- */
 
-void cd_events__random_id(char out[CD_EVENTS_SID_LEN + 1])
-{
-    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char raw[CD_EVENTS_SID_LEN];
-    /* getrandom on 20 bytes does not block once the pool is up, and does not
-     * fail short; if it did, the sid would be less random, not wrong. */
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        for (size_t i = 0; i < sizeof raw; i++)
-            raw[i] = (unsigned char)rand();
-    for (size_t i = 0; i < CD_EVENTS_SID_LEN; i++)
-        out[i] = b64url[raw[i] & 63];
-    out[CD_EVENTS_SID_LEN] = '\0';
-}
-
 /* The Engine.IO open packet.  Its sid (c->sid) names the session; each
- * Socket.IO socket's own sid comes with its CONNECT answer. */
+ * Socket.IO socket's own sid comes with its CONNECT answer.  A polling
+ * session is offered the upgrade when WebSockets are allowed. */
 static void send_open(cd_events_client *c)
 {
     const cd_events_conf *conf = c->st->conf;
+    int up = c->transport == CD_EIO_POLLING && (conf->transports & CD_EVENTS_T_WEBSOCKET);
     char open[256];
     int n = snprintf(open, sizeof open,
-                     "0{\"sid\":\"%s\",\"upgrades\":[],\"pingInterval\":%lld,\"pingTimeout\":%lld,"
+                     "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%lld,\"pingTimeout\":%lld,"
                      "\"maxPayload\":%lld}",
-                     c->sid, conf->ping_interval_ms, conf->ping_timeout_ms, conf->max_message_size);
+                     c->sid, up ? "\"websocket\"" : "", conf->ping_interval_ms, conf->ping_timeout_ms,
+                     conf->max_message_size);
     cd_events__send(c, open, (size_t)n);
+}
+
+cd_events_client *cd_events__client_new(cd_events_state *st, enum cd_events_transport t)
+{
+    cd_events_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->st = st;
+    c->transport = t;
+    c->phase = CD_EV_OPEN;
+    c->opened = ev_now(st->svc->loop);
+    cd_events__session_id(st->worker_id, c->sid);
+    ev_init(&c->hb, hb_cb);
+    c->hb.data = c;
+    return c;
+}
+
+void cd_events__client_start(cd_events_client *c)
+{
+    cd_events_state *st = c->st;
+    st->nclients_by[c->transport]++;
+    c->next = st->clients;
+    if (st->clients)
+        st->clients->prev = c;
+    st->clients = c;
+    st->nclients++;
+    hb_arm(c, ms(st->conf->ping_interval_ms));
+    send_open(c);
+}
+
+static cd_ws_limits ws_limits(const cd_events_conf *conf)
+{
+    cd_ws_limits l = {
+        .max_message = (size_t)conf->max_message_size,
+        .max_send_queue = (size_t)conf->max_send_queue,
+        .close_grace = CLOSE_GRACE,
+    };
+    return l;
 }
 
 int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len)
@@ -245,33 +432,30 @@ int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char 
         .on_close = on_close,
     };
     cd_events_state *st = svc->state;
-    const cd_events_conf *conf = st->conf;
-    const cd_ws_limits limits = {
-        .max_message = (size_t)conf->max_message_size,
-        .max_send_queue = (size_t)conf->max_send_queue,
-        .close_grace = CLOSE_GRACE,
-    };
-    cd_events_client *c = calloc(1, sizeof *c);
+    const cd_ws_limits limits = ws_limits(st->conf);
+    cd_events_client *c = cd_events__client_new(st, CD_EIO_WEBSOCKET);
     if (!c || !(c->ws = cd_ws_new(svc->loop, fd, accept, pre, pre_len, &limits, &cbs, c))) {
         if (!c)
             close(fd);
         free(c);
         return -ENOMEM;
     }
-    c->st = st;
-    c->transport = CD_EIO_WEBSOCKET;
-    st->nclients_by[c->transport]++;
-    c->phase = CD_EV_OPEN;
-    c->opened = ev_now(svc->loop);
-    cd_events__random_id(c->sid);
-    c->next = st->clients;
-    if (st->clients)
-        st->clients->prev = c;
-    st->clients = c;
-    st->nclients++;
-    ev_init(&c->hb, hb_cb);
-    c->hb.data = c;
-    hb_arm(c, conf->ping_interval_ms);
-    send_open(c);
+    cd_events__client_start(c);
     return 0;
+}
+
+int cd_events__probe_fd(cd_events_client *c, int fd, const char *accept, const char *pre, size_t pre_len)
+{
+    static const cd_ws_callbacks cbs = {
+        .on_message = on_probe_message,
+        .on_closing = on_closing,
+        .on_close = on_close,
+    };
+    if (c->phase != CD_EV_OPEN || c->transport != CD_EIO_POLLING || c->ws) {
+        close(fd); /* closed or upgraded meanwhile, or a second probe */
+        return -EBUSY;
+    }
+    const cd_ws_limits limits = ws_limits(c->st->conf);
+    c->ws = cd_ws_new(c->st->svc->loop, fd, accept, pre, pre_len, &limits, &cbs, c);
+    return c->ws ? 0 : -ENOMEM;
 }

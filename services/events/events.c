@@ -1,20 +1,29 @@
 /*
- * events.c - the events service: Socket.IO v5 over the Engine.IO v4
- * WebSocket transport, with rooms fanned out across workers (worker; its
- * config also in the master).  This file is the service's vtable and the
- * HTTP side: it routes requests, checks and accepts upgrades, and starts,
- * stops and destroys the per-worker state.
+ * events.c - the events service: Socket.IO v5 over Engine.IO v4 (HTTP
+ * long-polling and WebSocket), with rooms fanned out across workers
+ * (worker; its config also in the master).  This file is the service's
+ * vtable and the HTTP side: it routes requests, checks and accepts
+ * upgrades, steers requests to the worker that owns their session, and
+ * starts, stops and destroys the per-worker state.
  *
- * A client (socket.io-client 4.x with transports: ["websocket"]) connects
- * to GET {route}/?EIO=4&transport=websocket.  handle() checks the upgrade
- * (Engine.IO version, transport, WebSocket headers, the Origin allowlist,
- * max_clients) and takes the connection from the HTTP layer by callback
- * (cd_http_upgrade, once the HTTP layer has unwound, so nothing is freed
- * under it); engineio.c then serves it over http/websocket.c.  POST {route}/publish lets a
- * backend emit into a room (broadcast.c).  The other files are listed in
- * events.h.
+ * GET/POST {route}/?EIO=4&transport=polling[&sid=X] is polling.c's.
+ * GET {route}/?EIO=4&transport=websocket is a WebSocket session from the
+ * start (socket.io-client with transports: ["websocket"]); with &sid=X it
+ * is the upgrade probe of polling session X.  Both take the connection
+ * from the HTTP layer by callback (cd_http_upgrade, once the HTTP layer
+ * has unwound, so nothing is freed under it); engineio.c then serves it
+ * over http/websocket.c.  Refusals are engine.io's JSON errors (a
+ * transport not in `transports`: code 0, "Transport unknown"); a browser
+ * from an allowed Origin gets Access-Control-Allow-Origin (echoed, with
+ * credentials) and its preflight answered here.  POST {route}/publish,
+ * /join, /leave and /disconnect are the backend's (broadcast.c).
  *
- * Not supported: HTTP long-polling (400), and upgrading a polling session.
+ * Sticky sessions: a session lives in one worker, whose id its sid
+ * carries (engineio.c).  The vtable's steer hook reads the sid of a
+ * request before its body is read and names that worker when it is not
+ * this one; the HTTP layer moves the connection there.  A request that
+ * arrives here for a sid not here gets 400 "Session ID unknown".  The
+ * other files are listed in events.h.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,46 +42,23 @@
 typedef struct cd_events_upgrade {
     cd_events_state *st;
     char accept[29];
+    char sid[CD_EVENTS_SID_LEN + 1]; /* the polling session it probes, or "" */
     struct cd_events_upgrade *prev, *next;
 } cd_events_upgrade;
 
-/* Checks the Engine.IO side of an upgrade request.  Returns the reason to
- * refuse it with (400), or NULL. */
-static const char *check_engineio(cd_request *req)
-{
-    char v[32];
-    int n = cd_request_query_param(req, "EIO", v, sizeof v);
-    if (n < 0 || strcmp(v, "4") != 0)
-        return "unsupported Engine.IO protocol version: EIO=4 expected";
-    n = cd_request_query_param(req, "transport", v, sizeof v);
-    if (n >= 0 && strcmp(v, "polling") == 0)
-        return "HTTP long-polling is not supported: connect with transports: [\"websocket\"]";
-    if (n < 0 || strcmp(v, "websocket") != 0)
-        return "unknown transport: transport=websocket expected";
-    if (cd_request_query_param(req, "sid", v, sizeof v) != -1)
-        return "upgrading a polling session is not supported";
-    return NULL;
-}
-
 /* Checks the upgrade request; answers it and returns -1 when refused. */
-static int check_upgrade(cd_events_state *st, cd_request *req, char accept[29])
+static int check_upgrade(cd_events_state *st, cd_request *req, char accept[29], int probe)
 {
-    const char *why = check_engineio(req);
-    if (!why)
-        why = cd_ws_check_handshake(req, accept);
+    const char *why = cd_ws_check_handshake(req, accept);
     if (why) {
         cd_request_respond_error(req, 400, why);
-        return -1;
-    }
-    if (!cd_events__origin_allowed(st->conf, cd_request_header(req, "Origin"))) {
-        cd_request_respond_error(req, 403, "origin not allowed");
         return -1;
     }
     if (st->stopping) {
         cd_request_respond_error(req, 503, "shutting down");
         return -1;
     }
-    if (st->nclients >= (size_t)st->conf->max_clients) {
+    if (!probe && st->nclients >= (size_t)st->conf->max_clients) {
         cd_request_respond_error(req, 503, "too many clients on this worker (max_clients)");
         return -1;
     }
@@ -89,32 +75,42 @@ static void upgrade_unlink(cd_events_state *st, cd_events_upgrade *u)
         u->next->prev = u->prev;
 }
 
-/* The connection, handed over: starts the WebSocket session on it.  fd is
- * -1 when the client went away first.  An upgrade that arrives once the
- * service is stopping (or gone) is closed: its request was already
- * answered (101), so there is no 503 to write any more; socket.io-client
- * reconnects, to another worker. */
+/* The connection, handed over: starts the WebSocket session on it, or
+ * attaches it to its polling session as the upgrade probe.  fd is -1 when
+ * the client went away first.  An upgrade that arrives once the service
+ * is stopping (or gone), or whose polling session has ended, is closed:
+ * its request was already answered (101), so there is no error to write
+ * any more; socket.io-client reconnects. */
 static void upgrade_cb(void *arg, int fd, const char *head, size_t headlen)
 {
     cd_events_upgrade *u = arg;
     cd_events_state *st = u->st;
     if (st)
         upgrade_unlink(st, u);
-    if (fd >= 0 && (!st || st->stopping)) {
+    if (fd < 0) {
+        /* nothing to do */
+    } else if (!st || st->stopping) {
         close(fd);
-    } else if (fd >= 0 && cd_events__adopt_fd(st->svc, fd, u->accept, head, headlen) < 0) {
+    } else if (u->sid[0]) {
+        cd_events_client *c = cd_events__poll_find(st, u->sid);
+        if (!c)
+            close(fd);
+        else if (cd_events__probe_fd(c, fd, u->accept, head, headlen) < 0)
+            cd_debug("events: client %s: upgrade probe refused", u->sid);
+    } else if (cd_events__adopt_fd(st->svc, fd, u->accept, head, headlen) < 0) {
         /* The HTTP side is gone: no one to write a 503 to. */
         cd_info("events: out of memory starting a WebSocket session");
     }
     free(u);
 }
 
-/* Accepts the upgrade and takes the connection from HTTP: the session
- * starts in upgrade_cb, once HTTP has unwound (cd_http_upgrade). */
-static void handle_upgrade(cd_events_state *st, cd_request *req)
+/* Accepts the upgrade (sid: of the polling session it probes, or NULL)
+ * and takes the connection from HTTP: the session starts in upgrade_cb,
+ * once HTTP has unwound (cd_http_upgrade). */
+static void handle_upgrade(cd_events_state *st, cd_request *req, const char *sid)
 {
     char accept[29];
-    if (check_upgrade(st, req, accept) < 0)
+    if (check_upgrade(st, req, accept, sid != NULL) < 0)
         return;
     cd_events_upgrade *u = calloc(1, sizeof *u);
     if (!u) {
@@ -123,11 +119,71 @@ static void handle_upgrade(cd_events_state *st, cd_request *req)
     }
     u->st = st;
     memcpy(u->accept, accept, sizeof u->accept);
+    if (sid)
+        snprintf(u->sid, sizeof u->sid, "%s", sid);
     u->next = st->pending;
     if (st->pending)
         st->pending->prev = u;
     st->pending = u;
     cd_http_upgrade(req, upgrade_cb, u);
+}
+
+/* A browser from an allowed origin may read the answers (credentials
+ * included, so the origin is echoed, never "*"); its preflight (OPTIONS)
+ * is answered here.  Returns 1 when req was answered. */
+static int cors(cd_request *req, const char *origin)
+{
+    if (!origin)
+        return 0;
+    cd_response_header(req, "Access-Control-Allow-Origin", origin);
+    cd_response_header(req, "Access-Control-Allow-Credentials", "true");
+    cd_response_header(req, "Vary", "Origin");
+    if (cd_request_method(req) != CD_M_OPTIONS)
+        return 0;
+    cd_response_header(req, "Access-Control-Allow-Methods", "GET, POST");
+    const char *h = cd_request_header(req, "Access-Control-Request-Headers");
+    if (h && cd_response_header(req, "Access-Control-Allow-Headers", h) < 0)
+        cd_debug("events: preflight asks for headers we cannot echo");
+    cd_response_header(req, "Access-Control-Max-Age", "86400");
+    cd_request_respond(req, 204, NULL, "", 0);
+    return 1;
+}
+
+/* GET/POST {route}/?EIO=4&transport=...: Engine.IO's requests. */
+static void handle_engineio(cd_events_state *st, cd_request *req)
+{
+    const char *origin = cd_request_header(req, "Origin");
+    if (!cd_events__origin_allowed(st->conf, origin)) {
+        cd_events__eio_error(req, 403, 4);
+        return;
+    }
+    if (cors(req, origin))
+        return;
+    char v[32];
+    if (cd_request_query_param(req, "EIO", v, sizeof v) < 0 || strcmp(v, "4") != 0) {
+        cd_events__eio_error(req, 400, 5);
+        return;
+    }
+    int t = 0;
+    if (cd_request_query_param(req, "transport", v, sizeof v) >= 0)
+        t = strcmp(v, "polling") == 0 ? CD_EVENTS_T_POLLING : strcmp(v, "websocket") == 0 ? CD_EVENTS_T_WEBSOCKET : 0;
+    if (!(t & st->conf->transports)) {
+        cd_events__eio_error(req, 400, 0);
+        return;
+    }
+    if (t == CD_EVENTS_T_POLLING) {
+        cd_events__poll_request(st, req);
+        return;
+    }
+    char sid[CD_EVENTS_SID_LEN + 8];
+    int n = cd_request_query_param(req, "sid", sid, sizeof sid);
+    if (n == -1) {
+        handle_upgrade(st, req, NULL);
+    } else if (n < 0 || !cd_events__poll_find(st, sid)) {
+        cd_events__eio_error(req, 400, 1);
+    } else {
+        handle_upgrade(st, req, sid);
+    }
 }
 
 static void events_handle(cd_service *svc, cd_request *req)
@@ -148,8 +204,22 @@ static void events_handle(cd_service *svc, cd_request *req)
         cd_request_respond_error(req, 404, "no such resource");
         return;
     }
-    handle_upgrade(st, req);
+    handle_engineio(st, req);
 }
+
+#if CLUSTERD_ABI_VERSION >= 2
+/* The worker that owns the session a request names (its sid), when it is
+ * not this one; 0 to serve it here.  Asked before the body is read. */
+static uint32_t events_steer(cd_service *svc, const cd_request *req)
+{
+    cd_events_state *st = svc->state;
+    char sid[CD_EVENTS_SID_LEN + 1];
+    if (!st || cd_request_query_param(req, "sid", sid, sizeof sid) != CD_EVENTS_SID_LEN)
+        return 0;
+    uint32_t w = cd_events__sid_worker(sid, CD_EVENTS_SID_LEN);
+    return w == st->worker_id ? 0 : w;
+}
+#endif
 
 /* ---- lifetime ---- */
 
@@ -171,6 +241,11 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
     }
     st->svc = svc;
     st->conf = svc->conf;
+#if CLUSTERD_ABI_VERSION >= 2
+    st->worker_id = cd_service_worker_id(svc);
+#else
+    st->worker_id = (uint32_t)svc->slot + 1; /* until the host says (sticky sessions) */
+#endif
     /* The JWT key, loaded as conf_check did (socketio.c checks CONNECTs). */
     cd_events_auth *auth = NULL;
     if (st->conf->auth == CD_EVENTS_AUTH_JWT && cd_events__auth_new(st->conf, &auth, err, errlen) < 0) {
@@ -195,10 +270,11 @@ static void detach_pending(cd_events_state *st)
     }
 }
 
-/* Graceful stop: every client gets 1001 "going away" (best effort: one
- * non-blocking write), then its fd is closed, so the draining worker is not
- * held up by clients that would stay forever.  socket.io-client reconnects
- * by itself, to another worker. */
+/* Graceful stop: every WebSocket client gets 1001 "going away" (best
+ * effort: one non-blocking write), then its fd is closed, and every held
+ * polling GET the close packet, so the draining worker is not held up by
+ * clients that would stay forever.  socket.io-client reconnects by itself,
+ * to another worker. */
 static void events_stop(cd_service *svc)
 {
     cd_events_state *st = svc->state;
@@ -217,9 +293,10 @@ static void events_destroy(cd_service *svc)
     if (!st)
         return;
     detach_pending(st);
-    while (st->clients)
-        cd_events__client_free(st->clients);
+    while (st->clients) /* the loop has stopped: held GETs are dropped */
+        cd_events__client_drop(st->clients);
     cd_events__rooms_free(st); /* rooms went with their last members */
+    cd_events__poll_index_free(st);
     if (st->auth)
         cd_events__auth_free(st->auth);
     free(st);
@@ -229,7 +306,7 @@ static void events_destroy(cd_service *svc)
 const cd_service_type cd_service_events = {
     .abi = CLUSTERD_ABI_VERSION,
     .name = "events",
-    .methods = CD_M_GET | CD_M_POST,
+    .methods = CD_M_GET | CD_M_POST | CD_M_OPTIONS,
     .conf_new = cd_events__conf_new,
     .keys = cd_events__keys,
     .conf_check = cd_events__conf_check,
@@ -239,4 +316,7 @@ const cd_service_type cd_service_events = {
     .stop = events_stop,
     .destroy = events_destroy,
     .uses_bus = 1,
+#if CLUSTERD_ABI_VERSION >= 2
+    .steer = events_steer,
+#endif
 };

@@ -205,6 +205,42 @@ int cd_events__bcast_decode(const void *msg, size_t len, cd_events_bcast *b);
  * sets name/len and advances *cur. */
 void cd_events__bcast_room(const unsigned char **cur, const char **name, size_t *len);
 
+/* ---- Engine.IO polling payloads (eio_payload.c) ---- */
+
+/* One packet of a payload: text (data[0] is its type digit) or binary
+ * (decoded bytes). */
+typedef struct cd_eio_packet {
+    int binary;
+    const char *data;
+    size_t len;
+} cd_eio_packet;
+typedef struct cd_eio_payload {
+    cd_eio_packet *pkts;
+    size_t n;
+    char *scratch; /* the decoded binary packets */
+} cd_eio_payload;
+/* Decodes a polling body: packets split on \x1e, "b<base64>" binary, text
+ * starting with a type digit 0-6.  Text packets point into body.  Returns
+ * 0 (free with _payload_free), -EMSGSIZE over max bytes, -EINVAL (empty
+ * body or packet, bad type, bad base64), -ENOMEM. */
+int cd_events__payload_decode(const char *body, size_t len, size_t max, cd_eio_payload *out);
+void cd_events__payload_free(cd_eio_payload *p);
+/* An encoded payload being built (a polling client's queue). */
+typedef struct cd_eio_buf {
+    char *p;
+    size_t len, cap;
+} cd_eio_buf;
+/* Appends one packet (\x1e first unless b is empty).  0 or -ENOMEM. */
+int cd_events__payload_put(cd_eio_buf *b, int binary, const char *data, size_t len);
+/* What _payload_put adds for a packet of len bytes, separator included. */
+size_t cd_events__payload_size(int binary, size_t len);
+void cd_events__payload_reset(cd_eio_buf *b); /* frees, empties */
+/* Standard base64 (RFC 4648 4): decode takes optional padding, refuses
+ * other characters and non-canonical endings (-EINVAL), writes at most
+ * len * 3 / 4 bytes and returns how many; encode writes (len + 2) / 3 * 4. */
+long cd_events__b64_decode(const char *in, size_t len, unsigned char *out);
+size_t cd_events__b64_encode(const unsigned char *in, size_t len, char *out);
+
 typedef struct cd_request cd_request; /* clusterd/request.h */
 
 /* ---- the running service (worker, loop thread) ----
@@ -227,7 +263,7 @@ typedef struct cd_request cd_request; /* clusterd/request.h */
  * member's socket (and its client's other sockets, which are never in the
  * same room, rooms being per namespace), and nothing else. */
 
-#define CD_EVENTS_SID_LEN 20
+#define CD_EVENTS_SID_LEN 26
 
 typedef struct cd_events_state cd_events_state;
 typedef struct cd_events_client cd_events_client;
@@ -378,10 +414,61 @@ void cd_events__send_packet(cd_events_client *c, const cd_events_packet *p);
  * polling: the session ends); its sockets disconnect and it receives
  * nothing more.  Never frees. */
 void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason);
-/* Frees a client and its transport now (stop, destroy). */
+/* Frees a client and its transport now (stop; a polling client's held
+ * GET is answered with the close packet "1"). */
 void cd_events__client_free(cd_events_client *c);
+/* The same at destroy: a held GET is dropped (cd_request_drop), not answered. */
+void cd_events__client_drop(cd_events_client *c);
+/* A new client on transport t (sid set, not yet counted or listed), or
+ * NULL; _client_start then lists it, starts its heartbeat and queues the
+ * open packet. */
+cd_events_client *cd_events__client_new(cd_events_state *st, enum cd_events_transport t);
+void cd_events__client_start(cd_events_client *c);
+/* One Engine.IO packet from the client, whatever the transport. */
+void cd_events__on_packet(cd_events_client *c, int binary, const char *msg, size_t len);
+/* Attaches an upgraded connection (as adopt_fd) to polling client c as its
+ * upgrade probe.  0, -EBUSY (c is not an open polling session without a
+ * probe: fd closed), -ENOMEM (fd closed). */
+int cd_events__probe_fd(cd_events_client *c, int fd, const char *accept, const char *pre, size_t pre_len);
 /* A new random id (Socket.IO sids), base64url. */
 void cd_events__random_id(char out[CD_EVENTS_SID_LEN + 1]);
+/* A new Engine.IO sid: worker's id in its first characters, then random,
+ * base64url.  _sid_worker reads the id back: 0 when [sid, sid + len) is
+ * not such a sid. */
+void cd_events__session_id(uint32_t worker, char out[CD_EVENTS_SID_LEN + 1]);
+uint32_t cd_events__sid_worker(const char *sid, size_t len);
+
+/* polling.c: the long-polling transport of a client. */
+/* Answers with engine.io's JSON error {"code":code,"message":...}: 0
+ * Transport unknown, 1 Session ID unknown, 2 Bad handshake method, 3 Bad
+ * request, 4 Forbidden, 5 Unsupported protocol version. */
+void cd_events__eio_error(cd_request *req, int status, int code);
+/* Serves GET/POST {route}/?EIO=4&transport=polling[&sid=X] (events.c has
+ * checked EIO, the transport and the Origin). */
+void cd_events__poll_request(cd_events_state *st, cd_request *req);
+/* The open session sid on this worker (any transport while polling), or NULL. */
+cd_events_client *cd_events__poll_find(cd_events_state *st, const char *sid);
+/* Appends a message to the client's queue.  0, or -ENOBUFS over
+ * max_send_queue (nothing queued; *queued tells how much was). */
+int cd_events__poll_put(cd_events_client *c, int binary, const char *msg, size_t len, size_t *queued);
+/* Answers the held GET, if any, with what is queued, if anything. */
+void cd_events__poll_flush(cd_events_client *c);
+void cd_events__poll_drop_queue(cd_events_client *c);
+/* The session is closing: a held GET gets what is queued and "1"; returns
+ * 1 when it did (the client may go now), 0 when the close packet waits for
+ * the next GET. */
+int cd_events__poll_closing(cd_events_client *c);
+/* "2probe" came on the probe: a held GET gets "6" now, and GETs until the
+ * upgrade are answered at once, so the client can pause polling. */
+void cd_events__poll_probed(cd_events_client *c);
+int cd_events__poll_was_probed(const cd_events_client *c);
+/* "5": hands over the queue (*q, the caller frees it), answers a held GET
+ * with "6", and frees the polling state. */
+void cd_events__poll_upgrade(cd_events_client *c, cd_eio_buf *q);
+/* Frees the polling state: a held GET answered with "1" (answer) or
+ * dropped; the sid leaves the index. */
+void cd_events__poll_free(cd_events_client *c, int answer);
+void cd_events__poll_index_free(cd_events_state *st);
 
 /* socketio.c: Socket.IO over a client's session. */
 /* One Socket.IO packet from a client (the text after the Engine.IO "4"). */

@@ -14,6 +14,11 @@
 #   bench/events/run.sh            200 clients, 3 rounds (about 3-5 minutes)
 #   bench/events/run.sh --quick    50 clients, short phases (about a minute;
 #                                  a smoke test, not numbers to quote)
+#   bench/events/run.sh --transport polling
+#                                  the polling row (issue 12): the same load
+#                                  with every client on HTTP long-polling, Node
+#                                  with @socket.io/sticky; writes
+#                                  results/latest-polling.md
 #   bench/events/run.sh --help     bench.js's options (--rounds, --clients,
 #                                  --rate, --window, --only ...)
 #
@@ -68,7 +73,7 @@ if [ -z "${BENCH_NO_INSTALL:-}" ]; then
     # npm ci unless node_modules was installed from this very lock file.
     if [ ! -f "$here/node/node_modules/.package-lock.json" ] ||
         [ "$here/node/package-lock.json" -nt "$here/node/node_modules/.package-lock.json" ]; then
-        say "installing socket.io, @socket.io/cluster-adapter, socket.io-client (npm ci)"
+        say "installing socket.io, @socket.io/cluster-adapter, @socket.io/sticky, socket.io-client (npm ci)"
         if ! (cd "$here/node" && timeout 300 npm ci --no-audit --no-fund >"$work/npm.log" 2>&1); then
             tail -n 20 "$work/npm.log" >&2
             say "npm ci failed"

@@ -7,6 +7,13 @@
 //   node bench.js --clusterd BIN --work DIR [--quick] [--rounds R] [--clients N]
 //                 [--workers W] [--rate R] [--rate-secs S] [--sat-secs S]
 //                 [--window W] [--payload B] [--only clusterd|node] [--budget S]
+//                 [--transport websocket|polling]
+//
+// --transport polling is the polling row (issue 12): the same load with
+// every client on HTTP long-polling for its whole life, Node with
+// @socket.io/sticky in its primary (server.js), clusterd with both
+// transports (its default); it writes results/latest-polling.md and .json.
+// The default, websocket, measures exactly what it always did.
 //
 // Every process it starts gets its own process group, recorded in
 // DIR/pgids (run.sh kills those on exit whatever happens), and is stopped
@@ -29,7 +36,7 @@ const opt = {
   rounds: 3, clients: quick ? 50 : 200, workers: 2, rate: 100, "rate-secs": quick ? 3 : 8,
   "sat-secs": quick ? 3 : 8, window: 8, probe: quick ? 20 : 50, payload: 64, "warmup-secs": 1, only: "",
   budget: quick ? 75 : 290, disturbed: 0.3, "quiet-wait": quick ? 4 : 20, "max-extra-rounds": quick ? 0 : 2,
-  out: path.resolve(here, "../results"),
+  out: path.resolve(here, "../results"), transport: "websocket",
 };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
@@ -46,6 +53,11 @@ for (let i = 2; i < process.argv.length; i++) {
   const v = process.argv[++i];
   opt[k] = typeof opt[k] === "number" ? Number(v) : v;
 }
+if (!["websocket", "polling"].includes(opt.transport)) {
+  console.error(`bench.js: --transport is websocket or polling, not ${opt.transport}`);
+  process.exit(2);
+}
+const polling = opt.transport === "polling";
 if (!opt.work) opt.work = fs.mkdtempSync(path.join(os.tmpdir(), "clusterd-bench-events."));
 const log = (m) => console.error(`[bench.js ${((Date.now() - T0) / 1000).toFixed(0).padStart(3)} s] ${m}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -131,7 +143,7 @@ function runDriver(port, pid, logFile) {
     const args = [path.join(here, "driver.js"), "--port", port, "--pid", pid, "--clients", opt.clients,
       "--rate", opt.rate, "--rate-secs", opt["rate-secs"], "--sat-secs", opt["sat-secs"], "--window", opt.window,
       "--payload", opt.payload, "--warmup-secs", opt["warmup-secs"], "--deadline", 60 + opt["rate-secs"] +
-      opt["sat-secs"]].map(String);
+      opt["sat-secs"], "--polling", polling ? 1 : 0].map(String);
     const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     track(child);
     let out = "";
@@ -158,7 +170,7 @@ function runDriver(port, pid, logFile) {
 function runProbe(port) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(here, "probe.js"), String(port), "after-ack",
-      String(opt.probe)], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+      String(opt.probe), opt.transport], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     track(child);
     let out = "";
     child.stdout.on("data", (d) => (out += d));
@@ -192,7 +204,7 @@ const targets = {
       new RegExp(`all ${opt.workers} workers ready`), path.join(opt.work, `clusterd-${tag}.log`));
   },
   node: async (port, tag) => startServer("node", process.execPath,
-    [path.join(here, "server.js"), String(port), String(opt.workers)], /READY \d+/,
+    [path.join(here, "server.js"), String(port), String(opt.workers), ...(polling ? ["polling"] : [])], /READY \d+/,
     path.join(opt.work, `node-${tag}.log`)),
 };
 
@@ -250,7 +262,7 @@ function versions() {
       return "?";
     }
   };
-  for (const p of ["socket.io", "@socket.io/cluster-adapter", "socket.io-client"]) v[p] = pkg(p);
+  for (const p of ["socket.io", "@socket.io/cluster-adapter", "@socket.io/sticky", "socket.io-client"]) v[p] = pkg(p);
   try {
     v.clusterd = execFileSync(opt.clusterd, ["-V"], { timeout: 5000 }).toString().trim().replace(/^clusterd /, "");
   } catch (e) {
@@ -309,18 +321,24 @@ function report(meta) {
     ["after-ack: latency p99 (ms)", (r) => r.after_ack?.p99_ms, 2, "lower"],
     ["server RSS, all processes, after connect (MiB)", (r) => r.rss_kb_connected / 1024, 1, "lower"],
     ["clients disconnected during the run", (r) => r.disconnected, 0, "lower"],
+    ...(polling ? [["connects that failed and were retried", (r) => r.connect_retries, 0, "lower"]] : []),
     ["duplicated or reordered deliveries", (r) => r.dupes_or_reordered, 0, "lower"],
   ];
   const L = [];
   const both = order.length === 2;
-  L.push("# Socket.IO fan-out: clusterd events vs Node.js cluster + socket.io + @socket.io/cluster-adapter", "");
+  L.push(`# Socket.IO fan-out${polling ? " over long-polling" : ""}: clusterd events vs Node.js cluster + socket.io + ` +
+    `@socket.io/cluster-adapter${polling ? " + @socket.io/sticky" : ""}`, "");
   L.push(`- date: ${meta.date}`);
   L.push(`- command: \`${opt.command}\`${quick ? " (quick: a smoke test, not numbers to quote)" : ""}`);
   L.push(`- machine: ${meta.v.os || "Linux"}, kernel ${meta.v.kernel}, ${meta.v.cpus}, ${meta.v.memory_gib} GiB`);
   L.push(`- versions: clusterd ${meta.v.clusterd} (commit ${meta.v.commit}); Node.js ${meta.v.node}, socket.io ` +
     `${meta.v["socket.io"]}, @socket.io/cluster-adapter ${meta.v["@socket.io/cluster-adapter"]}, ` +
+    (polling ? `@socket.io/sticky ${meta.v["@socket.io/sticky"]}, ` : "") +
     `socket.io-client ${meta.v["socket.io-client"]} (driver)`);
-  L.push(`- setup: ${opt.workers} worker processes each, 127.0.0.1, WebSocket transport only; ${opt.clients} ` +
+  const how = polling ? "HTTP long-polling only (clients with transports: [\"polling\"]; Node routes each " +
+    "connection to its session's worker with @socket.io/sticky in the primary, clusterd steers it between workers)"
+    : "WebSocket transport only";
+  L.push(`- setup: ${opt.workers} worker processes each, 127.0.0.1, ${how}; ${opt.clients} ` +
     `receivers + 1 publisher in one room, all socket.io-client in one driver process (it shares the ` +
     `${os.cpus().length} CPUs with the server); events of ${opt.payload} bytes of padding plus a sequence number ` +
     `and a send timestamp, emitted by the publisher and relayed by the server to every other member of the room`);
@@ -398,8 +416,9 @@ function report(meta) {
   }
   const meta = { date: new Date().toISOString().replace(/\.\d+Z$/, "Z"), v, rounds: rnd };
   const md = report(meta);
-  fs.writeFileSync(path.join(opt.out, "latest.md"), md);
-  fs.writeFileSync(path.join(opt.out, "latest.json"), JSON.stringify({ meta, options: opt, results }, null, 1));
+  const base = polling ? "latest-polling" : "latest";
+  fs.writeFileSync(path.join(opt.out, `${base}.md`), md);
+  fs.writeFileSync(path.join(opt.out, `${base}.json`), JSON.stringify({ meta, options: opt, results }, null, 1));
   process.stdout.write(md);
   const failed = order.some((k) => results[k].every((r) => r.failed));
   process.exit(failed ? 1 : 0);

@@ -1,9 +1,11 @@
 // driver.js - one fan-out measurement against one Socket.IO server (clusterd's
 // events service or bench/events/node/server.js), with the real
-// socket.io-client over WebSocket.
+// socket.io-client over WebSocket, or with --polling 1 over HTTP
+// long-polling for the clients' whole life (transports: ["polling"]).
 //
 //   node driver.js --port P --pid ROOT [--clients N] [--rate R] [--rate-secs S]
 //                  [--sat-secs S] [--window W] [--payload BYTES] [--warmup-secs S]
+//                  [--polling 0|1]
 //
 // N receivers connect (spread by the server over its workers), report their
 // worker (whoami) and join the room "bench"; one more client, the publisher,
@@ -31,7 +33,7 @@ const { io } = require("socket.io-client");
 
 // ---- arguments -------------------------------------------------------------
 const opt = { port: 0, pid: 0, clients: 200, rate: 100, "rate-secs": 8, "sat-secs": 8, window: 8, payload: 64,
-  "warmup-secs": 1, deadline: 120 };
+  "warmup-secs": 1, deadline: 120, polling: 0 };
 for (let i = 2; i < process.argv.length; i += 2) {
   const k = process.argv[i].replace(/^--/, "");
   if (!(k in opt) || i + 1 >= process.argv.length) {
@@ -216,13 +218,35 @@ function summarize(name, first, last, cpu, tEnd) {
 }
 
 // ---- connecting --------------------------------------------------------------
-function connect(ms = 10000) {
-  const s = io(url, { transports: ["websocket"], reconnection: false, timeout: ms, forceNew: true });
+// Over polling a connect can fail on a race of the server's (Node's
+// @socket.io/sticky binds a new session in its primary over IPC, and the
+// client's next request may get there first): up to 4 more tries, each
+// failure counted (connect_retries in the result).  Over WebSocket a
+// failure fails the run, as it always did.
+let connectRetries = 0;
+async function connect(ms = 10000) {
+  for (let i = 0; opt.polling && i < 4; i++) {
+    try {
+      return await connectOnce(ms);
+    } catch (e) {
+      connectRetries++;
+      log(`polling connect failed (${e.message}); retrying`);
+    }
+  }
+  return connectOnce(ms);
+}
+
+function connectOnce(ms) {
+  const s = io(url, { transports: [opt.polling ? "polling" : "websocket"], reconnection: false, timeout: ms,
+    forceNew: true });
   sockets.push(s);
   return withTimeout(new Promise((res, rej) => {
     s.once("connect", () => res(s));
     s.once("connect_error", (e) => rej(new Error(`connect_error: ${e.message}`)));
-  }), ms, "connect");
+  }), ms, "connect").catch((e) => {
+    s.disconnect();
+    throw e;
+  });
 }
 
 async function client(perWorker, role) {
@@ -340,6 +364,7 @@ async function main() {
   const pubc = await client(perWorker, "publisher");
   publisher = pubc.s;
   out.connect_ms = performance.now() - tc;
+  out.connect_retries = connectRetries;
   out.per_worker = perWorker;
   out.publisher_worker = pubc.worker;
   log(`${N} receivers + publisher connected and joined in ${out.connect_ms.toFixed(0)} ms; ` +

@@ -2,7 +2,10 @@
 // receiver on each worker of a Socket.IO server that implements the events
 // semantics (clusterd's events service, or server.js), all in the room "p".
 //
-//   node probe.js PORT [mode] [count]
+//   node probe.js PORT [mode] [count] [transport]
+//
+//   transport  websocket (the default) or polling (every client stays on
+//              HTTP long-polling: the polling row)
 //
 //   steady     the publisher emits an event every 20 ms; each receiver
 //              reports its latency (emit -> receipt)
@@ -22,8 +25,9 @@ const { performance } = require("perf_hooks");
 const port = Number(process.argv[2]);
 const mode = process.argv[3] || "steady";
 const count = Number(process.argv[4] || 100);
-if (!port || !["steady", "after-ack"].includes(mode)) {
-  console.error("usage: node probe.js PORT [steady|after-ack] [count]");
+const transport = process.argv[5] || "websocket";
+if (!port || !["steady", "after-ack"].includes(mode) || !["websocket", "polling"].includes(transport)) {
+  console.error("usage: node probe.js PORT [steady|after-ack] [count] [websocket|polling]");
   process.exit(2);
 }
 const url = `http://127.0.0.1:${port}`;
@@ -40,7 +44,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const timed = (p, ms, what) => Promise.race([p, sleep(ms).then(() => { throw new Error(`timeout: ${what}`); })]);
 
 async function client() {
-  const s = io(url, { transports: ["websocket"], reconnection: false, forceNew: true });
+  const s = io(url, { transports: [transport], reconnection: false, forceNew: true });
   sockets.push(s);
   await timed(new Promise((res, rej) => { s.once("connect", res); s.once("connect_error", rej); }), 5000, "connect");
   s.worker = (await s.timeout(3000).emitWithAck("whoami")).worker;

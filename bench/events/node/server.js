@@ -8,15 +8,19 @@
 //                           other member of its rooms, on every worker, once
 //   POST /socket.io/publish {"room","event","args"} -> io.to(room).emit, 202
 //
-// Transport: WebSocket only, like clusterd (no long-polling), so plain
-// Node.js cluster is enough: a WebSocket session is one TCP connection, and
-// @socket.io/sticky is only needed when a session spans several HTTP
-// requests (polling).  Connections are spread by the primary (cluster's
-// default round-robin scheduling on Linux).  Cross-worker broadcasts go
-// worker -> primary -> other workers over the cluster IPC channel
-// (setupPrimary / createAdapter of @socket.io/cluster-adapter).
+// Transport: WebSocket only by default (the fan-out rows), so plain
+// Node.js cluster is enough: a WebSocket session is one TCP connection.
+// Connections are spread by the primary (cluster's default round-robin
+// scheduling on Linux).  With "polling" (the polling row, issue 12) the
+// server takes both transports, and a session spans many HTTP requests, so
+// the primary listens itself and routes each connection to the worker that
+// owns its session with @socket.io/sticky (setupMaster/setupWorker, as
+// socket.io's documentation does for cluster), the Node counterpart of
+// clusterd's steering.  Cross-worker broadcasts go worker -> primary ->
+// other workers over the cluster IPC channel (setupPrimary / createAdapter
+// of @socket.io/cluster-adapter).
 //
-//   node server.js PORT [WORKERS]
+//   node server.js PORT [WORKERS [polling]]
 //
 // The primary prints "READY <port>" once every worker is listening, and
 // stops the workers on SIGTERM/SIGINT.
@@ -26,6 +30,7 @@ const http = require("http");
 
 const port = Number(process.argv[2]);
 const workers = Number(process.argv[3] || 2);
+const polling = process.argv[4] === "polling";
 if (!port || !(workers >= 1)) {
   console.error("usage: node server.js PORT [WORKERS]");
   process.exit(2);
@@ -41,7 +46,19 @@ if (cluster.isPrimary) {
   setupPrimary();
   let listening = 0;
   let stopping = false;
+  // @socket.io/sticky passes the first bytes of a connection as a Buffer.
+  if (polling) cluster.setupPrimary({ serialization: "advanced" });
   for (let i = 0; i < workers; i++) cluster.fork({ BENCH_SLOT: String(i) });
+  if (polling) {
+    // The primary accepts and hands each connection to its session's worker.
+    const { setupMaster } = require("@socket.io/sticky");
+    const front = http.createServer();
+    setupMaster(front, { loadBalancingMethod: "round-robin" }); // new sessions alternate, as the kernel spreads clusterd's
+    let ready = 0;
+    cluster.on("message", (w, m) => {
+      if (m && m.benchReady && ++ready === workers) front.listen(port, "127.0.0.1", () => console.log(`READY ${port}`));
+    });
+  }
   cluster.on("listening", () => {
     if (++listening === workers) console.log(`READY ${port}`);
   });
@@ -76,7 +93,7 @@ if (cluster.isPrimary) {
     res.end("not found\n");
   });
   const io = new Server(httpServer, {
-    transports: ["websocket"], // as clusterd: no long-polling
+    transports: polling ? ["polling", "websocket"] : ["websocket"],
     serveClient: false,
     pingInterval: 25000, // clusterd's ping_interval / ping_timeout defaults
     pingTimeout: 20000,
@@ -160,7 +177,12 @@ if (cluster.isPrimary) {
     });
   });
 
-  httpServer.listen(port, "127.0.0.1");
+  if (polling) {
+    require("@socket.io/sticky").setupWorker(io);
+    process.send({ benchReady: true });
+  } else {
+    httpServer.listen(port, "127.0.0.1");
+  }
   process.on("SIGTERM", () => {
     io.close();
     setTimeout(() => process.exit(0), 500).unref();

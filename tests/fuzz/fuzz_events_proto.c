@@ -11,13 +11,17 @@
  *     that span alone accepts exactly it again;
  *   - a decoded string is valid UTF-8 without NUL, fits its buffer, and
  *     ends where the scanner says the token ends;
- *   - a parsed EVENT's name and arguments lie within the packet, and the
- *     packet the service relays for it ("2[" name ["," args] "]") parses
- *     again to the same name and arguments;
+ *   - a parsed EVENT's (or BINARY_EVENT's) name and arguments lie within
+ *     the packet, and the packet the service relays for it ("2[" name
+ *     ["," args] "]", or "5<n>-[...]") parses again to the same name,
+ *     arguments and attachment count; a binary packet announces at most
+ *     CD_EVENTS_ATTACH_MAX attachments, and names "_placeholder" when
+ *     it announces any;
  *   - a decoded broadcast re-encodes to the same bytes.
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,27 +70,36 @@ static void check_json(const char *s, const char *end)
     }
 }
 
+/* Whether needle occurs in [h, h + n). */
+static int strstr_len(const char *h, size_t n, const char *needle)
+{
+    return h && memmem(h, n, needle, strlen(needle)) != NULL;
+}
+
 static void check_sio(const char *s, size_t len)
 {
     cd_sio_packet p;
     int rc = cd_events__sio_parse(s, len, &p);
-    CHECK(rc == 0 || rc == -EPROTO || rc == -ENOTSUP);
+    CHECK(rc == 0 || rc == -EPROTO || rc == -EMSGSIZE);
     if (rc != 0)
         return;
     const char *end = s + len;
-    CHECK(p.type >= CD_SIO_CONNECT && p.type <= CD_SIO_ACK);
+    int binary = p.type == CD_SIO_BINARY_EVENT || p.type == CD_SIO_BINARY_ACK;
+    CHECK(p.type >= CD_SIO_CONNECT && p.type <= CD_SIO_BINARY_ACK && p.type != CD_SIO_CONNECT_ERROR);
     CHECK(!p.data || (p.data >= s && p.data + p.data_len == end));
     CHECK(p.nsp_len >= 1);
-    if (p.type != CD_SIO_EVENT)
+    CHECK(binary ? p.nattach <= CD_EVENTS_ATTACH_MAX : p.nattach == 0);
+    CHECK(!binary || !p.nattach || strstr_len(p.data, p.data_len, "_placeholder"));
+    if (p.type != CD_SIO_EVENT && p.type != CD_SIO_BINARY_EVENT)
         return;
     CHECK(p.name >= s && p.name + p.name_len <= end && p.name_len >= 2 && p.name[0] == '"');
     CHECK(p.args >= p.name + p.name_len && p.args + p.args_len <= end);
-    /* The relayed packet, built the way on_event builds it. */
-    size_t rl = 2 + p.name_len + 1 + p.args_len + 1;
+    /* The relayed packet, built the way socketio.c's relay_event builds
+     * it: the same name, arguments and attachment count. */
+    size_t rl = 24 + p.name_len + 1 + p.args_len + 1;
     char *r = malloc(rl);
     CHECK(r);
-    size_t o = 0;
-    memcpy(r, "2[", 2), o = 2;
+    size_t o = binary ? (size_t)snprintf(r, rl, "5%zu-[", p.nattach) : (memcpy(r, "2[", 2), 2);
     memcpy(r + o, p.name, p.name_len), o += p.name_len;
     if (p.args_len) {
         r[o++] = ',';
@@ -94,7 +107,7 @@ static void check_sio(const char *s, size_t len)
     }
     r[o++] = ']';
     cd_sio_packet q;
-    CHECK(cd_events__sio_parse(r, o, &q) == 0 && q.type == CD_SIO_EVENT);
+    CHECK(cd_events__sio_parse(r, o, &q) == 0 && q.type == p.type && q.nattach == p.nattach);
     CHECK(q.name_len == p.name_len && memcmp(q.name, p.name, p.name_len) == 0);
     CHECK(q.args_len == p.args_len && memcmp(q.args, p.args, p.args_len) == 0);
     free(r);

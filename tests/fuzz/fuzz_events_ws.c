@@ -28,8 +28,8 @@
  *   0x10  the first half of the bytes came with the upgrade request: the
  *         HTTP layer read them, the session gets them as `pre`
  *   0x20  a second, well-behaved client (never read, not checked) has
- *         joined "r" and "a" first, so broadcasts and room changes meet
- *         another member
+ *         joined "r" and "a" first (and sent a binary event with one
+ *         attachment), so broadcasts and room changes meet another member
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
@@ -156,8 +156,8 @@ static void check_output(void)
             check_text((const char *)f + h, (size_t)len);
         else if (op == 8 && len > 2)
             CHECK(cd_utf8_valid((const char *)f + h + 2, (size_t)len - 2));
-        else
-            CHECK(op == 8 || op == 9 || op == 10);
+        else /* 2: a binary packet's attachment */
+            CHECK(op == 2 || op == 8 || op == 9 || op == 10);
         o += h + (size_t)len;
     }
     memmove(out.buf, out.buf + o, out.len - o);
@@ -198,10 +198,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     int peer[2] = {-1, -1};
     if (ctl & 0x20) {
-        /* "40", then join "r" and "a" with acks: frames masked with 0. */
+        /* "40", then join "r" and "a" with acks, then a binary event and
+         * its attachment: frames masked with 0. */
         static const char script[] = "\x81\x82\0\0\0\0" "40"
                                      "\x81\x8f\0\0\0\0" "421[\"join\",\"r\"]"
-                                     "\x81\x8f\0\0\0\0" "422[\"join\",\"a\"]";
+                                     "\x81\x8f\0\0\0\0" "422[\"join\",\"a\"]"
+                                     "\x81\xa8\0\0\0\0" "451-[\"up\",{\"_placeholder\":true,\"num\":0}]"
+                                     "\x82\x83\0\0\0\0" "\x00\x01\x02";
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, peer) < 0 || cd_set_nonblock(peer[0], 1) < 0)
             abort();
         if (cd_events__adopt_fd(&svc, peer[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", script, sizeof script - 1) < 0)

@@ -378,14 +378,16 @@ Test(events, malformed_input_closes_that_connection_with_the_right_code)
         {"continuation without a start", 1, 0, 0, "x", 1, 1002},
         {"fragmented ping", 0, 9, 0, "x", 1, 1002},
         {"control frame over 125 bytes", 1, 9, 0, big, 200, 1002},
-        {"binary frame", 1, 2, 0, "\x01\x02", 2, 1003},
+        {"binary frame with no binary packet before it", 1, 2, 0, "\x01\x02", 2, 1002},
         {"oversized message", 1, 1, 0, big, sizeof big, 1009},
         {"unknown Engine.IO packet", 1, 1, 0, "9", 1, 1002},
         {"empty Engine.IO packet", 1, 1, 0, "", 0, 1002},
         {"unknown Socket.IO packet", 1, 1, 0, "49[]", 4, 1002},
         {"Socket.IO event that is not an array", 1, 1, 0, "42{\"a\":1}", 9, 1002},
         {"Socket.IO event with broken JSON", 1, 1, 0, "42[\"a\",]", 8, 1002},
-        {"Socket.IO binary event", 1, 1, 0, "451-[\"up\",{\"_placeholder\":true,\"num\":0}]", 39, 1003},
+        {"Socket.IO binary event, placeholder beyond its count", 1, 1, 0,
+         "450-[\"up\",{\"_placeholder\":true,\"num\":0}]", 40, 1002},
+        {"Socket.IO binary event with 17 attachments", 1, 1, 0, "4517-[\"up\"]", 11, 1009},
         {"invalid UTF-8 in a text frame", 1, 1, 0, invalid_utf8, sizeof invalid_utf8 - 1, 1007},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

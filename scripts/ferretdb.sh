@@ -10,6 +10,15 @@
 #                                        port accepts connections
 #   scripts/ferretdb.sh stop DIR         stops the server started in DIR
 #   scripts/ferretdb.sh bin              prints the binary's path
+#   scripts/ferretdb.sh check            0 when FerretDB is installed or Go
+#                                        can build it; else 3, saying why
+#
+# Building FerretDB needs Go >= 1.24 (Debian 12's own golang is 1.19).
+# Without it, install, start and check exit 3 after saying what is missing
+# and what that costs: only the demo database and readmongo's integration
+# tests need FerretDB, so setup.sh goes on, run.sh starts clusterd without
+# it (readmongo reports itself degraded) and those tests report themselves
+# skipped (exit 77, ctest's SKIP_RETURN_CODE).
 #
 # FerretDB speaks the MongoDB wire protocol, so the service uses the real
 # mongo-c-driver against it; a user with a real MongoDB only changes `uri`.
@@ -29,6 +38,9 @@ set -eu
 
 version=v1.24.2
 module=github.com/FerretDB/FerretDB
+go_major=1
+go_minor=24
+EXIT_UNAVAILABLE=3
 
 die() {
     echo "ferretdb.sh: $*" >&2
@@ -55,11 +67,55 @@ bin_ok() {
     case "$out" in *"$version"*) return 0 ;; *) return 1 ;; esac
 }
 
+# Why Go cannot build FerretDB here, or nothing when it can (a version it
+# cannot read is left to go itself).
+go_problem() {
+    local go out major minor
+    go=$(command -v go) || { echo "there is no go command"; return; }
+    out=$(go version 2>&1 | head -n 1) || true
+    case "$out" in
+    "go version go"[0-9]*) ;;
+    *) return ;;
+    esac
+    # shellcheck disable=SC2086 # "go version goX.Y.Z os/arch", as words
+    set -- $out
+    major=${3#go}
+    minor=${major#*.}
+    major=${major%%.*}
+    minor=${minor%%[!0-9]*}
+    case "$major$minor" in '' | *[!0-9]*) return ;; esac
+    if [ "$major" -lt $go_major ] || { [ "$major" -eq $go_major ] && [ "$minor" -lt $go_minor ]; }; then
+        echo "$go is $3"
+    fi
+}
+
+# Says what is missing and what that costs, then exits 3.
+unavailable() {
+    cat >&2 <<MSG
+ferretdb.sh: FerretDB $version (the demo database) is not installed, and
+  building it needs Go >= $go_major.$go_minor, but $1.
+  (Debian 12's own golang is 1.19; Go >= $go_major.$go_minor: https://go.dev/dl/)
+  Only the demo database and readmongo's integration tests need FerretDB:
+  scripts/run.sh starts clusterd without it (readmongo answers 503 and
+  /healthz/ready names it degraded), and scripts/test.sh runs every other
+  test and reports integ_test_readmongo as skipped.  Install Go >= $go_major.$go_minor
+  and run scripts/setup.sh again to have both.
+MSG
+    exit $EXIT_UNAVAILABLE
+}
+
+do_check() {
+    local why
+    bin_ok "$(ferretdb_bin)" && return 0
+    why=$(go_problem)
+    [ -z "$why" ] || unavailable "$why"
+}
+
 do_install() {
     local bin
     bin=$(ferretdb_bin)
     bin_ok "$bin" && return 0
-    command -v go >/dev/null || die "go is not installed (FerretDB needs Go >= 1.24)"
+    do_check
 
     # Serialise concurrent installs (parallel test runs) on a lock file.
     local gopath lock
@@ -169,5 +225,6 @@ install) do_install ;;
 start) shift; do_start "$@" ;;
 stop) shift; do_stop "$@" ;;
 bin) ferretdb_bin ;;
-*) die "usage: ferretdb.sh install | start DIR PORT | stop DIR | bin" ;;
+check) do_check ;;
+*) die "usage: ferretdb.sh install | start DIR PORT | stop DIR | bin | check" ;;
 esac

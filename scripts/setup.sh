@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 #
-# setup.sh - installs what clusterd needs to build, run and test, when it is
-# missing: Debian packages (apt-get), FerretDB (go install, see ferretdb.sh)
-# and the npm packages of the tests.  Idempotent, and quiet when everything
-# is already there.  Needs root (or sudo) only when something is missing.
+# setup.sh [STEP...] - installs what clusterd needs to build, run and test,
+# when it is missing: Debian packages (step `packages`, apt-get), FerretDB
+# (`ferretdb`, go install, see ferretdb.sh) and the npm packages of the tests
+# (`npm`); all three when no step is named.  Idempotent, and quiet when
+# everything is already there.  Needs root (or sudo) only when something is
+# missing.
+#
+# FerretDB needs Go >= 1.24 to build (Debian 12's own golang is 1.19).
+# Without it, ferretdb.sh says what is missing and what that costs (only the
+# demo database and readmongo's integration tests need FerretDB) and the
+# set-up goes on: everything else builds, runs and is tested.
 #
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,20 +27,38 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
 fi
 
-missing=()
-for p in "${PKGS[@]}"; do
-    if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
-        missing+=("$p")
+# Installs the Debian packages of PKGS that are missing.
+packages() {
+    local missing=() p SUDO
+    for p in "${PKGS[@]}"; do
+        if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        SUDO=""
+        [ "$(id -u)" -ne 0 ] && SUDO=sudo
+        echo "setup: installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        $SUDO apt-get update -qq >/dev/null
+        $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    echo "setup: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq >/dev/null
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
 
-scripts/ferretdb.sh install
-scripts/npm-setup.sh
+# ferretdb.sh exits 3 when Go cannot build FerretDB, having said why.
+ferretdb() {
+    local rc=0
+    scripts/ferretdb.sh install || rc=$?
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || exit $rc
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(packages ferretdb npm)
+for step in "${steps[@]}"; do
+    case $step in
+    packages) packages ;;
+    ferretdb) ferretdb ;;
+    npm) scripts/npm-setup.sh ;;
+    *) echo "usage: setup.sh [packages] [ferretdb] [npm]" >&2; exit 2 ;;
+    esac
+done

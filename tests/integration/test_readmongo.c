@@ -12,6 +12,10 @@
  * Checks that refused requests never reach the database use a service
  * whose database does not exist: a 400 or 403 from it can only have been
  * decided before any I/O.
+ *
+ * Without FerretDB (not installed, and no Go >= 1.24 to build it: see
+ * scripts/ferretdb.sh check) the suite cannot run: main says why and exits
+ * 77, which ctest reports as skipped (SKIP_RETURN_CODE), never as passed.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -1021,4 +1025,33 @@ Test(readmongo, large_results_close_delimited_on_http10)
     cr_expect(memcmp(s.body, w.body, w.body_len) == 0, "bodies differ");
     free(s.body);
     free(w.body);
+}
+
+/* ---- main: the suite, or why it is skipped ---- */
+
+#define EXIT_SKIP 77 /* ctest's SKIP_RETURN_CODE for the integration tests */
+
+/* Whether FerretDB cannot be had here (ferretdb.sh check exits 3, its reason
+ * in why); any other failure of the check is left to the tests to show. */
+static int ferretdb_unavailable(char *why, size_t cap)
+{
+    char script[512];
+    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", src_dir());
+    const char *argv[] = {"/bin/bash", script, "check", NULL};
+    return th_run(argv, why, cap) == 3;
+}
+
+int main(int argc, char *argv[])
+{
+    static char why[4096];
+    if (ferretdb_unavailable(why, sizeof why)) {
+        printf("SKIPPED: readmongo's integration tests need FerretDB, and:\n%s", why);
+        return EXIT_SKIP;
+    }
+    struct criterion_test_set *tests = criterion_initialize();
+    int result = 0;
+    if (criterion_handle_args(argc, argv, true))
+        result = !criterion_run_all_tests(tests);
+    criterion_finalize(tests);
+    return result;
 }

@@ -1,0 +1,280 @@
+/*
+ * test_polling.c - Engine.IO v4 HTTP long-polling against the real
+ * clusterd, in plain HTTP (services/events/polling.c, engineio.c, and the
+ * sticky path that moves a request to the worker owning its session).
+ *
+ * Every request is a new connection (Connection: close), as a browser's
+ * may be, so on -w N it lands on any worker.  The held GET is sent on a
+ * raw connection and read after what should answer it.
+ */
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/integration/harness.h"
+
+#define BASE_CONF                                                                                            \
+    "[cluster]\n"                                                                                            \
+    "listen = 127.0.0.1:%d\n"                                                                                \
+    "graceful_timeout = 5s\n"                                                                                \
+    "heartbeat_interval = 200ms\n"                                                                           \
+    "heartbeat_timeout = 3s\n"                                                                               \
+    "[dummy]\ntype = dummy\nroute = /dummy\n"                                                                \
+    "[events]\ntype = events\nroute = /socket.io\n"
+
+#define POLL "/socket.io/?EIO=4&transport=polling"
+
+static th_server srv;
+
+static void fini(void)
+{
+    cr_assert_eq(th_finish(&srv), 0, "sanitizer report in the clusterd log (printed above)");
+}
+
+TestSuite(polling, .fini = fini, .timeout = 120);
+
+/* Opens a session: its sid into sid (27 bytes), the open packet checked. */
+static void open_session(char sid[32])
+{
+    th_response r;
+    cr_assert_eq(th_http(&r, srv.port, "GET", POLL, NULL, 5000), 0);
+    cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+    cr_assert(strncmp(r.body, "0{\"sid\":\"", 9) == 0, "%s", r.body);
+    const char *q = strchr(r.body + 9, '"');
+    cr_assert(q && q - (r.body + 9) < 32);
+    memcpy(sid, r.body + 9, (size_t)(q - (r.body + 9)));
+    sid[q - (r.body + 9)] = '\0';
+    th_response_free(&r);
+}
+
+/* One request on the session; the answer's status, its body in *body (malloc'd). */
+static int req(const char *method, const char *sid, const char *body, char **out)
+{
+    char path[128];
+    snprintf(path, sizeof path, POLL "&sid=%s", sid);
+    th_response r;
+    if (th_http(&r, srv.port, method, path, body, 5000) < 0) {
+        th_response_free(&r);
+        return -1;
+    }
+    int st = r.status;
+    if (out)
+        *out = r.body ? strdup(r.body) : strdup("");
+    th_response_free(&r);
+    return st;
+}
+
+/* POSTs body and expects "ok". */
+static void post(const char *sid, const char *body)
+{
+    char *b = NULL;
+    int st = req("POST", sid, body, &b);
+    cr_assert_eq(st, 200, "POST %s: %d %s", body, st, b);
+    cr_assert_str_eq(b, "ok");
+    free(b);
+}
+
+/* A GET sent on its own connection, not read yet. */
+static int get_start(const char *sid)
+{
+    int fd = th_connect(srv.port);
+    cr_assert_geq(fd, 0);
+    char r[256];
+    int n = snprintf(r, sizeof r, "GET " POLL "&sid=%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", sid);
+    cr_assert_eq(send(fd, r, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+/* Whether fd has bytes to read within ms. */
+static int readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 1;
+}
+
+/* Reads the whole answer (the server closes); returns it malloc'd. */
+static char *get_finish(int fd)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    while (len < cap - 1 && readable(fd, 5000)) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+Test(polling, a_session_opens_and_connects)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF), 0);
+    th_response r;
+    cr_assert_eq(th_http(&r, srv.port, "GET", POLL, NULL, 5000), 0);
+    cr_expect_eq(r.status, 200);
+    cr_expect(strstr(r.headers, "Content-Type: text/plain; charset=UTF-8"), "%s", r.headers);
+    cr_expect(strstr(r.body, "\"upgrades\":[\"websocket\"]"), "%s", r.body);
+    cr_expect(strstr(r.body, "\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}"), "%s", r.body);
+    th_response_free(&r);
+
+    char sid[32], *b = NULL;
+    open_session(sid);
+    post(sid, "40");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    cr_expect(strncmp(b, "40{\"sid\":\"", 10) == 0, "the CONNECT answer: %s", b);
+    free(b);
+    /* Several packets in one POST, answered in one GET. */
+    post(sid, "421[\"join\",\"r\"]\x1e" "422[\"whoami\"]");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    cr_expect(strstr(b, "431[{\"ok\":true,\"room\":\"r\"}]\x1e" "432[{"), "both acks, in order: %s", b);
+    free(b);
+}
+
+Test(polling, a_held_get_is_answered_by_a_publish)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    char sid[32], *b = NULL;
+    open_session(sid);
+    post(sid, "40");
+    post(sid, "421[\"join\",\"news\"]");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    cr_expect(strstr(b, "40{\"sid\":") && strstr(b, "431[{\"ok\":true"), "%s", b);
+    free(b);
+
+    int fd = get_start(sid);
+    cr_expect_not(readable(fd, 300), "the GET was answered with nothing queued");
+    th_response r;
+    cr_assert_eq(th_http(&r, srv.port, "POST", "/socket.io/publish",
+                         "{\"room\":\"news\",\"event\":\"flash\",\"args\":[1,\"two\"]}", 5000),
+                 0);
+    cr_expect_eq(r.status, 202, "%s", r.body);
+    th_response_free(&r);
+    char *got = get_finish(fd);
+    cr_expect(strstr(got, "200 OK") && strstr(got, "\r\n\r\n42[\"flash\",1,\"two\"]"), "%s", got);
+    free(got);
+}
+
+Test(polling, a_second_get_while_one_is_held_closes_the_session)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    char sid[32], *b = NULL;
+    open_session(sid);
+    int fd = get_start(sid);
+    cr_expect_not(readable(fd, 300), "the first GET was answered with nothing queued");
+    int st = req("GET", sid, NULL, &b);
+    cr_expect_eq(st, 400, "%d %s", st, b);
+    cr_expect_str_eq(b, "{\"code\":3,\"message\":\"Bad request\"}");
+    free(b);
+    char *got = get_finish(fd);
+    cr_expect(strstr(got, "\r\n\r\n1") && got[strlen(got) - 1] == '1', "the held GET gets close: %s", got);
+    free(got);
+    /* The session is gone (or going: then it only says close). */
+    st = req("GET", sid, NULL, &b);
+    cr_expect(st == 400 || (st == 200 && strcmp(b, "1") == 0), "%d %s", st, b);
+    free(b);
+}
+
+Test(polling, unknown_sids_and_bad_requests_get_engine_io_errors)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "transports = polling\n"), 0);
+    char *b = NULL;
+    cr_expect_eq(req("GET", "AAAAAQnope", NULL, &b), 400);
+    cr_expect_str_eq(b, "{\"code\":1,\"message\":\"Session ID unknown\"}");
+    free(b);
+    cr_expect_eq(req("POST", "AAAAAQnope", "40", &b), 400);
+    cr_expect_str_eq(b, "{\"code\":1,\"message\":\"Session ID unknown\"}");
+    free(b);
+    th_response r;
+    cr_assert_eq(th_http(&r, srv.port, "GET", "/socket.io/?EIO=4&transport=websocket", NULL, 5000), 0);
+    cr_expect_eq(r.status, 400, "websocket is not among the transports");
+    cr_expect_str_eq(r.body, "{\"code\":0,\"message\":\"Transport unknown\"}");
+    th_response_free(&r);
+    cr_assert_eq(th_http(&r, srv.port, "GET", "/socket.io/?EIO=3&transport=polling", NULL, 5000), 0);
+    cr_expect_eq(r.status, 400);
+    cr_expect_str_eq(r.body, "{\"code\":5,\"message\":\"Unsupported protocol version\"}");
+    th_response_free(&r);
+    /* The open packet offers no upgrade. */
+    cr_assert_eq(th_http(&r, srv.port, "GET", POLL, NULL, 5000), 0);
+    cr_expect(strstr(r.body, "\"upgrades\":[]"), "%s", r.body);
+    th_response_free(&r);
+
+    char sid[32];
+    open_session(sid);
+    cr_expect_eq(req("POST", sid, "40\x1e\x1e" "3", &b), 400, "an empty packet");
+    cr_expect_str_eq(b, "{\"code\":3,\"message\":\"Bad request\"}");
+    free(b);
+    int st = req("GET", sid, NULL, &b);
+    cr_expect(st == 400 || (st == 200 && strcmp(b, "1") == 0), "closed after a bad body: %d %s", st, b);
+    free(b);
+}
+
+Test(polling, a_body_over_max_message_size_gets_413_and_closes)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "max_message_size = 1024\n"), 0);
+    char sid[32], *b = NULL;
+    open_session(sid);
+    post(sid, "40");
+    char big[2048];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "42[\"", 4);
+    memcpy(big + sizeof big - 3, "\"]", 3);
+    int st = req("POST", sid, big, &b);
+    cr_expect_eq(st, 413, "%d %s", st, b);
+    free(b);
+    st = req("GET", sid, NULL, &b);
+    cr_expect(st == 400 || (st == 200 && strstr(b, "1")), "closed after 413: %d %s", st, b);
+    free(b);
+    /* The limit is the body's: one just under it still goes. */
+    open_session(sid);
+    post(sid, "40");
+    big[1000] = '\0';
+    memcpy(big + 997, "\"]", 3);
+    post(sid, big);
+}
+
+/* The sticky path end to end: every request on a fresh connection lands on
+ * any of 4 workers; each session's whoami always names the same worker. */
+Test(polling, forty_sessions_on_four_workers_each_polled_ten_times, .timeout = 240)
+{
+    cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF), 0);
+    enum { N = 40, ROUNDS = 10 };
+    static char sids[N][32];
+    int worker[N];
+    for (int i = 0; i < N; i++) {
+        open_session(sids[i]);
+        post(sids[i], "40");
+        worker[i] = -1;
+    }
+    int owners[64] = {0};
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            char body[64], *b = NULL;
+            snprintf(body, sizeof body, "42%d[\"whoami\"]", round + 1);
+            post(sids[i], body);
+            cr_assert_eq(req("GET", sids[i], NULL, &b), 200, "session %d round %d", i, round);
+            char want[32];
+            snprintf(want, sizeof want, "43%d[{", round + 1);
+            const char *a = strstr(b, want);
+            const char *w = a ? strstr(a, "\"worker\":") : NULL;
+            cr_assert(w, "session %d round %d: %s", i, round, b);
+            int wk = atoi(w + 9);
+            if (worker[i] < 0) {
+                worker[i] = wk;
+                if (wk >= 0 && wk < 64)
+                    owners[wk] = 1;
+            }
+            cr_assert_eq(wk, worker[i], "session %d moved from worker %d to %d", i, worker[i], wk);
+            free(b);
+        }
+    }
+    int n = 0;
+    for (int i = 0; i < 64; i++)
+        n += owners[i];
+    cr_expect_geq(n, 2, "all 40 sessions on one worker: nothing was steered");
+}

@@ -27,7 +27,7 @@
 #include "services/events/events.h"
 
 #define BUS_MSG_MAX (1 << 20) /* ipc/bus.c's largest message */
-#define NSP_LEN_MAX 128       /* longest namespace name, in bytes */
+#define NSP_LEN_MAX 64        /* longest namespace name, in bytes (fits a metric label) */
 
 void *cd_events__conf_new(void)
 {
@@ -105,7 +105,7 @@ static const char *bad_nsp(const char *t)
     if (t[0] != '/')
         return "must start with '/'";
     if (len > NSP_LEN_MAX)
-        return "is longer than 128 bytes";
+        return "is longer than 64 bytes";
     for (size_t i = 0; i < len; i++)
         if (t[i] < 0x21 || t[i] > 0x7e || t[i] == ',' || t[i] == '?' || t[i] == '"' || t[i] == '\\')
             return "holds a character other than printable ASCII but , ? \" \\";
@@ -251,7 +251,7 @@ static int set_publish_token_file(void *conf, const char *value, char *err, size
 
 /* Bounds: pings from 100 ms (a test's pace) to 1 h; a message from 1k to
  * Socket.IO's own default maxPayload; a queue of at least one message
- * (conf_check) up to 1g; a claim name as JWT claims go (1 to 64 bytes). */
+ * (conf_check) up to 1g; a claim name of at least one byte. */
 const cd_conf_key cd_events__keys[] = {
     CD_CONF_KEY("ping_interval", CD_KEY_MS, cd_events_conf, ping_interval_ms, 100, 3600000),
     CD_CONF_KEY("ping_timeout", CD_KEY_MS, cd_events_conf, ping_timeout_ms, 100, 3600000),

@@ -254,6 +254,14 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
         return -1;
     }
     st->auth = auth;
+    if (cd_events__stats_start(st) < 0) { /* the figures in /metrics (stats.c) */
+        snprintf(err, errlen, "out of memory");
+        if (auth)
+            cd_events__auth_free(auth);
+        cd_events__rooms_free(st);
+        free(st);
+        return -1;
+    }
     svc->state = st;
     cd_service_subscribe(svc, cd_events__on_bus);
     return 0;
@@ -299,6 +307,7 @@ static void events_destroy(cd_service *svc)
     cd_events__poll_index_free(st);
     if (st->auth)
         cd_events__auth_free(st->auth);
+    cd_events__stats_stop(st);
     free(st);
     svc->state = NULL;
 }

@@ -18,6 +18,7 @@
  *   events_proto.c pure codecs: a validating JSON scanner, Socket.IO
  *                  packets, publish bodies, the broadcast format on the bus
  *   events_hash.c  SipHash-2-4, the room table's hash
+ *   stats.c        the figures in /metrics (clients, rooms, messages)
  *   http/websocket.c  the WebSocket itself: the opening handshake's checks
  *                  and accept key, the connection over wslay; it knows
  *                  nothing of Engine.IO
@@ -354,8 +355,17 @@ struct cd_events_state {
     size_t nsp_sockets[CD_EVENTS_NSP_MAX]; /* connected sockets per namespace */
     size_t nclients_by[2];     /* by enum cd_events_transport */
     uint64_t msgs_in, msgs_out, slow_dropped; /* counters for /metrics (stats.c) */
+    struct cd_events_stats *stats; /* stats.c's timer, or NULL */
     unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
 };
+
+/* stats.c: the service's figures in /metrics (cd_service_metric), set
+ * from the state once a second.  start: 0 or -ENOMEM (sets them at once);
+ * stop: stops and frees the timer (fine when never started). */
+int cd_events__stats_start(cd_events_state *st);
+void cd_events__stats_stop(cd_events_state *st);
+/* Sets them now (the timer's tick; tests). */
+void cd_events__stats_update(cd_events_state *st);
 
 /* conf.c: the section's keys and checks (master and worker). */
 void *cd_events__conf_new(void);

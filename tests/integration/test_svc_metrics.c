@@ -3,7 +3,8 @@
  * clusterd/service.h) through the real binary: a module built here sets a
  * gauge and a counter in each of two workers, and /metrics (any worker)
  * shows them summed over the cluster under one # TYPE line each, with the
- * service label first and the module's labels after it.
+ * service label first and the module's labels after it; and the events
+ * service's figures, which it sets the same way.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -20,9 +21,11 @@ static char stage[64];
 static void fini(void)
 {
     cr_assert_eq(th_finish(&srv), 0, "sanitizer report in the clusterd log (printed above)");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", stage);
-    cr_expect_eq(system(cmd), 0);
+    if (stage[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", stage);
+        cr_expect_eq(system(cmd), 0);
+    }
 }
 
 TestSuite(svc_metrics, .fini = fini, .timeout = 120);
@@ -118,5 +121,58 @@ Test(svc_metrics, a_modules_gauge_and_counter_summed_over_two_workers)
     cr_expect(strstr(body, want[0]), "%s", body);
     cr_expect(strstr(body, want[1]), "%s", body);
     cr_expect_null(strstr(body, "bad name"), "%s", body);
+    free(body);
+}
+
+/* The sid of an Engine.IO open packet `0{"sid":"...",...}`, into sid. */
+static void open_sid(const char *body, char *sid, size_t cap)
+{
+    const char *p = strstr(body, "\"sid\":\"");
+    cr_assert_not_null(p, "an open packet: %s", body);
+    p += 7;
+    size_t n = strcspn(p, "\"");
+    cr_assert_lt(n, cap);
+    memcpy(sid, p, n);
+    sid[n] = '\0';
+}
+
+/* The events service's own figures (services/events/stats.c), from a
+ * polling client connected to /chat that joined one room, on -w 2: the
+ * steer hook brings every request of the session to its worker, so the
+ * sums are exactly this client's. */
+Test(svc_metrics, events_clients_rooms_and_messages)
+{
+    cr_assert_eq(th_start(&srv, 2, "/metrics", NULL,
+                          "[cluster]\nlisten = 127.0.0.1:%d\nheartbeat_interval = 100ms\n\n"
+                          "[ev]\ntype = events\nroute = /socket.io\nnamespaces = /, /chat\n\n"
+                          "[metrics]\ntype = metrics\n"),
+                 0);
+    th_response r;
+    th_http(&r, srv.port, "GET", "/socket.io/?EIO=4&transport=polling", NULL, 5000);
+    cr_assert_eq(r.status, 200, "%s", r.body ? r.body : "");
+    char sid[64], path[160];
+    open_sid(r.body, sid, sizeof sid);
+    th_response_free(&r);
+    snprintf(path, sizeof path, "/socket.io/?EIO=4&transport=polling&sid=%s", sid);
+    const char *posts[] = {"40/chat,", "42/chat,[\"join\",\"r1\"]"};
+    for (size_t i = 0; i < 2; i++) {
+        th_http(&r, srv.port, "POST", path, posts[i], 5000);
+        cr_assert_eq(r.status, 200, "POST %s: %d %s", posts[i], r.status, r.body ? r.body : "");
+        th_response_free(&r);
+    }
+    const char *want[] = {
+        "# TYPE clusterd_events_clients gauge\n",
+        "clusterd_events_clients{service=\"ev\",namespace=\"/chat\",transport=\"polling\"} 1\n",
+        "clusterd_events_clients{service=\"ev\",namespace=\"/chat\",transport=\"websocket\"} 0\n",
+        "clusterd_events_clients{service=\"ev\",namespace=\"/\",transport=\"polling\"} 0\n",
+        "clusterd_events_rooms{service=\"ev\",namespace=\"/chat\"} 1\n",
+        "clusterd_events_rooms{service=\"ev\",namespace=\"/\"} 0\n",
+        "# TYPE clusterd_events_messages_in_total counter\nclusterd_events_messages_in_total{service=\"ev\"} 2\n",
+        "clusterd_events_messages_out_total{service=\"ev\"} ",
+        "clusterd_events_slow_clients_dropped_total{service=\"ev\"} 0\n",
+    };
+    char *body = metrics_with(want, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_expect(strstr(body, want[i]), "missing: %s\nin:\n%s", want[i], body);
     free(body);
 }

@@ -142,7 +142,11 @@ Test(events_conf, namespaces_refused_leave_the_list_as_it_was)
     char many[33 * 5 + 1] = "";
     for (int i = 0; i < 33; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "/n%02d ", i);
-    const char *bad[] = {"chat", "/, /", "/a,/b,/a", "", " , ", "/a?x", "/caf\xc3\xa9", "/\"q", many};
+    char longest[66];
+    memset(longest, 'n', 65);
+    longest[0] = '/';
+    longest[65] = '\0'; /* 65 bytes: one more than a metric label keeps */
+    const char *bad[] = {"chat", "/, /", "/a,/b,/a", "", " , ", "/a?x", "/caf\xc3\xa9", "/\"q", many, longest};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         cr_expect_eq(set("namespaces", bad[i]), -1, "namespaces = %s accepted", bad[i]);
@@ -150,6 +154,8 @@ Test(events_conf, namespaces_refused_leave_the_list_as_it_was)
     }
     cr_expect_eq(conf->nnamespaces, 1);
     cr_expect_str_eq(conf->namespaces[0], "/");
+    longest[64] = '\0';
+    cr_expect_eq(set("namespaces", longest), 0, "%s", err);
     many[strlen(many) - 5] = '\0'; /* 32 of them */
     cr_expect_eq(set("namespaces", many), 0, "%s", err);
     cr_expect_eq(conf->nnamespaces, CD_EVENTS_NSP_MAX);

@@ -116,32 +116,40 @@ cc $(pkg-config --cflags clusterd) -shared -fPIC "$src/examples/hello/hello.c" -
 printf '[cluster]\nlisten = 127.0.0.1:8080\n[hello]\nmodule = %s\ntype = hello\n' "$work/hello.so" >"$work/hello.ini"
 /usr/sbin/clusterd -t -c "$work/hello.ini" || fail "the module built out of tree is refused"
 
+# The installed config, on a port of the test's own (CD_PACKAGE_PORT,
+# default 18480: a developer's clusterd may hold 8080), its root absolute.
 step "starting it as the unit does (user clusterd, RuntimeDirectory /run/clusterd)"
-if wait_for 1 curl -s -o /dev/null http://127.0.0.1:8080/; then
-    fail "something already listens on 127.0.0.1:8080"
+ADDR=127.0.0.1:${CD_PACKAGE_PORT:-18480}
+run_conf="$work/services.ini"
+sed -e "s|^listen = .*|listen = $ADDR|" -e 's|^root = www|root = /etc/clusterd/www|' "$CONF" >"$run_conf"
+chmod 0644 "$run_conf"
+chmod 0755 "$work"
+/usr/sbin/clusterd -t -c "$run_conf" || fail "clusterd -t -c $run_conf"
+if wait_for 1 curl -s -o /dev/null "http://$ADDR/"; then
+    fail "something already listens on $ADDR"
 fi
 install -d -o clusterd -g clusterd -m 0750 /run/clusterd
 RUNTIME_DIRECTORY=/run/clusterd setpriv --reuid=clusterd --regid=clusterd --init-groups --no-new-privs \
-    /usr/sbin/clusterd -c "$CONF" -w 2 2>>"$work/master.log" &
+    /usr/sbin/clusterd -c "$run_conf" -w 2 2>>"$work/master.log" &
 master=$!
-wait_for 20 curl -sf http://127.0.0.1:8080/healthz/ready || fail "not ready within 20 s"
+wait_for 20 curl -sf http://$ADDR/healthz/ready || fail "not ready within 20 s"
 [[ $(ps -o user= -p "$master") == clusterd ]] || fail "the master does not run as clusterd"
 [[ -S /run/clusterd/control ]] || fail "no control socket in /run/clusterd"
 
 step "serving"
 # (Answers are read whole before grep: grep -q would close the pipe early.)
-body=$(curl -sf http://127.0.0.1:8080/dummy) && [[ $body == *'"service":"dummy"'* ]] || fail "GET /dummy: $body"
-body=$(curl -sf http://127.0.0.1:8080/) && [[ $body == *'<html'* ]] || fail "GET / (the demo page)"
-body=$(curl -sf http://127.0.0.1:8080/metrics) && grep -q '^clusterd_' <<<"$body" ||
-    fail "GET /metrics: $(curl -s -i http://127.0.0.1:8080/metrics | head -c 600)"
-body=$(/usr/sbin/clusterctl -c "$CONF" status) && [[ $body == *ready* ]] || fail "clusterctl status: $body"
+body=$(curl -sf http://$ADDR/dummy) && [[ $body == *'"service":"dummy"'* ]] || fail "GET /dummy: $body"
+body=$(curl -sf http://$ADDR/) && [[ $body == *'<html'* ]] || fail "GET / (the demo page)"
+body=$(curl -sf http://$ADDR/metrics) && grep -q '^clusterd_' <<<"$body" ||
+    fail "GET /metrics: $(curl -s -i http://$ADDR/metrics | head -c 600)"
+body=$(/usr/sbin/clusterctl -c "$run_conf" status) && [[ $body == *ready* ]] || fail "clusterctl status: $body"
 wait_for 10 grep -q 'GET /dummy' /var/log/clusterd/access.log || fail "no access log line"
 
 if command -v logrotate >/dev/null; then
     step "logrotate: the access log is rotated and reopened"
     logrotate -f /etc/logrotate.d/clusterd || fail "logrotate"
     [[ -e /var/log/clusterd/access.log.1 ]] || fail "access.log was not rotated"
-    curl -sf http://127.0.0.1:8080/dummy?after=rotate >/dev/null
+    curl -sf http://$ADDR/dummy?after=rotate >/dev/null
     wait_for 10 grep -q 'after=rotate' /var/log/clusterd/access.log ||
         fail "the workers did not reopen the access log"
 else
@@ -150,7 +158,7 @@ fi
 
 step "reload: clusterctl reload (ExecReload), then SIGHUP"
 old=$(pgrep -P "$master" | sort)
-/usr/sbin/clusterctl -c "$CONF" reload || fail "clusterctl reload"
+/usr/sbin/clusterctl -c "$run_conf" reload || fail "clusterctl reload"
 new=$(pgrep -P "$master" | sort)
 [[ -n $new && -z $(comm -12 <(echo "$old") <(echo "$new")) ]] || fail "reload did not replace the workers"
 kill -HUP "$master"
@@ -160,7 +168,7 @@ replaced() {
     [[ $(wc -l <<<"$now") -eq 2 && -z $(comm -12 <(echo "$new") <(echo "$now")) ]]
 }
 wait_for 30 replaced || fail "SIGHUP did not replace the workers"
-curl -sf http://127.0.0.1:8080/dummy >/dev/null || fail "GET /dummy after the reloads"
+curl -sf http://$ADDR/dummy >/dev/null || fail "GET /dummy after the reloads"
 
 step "stop (SIGTERM)"
 kill -TERM "$master"

@@ -1,19 +1,27 @@
 /*
- * broadcast.c - room broadcasts across workers, and POST {route}/publish
- * (worker, loop thread).
+ * broadcast.c - packets and commands to sockets on every worker (worker,
+ * loop thread).
  *
- * Both kinds of broadcast (an event a client emits to its rooms, and a
- * backend's publish) travel as one bus message (cd_service_publish, in
- * the format of cd_events__bcast_encode) that reaches this service on
- * every worker, the sender's included; each worker then delivers it to its
- * local members, once per client even when it is in several of the rooms.
- * So delivery order is the bus order, the same on every worker, and a
- * worker needs no knowledge of where other clients live.  Delivery is best
- * effort, as with Socket.IO's adapters: a worker that falls a whole bus
- * buffer behind loses broadcasts (see ipc/bus.h).
+ * Whatever addresses sockets by room rather than one at a time (an event a
+ * client emits to its rooms, a backend's publish, join, leave or
+ * disconnect) travels as one bus message (cd_service_publish, in the
+ * format of bus_proto.c) that reaches this service on every worker, the
+ * sender's included; each worker then applies it to its own sockets.  So
+ * every worker sees the operations in the bus order, and none needs to
+ * know where other sockets live.  Delivery is best effort, as with
+ * Socket.IO's adapters: a worker that falls a whole bus buffer behind
+ * loses messages (see ipc/bus.h).
  *
- * A publish body must be valid UTF-8 JSON (cd_events__publish_parse),
- * since it goes to clients in text frames.
+ * Applying one: the sockets of the namespace in any target room (none
+ * given: room "", which every socket of the namespace is in), each once,
+ * minus those in any except room.  Each message takes a new mark: the
+ * members of the except rooms get it first, then the target rooms' members
+ * are walked, skipping marked sockets and marking the others as they are
+ * acted on.  Acting (sending, joining, leaving, disconnecting) may free
+ * the current member and its socket, never another member of the room
+ * being walked, so saving the next member first is enough (events.h).  A
+ * join prepends to its room's list, so even a join to the room being
+ * walked never makes the walk see a socket twice.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,97 +31,135 @@
 #include "clusterd/service.h"
 #include "services/events/events.h"
 
-int cd_events__broadcast(cd_events_state *st, const cd_events_target *t, const cd_events_packet *p)
+int cd_events__bus_send(cd_events_state *st, const cd_events_target *t, const cd_events_bus_op *op)
 {
-    /* TODO(issue 12): the namespace, except rooms and attachments travel in
-     * the bus format; until then namespace "/" and one except sid. */
-    if (t->nsp != 0 || p->nattach || t->nexcept > 1)
-        return -ENOTSUP;
-    const char *except = t->nexcept ? t->except[0] : NULL;
-    size_t except_len = t->nexcept ? t->except_lens[0] : 0;
-    size_t cap = 1 + 1 + except_len + 2 + p->text_len;
-    for (size_t i = 0; i < t->nrooms; i++)
-        cap += 2 + t->room_lens[i];
-    char *buf = malloc(cap);
+    const cd_events_conf *conf = st->conf;
+    if (t->nsp < 0 || (size_t)t->nsp >= conf->nnamespaces)
+        return -EINVAL;
+    const char *nsp = conf->namespaces[t->nsp];
+    long n = cd_events__bus_encode(NULL, 0, nsp, strlen(nsp), t, op);
+    if (n < 0)
+        return (int)n;
+    char *buf = malloc((size_t)n);
     if (!buf)
         return -ENOMEM;
-    long n = cd_events__bcast_encode(buf, cap, except, except_len, t->rooms, t->room_lens, t->nrooms, p->text,
-                                     p->text_len);
+    n = cd_events__bus_encode(buf, (size_t)n, nsp, strlen(nsp), t, op);
     int rc = n < 0 ? (int)n : cd_service_publish(st->svc, buf, (size_t)n);
     free(buf);
     return rc;
 }
 
-/* Delivers b to the local members of one room, skipping sockets that got
- * this broadcast (mark) already. */
-static void deliver(cd_events_room *r, const cd_events_bcast *b, uint64_t mark)
+int cd_events__broadcast(cd_events_state *st, const cd_events_target *t, const cd_events_packet *p)
 {
-    cd_events_member *m = r ? r->members : NULL;
-    cd_events_packet p = {.text = b->packet, .text_len = b->packet_len};
-    while (m) {
-        cd_events_member *next = m->next; /* acting on m may free it (events.h) */
-        cd_events_socket *s = m->socket;
-        if (s->mark != mark) {
-            s->mark = mark;
-            if (!(b->except_len == strlen(s->sid) && memcmp(b->except, s->sid, b->except_len) == 0))
-                cd_events__send_packet(s->client, &p);
-        }
-        m = next;
+    cd_events_bus_op op = {.op = CD_EVENTS_BUS_PACKET, .packet = p};
+    return cd_events__bus_send(st, t, &op);
+}
+
+/* What one message does to each socket it reaches. */
+typedef struct apply {
+    const cd_events_bus_msg *m;
+    cd_events_packet packet;
+    uint64_t mark;
+    size_t refused; /* joins refused (max_rooms, memory) */
+} apply;
+
+static void act(apply *a, cd_events_socket *s)
+{
+    const cd_events_bus_msg *m = a->m;
+    switch (m->op) {
+    case CD_EVENTS_BUS_PACKET:
+        cd_events__send_packet(s->client, &a->packet);
+        break;
+    case CD_EVENTS_BUS_JOIN:
+        if (cd_events__room_join(s, m->room, m->room_len) < 0)
+            a->refused++;
+        break;
+    case CD_EVENTS_BUS_LEAVE:
+        cd_events__room_leave(s, m->room, m->room_len);
+        break;
+    case CD_EVENTS_BUS_DISCONNECT:
+        cd_events__socket_disconnect(s, m->close);
+        break;
     }
+}
+
+/* Acts on the unmarked members of room [name, len) of nsp (mark: nothing
+ * but setting the mark). */
+static void walk(cd_events_state *st, apply *a, int nsp, const char *name, size_t len, int mark_only)
+{
+    cd_events_room *r = cd_events__room_find(st, nsp, name, len);
+    cd_events_member *mb = r ? r->members : NULL;
+    while (mb) {
+        cd_events_member *next = mb->next; /* acting on mb may free it (events.h) */
+        cd_events_socket *s = mb->socket;
+        if (s->mark != a->mark) {
+            s->mark = a->mark;
+            if (!mark_only)
+                act(a, s);
+        }
+        mb = next;
+    }
+}
+
+/* The attachments' pointers and lengths, in arrays (cd_events_packet's
+ * shape).  0 or -ENOMEM; *ptrs and *lens to free. */
+static int attachments(const cd_events_bus_msg *m, const char ***ptrs, size_t **lens)
+{
+    *ptrs = NULL;
+    *lens = NULL;
+    if (!m->nattach)
+        return 0;
+    *ptrs = malloc(m->nattach * sizeof **ptrs);
+    *lens = malloc(m->nattach * sizeof **lens);
+    if (!*ptrs || !*lens)
+        return -ENOMEM;
+    const unsigned char *cur = m->attach;
+    for (size_t i = 0; i < m->nattach; i++)
+        cd_events__bus_attach(&cur, &(*ptrs)[i], &(*lens)[i]);
+    return 0;
 }
 
 void cd_events__on_bus(cd_service *svc, const void *msg, size_t len)
 {
     cd_events_state *st = svc->state;
-    cd_events_bcast b;
-    if (!st || cd_events__bcast_decode(msg, len, &b) < 0)
+    cd_events_bus_msg m;
+    if (!st)
         return;
-    uint64_t mark = ++st->mark;
-    const unsigned char *cur = b.rooms;
-    for (size_t i = 0; i < b.nrooms; i++) {
-        const char *name;
-        size_t nl;
-        cd_events__bcast_room(&cur, &name, &nl);
-        deliver(cd_events__room_find(st, 0, name, nl), &b, mark);
-    }
-}
-
-static void publish(cd_events_state *st, cd_request *req)
-{
-    size_t blen = 0;
-    const char *body = cd_request_body(req, &blen);
-    if (!body) /* no body at all: still "not an object", without NULL + 0 */
-        body = "", blen = 0;
-    cd_events_publish pub;
-    const char *why = NULL;
-    int rc = cd_events__publish_parse(body, blen, (size_t)st->conf->max_message_size, &pub, &why);
-    if (rc < 0) {
-        cd_request_respond_error(req, rc == -EMSGSIZE ? 413 : rc == -ENOMEM ? 503 : 400, why);
+    if (cd_events__bus_decode(msg, len, &m) < 0) {
+        cd_debug("events: a bus message of %zu bytes does not decode; ignored", len);
         return;
     }
-    const char *rooms[1] = {pub.room};
-    size_t lens[1] = {pub.room_len};
-    cd_events_target t = {.nsp = 0, .nrooms = 1, .rooms = rooms, .room_lens = lens};
-    cd_events_packet p = {.text = pub.packet, .text_len = pub.packet_len};
-    rc = cd_events__broadcast(st, &t, &p);
-    free(pub.packet);
-    if (rc == -EAGAIN) {
-        cd_request_respond_error(req, 503, "the bus is backed up; try again");
+    int nsp = cd_events__nsp_index(st->conf, m.nsp, m.nsp_len);
+    if (nsp < 0) /* a worker of another configuration (a reload under way) */
         return;
+    apply a = {.m = &m, .mark = ++st->mark, .packet = {.text = m.text, .text_len = m.text_len,
+                                                       .nattach = m.nattach}};
+    const char **ptrs;
+    size_t *lens;
+    if (attachments(&m, &ptrs, &lens) < 0) {
+        cd_warn("events: out of memory for a broadcast's %zu attachments; dropped", m.nattach);
+        goto out;
     }
-    if (rc < 0) {
-        cd_info("events: publish to room of %zu bytes failed: %s", pub.room_len, strerror(-rc));
-        cd_request_respond_error(req, 500, "publish failed");
-        return;
+    a.packet.attach = ptrs;
+    a.packet.attach_len = lens;
+    const unsigned char *cur = m.except;
+    const char *name;
+    size_t nl;
+    for (size_t i = 0; i < m.nexcept; i++) {
+        cd_events__bus_name(&cur, &name, &nl);
+        walk(st, &a, nsp, name, nl, 1);
     }
-    static const char ok[] = "{\"ok\":true}";
-    cd_request_respond(req, 202, "application/json", ok, sizeof ok - 1);
-}
-
-void cd_events__backend(cd_events_state *st, cd_request *req, const char *what)
-{
-    if (strcmp(what, "publish") == 0)
-        publish(st, req);
-    else
-        cd_request_respond_error(req, 404, "no such resource");
+    if (!m.nrooms)
+        walk(st, &a, nsp, "", 0, 0);
+    cur = m.rooms;
+    for (size_t i = 0; i < m.nrooms; i++) {
+        cd_events__bus_name(&cur, &name, &nl);
+        walk(st, &a, nsp, name, nl, 0);
+    }
+    if (a.refused)
+        cd_info("events: join of a room of %zu bytes refused to %zu sockets (max_rooms or memory)", m.room_len,
+                a.refused);
+out:
+    free(ptrs);
+    free(lens);
 }

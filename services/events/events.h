@@ -13,10 +13,12 @@
  *   socketio.c     Socket.IO packets: connect, disconnect, events, acks,
  *                  join/leave/whoami
  *   rooms.c        the room registry (keyed hash of rooms, memberships)
- *   broadcast.c    room broadcasts over the bus (fan-out on every worker)
- *                  and POST {route}/publish
+ *   broadcast.c    packets and commands to sockets on every worker (the
+ *                  bus), applied on each to its own sockets
+ *   backend.c      POST {route}/publish, /join, /leave, /disconnect
+ *   bus_proto.c    pure codecs: the backend bodies, the bus messages
  *   events_proto.c pure codecs: a validating JSON scanner, Socket.IO
- *                  packets, publish bodies, the broadcast format on the bus
+ *                  packets
  *   events_hash.c  SipHash-2-4, the room table's hash
  *   stats.c        the figures in /metrics (clients, rooms, messages)
  *   http/websocket.c  the WebSocket itself: the opening handshake's checks
@@ -154,57 +156,11 @@ int cd_events__sio_parse(const char *msg, size_t len, cd_sio_packet *p);
  * its own socket. */
 int cd_events__reserved_event(const char *name);
 
-/* ---- POST {route}/publish ---- */
-
-typedef struct cd_events_publish {
-    char room[CD_EVENTS_ROOM_MAX + 1]; /* decoded, NUL-terminated */
-    size_t room_len;
-    char *packet; /* malloc'd Engine.IO text "42[" event ["," args] "]"; free() it */
-    size_t packet_len;
-} cd_events_publish;
-
-/* Parses and checks a publish body: valid UTF-8 throughout, one JSON
- * object and nothing after it but whitespace, with "room" (a non-empty
- * string of at most CD_EVENTS_ROOM_MAX bytes), "event" (a non-empty string
- * Socket.IO does not reserve) and optionally "args" (an array); other
- * members are ignored.  Builds the packet every member of the room gets.
- * Returns 0; -EINVAL (bad body), -EMSGSIZE (packet over max_len) or
- * -ENOMEM, with a reason for the client in *why (no internals). */
-int cd_events__publish_parse(const char *body, size_t len, size_t max_len, cd_events_publish *out,
-                             const char **why);
-
 /* ---- the room table's hash (events_hash.c) ---- */
 
 /* SipHash-2-4 of [data, data + len) under a 128-bit key (the reference
  * algorithm, so its published test vectors apply). */
 uint64_t cd_events__siphash(const unsigned char key[16], const void *data, size_t len);
-
-/* ---- room broadcasts on the bus ----
- *
- * One bus message carries one Socket.IO packet for the members of a set of
- * rooms, except the sender:
- *   'R' | sid length (1 byte) | sid | room count (2 bytes, big endian) |
- *   per room: length (2 bytes, big endian) | name | then the packet text.
- * Every worker (the sender's included) delivers it to its local members,
- * once per client even when it is in several of the rooms. */
-typedef struct cd_events_bcast {
-    const char *except; /* sid not to deliver to; may be empty */
-    size_t except_len;
-    size_t nrooms;
-    const unsigned char *rooms; /* first room record, walk with _bcast_room */
-    const char *packet;
-    size_t packet_len;
-} cd_events_bcast;
-
-/* Encodes into buf (cap bytes).  Returns the length, or -EMSGSIZE. */
-long cd_events__bcast_encode(char *buf, size_t cap, const char *except, size_t except_len,
-                             const char *const *rooms, const size_t *room_lens, size_t nrooms,
-                             const char *packet, size_t packet_len);
-/* Decodes a bus message (pointers into msg).  Returns 0 or -EINVAL. */
-int cd_events__bcast_decode(const void *msg, size_t len, cd_events_bcast *b);
-/* Walks the rooms of a decoded message: call with *cur = b->rooms first;
- * sets name/len and advances *cur. */
-void cd_events__bcast_room(const unsigned char **cur, const char **name, size_t *len);
 
 /* ---- Engine.IO polling payloads (eio_payload.c) ---- */
 
@@ -526,12 +482,101 @@ typedef struct cd_events_target {
     const char *const *except;
     const size_t *except_lens;
 } cd_events_target;
-/* Sends p to the target's sockets on every worker (this one included).
- * Returns 0 or -errno (-EAGAIN: the bus is backed up; -EMSGSIZE). */
+
+/* ---- bus messages (bus_proto.c, pure) ----
+ * One message is one operation on the target's sockets (bus_proto.c
+ * gives the format, and how socket.io's adapters map onto it). */
+enum {
+    CD_EVENTS_BUS_PACKET = 'P',     /* send a packet */
+    CD_EVENTS_BUS_JOIN = 'J',       /* join a room (socketsJoin) */
+    CD_EVENTS_BUS_LEAVE = 'L',      /* leave a room (socketsLeave) */
+    CD_EVENTS_BUS_DISCONNECT = 'D', /* disconnect (disconnectSockets) */
+};
+/* Limits the decoder enforces (the encoder refuses more): names of rooms,
+ * except rooms and namespaces are at most CD_EVENTS_ROOM_MAX bytes. */
+#define CD_EVENTS_BUS_LIST_MAX 2048  /* rooms, or except rooms, per message */
+#define CD_EVENTS_BUS_ATTACH_MAX 256 /* attachments per packet */
+#define CD_EVENTS_BUS_MSG_MAX (1 << 20) /* ipc/bus.c's largest message */
+typedef struct cd_events_bus_op {
+    int op;                           /* CD_EVENTS_BUS_* */
+    const cd_events_packet *packet;   /* PACKET */
+    const char *room;                 /* JOIN, LEAVE: 1..CD_EVENTS_ROOM_MAX bytes */
+    size_t room_len;
+    int close;                        /* DISCONNECT: close the transport too */
+} cd_events_bus_op;
+/* Encodes op on the target's sockets of namespace nsp (its name) into buf
+ * (cap bytes; buf NULL: only returns the length it needs).  Returns the
+ * length, -EMSGSIZE (a limit above, or over cap), -EINVAL (unknown op). */
+long cd_events__bus_encode(void *buf, size_t cap, const char *nsp, size_t nsp_len, const cd_events_target *t,
+                           const cd_events_bus_op *op);
+/* A decoded message, pointing into it.  Walk rooms and except (nrooms and
+ * nexcept names) with _bus_name, attach (nattach) with _bus_attach. */
+typedef struct cd_events_bus_msg {
+    int op;
+    const char *nsp;
+    size_t nsp_len;
+    size_t nrooms, nexcept, nattach;
+    const unsigned char *rooms, *except, *attach;
+    const char *text; /* PACKET: the Engine.IO text message */
+    size_t text_len;
+    const char *room; /* JOIN, LEAVE */
+    size_t room_len;
+    int close;        /* DISCONNECT */
+} cd_events_bus_msg;
+/* Decodes a message (any bytes: the bus is not trusted).  0 or -EINVAL. */
+int cd_events__bus_decode(const void *msg, size_t len, cd_events_bus_msg *m);
+/* Reads the name at *cur (a rooms or except record) and advances *cur. */
+void cd_events__bus_name(const unsigned char **cur, const char **name, size_t *len);
+/* Reads the attachment at *cur and advances *cur. */
+void cd_events__bus_attach(const unsigned char **cur, const char **data, size_t *len);
+
+/* ---- backend bodies (bus_proto.c, pure) ---- */
+enum { CD_EVENTS_CMD_PUBLISH, CD_EVENTS_CMD_JOIN, CD_EVENTS_CMD_LEAVE, CD_EVENTS_CMD_DISCONNECT };
+/* Most names in one body's target (room, rooms, sid and user together),
+ * and in its except list. */
+#define CD_EVENTS_TARGET_MAX 64
+typedef struct cd_events_cmd {
+    int cmd;                          /* CD_EVENTS_CMD_* */
+    char nsp[CD_EVENTS_ROOM_MAX + 1]; /* decoded; "/" when absent */
+    size_t nsp_len;
+    size_t nrooms, nexcept, nnames;   /* the target, as cd_events_target wants it */
+    const char *rooms[CD_EVENTS_TARGET_MAX], *except[CD_EVENTS_TARGET_MAX];
+    size_t room_lens[CD_EVENTS_TARGET_MAX], except_lens[CD_EVENTS_TARGET_MAX];
+    char room[CD_EVENTS_ROOM_MAX + 1]; /* JOIN, LEAVE */
+    size_t room_len;
+    int close;                        /* DISCONNECT */
+    char *packet;                     /* PUBLISH: "42<nsp,>[event,args...]"; _cmd_free */
+    size_t packet_len;
+    char names[2 * CD_EVENTS_TARGET_MAX][CD_EVENTS_ROOM_MAX + 1]; /* storage (last member) */
+} cd_events_cmd;
+/* Parses the body of endpoint cmd: valid UTF-8 throughout, one JSON
+ * object and nothing after it but whitespace; the target: "namespace"
+ * (default "/"), "room", "rooms" (array), "sid", "user" (room
+ * "user:<sub>"), "except" (array or one name), names of 1 to
+ * CD_EVENTS_ROOM_MAX bytes; then PUBLISH "event" (non-empty, not a name
+ * Socket.IO reserves) and optional "args" (an array), whose packet must
+ * fit max_len; JOIN "join", LEAVE "leave" (a room name); DISCONNECT
+ * optional "close" (a boolean).  Other members are ignored.  Returns 0;
+ * -EINVAL (bad body), -ENOENT (a namespace longer than any can be),
+ * -EMSGSIZE (packet over max_len) or -ENOMEM, with a reason for the client
+ * in *why (no internals).  Call _cmd_free after it, whatever it returned. */
+int cd_events__cmd_parse(int cmd, const char *body, size_t len, size_t max_len, cd_events_cmd *out,
+                         const char **why);
+void cd_events__cmd_free(cd_events_cmd *c);
+
+/* broadcast.c */
+/* Puts op on the bus for the target's sockets on every worker (this one
+ * included), where cd_events__on_bus applies it.  Returns 0 or -errno
+ * (-EAGAIN: the bus is backed up; -EMSGSIZE; -ENOMEM). */
+int cd_events__bus_send(cd_events_state *st, const cd_events_target *t, const cd_events_bus_op *op);
+/* Sends p to the target's sockets on every worker: _bus_send of a PACKET. */
 int cd_events__broadcast(cd_events_state *st, const cd_events_target *t, const cd_events_packet *p);
 /* The bus callback: delivers a broadcast or command to this worker's sockets. */
 void cd_events__on_bus(struct cd_service *svc, const void *msg, size_t len);
-/* Answers POST {route}/publish, /join, /leave, /disconnect. */
+
+/* backend.c: answers POST {route}/publish, /join, /leave, /disconnect
+ * (what: "publish", ...): the bearer token when publish_token is set, the
+ * body (cd_events__cmd_parse), then one bus message. */
 void cd_events__backend(cd_events_state *st, cd_request *req, const char *what);
 
 #endif

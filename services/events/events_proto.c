@@ -1,13 +1,12 @@
 /*
  * events_proto.c - the pure codecs of the events service (worker, on its
- * loop; also the unit tests): a validating JSON scanner, Socket.IO v5
- * packet parsing, publish bodies, and room broadcasts on the bus.
+ * loop; also the unit tests): a validating JSON scanner and Socket.IO v5
+ * packet parsing (the backend bodies and the bus messages are bus_proto.c's).
  *
- * Every function reads bounded input ([p, end) or a length) and never
- * logs; errors are return codes.  Only cd_events__publish_parse allocates
- * (the packet a publish body becomes).  The JSON scanner recurses at most
- * `depth` levels, so a hostile "[[[[..." costs a bounded stack.  See
- * events.h for why the payloads stay raw JSON text.
+ * Every function reads bounded input ([p, end) or a length), allocates
+ * nothing and never logs; errors are return codes.  The JSON scanner
+ * recurses at most `depth` levels, so a hostile "[[[[..." costs a bounded
+ * stack.  See events.h for why the payloads stay raw JSON text.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -483,146 +482,4 @@ int cd_events__reserved_event(const char *name)
         if (strcmp(name, names[i]) == 0)
             return 1;
     return 0;
-}
-
-/* ---- POST {route}/publish ---- */
-
-int cd_events__publish_parse(const char *body, size_t len, size_t max_len, cd_events_publish *out,
-                             const char **why)
-{
-    static const char shape[] = "expected a JSON object with \"room\" (a non-empty string of at most 128 bytes), "
-                                "\"event\" (a string) and \"args\" (an array)";
-    const char *end = body + len;
-    const char *rv, *rv_end, *ev, *ev_end, *av = NULL, *av_end = NULL;
-    char ename[16];
-
-    memset(out, 0, sizeof *out);
-    /* The whole body, not just the members used: it is one JSON text. */
-    if (!cd_utf8_valid(body, len)) {
-        *why = "the body is not valid UTF-8";
-        return -EINVAL;
-    }
-    const char *obj_end = cd_events__json_skip(body, end, CD_EVENTS_JSON_DEPTH);
-    if (!obj_end || cd_events__json_ws(obj_end, end) != end) {
-        *why = shape;
-        return -EINVAL;
-    }
-    int rl;
-    if (cd_events__json_get(body, end, "room", &rv, &rv_end) < 0 ||
-        (rl = cd_events__json_string(rv, rv_end, out->room, sizeof out->room, NULL)) <= 0) {
-        *why = shape;
-        return -EINVAL;
-    }
-    out->room_len = (size_t)rl;
-    /* Names longer than any reserved one do not fit ename (-E2BIG), nor
-     * do names with a NUL or a lone surrogate (-EINVAL): none is reserved,
-     * and all are JSON a client can take. */
-    int el = -EINVAL;
-    if (cd_events__json_get(body, end, "event", &ev, &ev_end) < 0 || *ev != '"' ||
-        (el = cd_events__json_string(ev, ev_end, ename, sizeof ename, NULL)) == 0 ||
-        (el > 0 && cd_events__reserved_event(ename))) {
-        *why = "\"event\" must be a non-empty string, not a name Socket.IO reserves (connect, disconnect, ...)";
-        return -EINVAL;
-    }
-    int ra = cd_events__json_get(body, end, "args", &av, &av_end);
-    if (ra == 0 && *av != '[') {
-        *why = "\"args\" must be an array";
-        return -EINVAL;
-    }
-    /* "42[" event ["," args-inner] "]" */
-    size_t inner = 0;
-    const char *in = NULL;
-    if (ra == 0) {
-        in = av + 1;
-        const char *close = av_end - 1; /* the ']' */
-        if (cd_events__json_ws(in, close) != close)
-            inner = (size_t)(close - in);
-    }
-    size_t plen = 3 + (size_t)(ev_end - ev) + (inner ? 1 + inner : 0) + 1;
-    if (plen > max_len) {
-        *why = "the event is larger than max_message_size";
-        return -EMSGSIZE;
-    }
-    char *pkt = malloc(plen);
-    if (!pkt) {
-        *why = "out of memory";
-        return -ENOMEM;
-    }
-    size_t o = 0;
-    memcpy(pkt, "42[", 3), o = 3;
-    memcpy(pkt + o, ev, (size_t)(ev_end - ev)), o += (size_t)(ev_end - ev);
-    if (inner) {
-        pkt[o++] = ',';
-        memcpy(pkt + o, in, inner), o += inner;
-    }
-    pkt[o++] = ']';
-    out->packet = pkt;
-    out->packet_len = o;
-    return 0;
-}
-
-/* ---- room broadcasts ---- */
-
-long cd_events__bcast_encode(char *buf, size_t cap, const char *except, size_t except_len,
-                             const char *const *rooms, const size_t *room_lens, size_t nrooms,
-                             const char *packet, size_t packet_len)
-{
-    size_t need = 1 + 1 + except_len + 2 + packet_len;
-    for (size_t i = 0; i < nrooms; i++)
-        need += 2 + room_lens[i];
-    if (except_len > 255 || nrooms > 65535 || need > cap)
-        return -EMSGSIZE;
-    unsigned char *o = (unsigned char *)buf;
-    *o++ = 'R';
-    *o++ = (unsigned char)except_len;
-    if (except_len) /* memcpy from NULL is undefined even for 0 bytes */
-        memcpy(o, except, except_len);
-    o += except_len;
-    *o++ = (unsigned char)(nrooms >> 8);
-    *o++ = (unsigned char)nrooms;
-    for (size_t i = 0; i < nrooms; i++) {
-        if (room_lens[i] > 65535)
-            return -EMSGSIZE;
-        *o++ = (unsigned char)(room_lens[i] >> 8);
-        *o++ = (unsigned char)room_lens[i];
-        memcpy(o, rooms[i], room_lens[i]);
-        o += room_lens[i];
-    }
-    memcpy(o, packet, packet_len);
-    return (long)need;
-}
-
-int cd_events__bcast_decode(const void *msg, size_t len, cd_events_bcast *b)
-{
-    const unsigned char *p = msg, *end = p + len;
-    if (len < 4 || p[0] != 'R')
-        return -EINVAL;
-    p++;
-    b->except_len = *p++;
-    b->except = (const char *)p;
-    if ((size_t)(end - p) < b->except_len + 2)
-        return -EINVAL;
-    p += b->except_len;
-    b->nrooms = (size_t)p[0] << 8 | p[1];
-    p += 2;
-    b->rooms = p;
-    for (size_t i = 0; i < b->nrooms; i++) {
-        if (end - p < 2)
-            return -EINVAL;
-        size_t l = (size_t)p[0] << 8 | p[1];
-        if ((size_t)(end - p - 2) < l)
-            return -EINVAL;
-        p += 2 + l;
-    }
-    b->packet = (const char *)p;
-    b->packet_len = (size_t)(end - p);
-    return 0;
-}
-
-void cd_events__bcast_room(const unsigned char **cur, const char **name, size_t *len)
-{
-    const unsigned char *p = *cur;
-    *len = (size_t)p[0] << 8 | p[1];
-    *name = (const char *)p + 2;
-    *cur = p + 2 + *len;
 }

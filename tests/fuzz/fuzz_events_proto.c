@@ -1,8 +1,9 @@
 /*
  * fuzz_events_proto.c - the events service's pure codecs
  * (services/events/events_proto.c): the JSON scanner and string decoder,
- * member lookup, Socket.IO packet parsing and the bus's room-broadcast
- * framing; and the WebSocket handshake's header helpers (http/websocket.c).
+ * member lookup and Socket.IO packet parsing (the bus messages are
+ * fuzz_events_bus.c's); and the WebSocket handshake's header helpers
+ * (http/websocket.c).
  * Every input goes through all of them.
  *
  * Besides "no crash, no out-of-bounds read", the invariants the service
@@ -16,8 +17,7 @@
  *     ["," args] "]", or "5<n>-[...]") parses again to the same name,
  *     arguments and attachment count; a binary packet announces at most
  *     CD_EVENTS_ATTACH_MAX attachments, and names "_placeholder" when
- *     it announces any;
- *   - a decoded broadcast re-encodes to the same bytes.
+ *     it announces any.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -113,35 +113,6 @@ static void check_sio(const char *s, size_t len)
     free(r);
 }
 
-static void check_bcast(const uint8_t *data, size_t size)
-{
-    cd_events_bcast b;
-    if (cd_events__bcast_decode(data, size, &b) < 0)
-        return;
-    const unsigned char *cur = b.rooms;
-    const char *names[64];
-    size_t lens[64];
-    size_t n = b.nrooms < 64 ? b.nrooms : 64;
-    for (size_t i = 0; i < b.nrooms; i++) {
-        const char *nm;
-        size_t l;
-        cd_events__bcast_room(&cur, &nm, &l);
-        CHECK((const uint8_t *)nm >= data && (const uint8_t *)nm + l <= data + size);
-        if (i < 64) {
-            names[i] = nm;
-            lens[i] = l;
-        }
-    }
-    CHECK(b.packet + b.packet_len == (const char *)data + size);
-    if (n != b.nrooms)
-        return;
-    char *buf = malloc(size ? size : 1);
-    CHECK(buf);
-    long len = cd_events__bcast_encode(buf, size, b.except, b.except_len, names, lens, n, b.packet, b.packet_len);
-    CHECK(len == (long)size && memcmp(buf, data, size) == 0);
-    free(buf);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data, *end = s + size;
@@ -150,7 +121,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Engine.IO messages: the Socket.IO packet follows a '4'. */
     if (size && s[0] == '4')
         check_sio(s + 1, size - 1);
-    check_bcast(data, size);
     (void)cd_utf8_valid(s, size);
 
     /* The header helpers take C strings. */

@@ -242,7 +242,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const size_t lens[] = {1, 1};
         static const char pkt[] = "42[\"news\",{\"n\":1}]";
         char msg[256];
-        long n = cd_events__bcast_encode(msg, sizeof msg, "", 0, rooms, lens, 2, pkt, sizeof pkt - 1);
+        cd_events_target t = {.nrooms = 2, .rooms = rooms, .room_lens = lens};
+        cd_events_packet p = {.text = pkt, .text_len = sizeof pkt - 1};
+        cd_events_bus_op op = {.op = CD_EVENTS_BUS_PACKET, .packet = &p};
+        long n = cd_events__bus_encode(msg, sizeof msg, "/", 1, &t, &op);
         if (n > 0)
             svc.bus_cb(&svc, msg, (size_t)n);
         turn(sv[1], reads, 2);

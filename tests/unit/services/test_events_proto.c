@@ -1,8 +1,7 @@
 /*
  * test_events_proto.c - unit tests of the events service's codecs
  * (services/events/events_proto.c): the JSON scanner, Socket.IO packet
- * parsing (binary packets and their placeholders too), publish bodies
- * and room broadcasts on the bus.  Runs in
+ * parsing (binary packets and their placeholders too).  Runs in
  * criterion's test processes; no sockets, no loop.
  */
 #include <criterion/criterion.h>
@@ -195,38 +194,6 @@ Test(events_sio, refuses_bad_binary_packets)
 /* Members whose names the key decoder refuses (a NUL, longer than its
  * buffer, a lone surrogate) are skipped, not followed into a NULL: this
  * once crashed the worker on POST /publish {"\u0000":1}. */
-Test(events_bcast, round_trips)
-{
-    char buf[256];
-    const char *rooms[] = {"a", "room-two"};
-    size_t lens[] = {1, 8};
-    const char *pkt = "42[\"ev\",1]";
-    long n = cd_events__bcast_encode(buf, sizeof buf, "SID", 3, rooms, lens, 2, pkt, strlen(pkt));
-    cr_assert_gt(n, 0);
-    cd_events_bcast b;
-    cr_assert_eq(cd_events__bcast_decode(buf, (size_t)n, &b), 0);
-    cr_expect(b.except_len == 3 && memcmp(b.except, "SID", 3) == 0);
-    cr_assert_eq(b.nrooms, 2);
-    const unsigned char *cur = b.rooms;
-    const char *name;
-    size_t len;
-    cd_events__bcast_room(&cur, &name, &len);
-    cr_expect(len == 1 && name[0] == 'a');
-    cd_events__bcast_room(&cur, &name, &len);
-    cr_expect(len == 8 && memcmp(name, "room-two", 8) == 0);
-    cr_expect(b.packet_len == strlen(pkt) && memcmp(b.packet, pkt, b.packet_len) == 0);
-
-    cr_expect_eq(cd_events__bcast_encode(buf, 10, "SID", 3, rooms, lens, 2, pkt, strlen(pkt)), -EMSGSIZE);
-    /* Truncated messages never decode (a room record past the end). */
-    for (long cut = 0; cut < 12; cut++)
-        cr_expect_eq(cd_events__bcast_decode(buf, (size_t)cut, &b), -EINVAL, "cut at %ld", cut);
-    buf[0] = 'X';
-    cr_expect_eq(cd_events__bcast_decode(buf, (size_t)n, &b), -EINVAL);
-}
-
-/* Members whose names the key decoder refuses (a NUL, longer than its
- * buffer, a lone surrogate) are skipped, not followed into a NULL: this
- * once crashed the worker on POST /publish {"\u0000":1}. */
 Test(events_json, get_skips_members_whose_names_do_not_decode)
 {
     char longkey[400];
@@ -258,70 +225,6 @@ Test(events_json, strings_must_be_valid_utf8)
         cr_expect(!json_ok(bad[i]), "accepted: %s", bad[i]);
     cr_expect(cd_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11));
     cr_expect(!cd_utf8_valid("\xf0\x9f\x98", 3));
-}
-
-/* ---- publish bodies ---- */
-
-static int pub(const char *body, cd_events_publish *out, const char **why)
-{
-    return cd_events__publish_parse(body, strlen(body), 1000, out, why);
-}
-
-Test(events_publish, builds_the_packet)
-{
-    cd_events_publish p;
-    const char *why = NULL;
-    cr_assert_eq(pub(" {\"room\":\"r\\u00e9\",\"event\":\"chat\",\"args\":[1, {\"a\":\"\xc3\xa9\"}] } ", &p, &why), 0,
-                 "%s", why);
-    cr_expect_str_eq(p.room, "r\xc3\xa9");
-    cr_expect_eq(p.room_len, 3);
-    cr_expect(p.packet_len == strlen("42[\"chat\",1, {\"a\":\"\xc3\xa9\"}]") &&
-                  memcmp(p.packet, "42[\"chat\",1, {\"a\":\"\xc3\xa9\"}]", p.packet_len) == 0,
-              "%.*s", (int)p.packet_len, p.packet);
-    free(p.packet);
-    cr_assert_eq(pub("{\"room\":\"r\",\"event\":\"e\",\"args\":[ ]}", &p, &why), 0);
-    cr_expect(p.packet_len == 7 && memcmp(p.packet, "42[\"e\"]", 7) == 0, "%.*s", (int)p.packet_len, p.packet);
-    free(p.packet);
-    /* Unknown members, whatever their names, are ignored. */
-    cr_assert_eq(pub("{\"\\u0000\":1,\"room\":\"r\",\"\\ud800\":2,\"event\":\"e\"}", &p, &why), 0);
-    free(p.packet);
-}
-
-Test(events_publish, refuses_bad_bodies_with_a_reason)
-{
-    const char *bad[] = {
-        "",
-        "{\"\\u0000\":1}",
-        "{\"\\ud800\":1}",
-        "[1]",
-        "{\"room\":\"r\",\"event\":\"e\"} x",
-        "{\"room\":\"r\",\"event\":\"e\"}{}",
-        "{\"room\":\"\",\"event\":\"e\"}",
-        "{\"room\":1,\"event\":\"e\"}",
-        "{\"room\":\"r\",\"event\":\"\"}",
-        "{\"room\":\"r\",\"event\":1}",
-        "{\"room\":\"r\",\"event\":\"disconnect\"}",
-        "{\"room\":\"r\",\"event\":\"e\",\"args\":{}}",
-        "{\"room\":\"r\",\"event\":\"a\xff\"}",
-        "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"\xed\xa0\x80\"]}",
-        "{\"room\":\"r\",\"event\":\"e\",\"k\xc0\xaf\":1}",
-        "{\"room\":\"r\",\"event\":\"e\"}\xff",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cd_events_publish p;
-        const char *why = NULL;
-        cr_expect_eq(pub(bad[i], &p, &why), -EINVAL, "accepted: %s", bad[i]);
-        cr_expect(why && *why, "no reason for %s", bad[i]);
-        cr_expect_null(p.packet);
-    }
-    char room[200];
-    snprintf(room, sizeof room, "{\"room\":\"%0129d\",\"event\":\"e\"}", 0);
-    cd_events_publish p;
-    const char *why;
-    cr_expect_eq(pub(room, &p, &why), -EINVAL, "a 129-byte room");
-    char big[1200];
-    snprintf(big, sizeof big, "{\"room\":\"r\",\"event\":\"e\",\"args\":[\"%01000d\"]}", 0);
-    cr_expect_eq(pub(big, &p, &why), -EMSGSIZE);
 }
 
 /* ---- the room table's hash ---- */

@@ -60,6 +60,8 @@ struct cd_request {
     size_t body_len, body_cap;
     int expect_continue;
     void *data;
+    void (*gone_cb)(void *arg); /* cd_request_on_gone, told at most once */
+    void *gone_arg;
     int error_status; /* set when the request is refused while parsing */
     double start;     /* when it was dispatched (ev_time) */
     uint8_t llmethod, http_minor;
@@ -132,6 +134,9 @@ void cd_http__request_free(cd_request *r);
  * does not decode (a bad escape, or a NUL), -2 without memory. */
 int cd_http__params(cd_request *r, const cd_route_match *m);
 int cd_http__arena_append(cd_request *r, const char *at, size_t len, size_t limit);
+/* r's client went away while r is in service: tells its owner (the
+ * cd_request_on_gone callback, which may answer r).  1 when it did. */
+int cd_http__gone(cd_request *r);
 
 /* response.c */
 /* Appends len bytes to c's output.  0, or -1 (no memory; keepalive is

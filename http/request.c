@@ -59,6 +59,22 @@ const char *cd_request_path(const cd_request *r) { return r->path; }
 const char *cd_request_subpath(const cd_request *r) { return r->subpath; }
 const char *cd_request_query(const cd_request *r) { return r->query ? r->query : ""; }
 void cd_request_set_data(cd_request *r, void *data) { r->data = data; }
+
+void cd_request_on_gone(cd_request *r, void (*cb)(void *arg), void *arg)
+{
+    r->gone_cb = cb;
+    r->gone_arg = arg;
+}
+
+int cd_http__gone(cd_request *r)
+{
+    void (*cb)(void *) = r ? r->gone_cb : NULL;
+    if (!cb)
+        return 0;
+    r->gone_cb = NULL;
+    cb(r->gone_arg);
+    return 1;
+}
 void *cd_request_data(const cd_request *r) { return r->data; }
 
 const char *cd_request_body(const cd_request *r, size_t *len)

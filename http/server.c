@@ -280,9 +280,12 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         } else {
             ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
             if (n == 0 && c->state == CS_SERVICE) {
-                /* Half-closed while its request is being served: answer, then close. */
+                /* Half-closed while its request is being served: answer, then
+                 * close.  A handler that asked is told (it may answer, and
+                 * c go, inside); without it, the next EOF gets here again. */
                 c->peer_closed = 1;
-                cd_http__process(c);
+                if (!cd_http__gone(c->req))
+                    cd_http__process(c);
                 return;
             }
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -341,9 +344,10 @@ void cd_http__close(cd_conn *c)
     ev_timer_stop(ctx->loop, &c->timer);
     if (c->fd >= 0)
         close(c->fd);
+    cd_request *held = NULL; /* told it is gone at the end, once c is */
     if (c->req) {
         if (c->state == CS_SERVICE)
-            c->req->conn = NULL; /* the handler still owns it; answering frees it */
+            (held = c->req)->conn = NULL; /* the handler still owns it; answering frees it */
         else
             cd_http__request_free(c->req);
     }
@@ -364,6 +368,7 @@ void cd_http__close(cd_conn *c)
         ctx->on_capacity(ctx->owner);
     if (up_cb)
         up_cb(up_arg, -1, NULL, 0);
+    cd_http__gone(held);
 }
 
 /* A new connection of ctx on fd (closed when out of memory: NULL). */

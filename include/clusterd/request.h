@@ -10,7 +10,9 @@
  * cd_http_upgrade()), either before returning or later from a loop
  * callback (a timer, an ev_async from a thread).  Only the loop thread may
  * touch a cd_request.  If the client went away meanwhile, answering just
- * frees the request, so a handler never needs a cancellation path.
+ * frees the request, so a handler never needs a cancellation path; one
+ * that holds a request for long (a long-poll) may ask to be told
+ * (cd_request_on_gone).
  */
 #ifndef CLUSTERD_REQUEST_H
 #define CLUSTERD_REQUEST_H
@@ -54,6 +56,13 @@ const char *cd_request_body(const cd_request *r, size_t *len);
 /* Per-request slot for the handler's own pointer. */
 void cd_request_set_data(cd_request *r, void *data);
 void *cd_request_data(const cd_request *r);
+/* Asks to be told when r's client goes away (its connection closes, or the
+ * client shuts its side) before r is answered: cb(arg) runs at most once,
+ * from the loop, never from inside a cd_* call of the handler's.  r stays
+ * the handler's to answer (which then just frees it); cb may do so.  A NULL
+ * cb cancels.  For requests held a long time (a long-poll), so the handler
+ * can let go of what the client held at once. */
+void cd_request_on_gone(cd_request *r, void (*cb)(void *arg), void *arg);
 
 /* Answers the request: status, Content-Type (NULL for none), body.  The body
  * is copied.  Exactly once per request; the request is freed inside, so `r`

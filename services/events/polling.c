@@ -22,9 +22,10 @@
  * server-side disconnect, stop) a held GET gets what is queued and the
  * close packet "1"; without one, the close waits for the next GET, up to
  * engineio.c's grace, so a DISCONNECT queued just before still reaches the
- * client.  A held GET whose client has gone is not noticed before it is
- * answered (the request API has no such signal); the next ping answers
- * it, and the missing pong ends the session, as for any vanished client.
+ * client.  A held GET whose client goes away (cd_request_on_gone) ends the
+ * session at once, as engine.io does ("poll connection closed
+ * prematurely"): a browser tab closed frees its session now, not a ping
+ * timeout later.
  *
  * The index maps sids to this worker's polling sessions (SipHash under
  * the worker's random key, chained, doubling).  A session leaves it when
@@ -269,6 +270,23 @@ static void free_soon(cd_events_client *c)
     ev_timer_start(loop, &c->hb);
 }
 
+/* The held GET's client went away: the session ends (engine.io does the
+ * same), the GET answered into the void. */
+static void poll_gone(void *arg)
+{
+    cd_events_client *c = arg;
+    struct cd_events_poll *p = c->poll;
+    if (!p || !p->held)
+        return;
+    cd_debug("events: client %s: poll connection closed prematurely", c->sid);
+    if (c->phase == CD_EV_CLOSING) {
+        answer_held(p, "1");
+        free_soon(c);
+    } else {
+        cd_events__fail(c, CD_WS_GOING_AWAY, "poll connection closed");
+    }
+}
+
 static void poll_get(cd_events_client *c, cd_request *req)
 {
     struct cd_events_poll *p = c->poll;
@@ -279,6 +297,7 @@ static void poll_get(cd_events_client *c, cd_request *req)
         return;
     }
     p->held = req;
+    cd_request_on_gone(req, poll_gone, c);
     if (c->phase == CD_EV_CLOSING) {
         answer_held(p, "1");
         free_soon(c);

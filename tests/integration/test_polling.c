@@ -180,6 +180,34 @@ Test(polling, a_second_get_while_one_is_held_closes_the_session)
     free(b);
 }
 
+/* A client that goes away from its held GET (a closed tab) ends its
+ * session then, as engine.io does, not a ping timeout (45 s) later: POSTs
+ * (which never wait) soon find the sid unknown. */
+Test(polling, a_held_get_whose_client_leaves_ends_the_session)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    char sid[32], *b = NULL;
+    open_session(sid);
+    post(sid, "40");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    free(b);
+    int fd = get_start(sid);
+    cr_expect_not(readable(fd, 300), "the GET was answered with nothing queued");
+    close(fd);
+    int st = 0;
+    long long until = th_now_ms() + 10000;
+    while (th_now_ms() < until) {
+        st = req("POST", sid, "6", &b);
+        int gone = st == 400 && strcmp(b, "{\"code\":1,\"message\":\"Session ID unknown\"}") == 0;
+        cr_assert(gone || (st == 200 && strcmp(b, "ok") == 0), "%d %s", st, b);
+        free(b);
+        if (gone)
+            break;
+        usleep(20000);
+    }
+    cr_expect_eq(st, 400, "the session outlived its client's GET");
+}
+
 Test(polling, unknown_sids_and_bad_requests_get_engine_io_errors)
 {
     cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "transports = polling\n"), 0);

@@ -13,7 +13,9 @@
  * reach the database get 503 at once instead of each waiting out the same
  * timeout (a burst during an outage costs one timeout, not one per queue
  * position).  The driver's monitor threads notice when the database comes
- * back, so the service recovers by itself.  Error bodies give a generic
+ * back, so the service recovers by itself.  One ping at start
+ * (cd_readmongo__probe) marks a database that is down before any query
+ * meets it, so readiness says so from the start.  Error bodies give a generic
  * reason ("database unreachable", "query over the time budget"...); the
  * driver's message, which names hosts and ports, goes to the log only.
  *
@@ -322,4 +324,31 @@ void cd_readmongo__run(cd_pool_work *work)
     cd_buf_free(&out);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(clients, client);
+}
+
+/* A worker that starts while the database is down reports itself degraded
+ * (readiness) from the start, not from its first query: one ping, marking
+ * the outage and logging it once, as a failed query does.  A success
+ * changes nothing (the mark is 0 at start). */
+void cd_readmongo__probe(cd_pool_work *work)
+{
+    cd_readmongo_state *st = (cd_readmongo_state *)((char *)work - offsetof(cd_readmongo_state, probe));
+    bson_error_t berr;
+    mongoc_client_pool_t *clients = get_clients(st, &berr);
+    int status = 503;
+
+    if (clients) {
+        bson_t ping = BSON_INITIALIZER;
+        BSON_APPEND_INT32(&ping, "ping", 1);
+        mongoc_client_t *client = mongoc_client_pool_pop(clients);
+        if (mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, &berr))
+            status = 0;
+        else
+            status = cd_readmongo__error_status(&berr, 0);
+        mongoc_client_pool_push(clients, client);
+        bson_destroy(&ping);
+    }
+    if (status == 503 && atomic_exchange(&st->unreachable_at, cd_readmongo__now_ms()) == 0)
+        cd_warn("%s: database unreachable at start: %s (domain %u, code %u)", st->svc->name,
+                berr.message, berr.domain, berr.code);
 }

@@ -56,9 +56,10 @@ typedef struct cd_readmongo_state {
     pthread_mutex_t client_lock; /* only the query threads take it */
     mongoc_client_pool_t *clients; /* created on first use: see exec.c */
 
-    /* When the last query failed to reach the database (monotonic ms), or 0
-     * when it succeeded. */
+    /* When the last query (or the check at start) failed to reach the
+     * database (monotonic ms), or 0 when it succeeded. */
     atomic_llong unreachable_at;
+    cd_pool_work probe; /* the check at start (cd_readmongo__probe) */
 
     /* Streamed answers: jobs with pieces for the loop, and the watcher
      * the query threads wake it with. */
@@ -71,6 +72,10 @@ typedef struct cd_readmongo_state {
 /* The pool's work function: runs job (a cd_pool_work inside a
  * cd_readmongo_job) and leaves its status and body in it.  Query threads. */
 void cd_readmongo__run(cd_pool_work *work);
+/* The pool's work function for st->probe, submitted once by init: pings the
+ * database so that degraded() names an outage before any query has met it.
+ * Query threads. */
+void cd_readmongo__probe(cd_pool_work *work);
 
 /* Takes the job's pending pieces (loop thread; any pieces handed since are
  * taken by the next call).  The caller frees them with

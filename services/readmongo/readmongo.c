@@ -233,6 +233,14 @@ static mongoc_uri_t *make_uri(const cd_readmongo_conf *c, char *err, size_t errl
     return uri;
 }
 
+/* The check at start leaves its finding in st->unreachable_at: nothing to
+ * do on the loop (nor when the pool is destroyed first). */
+static void probe_done(cd_pool_work *work, int status)
+{
+    (void)work;
+    (void)status;
+}
+
 static int rm_init(cd_service *svc, char *err, size_t errlen)
 {
     const cd_readmongo_conf *c = svc->conf;
@@ -268,6 +276,10 @@ static int rm_init(cd_service *svc, char *err, size_t errlen)
         goto fail;
     }
     svc->state = st;
+    /* Readiness knows about a database that is down from the start; the
+     * check runs on a query thread, init does not wait for it. */
+    if (cd_pool_submit(st->pool, &st->probe, cd_readmongo__probe, probe_done) < 0)
+        cd_debug("%s: no check of the database at start (queue full)", svc->name);
     cd_info("%s: %lld query threads, database '%s', %zu collections, server selection %lldms, "
             "socket %lldms, maxTimeMS %lld",
             svc->name, c->threads, c->database, c->ncollections,

@@ -9,10 +9,12 @@
  */
 #include <criterion/criterion.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/integration/harness.h"
@@ -305,4 +307,171 @@ Test(polling, forty_sessions_on_four_workers_each_polled_ten_times, .timeout = 2
     for (int i = 0; i < 64; i++)
         n += owners[i];
     cr_expect_geq(n, 2, "all 40 sessions on one worker: nothing was steered");
+}
+
+/* ---- the upgrade to WebSocket (a raw client) ---- */
+
+/* The probe: the WebSocket handshake for session sid; the fd after a 101,
+ * else -(status). */
+static int probe_open(const char *sid)
+{
+    int fd = th_connect(srv.port);
+    cr_assert_geq(fd, 0);
+    char r[512];
+    int n = snprintf(r, sizeof r,
+                     "GET /socket.io/?EIO=4&transport=websocket&sid=%s HTTP/1.1\r\nHost: x\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     sid);
+    cr_assert_eq(send(fd, r, (size_t)n, MSG_NOSIGNAL), n);
+    char head[1024];
+    size_t l = 0; /* byte by byte, so no frame is read past the head */
+    while (l < sizeof head - 1 && readable(fd, 5000) && read(fd, head + l, 1) == 1)
+        if (++l >= 4 && memcmp(head + l - 4, "\r\n\r\n", 4) == 0)
+            break;
+    head[l] = '\0';
+    int status = 0;
+    if (sscanf(head, "HTTP/1.1 %d", &status) != 1 || status != 101) {
+        close(fd);
+        return -(status ? status : 1);
+    }
+    return fd;
+}
+
+/* One masked text frame (short payloads only). */
+static void ws_send(int fd, const char *s)
+{
+    unsigned char f[128];
+    size_t len = strlen(s);
+    cr_assert_lt(len, 126);
+    f[0] = 0x81;
+    f[1] = (unsigned char)(0x80 | len);
+    memset(f + 2, 0, 4); /* the key 0: the payload reads as is */
+    memcpy(f + 6, s, len);
+    cr_assert_eq(send(fd, f, 6 + len, MSG_NOSIGNAL), (ssize_t)(6 + len));
+}
+
+/* Reads one unmasked text frame of under 126 bytes from the server into buf. */
+static int ws_recv(int fd, char *buf, size_t cap)
+{
+    unsigned char h[2];
+    size_t got = 0;
+    while (got < 2 && readable(fd, 5000) && read(fd, h + got, 1) == 1)
+        got++;
+    if (got < 2 || (h[0] & 0x0f) != 1 || (h[1] & 0x7f) >= 126 || (h[1] & 0x7f) >= cap)
+        return -1;
+    size_t len = h[1] & 0x7f;
+    for (got = 0; got < len && readable(fd, 5000);) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    return got == len ? (int)len : -1;
+}
+
+Test(polling, the_upgrade_moves_the_session_onto_the_websocket)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    char sid[32], *b = NULL, f[128];
+    open_session(sid);
+    post(sid, "40");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    free(b);
+    int ws = probe_open(sid);
+    cr_assert_geq(ws, 0, "probe refused: %d", -ws);
+    int held = get_start(sid);
+    cr_expect_not(readable(held, 300), "the GET was answered with nothing queued");
+    ws_send(ws, "2probe");
+    cr_assert_geq(ws_recv(ws, f, sizeof f), 0);
+    cr_expect_str_eq(f, "3probe");
+    char *got = get_finish(held);
+    cr_expect(strstr(got, "\r\n\r\n6") && got[strlen(got) - 1] == '6', "the held GET gets a noop: %s", got);
+    free(got);
+    /* Something queued while polling is paused goes out on the WebSocket. */
+    post(sid, "421[\"join\",\"r\"]");
+    ws_send(ws, "5");
+    cr_assert_geq(ws_recv(ws, f, sizeof f), 0);
+    cr_expect_str_eq(f, "431[{\"ok\":true,\"room\":\"r\"}]");
+    ws_send(ws, "422[\"whoami\"]");
+    cr_assert_geq(ws_recv(ws, f, sizeof f), 0);
+    cr_expect(strncmp(f, "432[{\"sid\":", 11) == 0 && strstr(f, "\"rooms\":1"), "the same socket: %s", f);
+    /* Polling is over for this session. */
+    cr_expect_eq(req("POST", sid, "6", &b), 400);
+    free(b);
+    close(ws);
+}
+
+Test(polling, a_probe_that_closes_leaves_polling_intact)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    char sid[32], *b = NULL, f[128];
+    open_session(sid);
+    post(sid, "40");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    free(b);
+    cr_expect_eq(probe_open("AAAAAQxxxxxxxxxxxxxxxxxxxx"), -400, "a probe for no session");
+    int ws = probe_open(sid);
+    cr_assert_geq(ws, 0);
+    ws_send(ws, "2probe");
+    cr_assert_geq(ws_recv(ws, f, sizeof f), 0);
+    close(ws); /* gone before "5" */
+    ws = probe_open(sid);
+    cr_assert_geq(ws, 0, "a second probe after the first closed");
+    ws_send(ws, "42[\"x\"]"); /* not a probe's message: the probe goes */
+    cr_expect_lt(ws_recv(ws, f, sizeof f), 0, "a probe that broke the rules stays open");
+    close(ws);
+    post(sid, "421[\"whoami\"]");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    cr_expect(strstr(b, "431[{\"sid\":"), "polling still works: %s", b);
+    free(b);
+}
+
+/* ---- browsers, and the end ---- */
+
+Test(polling, browsers_from_allowed_origins_get_cors_headers)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "origins = https://good.example\n"), 0);
+    const char pre[] = "OPTIONS " POLL " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://good.example\r\n"
+                       "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n";
+    size_t len;
+    char *a = th_raw(srv.port, pre, sizeof pre - 1, 5000, &len);
+    cr_assert_not_null(a);
+    cr_expect(strncmp(a, "HTTP/1.1 204", 12) == 0, "%s", a);
+    cr_expect(strstr(a, "Access-Control-Allow-Origin: https://good.example\r\n"), "%s", a);
+    cr_expect(strstr(a, "Access-Control-Allow-Credentials: true\r\n"), "%s", a);
+    cr_expect(strstr(a, "Access-Control-Allow-Methods: GET, POST\r\n"), "%s", a);
+    cr_expect(strstr(a, "Access-Control-Allow-Headers: content-type\r\n"), "%s", a);
+    free(a);
+    const char get[] = "GET " POLL " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://good.example\r\n\r\n";
+    a = th_raw(srv.port, get, sizeof get - 1, 5000, &len);
+    cr_assert_not_null(a);
+    cr_expect(strncmp(a, "HTTP/1.1 200", 12) == 0 && strstr(a, "\r\n\r\n0{\"sid\""), "%s", a);
+    cr_expect(strstr(a, "Access-Control-Allow-Origin: https://good.example\r\n"), "%s", a);
+    free(a);
+    const char evil[] = "GET " POLL " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://evil.example\r\n\r\n";
+    a = th_raw(srv.port, evil, sizeof evil - 1, 5000, &len);
+    cr_assert_not_null(a);
+    cr_expect(strncmp(a, "HTTP/1.1 403", 12) == 0 && strstr(a, "{\"code\":4,\"message\":\"Forbidden\"}"), "%s", a);
+    cr_expect_null(strstr(a, "Access-Control-Allow-Origin"), "%s", a);
+    free(a);
+}
+
+Test(polling, a_stop_answers_the_held_get_with_close)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF), 0);
+    char sid[32], *b = NULL;
+    open_session(sid);
+    post(sid, "40");
+    cr_assert_eq(req("GET", sid, NULL, &b), 200);
+    free(b);
+    int fd = get_start(sid);
+    cr_expect_not(readable(fd, 300), "the GET was answered with nothing queued");
+    cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+    char *got = get_finish(fd);
+    cr_expect(strstr(got, "200 OK") && strstr(got, "\r\n\r\n1") && got[strlen(got) - 1] == '1', "%s", got);
+    free(got);
+    int st = th_stop(&srv, SIGTERM, 10000);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 }

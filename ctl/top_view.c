@@ -216,8 +216,10 @@ static void line(screen *sc, const char *fmt, ...)
     if (l > max)
         l = max;
     size_t need = l + (sc->lines ? 1 : 0);
-    if (sc->len + need >= sc->cap)
+    if (sc->len + need >= sc->cap) {
+        sc->rows = sc->lines; /* full: no later line either, so none is missing in between */
         return;
+    }
     if (sc->lines)
         sc->out[sc->len++] = '\n';
     memcpy(sc->out + sc->len, buf, l);

@@ -2,12 +2,12 @@
  * fuzz_control.c - both ends of the control plane on any bytes:
  *   - the master's request parser, cd_control_parse (master/control.c),
  *     given the input as one request off the socket;
- *   - clusterctl's reader of the master's JSON answers (ctl/clusterctl.c:
- *     json_* , the status table, the worker count), given the input as an
- *     answer, and the escaping round trip: any text the master puts in an
- *     error (cd_json_str) reads back as the same text.
- * clusterctl is a program whose reader is static: this file includes its
- * source with main renamed, so the code fuzzed is the code shipped.
+ *   - clusterctl's reader of the master's JSON answers (ctl/reply.c:
+ *     json_*; ctl/clusterctl.c: the status table, the worker count), given
+ *     the input as an answer, and the escaping round trip: any text the
+ *     master puts in an error (cd_json_str) reads back as the same text.
+ * clusterctl's table and count are static: this file includes its source
+ * with main renamed, so the code fuzzed is the code shipped.
  *
  * Invariants: a request is accepted only when it is at most
  * CD_CTL_MAX_REQUEST bytes with no NUL, as a known op (scale: 1 to

@@ -1,8 +1,8 @@
 /*
- * Unit tests for clusterctl's reader of the master's answers
- * (ctl/clusterctl.c).  clusterctl is a program whose reader is static: this
- * file includes its source with main renamed, so the code tested is the
- * code shipped.
+ * Unit tests for clusterctl's reader of the master's answers (ctl/reply.c,
+ * and ctl/clusterctl.c's worker count).  clusterctl's own functions are
+ * static: this file includes its source with main renamed, so the code
+ * tested is the code shipped.
  */
 #include <criterion/criterion.h>
 #include <string.h>

@@ -69,6 +69,7 @@ static void add(cd_snapshot *snap, const cd_stats *st, int gauges)
     int svc_map[CD_STATS_SERVICES];
     snap->requests += st->requests;
     snap->accepted += st->accepted;
+    snap->moved += st->moved;
     for (int i = 0; i < 6; i++)
         snap->status[i] += st->status[i];
     for (int i = 0; i < CD_LAT_BUCKETS; i++)

@@ -63,6 +63,7 @@ typedef struct cd_stats {
     uint64_t in_flight;   /* requests being handled now */
     uint64_t connections; /* open now */
     uint64_t accepted;    /* since start */
+    uint64_t moved;       /* connections moved to the worker their request belongs to (http/steer.c) */
     uint64_t status[6];   /* answered by class: [1]=1xx .. [5]=5xx */
     uint64_t rss_bytes;
     uint64_t lat_bucket[CD_LAT_BUCKETS]; /* routed requests by latency (not cumulative) */
@@ -86,7 +87,7 @@ typedef struct cd_snap_worker {
 typedef struct cd_snapshot {
     uint32_t nworkers, nsvc;
     uint64_t respawns;
-    uint64_t requests, accepted;
+    uint64_t requests, accepted, moved;
     uint64_t status[6];
     uint64_t lat_bucket[CD_LAT_BUCKETS];
     uint64_t lat_sum_us;

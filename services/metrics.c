@@ -94,6 +94,10 @@ static void render(const cd_snapshot *s, cd_buf *b)
            "# TYPE clusterd_accepted_connections_total counter\n"
            "clusterd_accepted_connections_total %llu\n",
         (unsigned long long)s->accepted);
+    cd_buf_printf(b, "# HELP clusterd_moved_connections_total Connections moved to the worker owning their session.\n"
+           "# TYPE clusterd_moved_connections_total counter\n"
+           "clusterd_moved_connections_total %llu\n",
+        (unsigned long long)s->moved);
     cd_buf_printf(b, "# HELP clusterd_respawns_total Workers respawned after dying.\n"
            "# TYPE clusterd_respawns_total counter\n"
            "clusterd_respawns_total %llu\n",

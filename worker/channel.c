@@ -56,6 +56,7 @@ void cd_worker_sync_stats(cd_worker *w)
     w->stats.connections = (uint64_t)w->http.nconns;
     w->stats.in_flight = w->http.in_flight;
     w->stats.accepted = w->http.accepted;
+    w->stats.moved = w->http.moved;
 }
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -10,8 +10,9 @@
  * Sticky sessions: when a service has a steer hook, each request's
  * headers are shown to it (http/steer.c); a request it says belongs to
  * another worker leaves with its connection in a HANDOFF to the master,
- * which passes it on; the HTTP context counts them (http.moved, in the
- * heartbeat's stats as `moved`).
+ * which passes it on; the HTTP context counts them (http.moved, sent in
+ * the heartbeat's stats, summed in /metrics as
+ * clusterd_moved_connections_total).
  *
  * Accepting stops at max_connections (a closing connection restarts it),
  * while draining, and for 100 ms after running out of descriptors (EMFILE

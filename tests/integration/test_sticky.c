@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/integration/harness.h"
@@ -168,7 +169,7 @@ static void setup(void)
     cr_assert_eq(rc, 0, "building sticky.so: %s", out);
     cr_assert_eq(th_start(&srv, NW, "/dummy", NULL,
                           "[cluster]\nlisten = 127.0.0.1:%d\nworkers = %d\nmax_body_size = 1m\n"
-                          "access_log = /dev/null\n[dummy]\n[s]\nmodule = %s/sticky.so\ntype = sticky\n",
+                          "heartbeat_interval = 100ms\naccess_log = /dev/null\n[dummy]\n[metrics]\n[s]\nmodule = %s/sticky.so\ntype = sticky\n",
                           NW, stage),
                  0);
     /* Learn every worker's id: requests without a target land anywhere. */
@@ -343,6 +344,37 @@ Test(sticky, a_request_for_a_worker_that_does_not_exist_is_served_once)
         roundtrip(&c, ids[i % NW], "z", 1);
         cl_close(&c);
     }
+}
+
+/* clusterd_moved_connections_total in /metrics, or -1. */
+static long long moved_total(void)
+{
+    th_response r;
+    th_http(&r, srv.port, "GET", "/metrics", NULL, 5000);
+    const char *p = r.status == 200 && r.body ? strstr(r.body, "\nclusterd_moved_connections_total ") : NULL;
+    long long n = p ? atoll(p + 34) : -1;
+    th_response_free(&r);
+    return n;
+}
+
+Test(sticky, moved_connections_are_counted_in_metrics)
+{
+    long long before = -1;
+    for (long long end = th_now_ms() + 5000; before < 0 && th_now_ms() < end;)
+        before = moved_total(); /* 503 until the worker has the cluster's counters */
+    cr_assert_geq(before, 0, "/metrics has clusterd_moved_connections_total");
+    client c;
+    cl_open(&c);
+    for (int i = 0; i < 40; i++)
+        roundtrip(&c, ids[i % NW], NULL, 0); /* each one for another worker than the last: it moves */
+    cl_close(&c);
+    long long after = before;
+    for (long long end = th_now_ms() + 10000; th_now_ms() < end && after < before + 39;) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+        after = moved_total();
+    }
+    cr_assert_geq(after, before + 39, "39 or 40 moves counted (%lld -> %lld)", before, after);
 }
 
 Test(sticky, a_burst_of_200_concurrent_steered_requests_is_answered_in_full)

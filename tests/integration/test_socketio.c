@@ -90,7 +90,7 @@ Test(socketio, websocket_only_four_workers)
     cr_assert_eq(run_node("websocket.js", 40000, NULL, NULL, NULL), 0);
 }
 
-Test(socketio, default_options_poll_then_upgrade_across_workers, PENDING("Engine.IO long-polling and the upgrade"))
+Test(socketio, default_options_poll_then_upgrade_across_workers)
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS), 0);
     cr_assert_eq(run_node("default.js", 40000, NULL, NULL, NULL), 0);
@@ -100,7 +100,7 @@ Test(socketio, default_options_poll_then_upgrade_across_workers, PENDING("Engine
  * worker (reuseport) and reach the session's owner; pings every 500 ms go
  * through the queue and the client's POSTed pongs keep them alive (the
  * timeout leaves room for a loaded ASan run). */
-Test(socketio, polling_only_forty_clients_pings_rooms, PENDING("Engine.IO long-polling"), .timeout = 240)
+Test(socketio, polling_only_forty_clients_pings_rooms, .timeout = 240)
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL,
                           BASE_CONF EVENTS "ping_interval = 500ms\nping_timeout = 5s\n"),
@@ -110,19 +110,19 @@ Test(socketio, polling_only_forty_clients_pings_rooms, PENDING("Engine.IO long-p
 
 /* ---- protocol ---- */
 
-Test(socketio, binary_over_websocket, PENDING("binary attachments"))
+Test(socketio, binary_over_websocket, PENDING("binary broadcasts over the bus"))
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS), 0);
     cr_assert_eq(run_node("binary.js", 40000, "websocket", NULL, NULL), 0);
 }
 
-Test(socketio, binary_over_polling, PENDING("binary attachments over polling"))
+Test(socketio, binary_over_polling, PENDING("binary broadcasts over the bus"))
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS), 0);
     cr_assert_eq(run_node("binary.js", 40000, "polling", NULL, NULL), 0);
 }
 
-Test(socketio, namespaces_keep_their_rooms, PENDING("namespaces"))
+Test(socketio, namespaces_keep_their_rooms, PENDING("broadcasts of other namespaces over the bus"))
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS "namespaces = /, /chat\n"), 0);
     cr_assert_eq(run_node("namespaces.js", 40000, NULL, NULL, NULL), 0);
@@ -139,9 +139,9 @@ static void jwt_case(const char *alg, const char *pubkey)
     cr_assert_eq(run_node("jwt.js", 40000, alg, dir, NULL), 0);
 }
 
-Test(socketio, jwt_hs256, PENDING("auth = jwt in the CONNECT handshake")) { jwt_case("HS256", "hs256.key"); }
-Test(socketio, jwt_rs256, PENDING("auth = jwt in the CONNECT handshake")) { jwt_case("RS256", "rs256.pub.pem"); }
-Test(socketio, jwt_es256, PENDING("auth = jwt in the CONNECT handshake")) { jwt_case("ES256", "es256.pub.pem"); }
+Test(socketio, jwt_hs256) { jwt_case("HS256", "hs256.key"); }
+Test(socketio, jwt_rs256) { jwt_case("RS256", "rs256.pub.pem"); }
+Test(socketio, jwt_es256) { jwt_case("ES256", "es256.pub.pem"); }
 
 /* ---- the backend endpoints ---- */
 
@@ -158,7 +158,7 @@ Test(socketio, backend_token_targets_join_leave_disconnect, PENDING("bearer toke
 
 /* ---- a real browser ---- */
 
-Test(socketio, browser_chat_between_two_pages, PENDING("long-polling (the page's default options)"))
+Test(socketio, browser_chat_between_two_pages)
 {
     const char *src = getenv("CLUSTERD_SRC") ? getenv("CLUSTERD_SRC") : ".";
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL,

@@ -18,8 +18,12 @@ if (!exe) {
 }
 const puppeteer = require("puppeteer-core");
 
+// A page in a browser context of its own: its own connection pool, as a
+// second browser would have (pages of one context share keep-alive
+// connections, so their sessions would all open on one worker).
 async function open(browser, name) {
-  const page = await browser.newPage();
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
   page.on("pageerror", (e) => t.log(`${name}: page error: ${e.message}`));
   await page.goto(`${t.url}/chat.html?room=browsers&name=${name}`, { timeout: 10000 });
   try {
@@ -31,7 +35,7 @@ async function open(browser, name) {
     throw new Error(`${name}'s page never joined over websocket: status "${seen[0]}", log ${JSON.stringify(seen[1])}`);
   }
   const worker = await page.$eval("#status", (e) => e.dataset.worker);
-  return { page, worker };
+  return { page, context, worker };
 }
 
 // Types into the form and clicks Send, as a user would (in the front tab:
@@ -61,7 +65,7 @@ t.run(async () => {
   const a = await open(browser, "ann");
   let b = await open(browser, "ben");
   for (let i = 0; i < 15 && b.worker === a.worker; i++) {
-    await b.page.close();
+    await b.context.close();
     b = await open(browser, "ben");
   }
   t.check(b.worker !== a.worker, `every page of ben landed on ann's worker ${a.worker}`);

@@ -140,7 +140,9 @@ step "serving"
 # (Answers are read whole before grep: grep -q would close the pipe early.)
 body=$(curl -sf http://$ADDR/dummy) && [[ $body == *'"service":"dummy"'* ]] || fail "GET /dummy: $body"
 body=$(curl -sf http://$ADDR/) && [[ $body == *'<html'* ]] || fail "GET / (the demo page)"
-body=$(curl -sf http://$ADDR/metrics) && grep -q '^clusterd_' <<<"$body" ||
+# (/metrics answers 503 until the master's first cluster snapshot.)
+metrics_ok() { local m; m=$(curl -sf "http://$ADDR/metrics") && grep -q '^clusterd_requests_total' <<<"$m"; }
+wait_for 10 metrics_ok ||
     fail "GET /metrics: $(curl -s -i http://$ADDR/metrics | head -c 600)"
 body=$(/usr/sbin/clusterctl -c "$run_conf" status) && [[ $body == *ready* ]] || fail "clusterctl status: $body"
 wait_for 10 grep -q 'GET /dummy' /var/log/clusterd/access.log || fail "no access log line"

@@ -29,7 +29,9 @@ run() {
     (cd "$dir" && ctest --output-on-failure --timeout 900)
 }
 
-run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# On CI (CI=true, root) the normal build's ctest also builds, installs and
+# purges the Debian packages (ctest package, scripts/package-test.sh).
+CD_PACKAGE_TEST=${CD_PACKAGE_TEST:-${CI:+1}} run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run build-asan -DCMAKE_BUILD_TYPE=Debug -DCD_SANITIZE=ON
 

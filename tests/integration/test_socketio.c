@@ -110,19 +110,19 @@ Test(socketio, polling_only_forty_clients_pings_rooms, .timeout = 240)
 
 /* ---- protocol ---- */
 
-Test(socketio, binary_over_websocket, PENDING("binary broadcasts over the bus"))
+Test(socketio, binary_over_websocket)
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS), 0);
     cr_assert_eq(run_node("binary.js", 40000, "websocket", NULL, NULL), 0);
 }
 
-Test(socketio, binary_over_polling, PENDING("binary broadcasts over the bus"))
+Test(socketio, binary_over_polling)
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS), 0);
     cr_assert_eq(run_node("binary.js", 40000, "polling", NULL, NULL), 0);
 }
 
-Test(socketio, namespaces_keep_their_rooms, PENDING("broadcasts of other namespaces over the bus"))
+Test(socketio, namespaces_keep_their_rooms)
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF EVENTS "namespaces = /, /chat\n"), 0);
     cr_assert_eq(run_node("namespaces.js", 40000, NULL, NULL, NULL), 0);
@@ -145,7 +145,7 @@ Test(socketio, jwt_es256) { jwt_case("ES256", "es256.pub.pem"); }
 
 /* ---- the backend endpoints ---- */
 
-Test(socketio, backend_token_targets_join_leave_disconnect, PENDING("bearer token, targets, join/leave/disconnect"))
+Test(socketio, backend_token_targets_join_leave_disconnect)
 {
     const char *dir = make_keys();
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL,

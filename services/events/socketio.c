@@ -329,7 +329,7 @@ static void refuse_connect(cd_events_client *c, const cd_sio_packet *p, const ch
 {
     char msg[128];
     int n = snprintf(msg, sizeof msg, "{\"message\":\"%s\"}", why);
-    send_nsp(c, p->nsp, p->nsp_len, '4', msg, (size_t)n);
+    send_nsp(c, p->nsp, p->nsp_len, '4', msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : strlen(msg));
 }
 
 static int nsp_index(const cd_events_conf *conf, const cd_sio_packet *p)

@@ -118,6 +118,9 @@ struct cd_ws_conn {
     size_t hs_len, hs_off;
     char *pre; /* bytes the HTTP layer read past the request */
     size_t pre_len, pre_off;
+    int close_deferred;     /* a normal close waiting for the messages queued before it */
+    uint16_t close_code;
+    char close_reason[124]; /* a control frame's payload: the code and at most 123 bytes */
 };
 
 static void update(cd_ws_conn *c);
@@ -198,10 +201,18 @@ void cd_ws_close(cd_ws_conn *c, uint16_t code, const char *reason)
 {
     if (c->dead || c->phase >= PH_CLOSING)
         return;
-    /* It fails once wslay has queued a close of its own (the peer's close,
-     * echoed): that one stands, and the connection goes. */
-    if (wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, strlen(reason)) != 0)
+    /* wslay sends control frames before the messages queued: right for an
+     * error (what is queued is moot) but a normal close ends a
+     * conversation, so it waits for them (flush queues it). */
+    if (code == CD_WS_NORMAL && wslay_event_get_queued_msg_count(c->ws) > 0) {
+        c->close_deferred = 1;
+        c->close_code = code;
+        snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    } else if (wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, strlen(reason)) != 0) {
+        /* It fails once wslay has queued a close of its own (the peer's
+         * close, echoed): that one stands, and the connection goes. */
         c->dead = 1;
+    }
     wslay_event_shutdown_read(c->ws);
     c->phase = PH_CLOSING;
     arm_deadline(c);
@@ -257,6 +268,13 @@ static void flush(cd_ws_conn *c)
 {
     if (!c->dead && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) < 0)
         c->dead = 1;
+    if (!c->dead && c->close_deferred && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        c->close_deferred = 0;
+        if (wslay_event_queue_close(c->ws, c->close_code, (const uint8_t *)c->close_reason,
+                                    strlen(c->close_reason)) != 0 ||
+            wslay_event_send(c->ws) < 0)
+            c->dead = 1;
+    }
     if (!c->dead && c->hs_off < c->hs_len && write_handshake(c) < 0)
         c->dead = 1;
 }
@@ -392,7 +410,7 @@ static void update(cd_ws_conn *c)
     if (c->phase == PH_LINGER)
         return;
     int want_r = wslay_event_want_read(c->ws);
-    int want_w = wslay_event_want_write(c->ws) || c->hs_off < c->hs_len;
+    int want_w = wslay_event_want_write(c->ws) || c->hs_off < c->hs_len || c->close_deferred;
     if (!want_r && !want_w) {
         linger(c); /* the close handshake is over, or we gave up reading */
         return;

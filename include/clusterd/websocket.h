@@ -128,8 +128,10 @@ int cd_ws_send(cd_ws_conn *ws, int binary, const char *msg, size_t len);
 
 /* Starts the close handshake with code and reason (at most 123 bytes),
  * stops reading the peer, and arms the deadline (close_grace) after which
- * the fd goes whatever the peer does; on_close follows.  Does nothing
- * when the connection is already closing. */
+ * the fd goes whatever the peer does; on_close follows.  A normal close
+ * (1000) goes after the messages queued before it; any other code goes
+ * first (what is queued is moot).  Does nothing when the connection is
+ * already closing. */
 void cd_ws_close(cd_ws_conn *ws, uint16_t code, const char *reason);
 
 /* Bytes queued to the peer, with wslay's bookkeeping per message: what

@@ -495,3 +495,39 @@ Test(sio_protocol, a_stop_sends_no_disconnect)
     }
     close(fd);
 }
+
+/* POST {route}/disconnect: the socket gets DISCONNECT ("io server
+ * disconnect" for socket.io-client); with close, the transport closes
+ * after it, never before.  The client's other namespace stays without. */
+Test(sio_protocol, a_server_side_disconnect_arrives_before_the_close)
+{
+    cr_assert_eq(th_start(&srv, 1, "/dummy", NULL, BASE_CONF "namespaces = /, /chat\n"), 0);
+    char buf[512], sid[64], chat_sid[64], body[256];
+    int fd = eio_open();
+    cr_assert_eq(sio_connect(fd, "", NULL, buf, sizeof buf), 1);
+    cr_assert_eq(sscanf(buf, "40{\"sid\":\"%63[^\"]\"}", sid), 1, "%s", buf);
+    cr_assert_eq(sio_connect(fd, "/chat", NULL, buf, sizeof buf), 1);
+    cr_assert_eq(sscanf(buf, "40/chat,{\"sid\":\"%63[^\"]\"}", chat_sid), 1, "%s", buf);
+
+    /* /chat's socket only: "/" stays connected. */
+    th_response r;
+    snprintf(body, sizeof body, "{\"namespace\":\"/chat\",\"sid\":\"%s\"}", chat_sid);
+    th_http(&r, srv.port, "POST", "/socket.io/disconnect", body, 3000);
+    cr_expect_eq(r.status, 202, "%s", r.body);
+    th_response_free(&r);
+    cr_assert_gt(ws_expect(fd, "41", buf, sizeof buf), 0);
+    cr_expect_str_eq(buf, "41/chat,");
+    sio_call(fd, "", 1, "\"whoami\"", buf, sizeof buf);
+    cr_expect(strstr(buf, sid), "%s", buf);
+
+    /* "/" with close: DISCONNECT, then the close frame. */
+    snprintf(body, sizeof body, "{\"sid\":\"%s\",\"close\":true}", sid);
+    th_http(&r, srv.port, "POST", "/socket.io/disconnect", body, 3000);
+    cr_expect_eq(r.status, 202, "%s", r.body);
+    th_response_free(&r);
+    int op;
+    long n = ws_next(fd, &op, buf, sizeof buf);
+    cr_expect(n == 2 && op == 1 && strcmp(buf, "41") == 0, "not DISCONNECT first: opcode %d, %ld bytes", op, n);
+    cr_expect_eq(ws_close_code(fd), 1000);
+    close(fd);
+}

@@ -220,6 +220,31 @@ Test(websocket, close_sends_code_and_reason_and_finishes_after_the_peers_close)
     cr_expect_eq(recv(peer, &c, 1, MSG_DONTWAIT), 0, "the server's side is not closed");
 }
 
+/* wslay sends control frames first; a normal close still comes after the
+ * messages queued before it (a server-side DISCONNECT, then the close). */
+Test(websocket, a_normal_close_follows_the_queued_messages)
+{
+    open_ws(NULL, NULL, 0);
+    cr_assert_eq(cd_ws_send(ws, 0, "41", 2), 0);
+    cd_ws_close(ws, CD_WS_NORMAL, "");
+    cr_expect_eq(cd_ws_send(ws, 0, "late", 4), -EPIPE);
+    unsigned char buf[512];
+    size_t n = client_read(buf, sizeof buf), o = skip_head(buf, n);
+    cr_assert_eq(n - o, 4 + 4, "%zu bytes", n - o);
+    cr_expect_eq(memcmp(buf + o, "\x81\x02" "41" "\x88\x02\x03\xe8", 8), 0);
+}
+
+Test(websocket, an_error_close_goes_before_the_queued_messages)
+{
+    open_ws(NULL, NULL, 0);
+    cr_assert_eq(cd_ws_send(ws, 0, "41", 2), 0);
+    cd_ws_close(ws, CD_WS_POLICY_VIOLATION, "x");
+    unsigned char buf[512];
+    size_t n = client_read(buf, sizeof buf), o = skip_head(buf, n);
+    cr_assert_eq(n - o, 5, "%zu bytes: only the close", n - o);
+    cr_expect_eq(memcmp(buf + o, "\x88\x03\x03\xf0x", 5), 0);
+}
+
 Test(websocket, a_peer_that_never_answers_the_close_goes_after_the_grace)
 {
     open_ws(NULL, NULL, 0);

@@ -272,10 +272,15 @@ static void upgrade(cd_events_client *c)
     st->nclients_by[CD_EIO_WEBSOCKET]++;
     c->transport = CD_EIO_WEBSOCKET;
     cd_debug("events: client %s: upgraded to websocket", c->sid);
-    cd_eio_payload pl;
+    cd_eio_payload pl; /* counted in msgs_out when queued: sent as they are */
     if (q.len && cd_events__payload_decode(q.p, q.len, q.len, &pl) == 0) {
-        for (size_t i = 0; i < pl.n && c->phase == CD_EV_OPEN; i++)
-            send_msg(c, pl.pkts[i].binary, pl.pkts[i].data, pl.pkts[i].len, 0);
+        for (size_t i = 0; i < pl.n && c->phase == CD_EV_OPEN; i++) {
+            size_t queued;
+            if (transport_send(c, pl.pkts[i].binary, pl.pkts[i].data, pl.pkts[i].len, &queued) == -ENOBUFS) {
+                queue_full(c, queued);
+                cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
+            }
+        }
         cd_events__payload_free(&pl);
     }
     cd_events__payload_reset(&q);

@@ -1,15 +1,21 @@
 /*
  * events.h - internals of the events service (Socket.IO v5 over Engine.IO
- * v4 WebSockets, rooms fanned out across workers), shared between its
+ * v4, long-polling and WebSockets, rooms fanned out across workers), shared between its
  * files, its unit tests and its fuzz targets.  The service is
  * clusterd-events.so, built from this folder and http/websocket.c:
  *
- *   events.c       the service vtable: routes requests, checks and accepts
- *                  upgrades, init/stop/destroy of the per-worker state
+ *   events.c       the service vtable: routes requests (by transport, CORS),
+ *                  checks and accepts upgrades, steers requests to the
+ *                  worker owning their session, init/stop/destroy
+ *                  of the per-worker state
  *   conf.c         the [section]'s keys, defaults and checks; the Origin
  *                  allowlist (master and workers)
- *   engineio.c     a client's Engine.IO session over its WebSocket: the
- *                  open packet, heartbeat, packet types, the client's life
+ *   engineio.c     a client's Engine.IO session, whatever its transport:
+ *                  the open packet, heartbeat, packet types, the upgrade
+ *                  probe, sids naming the worker, the client's life
+ *   polling.c      HTTP long-polling: the held GET, the queue, POSTed
+ *                  packets, the sid index, engine.io's JSON errors
+ *   eio_payload.c  pure codec: polling payloads (\x1e, "b<base64>")
  *   socketio.c     Socket.IO packets: connect, disconnect, events, acks,
  *                  join/leave/whoami
  *   rooms.c        the room registry (keyed hash of rooms, memberships)
@@ -220,6 +226,8 @@ typedef struct cd_request cd_request; /* clusterd/request.h */
  * member's socket (and its client's other sockets, which are never in the
  * same room, rooms being per namespace), and nothing else. */
 
+/* Engine.IO and Socket.IO sids, base64url; an Engine.IO sid names its
+ * worker in its first 6 characters, then 120 random bits (engineio.c). */
 #define CD_EVENTS_SID_LEN 26
 
 typedef struct cd_events_state cd_events_state;

@@ -87,6 +87,11 @@ else
     echo "package: lintian is not installed: not checked"
 fi
 
+# First clusterd alone, as on a host that serves only built-in services:
+# the installed config must not need a module package.
+step "installing clusterd alone"
+dpkg -i "$work"/clusterd_*.deb || DEBIAN_FRONTEND=noninteractive apt-get -f install -y -qq
+/usr/sbin/clusterd -t -c "$CONF" || fail "the installed config needs more than the clusterd package"
 step "installing ${debs[*]##*/}"
 dpkg -i "${debs[@]}" || DEBIAN_FRONTEND=noninteractive apt-get -f install -y -qq
 for p in "${PKGS[@]}"; do

@@ -1,8 +1,8 @@
 /*
  * test_sio_protocol.c - the events service's Socket.IO protocol (issue 12)
- * seen on the wire: the real clusterd on a loopback port, driven by a raw
- * WebSocket client written here that sends and checks the exact packets
- * (socket.io-client's view is tests/socketio and test_socketio.c).
+ * seen on the wire: the real clusterd on a loopback port, driven by the
+ * raw WebSocket client of harness_ws.c, which sends and checks the exact
+ * packets (socket.io-client's view is tests/socketio and test_socketio.c).
  *
  * Namespaces (two, isolated, multiplexed on one session, an unknown one
  * refused, one left while the other stays), binary events (relayed byte
@@ -16,15 +16,14 @@
  * bus after X (the bus keeps one order on every worker).
  */
 #include <criterion/criterion.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/harness_ws.h"
 
 #define BASE_CONF                                                                                            \
     "[cluster]\n"                                                                                            \
@@ -53,128 +52,13 @@ static void fini(void)
 
 TestSuite(sio_protocol, .fini = fini, .timeout = 120);
 
-/* ---- a raw WebSocket client (frames masked with a zero key) ---- */
+/* ---- the raw client (harness_ws.c), asserting ---- */
 
-static int read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-    long long deadline = th_now_ms() + timeout_ms;
-    for (size_t got = 0; got < len;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        long long left = deadline - th_now_ms();
-        if (poll(&p, 1, left > 0 ? (int)left : 0) != 1)
-            return -1;
-        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
-        if (n <= 0)
-            return -1;
-        got += (size_t)n;
-    }
-    return 0;
-}
-
-static int ws_send(int fd, int opcode, const void *payload, size_t len)
-{
-    unsigned char h[14];
-    size_t hl = 0;
-    h[hl++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) {
-        h[hl++] = (unsigned char)(0x80 | len);
-    } else {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (unsigned char)(len >> 8);
-        h[hl++] = (unsigned char)len;
-    }
-    memset(h + hl, 0, 4), hl += 4; /* the zero mask: the payload goes as it is */
-    if (send(fd, h, hl, MSG_NOSIGNAL) != (ssize_t)hl)
-        return -1;
-    return len && send(fd, payload, len, MSG_NOSIGNAL) != (ssize_t)len ? -1 : 0;
-}
-
-static int ws_text(int fd, const char *s)
-{
-    return ws_send(fd, 1, s, strlen(s));
-}
-
-/* One frame: its opcode in *op, payload in buf (NUL-terminated, cap
- * bytes at most).  Returns the payload length or -1. */
-static long ws_read(int fd, int *op, char *buf, size_t cap, int timeout_ms)
-{
-    unsigned char h[8];
-    if (read_full(fd, h, 2, timeout_ms) < 0)
-        return -1;
-    *op = h[0] & 0x0f;
-    size_t len = h[1] & 0x7f;
-    if (len >= 126) {
-        int k = len == 126 ? 2 : 8;
-        if (read_full(fd, h, (size_t)k, 3000) < 0)
-            return -1;
-        len = 0;
-        for (int i = 0; i < k; i++)
-            len = len << 8 | h[i];
-    }
-    if (len >= cap || read_full(fd, buf, len, 3000) < 0)
-        return -1;
-    buf[len] = '\0';
-    return (long)len;
-}
-
-/* The next frame that is not an Engine.IO ping (pings are answered). */
-static long ws_next(int fd, int *op, char *buf, size_t cap)
-{
-    for (;;) {
-        long n = ws_read(fd, op, buf, cap, 5000);
-        if (n == 1 && *op == 1 && buf[0] == '2') {
-            ws_text(fd, "3");
-            continue;
-        }
-        return n;
-    }
-}
-
-/* Reads frames until a text frame starting with prefix; -1 at a close. */
-static long ws_expect(int fd, const char *prefix, char *buf, size_t cap)
-{
-    for (;;) {
-        int op;
-        long n = ws_next(fd, &op, buf, cap);
-        if (n < 0 || op == 8)
-            return -1;
-        if (op == 1 && strncmp(buf, prefix, strlen(prefix)) == 0)
-            return n;
-    }
-}
-
-/* The close code the server sends next (frames before it skipped), -1 if none. */
-static int ws_close_code(int fd)
-{
-    char buf[8192];
-    for (;;) {
-        int op;
-        long n = ws_next(fd, &op, buf, sizeof buf);
-        if (n < 0)
-            return -1;
-        if (op == 8)
-            return n >= 2 ? ((unsigned char)buf[0] << 8 | (unsigned char)buf[1]) : 0;
-    }
-}
-
-/* A WebSocket session with the Engine.IO open packet read; -1 if refused. */
+/* A WebSocket session with the Engine.IO open packet read. */
 static int eio_open(void)
 {
-    int fd = th_connect(srv.port);
-    cr_assert_geq(fd, 0);
-    static const char req[] = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    cr_assert_eq(send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)sizeof req - 1);
-    char head[1024];
-    size_t l = 0;
-    while (l < sizeof head - 1 && read_full(fd, head + l, 1, 3000) == 0)
-        if (++l >= 4 && memcmp(head + l - 4, "\r\n\r\n", 4) == 0)
-            break;
-    head[l] = '\0';
-    cr_assert(strncmp(head, "HTTP/1.1 101 ", 13) == 0, "%s", head);
-    char buf[512];
-    cr_assert_gt(ws_expect(fd, "0{\"sid\":", buf, sizeof buf), 0, "no Engine.IO open packet");
+    int fd = thw_open(srv.port, "/socket.io/?EIO=4&transport=websocket");
+    cr_assert_geq(fd, 0, "no WebSocket session");
     return fd;
 }
 
@@ -186,10 +70,10 @@ static int sio_connect(int fd, const char *nsp, const char *payload, char *buf, 
     snprintf(pkt, sizeof pkt, "40%s%s%s", nsp, *nsp ? "," : "", payload ? payload : "");
     snprintf(ok, sizeof ok, "40%s%s{\"sid\":\"", nsp, *nsp ? "," : "");
     snprintf(err, sizeof err, "44%s%s{", nsp, *nsp ? "," : "");
-    cr_assert_eq(ws_text(fd, pkt), 0);
+    cr_assert_eq(thw_text(fd, pkt), 0);
     for (;;) {
         int op;
-        long n = ws_next(fd, &op, buf, cap);
+        long n = thw_next(fd, &op, buf, cap);
         cr_assert(n >= 0 && op == 1, "no answer to %s", pkt);
         if (strncmp(buf, ok, strlen(ok)) == 0)
             return 1;
@@ -209,11 +93,7 @@ static int sio_open(const char *nsp)
 /* Sends "42<nsp,><id>[<args>]" and returns the ack's payload in buf. */
 static void sio_call(int fd, const char *nsp, int id, const char *args, char *buf, size_t cap)
 {
-    char pkt[512], want[64];
-    snprintf(pkt, sizeof pkt, "42%s%s%d[%s]", nsp, *nsp ? "," : "", id, args);
-    snprintf(want, sizeof want, "43%s%s%d[", nsp, *nsp ? "," : "", id);
-    cr_assert_eq(ws_text(fd, pkt), 0);
-    cr_assert_gt(ws_expect(fd, want, buf, cap), 0, "no ack for %s", pkt);
+    cr_assert_gt(thw_sio_call(fd, nsp, id, args, buf, cap), 0, "no ack for %s on %s", args, nsp);
 }
 
 /* The worker slot whoami names. */
@@ -249,24 +129,24 @@ Test(sio_protocol, namespaces_are_isolated_and_multiplexed)
      * shows the other namespace's packet did not reach it. */
     sio_call(b, "/chat", 4, "\"m\",\"in chat\"", buf, sizeof buf);
     cr_expect_str_eq(buf, "43/chat,4[{\"ok\":true,\"rooms\":1}]");
-    cr_assert_gt(ws_expect(a, "42/chat,", buf, sizeof buf), 0);
+    cr_assert_gt(thw_expect(a, "42/chat,", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "42/chat,[\"m\",\"in chat\"]");
-    cr_assert_eq(ws_text(a, "42[\"m\",\"in main\"]"), 0);
-    cr_assert_eq(ws_text(a, "42/chat,[\"mark\"]"), 0);
+    cr_assert_eq(thw_text(a, "42[\"m\",\"in main\"]"), 0);
+    cr_assert_eq(thw_text(a, "42/chat,[\"mark\"]"), 0);
     int op;
-    cr_assert_gt(ws_next(c, &op, buf, sizeof buf), 0);
+    cr_assert_gt(thw_next(c, &op, buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "42[\"m\",\"in main\"]", "c got a /chat packet first");
-    cr_assert_gt(ws_next(b, &op, buf, sizeof buf), 0);
+    cr_assert_gt(thw_next(b, &op, buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "42/chat,[\"mark\"]", "b got a \"/\" packet first");
 
     /* Unknown namespace: CONNECT_ERROR, the session stays. */
     cr_expect_eq(sio_connect(a, "/nope", NULL, buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "44/nope,{\"message\":\"Invalid namespace\"}");
     /* Leaving /chat keeps "/": a /chat packet is ignored now, "/" answered. */
-    cr_assert_eq(ws_text(a, "41/chat,"), 0);
-    cr_assert_eq(ws_text(a, "42/chat,7[\"whoami\"]"), 0);
-    cr_assert_eq(ws_text(a, "428[\"whoami\"]"), 0);
-    cr_assert_gt(ws_next(a, &op, buf, sizeof buf), 0);
+    cr_assert_eq(thw_text(a, "41/chat,"), 0);
+    cr_assert_eq(thw_text(a, "42/chat,7[\"whoami\"]"), 0);
+    cr_assert_eq(thw_text(a, "428[\"whoami\"]"), 0);
+    cr_assert_gt(thw_next(a, &op, buf, sizeof buf), 0);
     cr_expect(strncmp(buf, "438[{\"sid\":", 11) == 0 && strstr(buf, "\"namespace\":\"/\""), "%s", buf);
     close(a);
     close(b);
@@ -306,31 +186,31 @@ Test(sio_protocol, binary_events_are_relayed_byte_for_byte_across_workers)
         all[i] = (char)i;
 
     /* a -> b: one attachment with every byte value; a's ack after it. */
-    cr_assert_eq(ws_text(a, "451-17[\"blob\",{\"_placeholder\":true,\"num\":0},\"tail\"]"), 0);
-    cr_assert_eq(ws_send(a, 2, all, sizeof all), 0);
-    cr_assert_gt(ws_expect(a, "4317[", buf, sizeof buf), 0);
+    cr_assert_eq(thw_text(a, "451-17[\"blob\",{\"_placeholder\":true,\"num\":0},\"tail\"]"), 0);
+    cr_assert_eq(thw_send(a, 2, all, sizeof all), 0);
+    cr_assert_gt(thw_expect(a, "4317[", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "4317[{\"ok\":true,\"rooms\":1}]");
-    cr_assert_gt(ws_expect(b, "45", buf, sizeof buf), 0);
+    cr_assert_gt(thw_expect(b, "45", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "451-[\"blob\",{\"_placeholder\":true,\"num\":0},\"tail\"]");
-    cr_assert_eq(ws_next(b, &op, buf, sizeof buf), 256);
+    cr_assert_eq(thw_next(b, &op, buf, sizeof buf), 256);
     cr_expect(op == 2 && memcmp(buf, all, 256) == 0, "the attachment changed (opcode %d)", op);
 
     /* b -> a: two attachments, the second empty, placeholders nested and
      * in reverse order, left as they are. */
     static const char two[] = "452-[\"pair\",{\"x\":[{\"_placeholder\":true,\"num\":1}]},"
                               "{\"_placeholder\":true,\"num\":0}]";
-    cr_assert_eq(ws_text(b, two), 0);
-    cr_assert_eq(ws_send(b, 2, "\x00\xff\x00", 3), 0);
-    cr_assert_eq(ws_send(b, 2, "", 0), 0);
-    cr_assert_gt(ws_expect(a, "45", buf, sizeof buf), 0);
+    cr_assert_eq(thw_text(b, two), 0);
+    cr_assert_eq(thw_send(b, 2, "\x00\xff\x00", 3), 0);
+    cr_assert_eq(thw_send(b, 2, "", 0), 0);
+    cr_assert_gt(thw_expect(a, "45", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, two);
-    cr_assert_eq(ws_next(a, &op, buf, sizeof buf), 3);
+    cr_assert_eq(thw_next(a, &op, buf, sizeof buf), 3);
     cr_expect(op == 2 && memcmp(buf, "\x00\xff\x00", 3) == 0);
-    cr_assert_eq(ws_next(a, &op, buf, sizeof buf), 0);
+    cr_assert_eq(thw_next(a, &op, buf, sizeof buf), 0);
     cr_expect_eq(op, 2);
     /* Text after binary: both still served. */
-    cr_assert_eq(ws_text(a, "42[\"after\"]"), 0);
-    cr_assert_gt(ws_expect(b, "42", buf, sizeof buf), 0);
+    cr_assert_eq(thw_text(a, "42[\"after\"]"), 0);
+    cr_assert_gt(thw_expect(b, "42", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "42[\"after\"]");
     close(a);
     close(b);
@@ -364,20 +244,20 @@ Test(sio_protocol, binary_packets_that_break_the_rules_close_that_client)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int fd = sio_open("");
         if (cases[i].text)
-            cr_assert_eq(ws_text(fd, cases[i].text), 0);
+            cr_assert_eq(thw_text(fd, cases[i].text), 0);
         for (int k = 0; k < cases[i].nbin; k++)
-            cr_assert_eq(ws_send(fd, 2, big, cases[i].binlen), 0);
+            cr_assert_eq(thw_send(fd, 2, big, cases[i].binlen), 0);
         if (i == 1)
-            cr_assert_eq(ws_text(fd, "42[\"x\"]"), 0);
-        cr_expect_eq(ws_close_code(fd), cases[i].code, "%s", cases[i].what);
+            cr_assert_eq(thw_text(fd, "42[\"x\"]"), 0);
+        cr_expect_eq(thw_close_code(fd), cases[i].code, "%s", cases[i].what);
         close(fd);
         sio_call(bystander, "", (int)i, "\"whoami\"", buf, sizeof buf);
     }
     /* A BINARY_ACK (the service never asks for one) and its attachment are
      * consumed; the client goes on. */
     int fd = sio_open("");
-    cr_assert_eq(ws_text(fd, "461-3[{\"_placeholder\":true,\"num\":0}]"), 0);
-    cr_assert_eq(ws_send(fd, 2, "abc", 3), 0);
+    cr_assert_eq(thw_text(fd, "461-3[{\"_placeholder\":true,\"num\":0}]"), 0);
+    cr_assert_eq(thw_send(fd, 2, "abc", 3), 0);
     sio_call(fd, "", 4, "\"whoami\"", buf, sizeof buf);
     cr_expect(strncmp(buf, "434[{\"sid\":", 11) == 0, "%s", buf);
     close(fd);
@@ -485,7 +365,7 @@ Test(sio_protocol, a_stop_sends_no_disconnect)
     cr_assert_eq(kill(srv.pid, SIGTERM), 0);
     for (;;) {
         int op;
-        long n = ws_next(fd, &op, buf, sizeof buf);
+        long n = thw_next(fd, &op, buf, sizeof buf);
         cr_assert_geq(n, 0, "no close frame");
         if (op == 8) {
             cr_expect(n >= 2 && ((unsigned char)buf[0] << 8 | (unsigned char)buf[1]) == 1001);
@@ -515,7 +395,7 @@ Test(sio_protocol, a_server_side_disconnect_arrives_before_the_close)
     th_http(&r, srv.port, "POST", "/socket.io/disconnect", body, 3000);
     cr_expect_eq(r.status, 202, "%s", r.body);
     th_response_free(&r);
-    cr_assert_gt(ws_expect(fd, "41", buf, sizeof buf), 0);
+    cr_assert_gt(thw_expect(fd, "41", buf, sizeof buf), 0);
     cr_expect_str_eq(buf, "41/chat,");
     sio_call(fd, "", 1, "\"whoami\"", buf, sizeof buf);
     cr_expect(strstr(buf, sid), "%s", buf);
@@ -526,8 +406,8 @@ Test(sio_protocol, a_server_side_disconnect_arrives_before_the_close)
     cr_expect_eq(r.status, 202, "%s", r.body);
     th_response_free(&r);
     int op;
-    long n = ws_next(fd, &op, buf, sizeof buf);
+    long n = thw_next(fd, &op, buf, sizeof buf);
     cr_expect(n == 2 && op == 1 && strcmp(buf, "41") == 0, "not DISCONNECT first: opcode %d, %ld bytes", op, n);
-    cr_expect_eq(ws_close_code(fd), 1000);
+    cr_expect_eq(thw_close_code(fd), 1000);
     close(fd);
 }

@@ -53,7 +53,7 @@ struct cd_events_auth {
 
 int cd_events__read_file(const char *path, size_t max, char **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block -t */
     if (fd < 0)
         return -errno;
     struct stat sb;

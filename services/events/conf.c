@@ -284,7 +284,7 @@ static int read_publish_token(cd_events_conf *c, char *err, size_t errlen)
     int rc = cd_events__read_file(c->publish_token_file, 4096, &buf, &len);
     if (rc < 0) {
         snprintf(err, errlen, "publish_token_file %s: %s", c->publish_token_file,
-                 rc == -EFBIG ? "larger than 4k" : strerror(-rc));
+                 rc == -EFBIG ? "larger than 4k" : rc == -EINVAL ? "not a file" : strerror(-rc));
         return -1;
     }
     if (len && buf[len - 1] == '\n')

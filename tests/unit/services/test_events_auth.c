@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -383,6 +384,9 @@ Test(events_auth, a_key_of_the_wrong_kind_is_refused_at_load)
     EVP_PKEY *rsa = EVP_RSA_gen(2048), *small = EVP_RSA_gen(1024), *ec = EVP_EC_gen("P-256"),
              *p384 = EVP_EC_gen("P-384");
     cr_assert(rsa && small && ec && p384);
+    char *fifo;
+    cr_assert_geq(asprintf(&fifo, "%s/fifo", dir), 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
     struct {
         int alg;
         char *path;
@@ -395,6 +399,7 @@ Test(events_auth, a_key_of_the_wrong_kind_is_refused_at_load)
         {CD_EVENTS_JWT_RS256, write_file("secret", secret, strlen(secret)), "PEM"},
         {CD_EVENTS_JWT_HS256, write_file("empty", "\n", 1), "empty"},
         {CD_EVENTS_JWT_HS256, strdup("/nonexistent/key"), "No such file"},
+        {CD_EVENTS_JWT_HS256, fifo, "not a file"}, /* refused, not waited on */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         use_key(bad[i].alg, bad[i].path);

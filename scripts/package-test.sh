@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 #
 # package-test.sh - the Debian packages, end to end (ctest `package`):
-# builds them with dpkg-buildpackage in a copy of the committed tree, checks them
-# with lintian (no errors), installs them with dpkg -i (apt-get -f install
-# for what they depend on), checks the installed config with clusterd -t,
-# starts the installed binary as clusterd.service would (user clusterd,
+# builds them with dpkg-buildpackage in a copy of the committed tree,
+# checks them with lintian (no errors), installs clusterd alone (its config
+# must pass clusterd -t without the module packages), then all four with
+# dpkg -i (apt-get -f install for what they depend on), checks a config
+# naming both modules and a module built against libclusterd-dev, starts
+# the installed binary as clusterd.service would (user clusterd,
 # RUNTIME_DIRECTORY=/run/clusterd), serves requests, rotates the access
 # log, reloads (clusterctl reload as ExecReload does, then SIGHUP), stops
 # it (SIGTERM), purges the packages and checks that nothing is left (the
@@ -12,7 +14,7 @@
 #
 # It changes the machine (as root), so it runs only with CD_PACKAGE_TEST=1
 # (scripts/test.sh sets it on CI); otherwise it exits 77, which ctest
-# reports as skipped.  About 3-5 minutes on 2 CPUs, most of it the build.
+# reports as skipped.  About 2-3 minutes on 2 CPUs, most of it the build.
 #
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)

@@ -207,7 +207,6 @@ static void events_handle(cd_service *svc, cd_request *req)
     handle_engineio(st, req);
 }
 
-#if CLUSTERD_ABI_VERSION >= 2
 /* The worker that owns the session a request names (its sid), when it is
  * not this one; 0 to serve it here.  Asked before the body is read. */
 static uint32_t events_steer(cd_service *svc, const cd_request *req)
@@ -219,7 +218,6 @@ static uint32_t events_steer(cd_service *svc, const cd_request *req)
     uint32_t w = cd_events__sid_worker(sid, CD_EVENTS_SID_LEN);
     return w == st->worker_id ? 0 : w;
 }
-#endif
 
 /* ---- lifetime ---- */
 
@@ -241,11 +239,7 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
     }
     st->svc = svc;
     st->conf = svc->conf;
-#if CLUSTERD_ABI_VERSION >= 2
     st->worker_id = cd_service_worker_id(svc);
-#else
-    st->worker_id = (uint32_t)svc->slot + 1; /* until the host says (sticky sessions) */
-#endif
     /* The JWT key, loaded as conf_check did (socketio.c checks CONNECTs). */
     cd_events_auth *auth = NULL;
     if (st->conf->auth == CD_EVENTS_AUTH_JWT && cd_events__auth_new(st->conf, &auth, err, errlen) < 0) {
@@ -325,7 +319,5 @@ const cd_service_type cd_service_events = {
     .stop = events_stop,
     .destroy = events_destroy,
     .uses_bus = 1,
-#if CLUSTERD_ABI_VERSION >= 2
     .steer = events_steer,
-#endif
 };

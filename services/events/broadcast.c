@@ -119,6 +119,31 @@ static int attachments(const cd_events_bus_msg *m, const char ***ptrs, size_t **
     return 0;
 }
 
+/* Applies a decoded message to this worker's sockets of namespace nsp. */
+static void apply_msg(cd_events_state *st, const cd_events_bus_msg *m, int nsp, const char **ptrs, size_t *lens)
+{
+    apply a = {.m = m, .mark = ++st->mark,
+               .packet = {.text = m->text, .text_len = m->text_len, .nattach = m->nattach, .attach = ptrs,
+                          .attach_len = lens}};
+    const unsigned char *cur = m->except;
+    const char *name;
+    size_t nl;
+    for (size_t i = 0; i < m->nexcept; i++) {
+        cd_events__bus_name(&cur, &name, &nl);
+        walk(st, &a, nsp, name, nl, 1);
+    }
+    if (!m->nrooms)
+        walk(st, &a, nsp, "", 0, 0);
+    cur = m->rooms;
+    for (size_t i = 0; i < m->nrooms; i++) {
+        cd_events__bus_name(&cur, &name, &nl);
+        walk(st, &a, nsp, name, nl, 0);
+    }
+    if (a.refused)
+        cd_info("events: join of a room of %zu bytes refused to %zu sockets (max_rooms or memory)", m->room_len,
+                a.refused);
+}
+
 void cd_events__on_bus(cd_service *svc, const void *msg, size_t len)
 {
     cd_events_state *st = svc->state;
@@ -132,34 +157,12 @@ void cd_events__on_bus(cd_service *svc, const void *msg, size_t len)
     int nsp = cd_events__nsp_index(st->conf, m.nsp, m.nsp_len);
     if (nsp < 0) /* a worker of another configuration (a reload under way) */
         return;
-    apply a = {.m = &m, .mark = ++st->mark, .packet = {.text = m.text, .text_len = m.text_len,
-                                                       .nattach = m.nattach}};
     const char **ptrs;
     size_t *lens;
-    if (attachments(&m, &ptrs, &lens) < 0) {
+    if (attachments(&m, &ptrs, &lens) < 0)
         cd_warn("events: out of memory for a broadcast's %zu attachments; dropped", m.nattach);
-        goto out;
-    }
-    a.packet.attach = ptrs;
-    a.packet.attach_len = lens;
-    const unsigned char *cur = m.except;
-    const char *name;
-    size_t nl;
-    for (size_t i = 0; i < m.nexcept; i++) {
-        cd_events__bus_name(&cur, &name, &nl);
-        walk(st, &a, nsp, name, nl, 1);
-    }
-    if (!m.nrooms)
-        walk(st, &a, nsp, "", 0, 0);
-    cur = m.rooms;
-    for (size_t i = 0; i < m.nrooms; i++) {
-        cd_events__bus_name(&cur, &name, &nl);
-        walk(st, &a, nsp, name, nl, 0);
-    }
-    if (a.refused)
-        cd_info("events: join of a room of %zu bytes refused to %zu sockets (max_rooms or memory)", m.room_len,
-                a.refused);
-out:
+    else
+        apply_msg(st, &m, nsp, ptrs, lens);
     free(ptrs);
     free(lens);
 }

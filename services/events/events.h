@@ -16,8 +16,9 @@
  *   polling.c      HTTP long-polling: the held GET, the queue, POSTed
  *                  packets, the sid index, engine.io's JSON errors
  *   eio_payload.c  pure codec: polling payloads (\x1e, "b<base64>")
- *   socketio.c     Socket.IO packets: connect, disconnect, events, acks,
- *                  join/leave/whoami
+ *   socketio.c     Socket.IO packets: connect (namespaces, JWT auth),
+ *                  disconnect, events and binary events (attachments
+ *                  gathered), acks, join/leave/whoami
  *   rooms.c        the room registry (keyed hash of rooms, memberships)
  *   broadcast.c    packets and commands to sockets on every worker (the
  *                  bus), applied on each to its own sockets

@@ -20,7 +20,7 @@ PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libna
       clang-14 libclang-rt-14-dev    # libFuzzer targets (scripts/fuzz.sh)
       wrk                            # load for the chaos tests (tests/integration/test_chaos.c)
       chromium                       # the headless-browser Socket.IO test (tests/socketio/browser.js)
-      debhelper dpkg-dev fakeroot lintian scdoc bash-completion)  # .deb, man pages, completion (debian/, docs/man/)
+      debhelper dpkg-dev fakeroot lintian scdoc bash-completion logrotate)  # .deb (package-test.sh), man pages, completion
 # Node.js runs the Socket.IO tests; the machine may carry its own build of it
 # (which brings npm), so ask apt only when the commands are missing.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -25,6 +25,9 @@
  *   0x02  write in 7-byte pieces, a loop turn after each (partial frames)
  *   0x04  half-close the client's side at the end (EOF), else just close
  *   0x08  deliver a bus broadcast to rooms "r" and "a" at the end
+ *   0x40  with 0x08, then bus commands: everyone joins "a", the members of
+ *         "r" leave it, those of "r" and "a" are disconnected (0x80: with
+ *         their transports)
  *   0x10  the first half of the bytes came with the upgrade request: the
  *         HTTP layer read them, the session gets them as `pre`
  *   0x20  a second, well-behaved client (never read, not checked) has
@@ -184,6 +187,15 @@ static void turn(int fd, int reads, int times)
     }
 }
 
+/* Hands op on target t to the service as the bus would. */
+static void deliver(cd_service *s, const cd_events_target *t, const cd_events_bus_op *op)
+{
+    char msg[256];
+    long n = cd_events__bus_encode(msg, sizeof msg, "/", 1, t, op);
+    if (n > 0)
+        s->bus_cb(s, msg, (size_t)n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256];
@@ -241,13 +253,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *const rooms[] = {"r", "a"};
         static const size_t lens[] = {1, 1};
         static const char pkt[] = "42[\"news\",{\"n\":1}]";
-        char msg[256];
         cd_events_target t = {.nrooms = 2, .rooms = rooms, .room_lens = lens};
         cd_events_packet p = {.text = pkt, .text_len = sizeof pkt - 1};
         cd_events_bus_op op = {.op = CD_EVENTS_BUS_PACKET, .packet = &p};
-        long n = cd_events__bus_encode(msg, sizeof msg, "/", 1, &t, &op);
-        if (n > 0)
-            svc.bus_cb(&svc, msg, (size_t)n);
+        deliver(&svc, &t, &op);
+        if (ctl & 0x40) { /* the backend's commands, acting while the rooms are walked */
+            cd_events_target all = {0}, in_r = {.nrooms = 1, .rooms = rooms, .room_lens = lens};
+            cd_events_bus_op join = {.op = CD_EVENTS_BUS_JOIN, .room = "a", .room_len = 1};
+            cd_events_bus_op leave = {.op = CD_EVENTS_BUS_LEAVE, .room = "r", .room_len = 1};
+            cd_events_bus_op bye = {.op = CD_EVENTS_BUS_DISCONNECT, .close = !!(ctl & 0x80)};
+            deliver(&svc, &all, &join);
+            deliver(&svc, &in_r, &leave);
+            deliver(&svc, &t, &bye);
+        }
         turn(sv[1], reads, 2);
     }
     if (ctl & 4) {

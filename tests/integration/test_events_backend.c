@@ -305,6 +305,36 @@ Test(events_backend, disconnect_by_room_sends_disconnect_and_close_ends_the_sess
     close(b);
 }
 
+/* Commands that free what the walk is on: every member of a room leaves
+ * it (the room goes with its last member), then every member of another
+ * is disconnected; each socket is acted on once. */
+Test(events_backend, commands_act_on_every_member_while_walking_the_room)
+{
+    cr_assert_eq(th_start(&srv, 2, "/dummy", NULL, BASE_CONF), 0);
+    enum { N = 8 };
+    int fds[N];
+    char sid[64], buf[512];
+    for (int i = 0; i < N; i++) {
+        fds[i] = sio("", NULL, sid);
+        cr_assert_gt(thw_sio_call(fds[i], "", 1, "\"join\",\"crowd\"", buf, sizeof buf), 0);
+        cr_assert_gt(thw_sio_call(fds[i], "", 2, "\"join\",\"crowd2\"", buf, sizeof buf), 0);
+    }
+    cr_assert_eq(post1("leave", "{\"room\":\"crowd\",\"leave\":\"crowd\"}", NULL, NULL, NULL, 0), 202);
+    for (int i = 0; i < N; i++)
+        wait_rooms(fds[i], 1);
+    cr_assert_eq(post1("disconnect", "{\"rooms\":[\"crowd2\",\"crowd\"]}", NULL, NULL, NULL, 0), 202);
+    for (int i = 0; i < N; i++) {
+        cr_assert_gt(thw_expect(fds[i], "41", buf, sizeof buf), 0, "socket %d: no DISCONNECT", i);
+        cr_expect_str_eq(buf, "41");
+        /* One DISCONNECT only: what follows is the answer to a new CONNECT. */
+        cr_assert_eq(thw_text(fds[i], "40"), 0);
+        int op;
+        cr_assert_gt(thw_next(fds[i], &op, buf, sizeof buf), 0);
+        cr_expect(strncmp(buf, "40{\"sid\":", 9) == 0, "socket %d: %s", i, buf);
+        close(fds[i]);
+    }
+}
+
 /* ---- namespaces, users ---- */
 
 Test(events_backend, namespace_targets_only_its_sockets_and_unknown_is_404)

@@ -51,10 +51,6 @@ static void fini(void)
 
 TestSuite(socketio, .fini = fini, .timeout = 180);
 
-/* A test of a server feature that has not landed yet: left out of the run
- * (criterion reports it as skipped, with the feature named here). */
-#define PENDING(feature) .disabled = 1, .description = "pending: " feature
-
 /* Runs `node tests/socketio/SCRIPT PORT [a3 [a4 [a5]]]`; 0 = its checks passed. */
 static int run_node(const char *script, int timeout_ms, const char *a3, const char *a4, const char *a5)
 {

@@ -2,7 +2,8 @@
 // socket.io-client: clients on all four workers (whoami's worker) connect
 // straight over WebSocket (no polling request at all), join one room, and
 // each worker's client receives the events of the others and a POST
-// /publish, exactly once, arguments intact.
+// /publish, exactly once, arguments intact.  The config says
+// `transports = websocket`, so a long-polling request is refused (400).
 "use strict";
 const t = require("./lib");
 
@@ -33,5 +34,7 @@ t.run(async () => {
       `client ${i} got says from ${froms}`);
     t.check(recs[i].list.length === 4, `client ${i}: ${recs[i].list.length} events, expected 4`);
   }
+  const poll = await t.get("/socket.io/?EIO=4&transport=polling");
+  t.check(poll.status === 400, `a polling request with transports = websocket: ${poll.status} ${poll.body}`);
   t.pass("websocket only: four workers, one room, events and publish");
 }, 30000);

@@ -16,7 +16,7 @@
  * transport not in `transports`: code 0, "Transport unknown"); a browser
  * from an allowed Origin gets Access-Control-Allow-Origin (echoed, with
  * credentials) and its preflight answered here.  POST {route}/publish,
- * /join, /leave and /disconnect are the backend's (broadcast.c).
+ * /join, /leave and /disconnect are the backend's (backend.c).
  *
  * Sticky sessions: a session lives in one worker, whose id its sid
  * carries (engineio.c).  The vtable's steer hook reads the sid of a

@@ -3,11 +3,12 @@
 // that the kernel gives to any worker, so most of them reach a session that
 // lives on another worker and must be steered to its owner.  Checks:
 // sessions live on all four workers (whoami), the requests were accepted by
-// all four (clusterd_worker_accepted_total in /metrics), events flow both
-// ways (client to room, POST /publish to room), rooms keep their members
-// apart, every member gets exactly one copy, and the server's pings over
-// polling keep every session alive for several intervals (same sid, no
-// disconnect, the client still on polling).
+// all four (clusterd_worker_accepted_total in /metrics), /metrics counts
+// them (clusterd_events_clients by transport, clusterd_events_rooms),
+// events flow both ways (client to room, POST /publish to room), rooms keep
+// their members apart, every member gets exactly one copy, and the server's
+// pings over polling keep every session alive for several intervals (same
+// sid, no disconnect, the client still on polling).
 "use strict";
 const t = require("./lib");
 
@@ -76,6 +77,19 @@ t.run(async () => {
     const w = await t.ack(s, 3000, "whoami");
     t.check(w.sid === s.sid && w.worker === s.worker, `whoami changed: ${JSON.stringify(w)}`);
   }
+
+  // /metrics counts them: polling clients of /, none on websocket; the rooms
+  // gauge is each worker's rooms summed (a room with members on k workers
+  // counts k times), so even and odd count between 2 and 8.
+  const sum = (m, re) => Object.entries(m).filter(([k]) => re.test(k)).reduce((acc, [, v]) => acc + v, 0);
+  const good = (v) => v[0] === cs.length && v[1] === 0 && v[2] >= 2 && v[2] <= 8;
+  let seen;
+  for (const end = Date.now() + 5000; ; await t.sleep(100)) {
+    const c = await t.metrics("clusterd_events_clients"), rm = await t.metrics("clusterd_events_rooms");
+    seen = [sum(c, /namespace="\/",transport="polling"/), sum(c, /transport="websocket"/), sum(rm, /namespace="\/"/)];
+    if (good(seen) || Date.now() > end) break;
+  }
+  t.check(good(seen), `/metrics: clients on polling, on websocket, rooms: ${seen}; expected ${cs.length}, 0, 2..8`);
 
   // The kernel spread the requests: every worker accepted connections.
   await t.sleep(500); // a heartbeat or two: the snapshot catches up

@@ -476,8 +476,9 @@ int cd_events__room_join_own(cd_events_socket *s, const char *name, size_t len);
 int cd_events__room_leave(cd_events_socket *s, const char *name, size_t len);
 void cd_events__room_leave_all(cd_events_socket *s);
 
-/* broadcast.c: packets and commands to sockets on every worker (the bus),
- * and the backend endpoints.
+/* Packets and commands to sockets on every worker: the target, its codec
+ * on the bus and the backend's bodies (bus_proto.c), sending and applying
+ * (broadcast.c), the backend endpoints (backend.c).
  *
  * Whom: the sockets of namespace nsp in any of rooms (none: all of the
  * namespace's sockets), minus those in any of except; a socket sid and

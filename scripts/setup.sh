@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libnanomsg-dev
       libcriterion-dev node-llhttp libinih-dev libsystemd-dev libwslay-dev libjwt-dev libssl-dev zlib1g-dev curl
+      libcurl4-openssl-dev           # the events service's HTTP hooks (services/events/hookclient.c)
       clang-14 libclang-rt-14-dev    # libFuzzer targets (scripts/fuzz.sh)
       wrk                            # load for the chaos tests (tests/integration/test_chaos.c)
       chromium                       # the headless-browser Socket.IO test (tests/socketio/browser.js)

@@ -273,6 +273,8 @@ Test(polling, a_body_over_max_message_size_gets_413_and_closes)
 Test(polling, forty_sessions_on_four_workers_each_polled_ten_times, .timeout = 240)
 {
     cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, BASE_CONF), 0);
+    /* th_start returns once one worker answers; sessions must open on all. */
+    cr_assert(th_log_contains(&srv, "all 4 workers ready", 10000));
     enum { N = 40, ROUNDS = 10 };
     static char sids[N][32];
     int worker[N];

@@ -99,9 +99,13 @@ struct cd_conn {
     cd_upgrade_cb up_cb; /* set by cd_http_upgrade until the hand-over */
     void *up_arg;
     ev_tstamp body_until; /* body_deadline of the body being read (0: none) */
-    char in[CD_HTTP_IN_BUF];
-    size_t in_off, in_len; /* unparsed bytes are in[in_off..in_len) */
-    char *out;
+    /* Unparsed bytes are in[in_off..in_len).  in is NULL while nothing
+     * waits (an idle connection holds no buffer), the loop's read buffer
+     * while what was just read is parsed, or a CD_HTTP_IN_BUF buffer of its
+     * own while bytes wait (pipelined, or after a paused head): server.c. */
+    char *in;
+    size_t in_off, in_len;
+    char *out; /* NULL on an idle connection: freed once an answer is written */
     size_t out_off, out_len, out_cap;
     int processing; /* cd_http__process is on the stack */
     int moved;         /* moved here (steer.c): its next request is served here, not steered */

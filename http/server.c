@@ -32,6 +32,18 @@
  * its body is read here as any other.  A connection moved here is adopted
  * with the bytes read so far (cd_http_conn_adopt) and parsed from them.
  *
+ * Memory (as nginx's ngx_http_set_keepalive): an idle connection holds no
+ * buffer.  Bytes are read into the loop's one read buffer (loop_in) and
+ * parsed from there; llhttp copies every piece into the request, so when
+ * nothing is left unparsed the connection goes back to holding none.  Only
+ * bytes that must wait (pipelined behind a request in service, or the rest
+ * after a head that is moved or upgraded) are kept, in a 16 KiB buffer of
+ * the connection's own, freed once they are parsed (in_settle).  The output
+ * buffer is freed once an answer is written and the connection is idle,
+ * and the request when it is answered, so a keep-alive connection waiting
+ * for its next request costs its cd_conn (sizeof: 496 bytes on x86-64,
+ * kept under 512 below) plus the kernel's socket.
+ *
  * Drain: once the owner calls cd_http_begin_drain, answers say
  * Connection: close, and cd_http_drain closes connections left idle.
  */
@@ -46,6 +58,37 @@
 #include "core/log.h"
 #include "http/conn.h"
 #include "http/routeconf.h"
+
+/* What every connection of this thread reads into (one loop per thread);
+ * bytes never stay here past the cd_http__process that parses them. */
+static _Thread_local char loop_in[CD_HTTP_IN_BUF];
+
+_Static_assert(sizeof(void *) != 8 || sizeof(cd_conn) <= 512, "an idle connection is its cd_conn: keep it small");
+
+/* Bytes read from c stay in c->in only while they wait: at the end of a
+ * cd_http__process, what is left in loop_in moves to a buffer of c's own,
+ * and an emptied buffer is freed.  0, or -ENOMEM (the bytes are lost). */
+static int in_settle(cd_conn *c)
+{
+    size_t left = c->in_len - c->in_off;
+    if (left == 0) {
+        if (c->in != loop_in)
+            free(c->in);
+        c->in = NULL;
+        c->in_off = c->in_len = 0;
+        return 0;
+    }
+    if (c->in != loop_in)
+        return 0; /* its own already */
+    char *own = malloc(CD_HTTP_IN_BUF);
+    if (!own)
+        return -ENOMEM;
+    memcpy(own, loop_in + c->in_off, left);
+    c->in = own;
+    c->in_off = 0;
+    c->in_len = left;
+    return 0;
+}
 
 void cd_http__timer(cd_conn *c, double sec)
 {
@@ -249,7 +292,7 @@ void cd_http__process(cd_conn *c)
             /* Keep reading into the buffer (pipelined requests wait there)
              * until it is full: toggling the watcher per request would cost
              * epoll_ctl calls for nothing. */
-            set_io(c, c->peer_closed || c->in_len == sizeof c->in ? 0 : EV_READ);
+            set_io(c, c->peer_closed || c->in_len == CD_HTTP_IN_BUF ? 0 : EV_READ);
             break;
         }
         if (c->in_off < c->in_len) {
@@ -261,12 +304,19 @@ void cd_http__process(cd_conn *c)
         if (c->state == CS_IDLE) {
             /* While draining, cd_http_drain closes it after a grace period. */
             c->idle_since = ev_now(ctx->loop);
+            free(c->out); /* all written: an idle connection keeps no buffer */
+            c->out = NULL;
+            c->out_cap = 0;
             set_timer(c, ctx->keepalive_timeout_ms > 0 ? ctx->keepalive_timeout_ms : ctx->header_timeout_ms);
         }
         set_io(c, EV_READ);
         break;
     }
     c->processing = 0;
+    if (in_settle(c) < 0) {
+        cd_err("fd %d: out of memory keeping %zu unparsed bytes; closing", c->fd, c->in_len - c->in_off);
+        cd_http__close(c);
+    }
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -274,11 +324,12 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     cd_conn *c = io->data;
     if (revents & EV_READ) {
-        if (c->in_len == sizeof c->in) {
+        if (c->in && c->in_len == CD_HTTP_IN_BUF) {
             /* Cannot happen while parsing (everything is copied out); be safe. */
             cd_http__fail(c, 431, "request headers too large");
         } else {
-            ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
+            char *buf = c->in ? c->in : loop_in; /* nothing waits: the loop's buffer */
+            ssize_t n = recv(c->fd, buf + c->in_len, CD_HTTP_IN_BUF - c->in_len, 0);
             if (n == 0 && c->state == CS_SERVICE) {
                 /* Half-closed while its request is being served: answer, then
                  * close.  A handler that asked is told (it may answer, and
@@ -295,6 +346,7 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
                 return;
             }
             if (n > 0) {
+                c->in = buf;
                 c->in_len += (size_t)n;
                 if (c->state == CS_READING && c->body_until > 0) /* in the body */
                     cd_http__body_timer(c);
@@ -361,6 +413,8 @@ void cd_http__close(cd_conn *c)
     cd_upgrade_cb up_cb = c->up_cb; /* closed before its hand-over */
     void *up_arg = c->up_arg;
     cd_http__file_close(c);
+    if (c->in != loop_in)
+        free(c->in);
     free(c->out);
     free(c);
     /* A slot is free again: the owner may accept again. */
@@ -408,8 +462,9 @@ void cd_http_conn_new(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, soc
         return;
     }
     /* New connections usually carry their request already: try at once. */
-    ssize_t n = recv(fd, c->in, sizeof c->in, 0);
+    ssize_t n = recv(fd, loop_in, sizeof loop_in, 0);
     if (n > 0) {
+        c->in = loop_in;
         c->in_len = (size_t)n;
     } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
         cd_http__close(c);
@@ -432,8 +487,11 @@ int cd_http_conn_adopt(cd_http_ctx *ctx, int fd, const struct sockaddr *peer, so
     cd_conn *c = conn_open(ctx, fd, peer, peerlen);
     if (!c)
         return -ENOMEM;
-    memcpy(c->in, bytes, len);
-    c->in_len = len;
+    if (len) {
+        memcpy(loop_in, bytes, len); /* parsed now; what must wait is kept then */
+        c->in = loop_in;
+        c->in_len = len;
+    }
     c->moved = moved;
     cd_http__process(c);
     return 0;

@@ -73,7 +73,8 @@ void cd_http__handover(cd_conn *c)
 {
     char head[CD_HTTP_IN_BUF];
     size_t n = c->in_len - c->in_off;
-    memcpy(head, c->in + c->in_off, n);
+    if (n) /* c->in is NULL when nothing waits */
+        memcpy(head, c->in + c->in_off, n);
     int fd = c->fd;
     cd_upgrade_cb cb = c->up_cb;
     void *arg = c->up_arg;

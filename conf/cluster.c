@@ -139,7 +139,7 @@ void cd_conf__defaults(cd_conf *c)
     c->upgrade_timeout_ms = 30000;
     c->max_header_size = 16 * 1024;
     c->max_body_size = 1024 * 1024;
-    c->max_connections = 4096;
+    c->max_connections = 65536; /* per worker; the worker lowers it to what its fd limit allows */
 }
 
 int cd_conf__cluster_check(cd_conf *c, char *err, size_t errlen)

@@ -46,9 +46,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     cd_worker *w = io->data;
     /* Take a bounded batch so one busy listener cannot starve the rest of the loop. */
     for (int i = 0; i < 64 && w->accepting; i++) {
-        if (w->http.nconns >= w->conf->max_connections) {
+        if (w->http.nconns >= w->http.max_connections) { /* the config's, or what the fd limit allows */
             cd_worker_accept_stop(w); /* a connection closing restarts us (on_capacity) */
-            cd_debug("max_connections (%d) reached; not accepting", w->conf->max_connections);
+            cd_debug("max_connections (%d) reached; not accepting", w->http.max_connections);
             return;
         }
         struct sockaddr_storage peer;

@@ -7,7 +7,10 @@
  * worker's host table, host.c) and one HTTP route per service, the HTTP
  * context with its limits and hooks (serve.c), connect to the bus when a
  * service uses it, initialise every service, open the access log, start
- * the watchers, tell the master READY.  A boot failure is reported
+ * the watchers, tell the master READY.  Before that it raises its soft fd
+ * limit to the hard one (one descriptor per connection: the usual soft
+ * 1,024 would refuse the 1,025th client) and takes as many connections as
+ * that allows (fd_limit).  A boot failure is reported
  * (BOOTFAIL) and the worker exits CD_EXIT_BOOTFAIL, which the master takes
  * as "do not respawn".
  *
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -57,6 +61,43 @@ static void signals_reset(void)
     int ignored[] = {SIGPIPE, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGWINCH};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         signal(ignored[i], SIG_IGN);
+}
+
+/* Descriptors kept for what is not a connection: the listener, the
+ * channel, the bus, the access log, the services' own sockets (mongo pools,
+ * nanomsg), files being sent. */
+#define CD_FD_RESERVE 128
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit, then sets the
+ * connections this worker takes: min(max_connections, fd limit -
+ * CD_FD_RESERVE), or half the fd limit when it is that small.  Logged
+ * once, with what it got. */
+static void fd_limit(cd_worker *w)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        cd_log_errno(CD_LOG_WARN, errno, "getrlimit", "RLIMIT_NOFILE; keeping max_connections %d",
+                     w->http.max_connections);
+        return;
+    }
+    unsigned long long was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        /* An unlimited hard limit still stops at fs.nr_open (1 << 20 by default). */
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            cd_log_errno(CD_LOG_WARN, errno, "setrlimit", "raising the soft fd limit from %llu to %llu", was,
+                         (unsigned long long)rl.rlim_cur);
+            rl.rlim_cur = (rlim_t)was;
+        }
+    }
+    unsigned long long fds = rl.rlim_cur;
+    unsigned long long room = fds > 2 * CD_FD_RESERVE ? fds - CD_FD_RESERVE : fds / 2;
+    int want = w->conf->max_connections;
+    if (room < (unsigned long long)want)
+        w->http.max_connections = room > 0 ? (int)room : 1;
+    cd_info("fd limit %llu (soft limit was %llu); max_connections %d%s", fds, was, w->http.max_connections,
+            w->http.max_connections < want ? " (max_connections in the config is more than the fd limit allows)"
+                                           : "");
 }
 
 static int boot_fail(cd_worker *w, const char *why)
@@ -200,6 +241,7 @@ int cd_worker_main(int slot, unsigned generation)
     }
     /* The HTTP context exists (empty) from here on, so teardown may close it. */
     cd_http_init(&w->http, w->loop, conf);
+    fd_limit(w);
 
     int code = CD_EXIT_BOOTFAIL;
     size_t ninit = 0;

@@ -23,7 +23,7 @@ else
          "readmongo answers 503 and curl localhost:8080/healthz/ready names it degraded" >&2
 fi
 
-echo "clusterd: open http://localhost:8080/ (the demo page), or try  curl localhost:8080/dummy  and  curl 'localhost:8080/readmongo/users?limit=2'" >&2
+echo "clusterd: open http://localhost:8080/ (the demo page) and /chat.html (Socket.IO chat; two tabs), or try  curl localhost:8080/dummy  and  curl 'localhost:8080/readmongo/users?limit=2'" >&2
 build/clusterd -c conf/services.ini "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM

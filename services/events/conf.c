@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "services/events/events.h"
+#include "services/events/hooks.h"
 
 #define BUS_MSG_MAX (1 << 20) /* ipc/bus.c's largest message */
 #define NSP_LEN_MAX 64        /* longest namespace name, in bytes (fits a metric label) */
@@ -41,6 +42,8 @@ void *cd_events__conf_new(void)
     c->max_send_queue = 4 << 20;
     c->max_clients = 10000;
     c->max_rooms = 64;
+    c->hook_timeout_ms = 5000;
+    c->hook_max_in_flight = 256;
     c->transports = CD_EVENTS_T_POLLING | CD_EVENTS_T_WEBSOCKET;
     c->auth = CD_EVENTS_AUTH_NONE;
     c->jwt_alg = CD_EVENTS_JWT_HS256;
@@ -267,6 +270,11 @@ const cd_conf_key cd_events__keys[] = {
     CD_CONF_KEY_FUNC("jwt_key_file", set_jwt_key_file),
     CD_CONF_KEY("jwt_rooms_claim", CD_KEY_STRP, cd_events_conf, jwt_rooms_claim, 1, 0),
     CD_CONF_KEY_FUNC("publish_token_file", set_publish_token_file),
+    CD_CONF_KEY_FUNC("connect_hook", cd_events__set_connect_hook), /* hook_proto.c */
+    CD_CONF_KEY_FUNC("event_hook", cd_events__set_event_hook),
+    CD_CONF_KEY_FUNC("disconnect_hook", cd_events__set_disconnect_hook),
+    CD_CONF_KEY("hook_timeout", CD_KEY_MS, cd_events_conf, hook_timeout_ms, 100, 600000),
+    CD_CONF_KEY("hook_max_in_flight", CD_KEY_INT, cd_events_conf, hook_max_in_flight, 1, 100000),
     {0},
 };
 
@@ -331,6 +339,8 @@ int cd_events__conf_check(void *conf, char *err, size_t errlen)
                                     "message: lower one of them");
     if (check_auth(c, err, errlen) < 0)
         return -1;
+    if (cd_events__hooks_conf_check(c, err, errlen) < 0) /* namespaces named by the hooks */
+        return -1;
     if (c->publish_token_file && read_publish_token(c, err, errlen) < 0)
         return -1;
     if (!c->publish_token_file && !cd_conf_listen_loopback())
@@ -348,6 +358,7 @@ void cd_events__conf_free(void *conf)
     free_list(&c->namespaces, &c->nnamespaces);
     free(c->jwt_key_file);
     free(c->jwt_rooms_claim);
+    cd_events__hooks_conf_free(c);
     free(c->publish_token_file);
     free(c->publish_token);
     free(c);

@@ -28,6 +28,7 @@
  *                  packets
  *   events_hash.c  SipHash-2-4, the room table's hash
  *   stats.c        the figures in /metrics (clients, rooms, messages)
+ *   hookclient.c, hook_proto.c, hooks.c  the HTTP hooks (hooks.h)
  *   http/websocket.c  the WebSocket itself: the opening handshake's checks
  *                  and accept key, the connection over wslay; it knows
  *                  nothing of Engine.IO
@@ -74,6 +75,9 @@ typedef struct cd_events_conf {
     char *jwt_key_file, *jwt_rooms_claim, *publish_token_file;
     char *publish_token;        /* read at conf_check (trailing newline stripped) */
     size_t publish_token_len;
+    struct cd_events_hooks_conf *hooks; /* connect_hook, event_hook, disconnect_hook (hooks.h), or NULL */
+    long long hook_timeout_ms;    /* one hook call, connect to answer */
+    long long hook_max_in_flight; /* hook calls at once, per worker */
 } cd_events_conf;
 
 #define CD_EVENTS_T_POLLING 1
@@ -321,6 +325,7 @@ struct cd_events_state {
     size_t nclients_by[2];     /* by enum cd_events_transport */
     uint64_t msgs_in, msgs_out, slow_dropped; /* counters for /metrics (stats.c) */
     struct cd_events_stats *stats; /* stats.c's timer, or NULL */
+    struct cd_events_hooks *hooks; /* hooks.c's, or NULL */
     unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
 };
 

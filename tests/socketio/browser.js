@@ -3,7 +3,8 @@
 // (conf/www/chat.html, served by [static]) in two pages, each an ordinary
 // Socket.IO app on default options with the official client bundle; the
 // second page is reopened until its session lives on another worker than
-// the first's.  Both upgrade to WebSocket; the first page sends a message
+// the first's.  Both start on long-polling (the requests the browser made)
+// and upgrade to WebSocket; the first page sends a message
 // through its form, and the test reads it from the second page's list (and
 // one back).  Exits 77 with a SKIP line when no browser is installed.
 "use strict";
@@ -25,6 +26,11 @@ async function open(browser, name) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   page.on("pageerror", (e) => t.log(`${name}: page error: ${e.message}`));
+  // What the browser itself sent: long-polling requests first, then the upgrade.
+  const polls = [];
+  page.on("request", (r) => {
+    if (/\/socket\.io\/\?.*transport=polling/.test(r.url())) polls.push(r.method());
+  });
   await page.goto(`${t.url}/chat.html?room=browsers&name=${name}`, { timeout: 10000 });
   try {
     await page.waitForFunction(() => document.getElementById("status").dataset.state === "joined" &&
@@ -35,6 +41,7 @@ async function open(browser, name) {
     throw new Error(`${name}'s page never joined over websocket: status "${seen[0]}", log ${JSON.stringify(seen[1])}`);
   }
   const worker = await page.$eval("#status", (e) => e.dataset.worker);
+  t.check(polls.includes("GET") && polls.includes("POST"), `${name}'s page made no long-polling GET and POST: ${polls}`);
   return { page, context, worker };
 }
 

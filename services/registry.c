@@ -177,9 +177,10 @@ typedef struct loaded_mod {
 static loaded_mod *mods;
 
 /* The path `module = value` names: an absolute path as is, a bare name
- * (NAME or NAME.so) in the first module directory that has it.  0, or -1
- * with the reason in err. */
-static int module_path(const char *value, char *out, size_t outlen, char *err, size_t errlen)
+ * (NAME or NAME.so) in the first module directory that has it, else in
+ * extra_dir (when not NULL).  0, or -1 with the reason in err. */
+static int module_path(const char *value, const char *extra_dir, char *out, size_t outlen, char *err,
+                       size_t errlen)
 {
     if (value[0] == '/') {
         snprintf(out, outlen, "%s", value);
@@ -199,8 +200,13 @@ static int module_path(const char *value, char *out, size_t outlen, char *err, s
         if (access(out, F_OK) == 0)
             return 0;
     }
-    snprintf(err, errlen, "module %s%s was not found (CLUSTERD_MODULE_DIR, next to clusterd, or " CD_MODULE_DIR ")",
-             value, ext);
+    if (extra_dir) {
+        snprintf(out, outlen, "%.1000s/%.200s%s", extra_dir, value, ext);
+        if (access(out, F_OK) == 0)
+            return 0;
+    }
+    snprintf(err, errlen, "module %s%s was not found (CLUSTERD_MODULE_DIR, next to clusterd, " CD_MODULE_DIR "%s)",
+             value, ext, extra_dir ? " or next to the config" : "");
     return -1;
 }
 
@@ -270,17 +276,22 @@ static void *module_open(const char *path, const char *base, char *err, size_t e
     return h;
 }
 
+void *cd_module_load(const char *value, const char *extra_dir, char *path, size_t pathlen, char *err, size_t errlen)
+{
+    if (module_path(value, extra_dir, path, pathlen, err, errlen) < 0)
+        return NULL;
+    return module_open(path, strrchr(path, '/') + 1, err, errlen);
+}
+
 /* The type `type` of the module `value` names, checked: its ABI, its
  * handle().  NULL with the reason in err. */
 static const cd_service_type *load_user_module(const char *value, const char *type, char *err, size_t errlen)
 {
     char path[1300];
-    if (module_path(value, path, sizeof path, err, errlen) < 0)
-        return NULL;
-    const char *base = strrchr(path, '/') + 1;
-    void *h = module_open(path, base, err, errlen);
+    void *h = cd_module_load(value, NULL, path, sizeof path, err, errlen);
     if (!h)
         return NULL;
+    const char *base = strrchr(path, '/') + 1;
     char sym[128];
     snprintf(sym, sizeof sym, "cd_service_%.100s", type);
     const cd_service_type *t = dlsym(h, sym);

@@ -15,4 +15,12 @@
  * "path:line: why" in err. */
 int cd_service_bind(cd_conf_service *svc, const char *path, char *err, size_t errlen);
 
+/* The dlopen handle of the module file `value` names, as `module = value`
+ * does: an absolute path, or a bare name (NAME or NAME.so) searched in the
+ * module directories, then in extra_dir (when not NULL); each file mapped
+ * once, and afresh when it changed.  Its path in path (pathlen bytes, at
+ * least 1300).  NULL with the reason in err.  (services/sio.c loads
+ * Socket.IO handler modules with it.) */
+void *cd_module_load(const char *value, const char *extra_dir, char *path, size_t pathlen, char *err, size_t errlen);
+
 #endif

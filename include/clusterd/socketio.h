@@ -155,4 +155,49 @@ void cd_sio_disconnect(cd_sio_socket *s, int close_transport);
  * -ENOTCONN (the socket is gone; freed). */
 int cd_sio_ack_send(cd_sio_ack *ack, const cd_sio_args *reply);
 
+/* ---- the implementation's side ----
+ *
+ * What follows is for clusterd's events service; a handler module has no
+ * use for it.  Every handle (server, socket, ack) begins with a pointer to
+ * the events service's table of the functions above, and the cd_sio_*
+ * functions the clusterd executable exports only call through it
+ * (services/sio.c): a handler module resolves them from the executable
+ * and links nothing of the events module, which is loaded RTLD_LOCAL. */
+typedef struct cd_sio_ops {
+    int (*on)(cd_sio_server *srv, const char *nsp, const cd_sio_handlers *h, void *data);
+    struct ev_loop *(*loop)(cd_sio_server *srv);
+    cd_service *(*service)(cd_sio_server *srv);
+    int (*broadcast)(cd_sio_server *srv, const char *nsp, const cd_sio_target *to, const char *event,
+                     const cd_sio_args *args);
+    int (*sockets_join)(cd_sio_server *srv, const char *nsp, const cd_sio_target *to, const char *room);
+    int (*sockets_leave)(cd_sio_server *srv, const char *nsp, const cd_sio_target *to, const char *room);
+    int (*sockets_disconnect)(cd_sio_server *srv, const char *nsp, const cd_sio_target *to, int close_transport);
+    int (*accept)(cd_sio_socket *s);
+    int (*refuse)(cd_sio_socket *s, const char *message);
+    const char *(*id)(const cd_sio_socket *s);
+    const char *(*nsp)(const cd_sio_socket *s);
+    const char *(*user)(const cd_sio_socket *s);
+    const char *(*header)(const cd_sio_socket *s, const char *name);
+    void (*set_data)(cd_sio_socket *s, void *data);
+    void *(*data)(const cd_sio_socket *s);
+    int (*emit)(cd_sio_socket *s, const char *event, const cd_sio_args *args);
+    int (*emit_with_ack)(cd_sio_socket *s, const char *event, const cd_sio_args *args, double timeout,
+                         void (*cb)(void *arg, int err, const cd_sio_args *reply), void *arg);
+    int (*join)(cd_sio_socket *s, const char *room);
+    int (*leave)(cd_sio_socket *s, const char *room);
+    void (*disconnect)(cd_sio_socket *s, int close_transport);
+    int (*ack_send)(cd_sio_ack *ack, const cd_sio_args *reply);
+} cd_sio_ops;
+
+/* Loads the handler module `name` names (the events section's `handlers`):
+ * an absolute path, or a bare name (NAME or NAME.so) searched where
+ * service modules are (CLUSTERD_MODULE_DIR, next to clusterd, the install's
+ * module directory), then in confdir (the config file's folder; may be
+ * NULL).  Each file is mapped once, and again when it changes (a reload),
+ * as service modules are.  Checks its `cd_sio_module_info`: present, its
+ * abi CLUSTERD_ABI_VERSION (both numbers named otherwise), a setup().
+ * The module, or NULL with the reason in err.  Master (the config check)
+ * and workers (the service's init). */
+const cd_sio_module *cd_sio_module_load(const char *name, const char *confdir, char *err, size_t errlen);
+
 #endif

@@ -252,6 +252,60 @@ static int set_publish_token_file(void *conf, const char *value, char *err, size
     return set_path(&((cd_events_conf *)conf)->publish_token_file, value, err, errlen);
 }
 
+/* handlers = chat | /path/x.so: a Socket.IO handler module (sio_api.c),
+ * a bare name searched in the module directories, then next to the
+ * config (whose folder is kept: cd_conf_dir is only valid now). */
+static int set_handlers(void *conf, const char *value, char *err, size_t errlen)
+{
+    cd_events_conf *c = conf;
+    if (!value[0]) {
+        snprintf(err, errlen, "empty module name");
+        return -1;
+    }
+    char *v = strdup(value), *d = strdup(cd_conf_dir());
+    if (!v || !d) {
+        free(v);
+        free(d);
+        return nomem(err, errlen);
+    }
+    free(c->handlers);
+    free(c->handlers_dir);
+    c->handlers = v;
+    c->handlers_dir = d;
+    return 0;
+}
+
+#define FORWARD_HEADERS_MAX 32
+/* forward_headers = Cookie, User-Agent: header names (RFC 9110 tokens). */
+static int set_forward_headers(void *conf, const char *value, char *err, size_t errlen)
+{
+    cd_events_conf *c = conf;
+    char *copy = strdup(value), *save = NULL;
+    if (!copy)
+        return nomem(err, errlen);
+    free_list(&c->forward_headers, &c->nforward_headers);
+    for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+        const char *why = c->nforward_headers == FORWARD_HEADERS_MAX ? "more than 32 headers" : NULL;
+        for (const char *q = t; !why && *q; q++)
+            if (!strchr("!#$%&'*+-.^_`|~", *q) && !((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
+                                                     (*q >= 'A' && *q <= 'Z')))
+                why = "is not a header name";
+        char **n = why ? NULL : realloc(c->forward_headers, (c->nforward_headers + 1) * sizeof *n);
+        if (why || !n || !(n[c->nforward_headers] = strdup(t))) {
+            if (n)
+                c->forward_headers = n;
+            if (why)
+                snprintf(err, errlen, "'%.64s' %s", t, why);
+            free(copy);
+            return why ? -1 : nomem(err, errlen);
+        }
+        c->forward_headers = n;
+        c->nforward_headers++;
+    }
+    free(copy);
+    return 0;
+}
+
 /* Bounds: pings from 100 ms (a test's pace) to 1 h; a message from 1k to
  * Socket.IO's own default maxPayload; a queue of at least one message
  * (conf_check) up to 1g; a claim name of at least one byte. */
@@ -275,6 +329,8 @@ const cd_conf_key cd_events__keys[] = {
     CD_CONF_KEY_FUNC("disconnect_hook", cd_events__set_disconnect_hook),
     CD_CONF_KEY("hook_timeout", CD_KEY_MS, cd_events_conf, hook_timeout_ms, 100, 600000),
     CD_CONF_KEY("hook_max_in_flight", CD_KEY_INT, cd_events_conf, hook_max_in_flight, 1, 100000),
+    CD_CONF_KEY_FUNC("handlers", set_handlers),
+    CD_CONF_KEY_FUNC("forward_headers", set_forward_headers),
     {0},
 };
 
@@ -343,6 +399,10 @@ int cd_events__conf_check(void *conf, char *err, size_t errlen)
         return -1;
     if (c->publish_token_file && read_publish_token(c, err, errlen) < 0)
         return -1;
+    /* The handler module, loaded as a worker will: a missing file, a
+     * module of another ABI fails here, at -t. */
+    if (c->handlers && !cd_sio_module_load(c->handlers, c->handlers_dir, err, errlen))
+        return -1;
     if (!c->publish_token_file && !cd_conf_listen_loopback())
         cd_conf_warn("publish_token_file is not set while [cluster] listen is not loopback: anyone who can "
                      "reach it may publish, join, leave and disconnect through the backend endpoints");
@@ -361,6 +421,9 @@ void cd_events__conf_free(void *conf)
     cd_events__hooks_conf_free(c);
     free(c->publish_token_file);
     free(c->publish_token);
+    free(c->handlers);
+    free(c->handlers_dir);
+    free_list(&c->forward_headers, &c->nforward_headers);
     free(c);
 }
 

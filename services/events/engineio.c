@@ -75,11 +75,28 @@ static void closing(cd_events_client *c)
     ev_timer_stop(c->st->svc->loop, &c->hb);
 }
 
+/* Why a session ends, as socket.io tells on_disconnect (unless the code
+ * closing it said first, in c->close_reason). */
+static const char *sio_reason(uint16_t code, const char *reason)
+{
+    if (strcmp(reason, "ping timeout") == 0)
+        return "ping timeout";
+    if (code == CD_WS_NORMAL)
+        return "transport close";
+    if (code == CD_WS_GOING_AWAY)
+        return "server shutting down";
+    if (code == CD_WS_PROTOCOL_ERROR)
+        return "parse error";
+    return "transport error";
+}
+
 void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason)
 {
     if (c->phase == CD_EV_CLOSING)
         return;
     cd_debug("events: client %s: closing (%u %s)", c->sid, code, reason);
+    if (!c->close_reason)
+        c->close_reason = sio_reason(code, reason);
     if (c->ws)
         cd_ws_close(c->ws, code, reason); /* the session's WebSocket, or a probe */
     closing(c);
@@ -159,6 +176,7 @@ static void client_release(cd_events_client *c, int answer)
         cd_events__poll_free(c, answer);
     if (c->ws)
         cd_ws_free(c->ws);
+    free(c->headers);
     free(c);
 }
 
@@ -245,8 +263,11 @@ static void on_closing(void *arg, int err)
         cd_debug("events: client %s: close frame with a reason that is not UTF-8; dropping it", c->sid);
     else
         cd_debug("events: client %s: closing (1002 invalid frame)", c->sid);
-    if (c->transport == CD_EIO_WEBSOCKET)
+    if (c->transport == CD_EIO_WEBSOCKET) {
+        if (!c->close_reason)
+            c->close_reason = err == -ENOBUFS ? "transport error" : "parse error";
         closing(c);
+    }
 }
 
 static void on_close(void *arg)
@@ -429,7 +450,8 @@ static cd_ws_limits ws_limits(const cd_events_conf *conf)
     return l;
 }
 
-int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len)
+int cd_events__adopt_fd_headers(cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len,
+                                char *headers, size_t headers_len)
 {
     static const cd_ws_callbacks cbs = {
         .on_message = on_message,
@@ -443,10 +465,18 @@ int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char 
         if (!c)
             close(fd);
         free(c);
+        free(headers);
         return -ENOMEM;
     }
+    c->headers = headers;
+    c->headers_len = headers_len;
     cd_events__client_start(c);
     return 0;
+}
+
+int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len)
+{
+    return cd_events__adopt_fd_headers(svc, fd, accept, pre, pre_len, NULL, 0);
 }
 
 int cd_events__probe_fd(cd_events_client *c, int fd, const char *accept, const char *pre, size_t pre_len)

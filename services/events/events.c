@@ -43,6 +43,8 @@ typedef struct cd_events_upgrade {
     cd_events_state *st;
     char accept[29];
     char sid[CD_EVENTS_SID_LEN + 1]; /* the polling session it probes, or "" */
+    char *headers;                   /* forward_headers kept for a new session (sio_api.c) */
+    size_t headers_len;
     struct cd_events_upgrade *prev, *next;
 } cd_events_upgrade;
 
@@ -97,10 +99,14 @@ static void upgrade_cb(void *arg, int fd, const char *head, size_t headlen)
             close(fd);
         else if (cd_events__probe_fd(c, fd, u->accept, head, headlen) < 0)
             cd_debug("events: client %s: upgrade probe refused", u->sid);
-    } else if (cd_events__adopt_fd(st->svc, fd, u->accept, head, headlen) < 0) {
-        /* The HTTP side is gone: no one to write a 503 to. */
-        cd_info("events: out of memory starting a WebSocket session");
+    } else {
+        char *h = u->headers;
+        u->headers = NULL;
+        if (cd_events__adopt_fd_headers(st->svc, fd, u->accept, head, headlen, h, u->headers_len) < 0)
+            /* The HTTP side is gone: no one to write a 503 to. */
+            cd_info("events: out of memory starting a WebSocket session");
     }
+    free(u->headers);
     free(u);
 }
 
@@ -121,6 +127,8 @@ static void handle_upgrade(cd_events_state *st, cd_request *req, const char *sid
     memcpy(u->accept, accept, sizeof u->accept);
     if (sid)
         snprintf(u->sid, sizeof u->sid, "%s", sid);
+    else
+        u->headers = cd_events__headers_copy(st->conf, req, &u->headers_len);
     u->next = st->pending;
     if (st->pending)
         st->pending->prev = u;
@@ -257,6 +265,16 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
         return -1;
     }
     svc->state = st;
+    /* The handler API, and the handler module's setup (sio_api.c). */
+    if (cd_events__sio_init(st, err, errlen) < 0) {
+        cd_events__stats_stop(st);
+        if (auth)
+            cd_events__auth_free(auth);
+        cd_events__rooms_free(st);
+        free(st);
+        svc->state = NULL;
+        return -1;
+    }
     cd_service_subscribe(svc, cd_events__on_bus);
     return 0;
 }
@@ -285,6 +303,8 @@ static void events_stop(cd_service *svc)
         cd_events_client *c = st->clients;
         if (c->phase != CD_EV_CLOSING && c->ws)
             cd_ws_close(c->ws, CD_WS_GOING_AWAY, "server shutting down");
+        if (!c->close_reason)
+            c->close_reason = "server shutting down";
         cd_events__client_free(c);
     }
 }
@@ -295,8 +315,12 @@ static void events_destroy(cd_service *svc)
     if (!st)
         return;
     detach_pending(st);
-    while (st->clients) /* the loop has stopped: held GETs are dropped */
+    while (st->clients) { /* the loop has stopped: held GETs are dropped */
+        if (!st->clients->close_reason)
+            st->clients->close_reason = "server shutting down";
         cd_events__client_drop(st->clients);
+    }
+    cd_events__sio_destroy(st); /* on_disconnects, the module's teardown */
     cd_events__rooms_free(st); /* rooms went with their last members */
     cd_events__poll_index_free(st);
     if (st->auth)

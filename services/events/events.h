@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include "clusterd/conf.h"
+#include "clusterd/socketio.h"
 #include "clusterd/websocket.h"
 
 /* The [section] of an events service (master and workers, read-only after
@@ -75,6 +76,9 @@ typedef struct cd_events_conf {
     char *jwt_key_file, *jwt_rooms_claim, *publish_token_file;
     char *publish_token;        /* read at conf_check (trailing newline stripped) */
     size_t publish_token_len;
+    char *handlers, *handlers_dir; /* `handlers`: the module's name or path; the config's folder */
+    char **forward_headers;     /* handshake headers kept on the session (sio_api.c) */
+    size_t nforward_headers;
     struct cd_events_hooks_conf *hooks; /* connect_hook, event_hook, disconnect_hook (hooks.h), or NULL */
     long long hook_timeout_ms;    /* one hook call, connect to answer */
     long long hook_max_in_flight; /* hook calls at once, per worker */
@@ -294,6 +298,10 @@ struct cd_events_client {
     cd_events_socket *sockets;         /* connected namespaces (socketio.c) */
     size_t nsockets;
     struct cd_events_partial *partial; /* socketio.c's, or NULL */
+    const char *close_reason;          /* why the session ended, as socket.io words it (NULL: "transport close") */
+    char *headers;                     /* forward_headers kept: "name\0value\0"..., or NULL */
+    size_t headers_len;
+    struct cd_sio_socket *connecting;  /* CONNECTs a handler has not resolved yet (sio_api.c) */
     char sid[CD_EVENTS_SID_LEN + 1];   /* the Engine.IO sid (names the owning worker) */
 };
 
@@ -305,6 +313,7 @@ struct cd_events_socket {
     cd_events_member **rooms; /* [0, nown): its own rooms ("", sid, user:<sub>); then the joined ones */
     size_t nrooms, nown;      /* capacity: max_rooms + CD_EVENTS_OWN_ROOMS */
     void *identity;         /* auth.c's cd_events_identity, or NULL */
+    struct cd_sio_socket *api; /* its handle when its namespace has handlers (sio_api.c), or NULL */
     char sid[CD_EVENTS_SID_LEN + 1]; /* the Socket.IO sid (a room of its own) */
 };
 
@@ -327,6 +336,7 @@ struct cd_events_state {
     struct cd_events_stats *stats; /* stats.c's timer, or NULL */
     struct cd_events_hooks *hooks; /* hooks.c's, or NULL */
     unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
+    struct cd_sio_server *sio; /* the handler API's server (sio_api.c) */
 };
 
 /* stats.c: the service's figures in /metrics (cd_service_metric), set
@@ -382,6 +392,10 @@ int cd_events__read_file(const char *path, size_t max, char **out, size_t *len);
  * and the fuzz target (tests/fuzz/fuzz_events_ws.c) call it, which is why
  * it takes the service.  Returns 0 or -ENOMEM. */
 int cd_events__adopt_fd(struct cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len);
+/* The same, the session keeping headers (cd_events__headers_copy's block,
+ * taken in all cases; NULL: none). */
+int cd_events__adopt_fd_headers(struct cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len,
+                                char *headers, size_t headers_len);
 /* Queues one Engine.IO text message (msg[0] is the packet type); over
  * max_send_queue the client is closed instead (logged, counted in
  * slow_dropped).  Never frees. */
@@ -462,6 +476,63 @@ void cd_events__sockets_close(cd_events_client *c);
  * rooms left, the socket freed; with close_transport the client's session
  * closes too. */
 void cd_events__socket_disconnect(cd_events_socket *s, int close_transport);
+/* A socket of namespace nsp for client c, connected: its own rooms joined,
+ * CONNECT answered with sid (NULL: a new one).  id (may be NULL) is the
+ * socket's from then on; h its handler API handle (NULL: one is made when
+ * the namespace has handlers).  NULL when out of memory (the client is
+ * failed, id freed). */
+cd_events_socket *cd_events__socket_open(cd_events_client *c, int nsp, cd_events_identity *id, const char *sid,
+                                         struct cd_sio_socket *h);
+/* CONNECT_ERROR {"message":message} for namespace nsp (message escaped). */
+void cd_events__connect_error(cd_events_client *c, int nsp, const char *message);
+/* The name of namespace nsp ("/" when none are configured). */
+const char *cd_events__nsp_name(const cd_events_conf *conf, int nsp);
+/* Whether room [name, len) is one a socket may not join or leave by name:
+ * "", "user:...", or shaped like a socket sid. */
+int cd_events__room_reserved(const char *name, size_t len);
+
+/* sio_api.c: the handler API (clusterd/socketio.h) behind the
+ * trampolines of services/sio.c; the handler module; the dispatch of
+ * socketio.c's packets to handlers.  A handle (struct cd_sio_socket)
+ * outlives its socket: when the socket goes, its handle is queued and its
+ * on_disconnect runs from the loop (a timer), never under the code that
+ * freed the socket. */
+/* Makes st->sio and, with `handlers`, loads the module and runs its
+ * setup.  0, or -1 with why in err. */
+int cd_events__sio_init(cd_events_state *st, char *err, size_t errlen);
+/* After the clients are gone: pending on_disconnects and acks, the
+ * module's teardown, then every handle freed. */
+void cd_events__sio_destroy(cd_events_state *st);
+/* A CONNECT to nsp (after auth; id may be NULL): 1 when a handler took it
+ * (id with it), 0 when the namespace has no on_connect (the caller
+ * connects the socket). */
+int cd_events__sio_connect(cd_events_client *c, int nsp, cd_events_identity *id, const char *auth, size_t auth_len);
+/* Whether a CONNECT of c to nsp awaits its handler. */
+int cd_events__sio_connecting(const cd_events_client *c, int nsp);
+/* Gives socket s a handle when its namespace has handlers.  0 or -ENOMEM. */
+int cd_events__sio_attach(cd_events_socket *s, struct cd_sio_socket *h);
+/* An EVENT or BINARY_EVENT (att: its attachments, or NULL) for s: 1 when
+ * its namespace's on_event took it, 0 to handle it as without handlers. */
+int cd_events__sio_event(cd_events_socket *s, const cd_sio_packet *p, const cd_events_packet *att);
+/* A client's ACK or BINARY_ACK: the emitWithAck it answers, if any. */
+void cd_events__sio_ack_in(cd_events_socket *s, const cd_sio_packet *p, const cd_events_packet *att);
+/* Socket s is being freed (reason as socket.io words it). */
+void cd_events__sio_gone(cd_events_socket *s, const char *reason);
+/* Client c is closing: its pending CONNECTs lose it. */
+void cd_events__sio_client_gone(cd_events_client *c);
+/* The forward_headers of req, as a "name\0value\0"... block (malloc'd,
+ * *len bytes), or NULL when there are none (or no memory). */
+char *cd_events__headers_copy(const cd_events_conf *conf, const cd_request *req, size_t *len);
+
+/* sio_emit.c: the packets a handler sends.  Builds "4<type>[<n>-][<nsp>,]
+ * [<id>][<event>,<args...>]" (type '2' EVENT or '3' ACK; with attachments
+ * '5' or '6' and n = args->nbin; event NULL for an ack; id < 0: none) in
+ * *out (malloc'd, *len bytes) and checks it as a client's packet would be
+ * checked.  0, -EINVAL (not a JSON array, a reserved or empty event name,
+ * placeholders that do not match the attachments), -EMSGSIZE (over
+ * CD_EVENTS_ATTACH_MAX attachments), -ENOMEM. */
+int cd_events__sio_build(int ack, const char *nsp, long long id, const char *event, const cd_sio_args *args,
+                         char **out, size_t *len);
 
 /* rooms.c: the room table, keyed by SipHash of (namespace, name) under
  * hash_key.  The rooms array of a socket holds first its own rooms (joined

@@ -256,6 +256,7 @@ static void poll_open(cd_events_state *st, cd_request *req)
         return;
     }
     c->poll = p;
+    c->headers = cd_events__headers_copy(st->conf, req, &c->headers_len);
     cd_events__client_start(c); /* queues the open packet */
     answer(p, req);
 }

@@ -30,9 +30,18 @@
  * CD_EVENTS_ATTACH_MAX, text and attachments together at most
  * max_message_size: over, the client is closed with 1009), then goes out
  * like a text event, its placeholders and attachments byte for byte.  A
- * client's BINARY_ACK (and ACK) is consumed and ignored: the service never
- * asks clients for acks.  Text while attachments are due, or a binary
- * message when none is, closes the client, as socket.io-parser does.
+ * client's ACK or BINARY_ACK answers an emitWithAck of a handler
+ * (sio_api.c), or is consumed and ignored.  Text while attachments are
+ * due, or a binary message when none is, closes the client, as
+ * socket.io-parser does.
+ *
+ * Handlers.  A namespace whose handler module (or hooks) registered
+ * handlers (sio_api.c) gets its CONNECTs, after JWT auth, to on_connect,
+ * which resolves them later (the socket is made then, by
+ * cd_events__socket_open), and all its events to on_event, join, leave
+ * and whoami included; without them it behaves as above.  Every way a
+ * socket goes ends in socket_free, which tells sio_api.c with socket.io's
+ * reason.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -68,11 +77,15 @@ static void partial_free(cd_events_client *c)
     c->partial = NULL;
 }
 
+const char *cd_events__nsp_name(const cd_events_conf *conf, int nsp)
+{
+    return conf->nnamespaces ? conf->namespaces[nsp] : "/";
+}
+
 /* The namespace prefix of a socket's packets: "" for "/", else "/chat,". */
 static const char *nsp_name(const cd_events_socket *s)
 {
-    const cd_events_conf *conf = s->client->st->conf;
-    return conf->nnamespaces ? conf->namespaces[s->nsp] : "/";
+    return cd_events__nsp_name(s->client->st->conf, s->nsp);
 }
 
 /* Queues "4<type><nsp,><rest>" to client c (no prefix for "/"). */
@@ -154,10 +167,15 @@ static int sid_shaped(const char *name, size_t len)
     return 1;
 }
 
+int cd_events__room_reserved(const char *name, size_t len)
+{
+    return len == 0 || (len >= 5 && memcmp(name, "user:", 5) == 0) || sid_shaped(name, len);
+}
+
 /* Why the client may not join (or leave) room name, or NULL. */
 static const char *room_refused(const cd_events_socket *s, int join, const char *name, size_t len)
 {
-    if (strncmp(name, "user:", 5) == 0 || sid_shaped(name, len))
+    if (cd_events__room_reserved(name, len))
         return "forbidden room";
     if (join && s->identity && !cd_events__room_allowed(s->identity, name))
         return "forbidden room";
@@ -289,6 +307,8 @@ static void on_whoami(cd_events_socket *s, long long ack_id)
 /* An EVENT, or a BINARY_EVENT with its attachments (att). */
 static void on_event(cd_events_socket *c, const cd_sio_packet *p, const cd_events_packet *att)
 {
+    if (c->api && cd_events__sio_event(c, p, att))
+        return; /* its namespace's handler has it (and c may be gone) */
     char name[16];
     /* Names longer than the buffer are not ours: they fail to decode. */
     int nl = cd_events__json_string(p->name, p->name + p->name_len, name, sizeof name, NULL);
@@ -332,6 +352,22 @@ static void refuse_connect(cd_events_client *c, const cd_sio_packet *p, const ch
     send_nsp(c, p->nsp, p->nsp_len, '4', msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : strlen(msg));
 }
 
+void cd_events__connect_error(cd_events_client *c, int nsp, const char *message)
+{
+    size_t ml = strlen(message), cap = 16 + 6 * ml;
+    char *msg = malloc(cap);
+    if (!msg) {
+        cd_events__fail(c, CD_WS_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    size_t o = (size_t)snprintf(msg, cap, "{\"message\":\"");
+    o += cd_json_escape(msg + o, cap - o, message, ml);
+    o += (size_t)snprintf(msg + o, cap - o, "\"}");
+    const char *name = cd_events__nsp_name(c->st->conf, nsp);
+    send_nsp(c, name, strlen(name), '4', msg, o);
+    free(msg);
+}
+
 static int nsp_index(const cd_events_conf *conf, const cd_sio_packet *p)
 {
     if (!conf->nnamespaces)
@@ -358,8 +394,10 @@ static void socket_unlink(cd_events_socket *s)
     c->nsockets--;
 }
 
-static void socket_free(cd_events_socket *s)
+static void socket_free(cd_events_socket *s, const char *reason)
 {
+    if (s->api)
+        cd_events__sio_gone(s, reason); /* its handler hears of it from the loop */
     cd_events__room_leave_all(s);
     if (s->identity) {
         cd_events__identity_free(s->identity);
@@ -370,11 +408,11 @@ static void socket_free(cd_events_socket *s)
 }
 
 /* Takes s out of service: it leaves its rooms and is freed. */
-static void socket_drop(cd_events_socket *s)
+static void socket_drop(cd_events_socket *s, const char *reason)
 {
     s->client->st->nsp_sockets[s->nsp]--;
     socket_unlink(s);
-    socket_free(s);
+    socket_free(s, reason);
 }
 
 /* The socket's own rooms: "", its sid, user:<sub>.  0 or -ENOMEM. */
@@ -414,12 +452,19 @@ static int authenticate(cd_events_client *c, const cd_sio_packet *p, cd_events_i
 
 static void on_connect(cd_events_client *c, const cd_sio_packet *p, int nsp)
 {
-    cd_events_state *st = c->st;
     cd_events_identity *id;
-    if (find_socket(c, nsp))
-        return; /* already connected to it: nothing changes */
+    if (find_socket(c, nsp) || cd_events__sio_connecting(c, nsp))
+        return; /* already connected to it (or asking): nothing changes */
     if (authenticate(c, p, &id) < 0)
         return;
+    if (!cd_events__sio_connect(c, nsp, id, p->data, p->data_len))
+        cd_events__socket_open(c, nsp, id, NULL, NULL);
+}
+
+cd_events_socket *cd_events__socket_open(cd_events_client *c, int nsp, cd_events_identity *id, const char *sid,
+                                         struct cd_sio_socket *h)
+{
+    cd_events_state *st = c->st;
     cd_events_socket *s = calloc(1, sizeof *s);
     if (!s || !(s->rooms = calloc((size_t)st->conf->max_rooms + CD_EVENTS_OWN_ROOMS, sizeof *s->rooms))) {
         free(s);
@@ -427,24 +472,28 @@ static void on_connect(cd_events_client *c, const cd_sio_packet *p, int nsp)
             cd_events__identity_free(id);
         free(id);
         cd_events__fail(c, CD_WS_INTERNAL_ERROR, "out of memory");
-        return;
+        return NULL;
     }
     s->client = c;
     s->nsp = nsp;
     s->identity = id;
-    cd_events__random_id(s->sid);
+    if (sid)
+        memcpy(s->sid, sid, sizeof s->sid);
+    else
+        cd_events__random_id(s->sid);
     s->next = c->sockets;
     c->sockets = s;
     c->nsockets++;
     st->nsp_sockets[nsp]++;
-    if (join_own(s) < 0) {
-        socket_drop(s);
+    if (join_own(s) < 0 || cd_events__sio_attach(s, h) < 0) {
+        socket_drop(s, "transport error");
         cd_events__fail(c, CD_WS_INTERNAL_ERROR, "out of memory");
-        return;
+        return NULL;
     }
     char buf[64];
     int n = snprintf(buf, sizeof buf, "{\"sid\":\"%s\"}", s->sid);
     send_sio(s, '0', buf, (size_t)n);
+    return s;
 }
 
 /* A binary packet: its attachments come next, in c->partial.  Returns
@@ -470,19 +519,25 @@ static int start_partial(cd_events_client *c, const char *msg, size_t len, const
     return 0;
 }
 
-/* The partial packet has all its attachments: relayed (or dropped) and
- * freed. */
+/* The partial packet has all its attachments: relayed (or dropped, or
+ * matched to its emitWithAck) and freed.  It leaves the client first: a
+ * handler may close the client, which frees c->partial. */
 static void finish_partial(cd_events_client *c)
 {
     struct cd_events_partial *pp = c->partial;
     cd_sio_packet p;
     cd_events_socket *s;
+    c->partial = NULL;
     if (!pp->discard && cd_events__sio_parse(pp->text, pp->text_len, &p) == 0 &&
         (s = find_socket(c, nsp_index(c->st->conf, &p))) != NULL) {
         cd_events_packet att = {.nattach = pp->have, .attach = (const char *const *)pp->attach,
                                 .attach_len = pp->attach_len};
-        on_event(s, &p, &att);
+        if (p.type == CD_SIO_BINARY_ACK)
+            cd_events__sio_ack_in(s, &p, &att);
+        else
+            on_event(s, &p, &att);
     }
+    c->partial = pp;
     partial_free(c);
 }
 
@@ -506,10 +561,13 @@ void cd_events__on_socketio(cd_events_client *c, const char *msg, size_t len)
     cd_events_socket *s = nsp < 0 ? NULL : find_socket(c, nsp);
     if (p.type == CD_SIO_BINARY_EVENT || p.type == CD_SIO_BINARY_ACK) {
         /* Its attachments come next whatever becomes of it. */
-        if (p.nattach && start_partial(c, msg, len, &p, s && p.type == CD_SIO_BINARY_EVENT) < 0)
+        int ev = p.type == CD_SIO_BINARY_EVENT;
+        if (p.nattach && start_partial(c, msg, len, &p, s && (ev || s->api)) < 0)
             return;
-        if (!p.nattach && s && p.type == CD_SIO_BINARY_EVENT)
+        if (!p.nattach && s && ev)
             on_event(s, &p, &(cd_events_packet){0});
+        else if (!p.nattach && s && s->api)
+            cd_events__sio_ack_in(s, &p, &(cd_events_packet){0});
         return;
     }
     if (nsp < 0) {
@@ -528,12 +586,14 @@ void cd_events__on_socketio(cd_events_client *c, const char *msg, size_t len)
     case CD_SIO_DISCONNECT:
         /* The transport stays open (socket.io-client closes it itself when
          * its last socket goes). */
-        socket_drop(s);
+        socket_drop(s, "client namespace disconnect");
         break;
     case CD_SIO_EVENT:
         on_event(s, &p, NULL);
         break;
-    default: /* ACK: we never ask clients for acks, so there is nothing to match */
+    default: /* ACK: an emitWithAck's answer, or nothing to match */
+        if (s->api)
+            cd_events__sio_ack_in(s, &p, NULL);
         break;
     }
 }
@@ -564,11 +624,12 @@ void cd_events__on_binary(cd_events_client *c, const void *data, size_t len)
 void cd_events__sockets_close(cd_events_client *c)
 {
     partial_free(c);
+    cd_events__sio_client_gone(c);
     while (c->sockets) {
         cd_events_socket *s = c->sockets;
         c->st->nsp_sockets[s->nsp]--;
         c->sockets = s->next;
-        socket_free(s);
+        socket_free(s, c->close_reason ? c->close_reason : "transport close");
     }
     c->nsockets = 0;
 }
@@ -579,7 +640,10 @@ void cd_events__socket_disconnect(cd_events_socket *s, int close_transport)
     send_sio(s, '1', "", 0);
     if (c->phase == CD_EV_CLOSING)
         return; /* the send failed (queue full): s went with the client's sockets */
-    socket_drop(s);
-    if (close_transport)
+    socket_drop(s, "server namespace disconnect");
+    if (close_transport) {
+        if (!c->close_reason)
+            c->close_reason = "forced server close"; /* what its other sockets hear */
         cd_events__fail(c, CD_WS_NORMAL, "");
+    }
 }

@@ -35,6 +35,7 @@
 #include "clusterd/log.h"
 #include "clusterd/service.h"
 #include "services/events/events.h"
+#include "services/events/hooks.h"
 
 /* An accepted upgrade waiting for its connection (cd_http_upgrade calls
  * upgrade_cb once, after handle() has unwound).  On the state's pending
@@ -265,8 +266,10 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
         return -1;
     }
     svc->state = st;
-    /* The handler API, and the handler module's setup (sio_api.c). */
-    if (cd_events__sio_init(st, err, errlen) < 0) {
+    /* The handler API, the handler module's setup (sio_api.c), then the
+     * handlers of the namespaces with HTTP hooks (hooks.c). */
+    if (cd_events__sio_init(st, err, errlen) < 0 || cd_events__hooks_init(st, err, errlen) < 0) {
+        cd_events__sio_destroy(st); /* none when its init failed */
         cd_events__stats_stop(st);
         if (auth)
             cd_events__auth_free(auth);
@@ -321,6 +324,7 @@ static void events_destroy(cd_service *svc)
         cd_events__client_drop(st->clients);
     }
     cd_events__sio_destroy(st); /* on_disconnects, the module's teardown */
+    cd_events__hooks_free(st);  /* hook calls in flight cancelled */
     cd_events__rooms_free(st); /* rooms went with their last members */
     cd_events__poll_index_free(st);
     if (st->auth)

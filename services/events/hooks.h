@@ -145,7 +145,7 @@ void cd_events__hook_answer_free(cd_hook_answer *a);
 
 /* Registers the handlers of every namespace with hooks (after
  * cd_events__sio_init).  0, or -1 with why in err (a namespace that also
- * has a handler module's handlers). */
+ * has a handler module's handlers; nothing of it is left then). */
 int cd_events__hooks_init(cd_events_state *st, char *err, size_t errlen);
 /* After cd_events__sio_destroy: requests in flight cancelled, all freed. */
 void cd_events__hooks_free(cd_events_state *st);

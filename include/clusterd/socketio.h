@@ -27,6 +27,11 @@
  * event name excluded) plus binary attachments, which the JSON references
  * as {"_placeholder":true,"num":N}, exactly as socket.io's parser encodes
  * them; clusterd checks the JSON is well-formed and relays the bytes.
+ * What a handler sends is checked as a client's packet is (one JSON
+ * array, nested at most 32 deep, valid UTF-8, placeholders numbering the
+ * attachments 0..nbin-1 once each): -EINVAL otherwise, nothing sent.
+ * What a handler is given (auth, args, reply) is valid during the call
+ * only: copy what you keep.
  *
  * Reaching sockets on other workers: cd_sio_broadcast (rooms, a socket id,
  * "user:<sub>", or the whole namespace, with except) goes over the bus to
@@ -79,7 +84,12 @@ typedef struct cd_sio_handlers {
                      void *data);
     /* The socket is gone; reason as socket.io names it: "client namespace
      * disconnect", "server namespace disconnect", "transport close",
-     * "transport error", "ping timeout", "server shutting down". */
+     * "transport error", "parse error" (the client broke the protocol),
+     * "ping timeout", "forced server close" (another socket of the same
+     * session was disconnected with close_transport), "server shutting
+     * down".  Called from the loop soon after the socket went, never from
+     * inside a cd_sio_* call; meanwhile the socket's functions answer
+     * -ENOTCONN.  Its pending emitWithAcks have had cb(-ENOTCONN) first. */
     void (*on_disconnect)(cd_sio_socket *s, const char *reason, void *data);
 } cd_sio_handlers;
 
@@ -118,25 +128,29 @@ int cd_sio_sockets_disconnect(cd_sio_server *srv, const char *nsp, const cd_sio_
 /* Resolves a pending connect: accept (CONNECT answered with the sid; the
  * socket is in its rooms) or refuse (CONNECT_ERROR {"message":msg}; the
  * handle is freed).  0, or -ENOTCONN when the client went away meanwhile
- * (the handle is freed; on_disconnect is not called). */
+ * (the handle is freed; on_disconnect is not called), -EINVAL when s is
+ * not pending.  Until then the socket is not connected: emit, join and
+ * leave answer -EAGAIN. */
 int cd_sio_accept(cd_sio_socket *s);
 int cd_sio_refuse(cd_sio_socket *s, const char *message);
 const char *cd_sio_id(const cd_sio_socket *s);        /* the Socket.IO sid */
 const char *cd_sio_namespace(const cd_sio_socket *s);
 const char *cd_sio_user(const cd_sio_socket *s);      /* the token's sub, or NULL */
 /* A header of the request that opened the session, among those the
- * section's `forward_headers` keeps (case-insensitive), or NULL. */
+ * section's `forward_headers` keeps (case-insensitive), or NULL (also
+ * once the socket is gone). */
 const char *cd_sio_header(const cd_sio_socket *s, const char *name);
 /* The handler's own pointer, per socket. */
 void cd_sio_set_data(cd_sio_socket *s, void *data);
 void *cd_sio_data(const cd_sio_socket *s);
 /* Emits to this socket.  0 or -errno (-EINVAL bad JSON or a reserved event
- * name, -ENOTCONN the socket is disconnecting). */
+ * name, -ENOTCONN the socket is disconnecting, -EAGAIN not accepted yet). */
 int cd_sio_emit(cd_sio_socket *s, const char *event, const cd_sio_args *args);
 /* emitWithAck: cb(arg, 0, reply) once the client acks, or cb(arg,
  * -ETIMEDOUT, NULL) after timeout seconds, or cb(arg, -ENOTCONN, NULL)
  * when the socket goes first; exactly once, from the loop, never from
- * inside this call.  0 or -errno (then cb is never called). */
+ * inside this call.  0 or -errno (then cb is never called; -EINVAL also
+ * for a timeout that is not > 0 or a NULL cb). */
 int cd_sio_emit_with_ack(cd_sio_socket *s, const char *event, const cd_sio_args *args, double timeout,
                          void (*cb)(void *arg, int err, const cd_sio_args *reply), void *arg);
 /* Rooms of this socket (local; other workers need no news of it).  0,
@@ -145,7 +159,8 @@ int cd_sio_join(cd_sio_socket *s, const char *room);
 int cd_sio_leave(cd_sio_socket *s, const char *room);
 /* Server-side disconnect: DISCONNECT sent ("io server disconnect" on the
  * client), on_disconnect called with "server namespace disconnect"; with
- * close_transport the whole session closes too.  s is invalid after. */
+ * close_transport the whole session closes too.  A pending socket is
+ * refused instead.  Use s no more after it (but in on_disconnect). */
 void cd_sio_disconnect(cd_sio_socket *s, int close_transport);
 
 /* ---- acks ---- */

@@ -18,7 +18,13 @@
  *   eio_payload.c  pure codec: polling payloads (\x1e, "b<base64>")
  *   socketio.c     Socket.IO packets: connect (namespaces, JWT auth),
  *                  disconnect, events and binary events (attachments
- *                  gathered), acks, join/leave/whoami
+ *                  gathered), clients' acks; to handlers or sio_relay.c
+ *   sio_relay.c    events without handlers: join/leave/whoami, the relay
+ *                  to the sender's rooms, the service's acks
+ *   sio_api.c      the handler API (clusterd/socketio.h): handles, the
+ *                  handler module, dispatch to handlers (sio_api.h)
+ *   sio_emit.c     what handlers send: emit, emitWithAck, acks,
+ *                  broadcasts; the packets' builder
  *   rooms.c        the room registry (keyed hash of rooms, memberships)
  *   broadcast.c    packets and commands to sockets on every worker (the
  *                  bus), applied on each to its own sockets
@@ -483,6 +489,9 @@ void cd_events__socket_disconnect(cd_events_socket *s, int close_transport);
  * failed, id freed). */
 cd_events_socket *cd_events__socket_open(cd_events_client *c, int nsp, cd_events_identity *id, const char *sid,
                                          struct cd_sio_socket *h);
+/* Queues "4<type><nsp,><rest>" to client c (no prefix for "/"). */
+void cd_events__send_nsp(cd_events_client *c, const char *nsp, size_t nsp_len, char type, const char *rest,
+                         size_t len);
 /* CONNECT_ERROR {"message":message} for namespace nsp (message escaped). */
 void cd_events__connect_error(cd_events_client *c, int nsp, const char *message);
 /* The name of namespace nsp ("/" when none are configured). */
@@ -490,6 +499,11 @@ const char *cd_events__nsp_name(const cd_events_conf *conf, int nsp);
 /* Whether room [name, len) is one a socket may not join or leave by name:
  * "", "user:...", or shaped like a socket sid. */
 int cd_events__room_reserved(const char *name, size_t len);
+
+/* sio_relay.c: an EVENT or BINARY_EVENT (att: its attachments, or NULL)
+ * of a namespace without handlers: join, leave, whoami, or relayed to the
+ * sender's rooms, with the service's acks. */
+void cd_events__relay(cd_events_socket *s, const cd_sio_packet *p, const cd_events_packet *att);
 
 /* sio_api.c: the handler API (clusterd/socketio.h) behind the
  * trampolines of services/sio.c; the handler module; the dispatch of

@@ -2,7 +2,8 @@
  * sio_api.c - the Socket.IO handler API (clusterd/socketio.h) inside the
  * events service (worker, loop thread): the server handle, socket and ack
  * handles, the handler module's life, and what socketio.c hands over to
- * the handlers (CONNECTs, events, acks, disconnects).
+ * the handlers (CONNECTs, events, acks, disconnects).  What handlers
+ * send is sio_emit.c's; the handle structs are in sio_api.h.
  *
  * The handles.  A handler module sees cd_sio_server (one per service, in
  * st->sio), cd_sio_socket (one per socket of a namespace with handlers)

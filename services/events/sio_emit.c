@@ -1,7 +1,9 @@
 /*
- * sio_emit.c - the Socket.IO packets a handler sends (pure: no socket, no
- * loop; any process): events and acks, text or binary, for one socket, a
- * broadcast or an answer to a client's ack (sio_api.c sends them).
+ * sio_emit.c - what a handler sends (worker, loop thread): an event to
+ * one socket (emit, emitWithAck), an answer to a client's ack, a broadcast
+ * and socketsJoin/Leave/disconnectSockets to sockets on every worker (one
+ * bus message each, broadcast.c); and the packets they carry, built by
+ * cd_events__sio_build (pure: no socket, no loop, any process).
  *
  * A handler gives arguments as the JSON array text of socket.io's parser
  * (clusterd/socketio.h: attachments referenced by placeholders), so the

@@ -33,10 +33,19 @@
  *   0x20  a second, well-behaved client (never read, not checked) has
  *         joined "r" and "a" first (and sent a binary event with one
  *         attachment), so broadcasts and room changes meet another member
+ *
+ * Namespace "/h" has handlers (the API of clusterd/socketio.h, sio_api.c),
+ * registered here after init: CONNECT accepted (refused when its auth
+ * payload's length is odd); events "ask" (emitWithAck with a 1 ms timeout,
+ * so the client's ACK / BINARY_ACK may match it or come too late), "ack"
+ * (acked with its own arguments, binary included), "emit" (emitted back),
+ * "join", "bye" (disconnect; with attachments, the transport too); any
+ * other event's ack answered empty.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif
+#include <errno.h>
 #include <ev.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,7 +68,8 @@ static const char conf_text[] = "[cluster]\n"
                                 "route = /socket.io\n"
                                 "max_message_size = 4k\n"
                                 "max_send_queue = 16k\n"
-                                "max_rooms = 4\n";
+                                "max_rooms = 4\n"
+                                "namespaces = /, /h\n";
 
 static cd_conf *conf;
 static struct ev_loop *loop;
@@ -187,6 +197,51 @@ static void turn(int fd, int reads, int times)
     }
 }
 
+/* ---- the handlers of "/h" ---- */
+
+static void h_connect(cd_sio_socket *s, const char *auth, size_t auth_len, void *data)
+{
+    (void)auth, (void)data;
+    if (auth_len % 2)
+        cd_sio_refuse(s, "odd \"auth\"");
+    else
+        cd_sio_accept(s);
+}
+
+static void h_asked(void *arg, int err, const cd_sio_args *reply)
+{
+    (void)arg;
+    CHECK((err == 0) == (reply != NULL));
+    CHECK(err == 0 || err == -ETIMEDOUT || err == -ENOTCONN);
+}
+
+static void h_event(cd_sio_socket *s, const char *event, const cd_sio_args *args, cd_sio_ack *ack, void *data)
+{
+    (void)data;
+    if (strcmp(event, "ask") == 0)
+        cd_sio_emit_with_ack(s, "q", args, 0.001, h_asked, NULL);
+    else if (strcmp(event, "emit") == 0)
+        cd_sio_emit(s, "e", args);
+    else if (strcmp(event, "join") == 0)
+        cd_sio_join(s, "r");
+    else if (strcmp(event, "bye") == 0) {
+        if (ack)
+            cd_sio_ack_send(ack, NULL);
+        cd_sio_disconnect(s, args->nbin > 0);
+        return;
+    }
+    if (ack)
+        cd_sio_ack_send(ack, strcmp(event, "ack") == 0 ? args : NULL);
+}
+
+static void h_disconnect(cd_sio_socket *s, const char *reason, void *data)
+{
+    (void)data;
+    CHECK(reason && cd_sio_id(s) && cd_sio_emit(s, "x", NULL) == -ENOTCONN);
+}
+
+static const cd_sio_handlers handlers = {.on_connect = h_connect, .on_event = h_event, .on_disconnect = h_disconnect};
+
 /* Hands op on target t to the service as the bus would. */
 static void deliver(cd_service *s, const cd_events_target *t, const cd_events_bus_op *op)
 {
@@ -207,6 +262,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     out.len = 0;
     out.head_done = 0;
     if (svc.type->init(&svc, err, sizeof err) < 0)
+        abort();
+    if (cd_sio_on(((cd_events_state *)svc.state)->sio, "/h", &handlers, NULL) < 0)
         abort();
     int peer[2] = {-1, -1};
     if (ctl & 0x20) {

@@ -4,14 +4,18 @@
  *
  * A small recursive-descent reader over [p, end): whitespace, '[', then
  * values separated by ',', then ']'.  Strings are decoded as RFC 8259 says
- * (escapes, \u with surrogate pairs to UTF-8); raw bytes are copied as
- * they are (the service already checked the UTF-8), control characters
- * are refused.  Every read is bounded by end; nothing is allocated.
+ * (escapes, \u with surrogate pairs to UTF-8); raw bytes are copied and
+ * the result must be valid UTF-8 (the service checks that before a
+ * handler sees the JSON; this reader does not rely on it); control
+ * characters are refused.  Every read is bounded by end; nothing is
+ * allocated.
  */
 #include "chat_args.h"
 
 #include <errno.h>
 #include <string.h>
+
+#include <clusterd/text.h>
 
 static const char *ws(const char *p, const char *end)
 {
@@ -116,7 +120,7 @@ static int string(const char **pp, const char *end, char *out, size_t cap, size_
         if (rc < 0)
             return rc;
     }
-    if (p >= end)
+    if (p >= end || !cd_utf8_valid(out, n))
         return -EINVAL;
     out[n] = '\0';
     *len = n;

@@ -160,3 +160,17 @@ Test(hooks, config_check_names_the_problem)
         unlink(path);
     }
 }
+
+/* A namespace has a handler module's handlers or hooks, not both: the
+ * workers refuse to start, saying which namespace. */
+Test(hooks, hooks_and_a_handler_module_on_one_namespace)
+{
+    const char *build = getenv("CLUSTERD_BUILD");
+    cr_assert_not_null(build);
+    cr_expect_neq(th_start(&srv, 1, "/dummy", NULL,
+                           CONF "namespaces = /, /custom\nhandlers = %s/sio-reference.so\n"
+                                "event_hook = /custom=http://127.0.0.1:1/e\n",
+                           build),
+                  0);
+    cr_expect(th_log_contains(&srv, "hooks of namespace /custom: the handler module has handlers for it already", 5000));
+}

@@ -16,6 +16,7 @@ docs/socketio-hooks.md:
                     rename NAME     -> data {"name":NAME}, ack
                     bin BUFFER      -> ack the bytes reversed (binary)
                     slow            -> answers after 4 s (beyond hook_timeout)
+                    garbage         -> answers 200 with a body that is not JSON
                     bye             -> ack, then disconnect
   POST /slow        answers after 4 s (a connect hook beyond hook_timeout)
   POST /disconnect  recorded
@@ -80,7 +81,9 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("backend: " + (fmt % args) + "\n")
 
     def answer(self, status, obj):
-        body = json.dumps(obj).encode()
+        self.raw(status, json.dumps(obj).encode())
+
+    def raw(self, status, body):
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -108,6 +111,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, {"accept": True})
         if self.path == "/connect":
             return self.answer(200, on_connect(call))
+        if self.path == "/event" and call.get("event") == "garbage":
+            return self.raw(200, b"{not json")
         if self.path == "/event":
             return self.answer(200, on_event(call))
         if self.path == "/disconnect":

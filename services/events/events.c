@@ -337,7 +337,9 @@ static void events_destroy(cd_service *svc)
 const cd_service_type cd_service_events = {
     .abi = CLUSTERD_ABI_VERSION,
     .name = "events",
-    .methods = CD_M_GET | CD_M_POST | CD_M_OPTIONS,
+    /* Every method reaches the service, so a handshake that is not a GET
+     * gets engine.io's 400 "Bad handshake method" (not the HTTP layer's 405). */
+    .methods = CD_M_GET | CD_M_POST | CD_M_OPTIONS | CD_M_PUT | CD_M_DELETE | CD_M_PATCH,
     .conf_new = cd_events__conf_new,
     .keys = cd_events__keys,
     .conf_check = cd_events__conf_check,

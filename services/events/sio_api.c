@@ -25,9 +25,9 @@
  * (-ENOTCONN).  Client acks live on their handle's list and become
  * orphans (answered into nothing) when it goes.
  *
- * emitWithAck: ids per socket from 0, one libev timer per pending ack (the
- * timer heap is the wheel), the client's ACK or BINARY_ACK matched by id
- * on the socket it was sent to.
+ * emitWithAck (sent by sio_emit.c): ids per socket from 0, one libev
+ * timer per pending ack (the timer heap is the wheel), the client's ACK or
+ * BINARY_ACK matched here by id on the socket it was sent to.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -273,7 +273,7 @@ out:
 void cd_events__sio_ack_in(cd_events_socket *s, const cd_sio_packet *p, const cd_events_packet *att)
 {
     cd_sio_socket *h = s->api;
-    out_ack *a = h->acks;
+    out_ack *a = h ? h->acks : NULL;
     while (a && a->id != p->ack_id)
         a = a->next;
     if (!a) {

@@ -13,6 +13,11 @@
  * printed (not asserted), so the list is never a silent drop and a test
  * that starts passing shows up in the log.
  *
+ * The suite speaks raw WebSocket and fetch, and its Socket.IO tests use
+ * WebSocket only; tests/socketio/sio-reference.js is the same server seen
+ * by the real socket.io-client, over polling, the upgrade and WebSocket:
+ * auth, message-back and acks with binary arguments, on / and /custom.
+ *
  * Polling on -w 4 goes through the sticky path: each request of a session
  * is steered to the worker whose id its sid carries.
  */
@@ -185,4 +190,21 @@ Test(sio_reference, the_protocol_suite_passes_on_four_workers_but_for_its_listed
         mocha(srv.dir, re, 0); /* for the log: how the listed ones fare */
     free(re);
     cr_assert_eq(failed, 0, "%d test(s) of the socket.io-protocol suite failed (mocha's output above)", failed);
+}
+
+Test(sio_reference, socket_io_client_gets_auth_echoes_and_acks_with_binary_over_both_transports)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/examples/sio-reference/sio-reference.ini", src_dir());
+    char *ini = slurp(path);
+    char *conf = replace_once(ini, "listen = 127.0.0.1:3000", "listen = 127.0.0.1:%d");
+    cr_assert_eq(th_start(&srv, 4, "/healthz", NULL, conf), 0);
+    free(ini);
+    free(conf);
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv.port);
+    const char *args[] = {port, NULL};
+    int rc = th_node(srv.dir, "sio-reference.js", 120000, args);
+    cr_assert_neq(rc, 127, "node or tests/socketio/node_modules is missing: run scripts/npm-setup.sh");
+    cr_assert_eq(rc, 0, "sio-reference.js failed (its output above)");
 }

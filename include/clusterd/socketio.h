@@ -16,8 +16,9 @@
  * the handler answers later (cd_sio_accept/refuse, cd_sio_ack_send) from
  * the pool item's done callback.
  *
- * Handles.  A cd_sio_socket is valid from on_connect until on_disconnect
- * returns (or, refused, until cd_sio_refuse returns).  A socket whose
+ * Handles.  A cd_sio_socket is valid from on_connect (without one: its
+ * first event) until on_disconnect returns (without one: until it would
+ * have run), or, refused, until cd_sio_refuse returns.  A socket whose
  * connect is pending stays valid until the handler resolves it, even if
  * the client went away meanwhile (cd_sio_accept then does nothing but
  * free it).  A cd_sio_ack is valid until answered, exactly once, even

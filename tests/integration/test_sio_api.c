@@ -26,7 +26,8 @@
     "[dummy]\ntype = dummy\nroute = /dummy\n"                                                                \
     "[events]\ntype = events\nroute = /socket.io\n"                                                          \
     "namespaces = /, /plain\n"                                                                               \
-    "forward_headers = X-Test, Cookie\n"
+    "forward_headers = X-Test, Cookie\n"                                                                    \
+    "ping_interval = 1s\nping_timeout = 2s\n"
 
 static th_server srv;
 

@@ -8,8 +8,9 @@
 // joins, then broadcasts to a room reaching sockets on other workers, with
 // except; sockets_join/leave on every worker; disconnects seen by the
 // client ("io server disconnect") and by the handler with socket.io's
-// reasons; a client that leaves while its CONNECT is pending; a namespace
-// without handlers keeping the service's own events.
+// reasons (ping timeout included); a client that leaves while its
+// CONNECT is pending; a namespace without handlers keeping the service's
+// own events.
 "use strict";
 const crypto = require("crypto");
 const t = require("./lib");
@@ -158,6 +159,11 @@ t.run(async () => {
   t.check(r(k2id) === "server namespace disconnect", `bye: ${r(k2id)}`);
   t.check(r(k3id) === "client namespace disconnect", `client disconnect: ${r(k3id)}`);
   t.check(r(k4id) === "transport close", `transport close: ${r(k4id)}`);
+  // A client that stops answering pings (ping_interval 1s, ping_timeout 2s).
+  const k5 = await connected(open()), k5id = k5.id;
+  k5.io.engine._sendPacket = k5.io.engine.sendPacket = () => {};
+  await t.until(() => r(k5id), 10000, "the ping timeout");
+  t.check(r(k5id) === "ping timeout", `ping timeout: ${r(k5id)}`);
 
   // A client that leaves while its CONNECT is pending: the accept, later,
   // gets -ENOTCONN; no on_disconnect for it.

@@ -5,7 +5,7 @@
  * clusterd, found by `handlers = sio-test` as a module name), and
  * tests/socketio/sio_api.js drives it with the real socket.io-client, once
  * over WebSockets and once over long-polling (the session's requests
- * steered to its worker).  Then the config check: a handler module that
+ * steered to its worker), and once behind auth = jwt.  Then the config check: a handler module that
  * does not exist, or that is not one, is a clusterd -t error naming it.
  * Every wait is bounded (node runs in its own process group, killed at
  * its deadline).
@@ -51,6 +51,28 @@ static void run(const char *transport)
 
 Test(sio_api, handlers_over_websocket) { run("websocket"); }
 Test(sio_api, handlers_over_polling) { run("polling"); }
+
+/* auth = jwt: handlers see CONNECTs whose token passed, with its sub. */
+Test(sio_api, handlers_behind_jwt)
+{
+    char keys[64];
+    snprintf(keys, sizeof keys, "/tmp/clusterd-keys-XXXXXX");
+    cr_assert_not_null(mkdtemp(keys));
+    const char *kargs[] = {keys, NULL};
+    cr_assert_eq(th_node(keys, "tokens.js", 30000, kargs), 0, "tokens.js could not write the keys");
+    cr_assert_eq(th_start(&srv, 4, "/dummy", NULL, CONF "handlers = sio-test\nauth = jwt\njwt_key_file = %s/hs256.key\n",
+                          keys),
+                 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv.port);
+    const char *args[] = {port, keys, NULL};
+    int rc = th_node(srv.dir, "sio_api_jwt.js", 60000, args);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", keys);
+    cr_expect_eq(system(cmd), 0);
+    cr_assert_neq(rc, 127, "node or tests/socketio/node_modules is missing: run scripts/npm-setup.sh");
+    cr_assert_eq(rc, 0, "sio_api_jwt.js failed (its log is above)");
+}
 
 /* clusterd -t with `handlers = value`: its exit code, its output in out. */
 static int check_conf(const char *value, char *out, size_t cap)

@@ -67,6 +67,7 @@ typedef struct chat {
     cd_sio_server *srv;
     int slot;               /* this worker's slot, in message ids and "welcome" */
     unsigned long long seq; /* messages sent from this worker */
+    int failing;            /* the last notice could not be sent */
 } chat;
 
 static chat the_chat; /* one events service per worker loads this module */
@@ -135,8 +136,13 @@ static void notify(cd_sio_socket *s, const char *room, const char *event, const 
     cd_buf_printf(&arr, "[%s]", obj->p);
     cd_sio_args a = {.json = arr.p, .json_len = arr.len};
     int rc = arr.oom ? -ENOMEM : cd_sio_broadcast(the_chat.srv, cd_sio_namespace(s), &to, event, &a);
-    if (rc < 0) /* -EAGAIN: the bus is backed up; a chat drops the notice */
-        cd_warn("chat: %s to room %s not sent: %s", event, room, strerror(-rc));
+    /* -EAGAIN: the bus is backed up; a chat drops the notice.  Logged once
+     * when notices start failing and once when they go again. */
+    if (rc < 0 && !the_chat.failing)
+        cd_warn("chat: notices are being dropped (%s to room %s: %s)", event, room, strerror(-rc));
+    else if (rc == 0 && the_chat.failing)
+        cd_notice("chat: notices go again");
+    the_chat.failing = rc < 0;
     cd_buf_free(&arr);
 }
 
@@ -167,20 +173,21 @@ static int ev_nick(cd_sio_socket *s, chat_user *u, const chat_args *a, cd_sio_ac
 {
     if (a->n != 1 || a->v[0].is_bool || !nick_ok(a->v[0].s, a->v[0].len))
         return ack_error(ack, "a nick is 1 to 32 letters, digits, '_', '-' or '.'");
-    if (u->nick_fd >= 0 && strcasecmp(u->nick, a->v[0].s) == 0)
-        return ack_json(ack, "[{\"ok\":true}]");
-    if (u->nrooms)
-        return ack_error(ack, "leave your rooms to change your nick");
-    int fd = nick_claim(a->v[0].s);
-    if (fd == -EADDRINUSE)
-        return ack_error(ack, "nick taken");
-    if (fd < 0) {
-        cd_warn("chat: claiming a nick for %s: %s", cd_sio_id(s), strerror(-fd));
-        return ack_error(ack, "try again later");
+    /* The same nick in another case is still this user's: no new claim. */
+    if (u->nick_fd < 0 || strcasecmp(u->nick, a->v[0].s) != 0) {
+        if (u->nrooms)
+            return ack_error(ack, "leave your rooms to change your nick");
+        int fd = nick_claim(a->v[0].s);
+        if (fd == -EADDRINUSE)
+            return ack_error(ack, "nick taken");
+        if (fd < 0) {
+            cd_warn("chat: claiming a nick for %s: %s", cd_sio_id(s), strerror(-fd));
+            return ack_error(ack, "try again later");
+        }
+        if (u->nick_fd >= 0)
+            close(u->nick_fd);
+        u->nick_fd = fd;
     }
-    if (u->nick_fd >= 0)
-        close(u->nick_fd);
-    u->nick_fd = fd;
     memcpy(u->nick, a->v[0].s, a->v[0].len + 1); /* nick_ok: at most NICK_MAX */
     cd_buf b = {0};
     cd_buf_printf(&b, "[{\"ok\":true,\"nick\":");
@@ -301,13 +308,14 @@ static void on_connect(cd_sio_socket *s, const char *auth, size_t auth_len, void
 
 static void on_disconnect(cd_sio_socket *s, const char *reason, void *data)
 {
-    (void)reason, (void)data;
+    (void)data;
     chat_user *u = cd_sio_data(s);
     if (!u)
         return;
     if (u->nick_fd >= 0)
         close(u->nick_fd); /* the nick is free before the others hear "left" */
-    for (int i = 0; i < u->nrooms; i++)
+    /* At a stop everyone is leaving: no notices for a room of leavers. */
+    for (int i = 0; strcmp(reason, "server shutting down") != 0 && i < u->nrooms; i++)
         notice(s, u, u->rooms[i], "left", NULL);
     free(u);
     cd_sio_set_data(s, NULL);

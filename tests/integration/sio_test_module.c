@@ -13,7 +13,8 @@
  * socket gets "welcome" [sid, user, X-Test header, worker slot].
  * What the handlers see on one worker, the test reads on any: they report
  * to the room "observers" with cd_sio_broadcast ("seen-pending",
- * "seen-enotconn", "seen-disconnect" [sid, reason]).
+ * "seen-enotconn", "seen-disconnect" [sid, reason], "seen-ask-failed"
+ * [sid, "ENOTCONN"]).
  *
  * Events (arguments are plain strings where rooms are named):
  *   whoami            ack {"sid","worker"}
@@ -194,6 +195,8 @@ static void asked(void *arg, int err, const cd_sio_args *reply)
         cd_sio_args args = {.json = err == -ETIMEDOUT ? "[\"ETIMEDOUT\"]" : "[\"ENOTCONN\"]", .json_len = 0};
         args.json_len = strlen(args.json);
         cd_sio_broadcast(server, "/", &to, "ask-failed", &args);
+        if (err == -ENOTCONN) /* the socket went first: only the observers can hear of it */
+            report("seen-ask-failed", sid, "ENOTCONN");
     }
     free(sid);
 }

@@ -4,7 +4,8 @@
 // what each event does): a CONNECT refused with a message; one accepted
 // later (from a timer) and its welcome (sid, forwarded header); events
 // acked with their arguments, binary included; an emit to the socket;
-// emitWithAck answered (binary both ways) and timed out; per-socket data;
+// emitWithAck answered (binary both ways), timed out, and failed by the
+// socket going first; per-socket data;
 // joins, then broadcasts to a room reaching sockets on other workers, with
 // except; sockets_join/leave on every worker; disconnects seen by the
 // client ("io server disconnect") and by the handler with socket.io's
@@ -159,6 +160,17 @@ t.run(async () => {
   t.check(r(k2id) === "server namespace disconnect", `bye: ${r(k2id)}`);
   t.check(r(k3id) === "client namespace disconnect", `client disconnect: ${r(k3id)}`);
   t.check(r(k4id) === "transport close", `transport close: ${r(k4id)}`);
+  // An emitWithAck whose socket goes first: its callback gets -ENOTCONN
+  // (before on_disconnect).
+  const k6 = await connected(open()), k6id = k6.id;
+  k6.on("question", () => {}); /* never answers */
+  await rc0(k6, "ask", "ignore");
+  k6.disconnect();
+  await t.until(() => seen("seen-ask-failed", k6id) && r(k6id), 5000, "the pending emitWithAck's -ENOTCONN");
+  t.check(r(k6id) === "client namespace disconnect", `k6: ${r(k6id)}`);
+  const ia = obs.rec.list.findIndex((e) => e[0] === "seen-ask-failed" && e[1][0] === k6id);
+  const id = obs.rec.list.findIndex((e) => e[0] === "seen-disconnect" && e[1][0] === k6id);
+  t.check(ia >= 0 && ia < id, "the ack's -ENOTCONN came before on_disconnect");
   // A client that stops answering pings (ping_interval 1s, ping_timeout 2s).
   const k5 = await connected(open()), k5id = k5.id;
   k5.io.engine._sendPacket = k5.io.engine.sendPacket = () => {};

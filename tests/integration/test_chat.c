@@ -5,7 +5,9 @@
  * conf/www): the page is served with the vendored client bundle, and
  * tests/socketio/chat-handlers.js drives the chat with the real
  * socket.io-client over long-polling and the upgrade (nicks unique across
- * workers, notices to the others only, acked messages with id and time).
+ * workers, notices to the others only, acked messages with id and time);
+ * tests/socketio/chat-handlers-browser.js uses the page itself in headless
+ * Chromium (skipped, saying so, without a browser).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -77,4 +79,21 @@ Test(chat, the_page_is_served_and_two_users_chat_across_workers)
     int rc = th_node(srv.dir, "chat-handlers.js", 90000, args);
     cr_assert_neq(rc, 127, "node or tests/socketio/node_modules is missing: run scripts/npm-setup.sh");
     cr_assert_eq(rc, 0, "chat-handlers.js failed (its output above)");
+}
+
+Test(chat, the_page_in_a_browser)
+{
+    char *conf = chat_conf();
+    cr_assert_eq(th_start(&srv, 4, "/healthz", NULL, conf), 0);
+    free(conf);
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv.port);
+    const char *args[] = {port, NULL};
+    int rc = th_node(srv.dir, "chat-handlers-browser.js", 90000, args);
+    cr_assert_neq(rc, 127, "node or tests/socketio/node_modules is missing: run scripts/npm-setup.sh");
+    if (rc == 77) { /* criterion lists skips only with --verbose: say it on stderr too */
+        fprintf(stderr, "test_chat: the browser test is skipped (no chromium: see the SKIP line above)\n");
+        cr_skip_test("no headless browser: see node chat-handlers-browser.js's SKIP line above (apt-get install chromium)");
+    }
+    cr_assert_eq(rc, 0, "chat-handlers-browser.js failed (its output above)");
 }

@@ -65,8 +65,8 @@ fi
 # Service modules (services/NAME/, built as clusterd-NAME.so) are built on
 # the public API alone, as a user's module is: they may include only
 # clusterd/ headers, their own folder's and system headers.  So is
-# http/websocket.c, which is compiled into the modules that use it.
-for dir in services/*/ http/websocket.c; do
+# http/websocket.c and ws_frame.c, which are compiled into the modules that use them.
+for dir in services/*/ http/websocket.c http/ws_frame.c http/ws_frame.h; do
     [ -e "$dir" ] || continue
     mod=${dir%/}
     mod=${mod#services/}

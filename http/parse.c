@@ -4,11 +4,12 @@
  * called by server.c).
  *
  * Each piece llhttp reports is copied into the request at once (request.c
- * has the layout), so the connection's input buffer is a small fixed
- * window.  The limits are checked here, where the bytes arrive: the URL
- * and headers against max_header_size (414, 431), at most 100 headers
- * (431), header names against RFC 9110's token characters (400), the body
- * against max_body_size, declared or chunked (413).  A refusal sets
+ * has the layout), so the bytes read are a small fixed window, and once
+ * parsed need no buffer at all (server.c reads into the loop's one buffer;
+ * an idle connection keeps none).  The limits are checked here, where the
+ * bytes arrive: the URL and headers against max_header_size (414, 431), at
+ * most 100 headers (431), header names against RFC 9110's token characters
+ * (400), the body against max_body_size, declared or chunked (413).  A refusal sets
  * error_status and stops llhttp; server.c answers it.
  *
  * On a complete message the parser pauses (HPE_PAUSED), so server.c

@@ -100,10 +100,28 @@ void cd_events__fail(cd_events_client *c, uint16_t code, const char *reason)
     if (c->ws)
         cd_ws_close(c->ws, code, reason); /* the session's WebSocket, or a probe */
     closing(c);
-    if (c->transport == CD_EIO_POLLING)
-        /* Freed from the heartbeat timer: at once when the held GET took
-         * the close packet, else once the next GET has (or CLOSE_GRACE). */
+    if (c->transport == CD_EIO_POLLING && c->forget && code != CD_WS_NORMAL) {
+        /* A ping timeout: as engine.io, a held GET gets the close packet and
+         * the sid is forgotten at once (the next request for it: 400
+         * "Session ID unknown"). */
+        cd_events__poll_closing(c);
+        hb_arm(c, 0.);
+    } else if (c->transport == CD_EIO_POLLING && c->forget) {
+        /* The client's own close packet: its GET gets a noop, the one held
+         * now or (on -w N the GET may be moved here after the POST) the
+         * next within CLOSE_GRACE; the sid goes with it. */
+        if (cd_events__poll_noop(c))
+            hb_arm(c, 0.);
+        else
+            hb_arm(c, CLOSE_GRACE);
+    } else if (c->transport == CD_EIO_POLLING) {
+        /* A close of the server's own (a disconnect, a stop): freed from the
+         * heartbeat timer at once when the held GET took the close packet,
+         * else once the next GET has (or CLOSE_GRACE), as engine.io keeps
+         * the session for its closeTimeout, so a DISCONNECT queued just
+         * before still arrives. */
         hb_arm(c, cd_events__poll_closing(c) ? 0. : CLOSE_GRACE);
+    }
 }
 
 static void queue_full(cd_events_client *c, size_t queued)
@@ -218,6 +236,7 @@ void cd_events__on_packet(cd_events_client *c, int binary, const char *msg, size
     }
     switch (msg[0]) {
     case '1': /* close */
+        c->forget = 1;
         cd_events__fail(c, CD_WS_NORMAL, "");
         break;
     case '2':
@@ -337,6 +356,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (c->phase == CD_EV_CLOSING) { /* a polling session, closed */
         cd_events__client_free(c);
     } else if (c->awaiting_pong) {
+        c->forget = 1;
         cd_events__fail(c, CD_WS_POLICY_VIOLATION, "ping timeout");
     } else if (c->nsockets == 0 && ev_now(loop) - c->opened >= CONNECT_TIMEOUT) {
         /* Checked at ping time, which is precise enough for a 45 s limit. */
@@ -477,6 +497,59 @@ int cd_events__adopt_fd_headers(cd_service *svc, int fd, const char *accept, con
 int cd_events__adopt_fd(cd_service *svc, int fd, const char *accept, const char *pre, size_t pre_len)
 {
     return cd_events__adopt_fd_headers(svc, fd, accept, pre, pre_len, NULL, 0);
+}
+
+/* A WebSocket for a session that is no longer polling (it upgraded
+ * already): engine.io completes the handshake and closes it at once, and
+ * so do we; the session itself is left alone. */
+typedef struct stray_ws {
+    cd_ws_conn *ws;
+} stray_ws;
+
+static void stray_message(void *arg, int binary, const char *msg, size_t len)
+{
+    (void)arg, (void)binary, (void)msg, (void)len;
+}
+
+static void stray_closing(void *arg, int err)
+{
+    (void)arg, (void)err;
+}
+
+static void stray_close(void *arg)
+{
+    stray_ws *s = arg;
+    cd_ws_free(s->ws);
+    free(s);
+}
+
+int cd_events__stray_fd(cd_events_state *st, int fd, const char *accept)
+{
+    static const cd_ws_callbacks cbs = {
+        .on_message = stray_message,
+        .on_closing = stray_closing,
+        .on_close = stray_close,
+    };
+    stray_ws *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
+    const cd_ws_limits limits = ws_limits(st->conf);
+    if (!(s->ws = cd_ws_new(st->svc->loop, fd, accept, NULL, 0, &limits, &cbs, s))) {
+        free(s);
+        return -ENOMEM;
+    }
+    cd_ws_close(s->ws, CD_WS_NORMAL, "");
+    return 0;
+}
+
+cd_events_client *cd_events__client_find(cd_events_state *st, const char *sid)
+{
+    for (cd_events_client *c = st->clients; c; c = c->next)
+        if (strcmp(c->sid, sid) == 0)
+            return c;
+    return NULL;
 }
 
 int cd_events__probe_fd(cd_events_client *c, int fd, const char *accept, const char *pre, size_t pre_len)

@@ -96,7 +96,9 @@ static void upgrade_cb(void *arg, int fd, const char *head, size_t headlen)
         close(fd);
     } else if (u->sid[0]) {
         cd_events_client *c = cd_events__poll_find(st, u->sid);
-        if (!c)
+        if (!c && cd_events__client_find(st, u->sid))
+            cd_events__stray_fd(st, fd, u->accept); /* upgraded already */
+        else if (!c)
             close(fd);
         else if (cd_events__probe_fd(c, fd, u->accept, head, headlen) < 0)
             cd_debug("events: client %s: upgrade probe refused", u->sid);
@@ -188,7 +190,7 @@ static void handle_engineio(cd_events_state *st, cd_request *req)
     int n = cd_request_query_param(req, "sid", sid, sizeof sid);
     if (n == -1) {
         handle_upgrade(st, req, NULL);
-    } else if (n < 0 || !cd_events__poll_find(st, sid)) {
+    } else if (n < 0 || (!cd_events__poll_find(st, sid) && !cd_events__client_find(st, sid))) {
         cd_events__eio_error(req, 400, 1);
     } else {
         handle_upgrade(st, req, sid);

@@ -305,6 +305,7 @@ struct cd_events_client {
     size_t nsockets;
     struct cd_events_partial *partial; /* socketio.c's, or NULL */
     const char *close_reason;          /* why the session ended, as socket.io words it (NULL: "transport close") */
+    int forget;                        /* polling: the sid goes at once (the client's close, a ping timeout) */
     char *headers;                     /* forward_headers kept: "name\0value\0"..., or NULL */
     size_t headers_len;
     struct cd_sio_socket *connecting;  /* CONNECTs a handler has not resolved yet (sio_api.c) */
@@ -426,6 +427,13 @@ cd_events_client *cd_events__client_new(cd_events_state *st, enum cd_events_tran
 void cd_events__client_start(cd_events_client *c);
 /* One Engine.IO packet from the client, whatever the transport. */
 void cd_events__on_packet(cd_events_client *c, int binary, const char *msg, size_t len);
+/* A WebSocket handshake for a session that upgraded already: answered
+ * 101 then closed at once, as engine.io does (the session is untouched).
+ * fd is closed on failure.  0 or -ENOMEM. */
+int cd_events__stray_fd(cd_events_state *st, int fd, const char *accept);
+/* The session with Engine.IO sid `sid` on this worker, any transport, or
+ * NULL: a walk of the clients, for requests that are rare by nature. */
+cd_events_client *cd_events__client_find(cd_events_state *st, const char *sid);
 /* Attaches an upgraded connection (as adopt_fd) to polling client c as its
  * upgrade probe.  0, -EBUSY (c is not an open polling session without a
  * probe: fd closed), -ENOMEM (fd closed). */
@@ -458,6 +466,9 @@ void cd_events__poll_drop_queue(cd_events_client *c);
  * 1 when it did (the client may go now), 0 when the close packet waits for
  * the next GET. */
 int cd_events__poll_closing(cd_events_client *c);
+/* The client closed: a held GET gets what is queued and "6" (noop);
+ * returns 1 when there was one, 0 when the noop waits for the next GET. */
+int cd_events__poll_noop(cd_events_client *c);
 /* "2probe" came on the probe: a held GET gets "6" now, and GETs until the
  * upgrade are answered at once, so the client can pause polling. */
 void cd_events__poll_probed(cd_events_client *c);

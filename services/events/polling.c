@@ -18,11 +18,13 @@
  * request for an unknown sid gets 400 {"code":1,"message":"Session ID
  * unknown"}.  POSTs are answered "ok" (text/html, as engine.io).
  *
- * Closing.  When the session ends server-side (a ping timeout, a
- * server-side disconnect, stop) a held GET gets what is queued and the
- * close packet "1"; without one, the close waits for the next GET, up to
- * engineio.c's grace, so a DISCONNECT queued just before still reaches the
- * client.  A held GET whose client goes away (cd_request_on_gone) ends the
+ * Closing, as engine.io.  When the server ends the session (a server-side
+ * disconnect, stop) a held GET gets what is queued and the close packet
+ * "1"; without one, the close waits for the next GET, up to engineio.c's
+ * grace (engine.io's closeTimeout), so a DISCONNECT queued just before
+ * still reaches the client.  On a ping timeout a held GET gets "1" and the
+ * sid is forgotten at once (the next request: 400).  On the client's own
+ * close packet its GET gets "6" (noop), held or next, and the sid goes.  A held GET whose client goes away (cd_request_on_gone) ends the
  * session at once, as engine.io does ("poll connection closed
  * prematurely"): a browser tab closed frees its session now, not a ping
  * timeout later.
@@ -193,6 +195,11 @@ int cd_events__poll_closing(cd_events_client *c)
     return answer_held(c->poll, "1");
 }
 
+int cd_events__poll_noop(cd_events_client *c)
+{
+    return answer_held(c->poll, "6");
+}
+
 void cd_events__poll_probed(cd_events_client *c)
 {
     c->poll->probed = 1;
@@ -300,7 +307,9 @@ static void poll_get(cd_events_client *c, cd_request *req)
     p->held = req;
     cd_request_on_gone(req, poll_gone, c);
     if (c->phase == CD_EV_CLOSING) {
-        answer_held(p, "1");
+        /* The client's own close came before this GET: a noop, as if the
+         * GET had been held when the close came; else the close packet. */
+        answer_held(p, c->forget ? "6" : "1");
         free_soon(c);
     } else if (p->q.len) {
         answer_held(p, NULL);

@@ -98,7 +98,7 @@ static void upcb_later_handle(cd_service *svc, cd_request *req)
 {
     later *l = malloc(sizeof *l);
     l->req = req;
-    ev_timer_init(&l->t, upcb_later_cb, 0.02, 0.);
+    ev_timer_init(&l->t, upcb_later_cb, 0.2, 0.); /* long enough for a test to act before it fires, even under load */
     ev_timer_start(svc->loop, &l->t);
 }
 

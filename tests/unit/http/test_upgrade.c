@@ -51,7 +51,7 @@ Test(http_upgrade, upgrade_callback_after_a_pipelined_answer)
  * once, later, with fd -1. */
 static void wait_for_upgrade_callback(void)
 {
-    for (int i = 0; i < 40 && up.calls == 0; i++) {
+    for (int i = 0; i < 400 && up.calls == 0; i++) {
         ev_run(loop, EVRUN_NOWAIT);
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
@@ -96,7 +96,7 @@ Test(http_upgrade, upgrade_callback_gets_minus_one_when_the_client_reset)
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(c); /* RST */
-    for (int i = 0; i < 20 && ctx.nconns > 1; i++) {
+    for (int i = 0; i < 150 && ctx.nconns > 1; i++) {
         ev_run(loop, EVRUN_NOWAIT);
         struct timespec ts = {0, 1000000L};
         nanosleep(&ts, NULL);

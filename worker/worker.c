@@ -256,12 +256,15 @@ int cd_worker_main(int slot, unsigned generation)
     }
     start_serving(w);
     if (cd_ipc_send(w->chan_fd, CD_MSG_READY, NULL, 0) < 0) {
+        /* Orphaned while booting: leave as an orphan does, without waiting
+         * for the services' threads (readmongo's check of the database at
+         * init can hold one for server_selection_timeout). */
         cd_warn("master is gone before READY; exiting");
-        code = 0;
-        goto out;
+        w->orphan = 1;
+    } else {
+        cd_debug("ready: %zu service(s)", w->nservices);
+        ev_run(w->loop, 0);
     }
-    cd_debug("ready: %zu service(s)", w->nservices);
-    ev_run(w->loop, 0);
     code = 0;
     if (w->orphan) {
         /* The master is gone: nobody to report to, and no time to wait for

@@ -23,7 +23,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: clusterd [-w N|auto] [-c FILE] [-t] [-h] [-V]\n"
             "  -w N     number of worker processes (auto = one per CPU); overrides the config\n"
-            "  -c FILE  configuration file (default conf/services.ini)\n"
+            "  -c FILE  configuration file (default conf/services.ini if it exists, else the installed one)\n"
             "  -t       check the configuration and exit (0 ok, 2 error)\n"
             "  -h       this help\n"
             "  -V       print the version\n"
@@ -48,7 +48,7 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         return cd_worker_main((int)slot, (unsigned)gen);
     }
-    const char *conf_path = "conf/services.ini";
+    const char *conf_path = cd_conf_default_path();
     int workers = 0, test = 0, opt;
     while ((opt = getopt(argc, argv, "w:c:thV")) != -1) {
         switch (opt) {

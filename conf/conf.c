@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/cluster.h"
 
@@ -480,3 +481,11 @@ void cd_conf_free(cd_conf *c)
     free(c);
 }
 
+#ifndef CD_CONF_FILE
+#define CD_CONF_FILE "/etc/clusterd/services.ini"
+#endif
+
+const char *cd_conf_default_path(void)
+{
+    return access("conf/services.ini", F_OK) == 0 ? "conf/services.ini" : CD_CONF_FILE;
+}

@@ -120,6 +120,10 @@ int cd_conf_load_fd(int fd, const char *path, cd_conf **out, char *err, size_t e
 /* The runtime dir when the config names none: $RUNTIME_DIRECTORY (systemd),
  * else /tmp/clusterd.PORT. */
 void cd_conf_default_runtime_dir(const struct sockaddr_storage *addr, char *out, size_t len);
+/* The config file when none is named (-c, CLUSTERD_CONF): conf/services.ini
+ * when it exists here (a checkout), else the installed one
+ * (/etc/clusterd/services.ini, or the build's sysconfdir). */
+const char *cd_conf_default_path(void);
 /* The runtime dir a config file implies, read leniently (for clusterctl, which
  * must find a running master even when the file on disk is now invalid).
  * Returns 0 or -1 (unreadable file, bad listen). */

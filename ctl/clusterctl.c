@@ -384,7 +384,7 @@ int main(int argc, char **argv)
         /* The runtime dir comes from the config, like clusterd computes it. */
         const char *env = getenv("CLUSTERD_CONF");
         if (!conf_path)
-            conf_path = env ? env : "conf/services.ini";
+            conf_path = env ? env : cd_conf_default_path();
         if (cd_conf_runtime_dir(conf_path, rundir, sizeof rundir) < 0) {
             fprintf(stderr, "clusterctl: cannot read [cluster] of %s (use -s RUNDIR to name the runtime dir)\n",
                     conf_path);

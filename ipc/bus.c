@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUS_BUF (4 << 20) /* per-socket buffer: room for bursts of broadcasts */
@@ -107,6 +108,24 @@ int cd_bus_master_relay(cd_bus *b)
     return n;
 }
 
+/* nn_connect returns before the connection is up; until it is, a PUSH send
+ * fails with EAGAIN (a publish right after start answered 503) and a SUB
+ * misses what is published.  A worker opens its bus while booting, before
+ * READY, so it waits for both connections there: on a local ipc:// socket
+ * they come up within milliseconds.  Bounded: past BUS_CONNECT_MS it goes on,
+ * and nanomsg keeps reconnecting by itself. */
+#define BUS_CONNECT_MS 2000
+static void wait_connected(const cd_bus *b)
+{
+    for (int i = 0; i < BUS_CONNECT_MS; i++) {
+        if (nn_get_statistic(b->in, NN_STAT_CURRENT_CONNECTIONS) > 0 &&
+            nn_get_statistic(b->out, NN_STAT_CURRENT_CONNECTIONS) > 0)
+            return;
+        struct timespec ms = {0, 1000000L};
+        nanosleep(&ms, NULL);
+    }
+}
+
 int cd_bus_worker_open(cd_bus *b, const char *dir)
 {
     char in[512], out[512];
@@ -123,6 +142,7 @@ int cd_bus_worker_open(cd_bus *b, const char *dir)
     }
     if ((rc = rcvfd(b->out, &b->rcvfd)) < 0)
         goto fail;
+    wait_connected(b);
     return 0;
 fail:
     cd_bus_close(b);

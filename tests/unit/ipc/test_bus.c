@@ -224,3 +224,27 @@ Test(bus, relay_takes_a_bounded_batch_per_call)
     cd_bus_close(&relay);
     remove_bus_dir(dir);
 }
+
+/* A worker's bus is up once cd_bus_worker_open returns (it opens it while
+ * booting, before READY): the first send goes through, and the first
+ * message the relay publishes reaches it. */
+Test(bus, a_worker_bus_is_connected_when_open_returns, .timeout = 20)
+{
+    char dir[] = "/tmp/clusterd-bus-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cd_bus relay, a;
+    cr_assert_eq(cd_bus_master_open(&relay, dir), 0);
+    cr_assert_eq(cd_bus_worker_open(&a, dir), 0);
+    cr_assert_eq(cd_bus_send(&a, "first", 5), 0, "the first send after open");
+    char got[64];
+    cr_assert_eq(recv_one(&relay, &a, got, sizeof got), 0, "the first message came back");
+    cr_assert_str_eq(got, "first");
+    cd_bus_close(&a);
+    cd_bus_close(&relay);
+    char path[512];
+    snprintf(path, sizeof path, "%s/bus-in", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/bus-out", dir);
+    unlink(path);
+    rmdir(dir);
+}

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 /* Both messages fit a channel frame (ipc/channel.h CD_IPC_MAX_PAYLOAD,
@@ -169,5 +170,25 @@ int cd_stats_metric_set(cd_stats *st, uint32_t svc, const char *type, const char
     memcpy(m->labels, labels, strlen(labels) + 1);
     m->svc = svc;
     m->value = value;
+    return 0;
+}
+
+size_t cd_stats_wire_len(const cd_stats *st)
+{
+    uint32_t n = st->nmetrics < CD_STATS_METRICS ? st->nmetrics : CD_STATS_METRICS;
+    return offsetof(cd_stats, metrics) + (size_t)n * sizeof(cd_svc_metric);
+}
+
+int cd_stats_from_wire(cd_stats *out, const void *msg, size_t len)
+{
+    const size_t head = offsetof(cd_stats, metrics);
+    cd_stats tmp;
+    if (len < head || len > sizeof tmp)
+        return -1;
+    memcpy(&tmp, msg, head);
+    if (tmp.nmetrics > CD_STATS_METRICS || len != head + (size_t)tmp.nmetrics * sizeof(cd_svc_metric))
+        return -1;
+    memcpy(out, msg, len);
+    memset((char *)out + len, 0, sizeof *out - len);
     return 0;
 }

@@ -16,13 +16,16 @@
  * the live workers' values.
  *
  * Sizes, both under ipc's CD_IPC_MAX_PAYLOAD (65536, checked in stats.c):
- * a cd_stats is 33736 bytes (192 metrics of 168); a cd_snapshot is 35008
+ * a cd_stats is 33736 bytes (192 metrics of 168), of which a heartbeat
+ * sends only the part up to the last metric in use (cd_stats_wire_len:
+ * 1480 bytes with none); a cd_snapshot is 35008
  * before its workers (72 bytes each), so the per-worker lines of /metrics
  * list at most 424 workers (every total still counts them all).
  */
 #ifndef CD_CORE_STATS_H
 #define CD_CORE_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* A worker's life as the master reports it in cd_snap_worker.state. */
@@ -96,6 +99,13 @@ typedef struct cd_snapshot {
     cd_svc_metric metrics[CD_SNAP_METRICS];
     cd_snap_worker workers[]; /* nworkers of them */
 } cd_snapshot;
+
+/* A heartbeat carries a cd_stats up to its last metric in use: most
+ * workers set few or none, and the whole struct is ~33 KB.  wire_len is
+ * what to send; from_wire checks a received one (len consistent with its
+ * nmetrics) and copies it into out, the unused metrics zeroed: 0 or -1. */
+size_t cd_stats_wire_len(const cd_stats *st);
+int cd_stats_from_wire(cd_stats *out, const void *msg, size_t len);
 
 /* Adds a worker's counters into a snapshot's totals (merging services by
  * name, their metrics by (service, name, labels)).  Used by the master. */

@@ -88,8 +88,8 @@ static void read_last_words(cd_proc *p)
     for (int i = 0; i < 64 && cd_ipc_read(p->dec, p->chan_fd) > 0; i++) {
         cd_ipc_msg msg;
         while (cd_ipc_next(p->dec, &msg) > 0) {
-            if (msg.type == CD_MSG_HEARTBEAT && msg.len == sizeof p->stats)
-                memcpy(&p->stats, msg.payload, sizeof p->stats);
+            if (msg.type == CD_MSG_HEARTBEAT)
+                cd_stats_from_wire(&p->stats, msg.payload, msg.len);
             else if (msg.type == CD_MSG_BOOTFAIL)
                 snprintf(p->bootfail, sizeof p->bootfail, "%.*s", (int)msg.len, (const char *)msg.payload);
         }
@@ -404,8 +404,7 @@ static void chan_message(cd_master *m, cd_proc *p, const cd_ipc_msg *msg)
         break;
     case CD_MSG_HEARTBEAT:
         p->last_heartbeat = now(m);
-        if (msg->len == sizeof p->stats)
-            memcpy(&p->stats, msg->payload, sizeof p->stats);
+        cd_stats_from_wire(&p->stats, msg->payload, msg->len); /* a malformed one: ignored */
         break;
     case CD_MSG_BOOTFAIL:
         snprintf(p->bootfail, sizeof p->bootfail, "%.*s", (int)msg->len, (const char *)msg->payload);

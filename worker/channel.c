@@ -71,7 +71,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
         cd_info("served %llu requests (max_requests): asking to be replaced", (unsigned long long)w->stats.requests);
         w->recycle_asked = cd_ipc_send(w->chan_fd, CD_MSG_RECYCLE, NULL, 0) == 0;
     }
-    int rc = cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, sizeof w->stats);
+    int rc = cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, cd_stats_wire_len(&w->stats));
     if (rc == -EPIPE || rc == -ECONNRESET) {
         w->orphan = 1;
         cd_worker_begin_drain(w, ORPHAN_DEADLINE);

@@ -277,7 +277,7 @@ int cd_worker_main(int slot, unsigned generation)
     }
     /* Last words: the final counters, so the master loses no request count. */
     cd_worker_sync_stats(w);
-    cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, sizeof w->stats);
+    cd_ipc_send(w->chan_fd, CD_MSG_HEARTBEAT, &w->stats, cd_stats_wire_len(&w->stats));
 
 out:
     teardown(w, ninit);

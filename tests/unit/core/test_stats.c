@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,4 +131,34 @@ Test(stats, a_retired_worker_keeps_its_counters_not_its_gauges)
     cr_expect_eq(find(retired, "chat", "events_messages_out_total", "")->value, 18);
     free(retired);
     free(w);
+}
+
+/* A heartbeat sends a cd_stats up to its last metric in use, and the
+ * master takes only one whose length matches its nmetrics. */
+Test(stats, a_heartbeat_carries_only_the_metrics_in_use)
+{
+    cd_stats *st = worker_stats("chat", "-");
+    st->requests = 42;
+    cr_assert_lt(cd_stats_wire_len(st), 2048, "no metric: a small heartbeat");
+    cr_assert_eq(cd_stats_metric_set(st, 0, "events", "clients", "", 3, 8), 0);
+    cr_assert_eq(cd_stats_metric_set(st, 0, "events", "rooms", "", 4, 8), 0);
+    size_t len = cd_stats_wire_len(st);
+    cr_assert_eq(len, offsetof(cd_stats, metrics) + 2 * sizeof(cd_svc_metric));
+    cd_stats *got = malloc(sizeof *got);
+    cr_assert_not_null(got);
+    memset(got, 0xAB, sizeof *got);
+    cr_assert_eq(cd_stats_from_wire(got, st, len), 0);
+    cr_expect_eq(got->requests, 42);
+    cr_expect_eq(got->nmetrics, 2);
+    cr_expect_eq(got->metrics[1].value, 4);
+    cr_expect_str_eq(got->metrics[1].name, "events_rooms");
+    cr_expect_eq(got->metrics[2].value, 0, "the unused metrics are zeroed");
+    /* Lengths that do not match nmetrics, or a count past the array. */
+    cr_expect_eq(cd_stats_from_wire(got, st, len - 1), -1);
+    cr_expect_eq(cd_stats_from_wire(got, st, len + sizeof(cd_svc_metric)), -1);
+    cr_expect_eq(cd_stats_from_wire(got, st, 16), -1);
+    st->nmetrics = CD_STATS_METRICS + 1;
+    cr_expect_eq(cd_stats_from_wire(got, st, sizeof *st), -1);
+    free(got);
+    free(st);
 }

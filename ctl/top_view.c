@@ -97,6 +97,12 @@ int cd_top_parse(cd_top_sample *s, const char *r)
     s->nle = json_nums(r, CD_CTL_F_LATENCY_LE, s->le, CD_LAT_BUCKETS - 1);
     if (s->nle < 0)
         s->nle = 0;
+    /* Bucket bounds are finite, positive and increasing, or not used: a
+     * quantile between two infinite or crossed bounds has no meaning (the
+     * fuzzer found NaN from [1e3085, ...]). */
+    for (int i = 0; i < s->nle; i++)
+        if (!isfinite(s->le[i]) || s->le[i] <= 0 || (i && s->le[i] <= s->le[i - 1]))
+            s->nle = 0;
     for (const char *p = next_worker(workers), *next; p; p = next) {
         next = next_worker(p + 1);
         if (s->nw == s->cap) {

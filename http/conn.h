@@ -45,6 +45,10 @@ struct cd_request {
     cd_conn *conn; /* NULL once the client is gone */
     cd_http_ctx *ctx;
     const cd_route *route; /* set when a handler takes it */
+    /* The route its path matches (NULL: none), found once, when the head is
+     * in: the steer hook (steer.c) and the dispatch (server.c) both use it. */
+    const cd_route *found;
+    cd_route_match match;
     unsigned method;
     int head;
     char *arena; /* url, then header names and values */

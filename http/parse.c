@@ -194,6 +194,7 @@ static int on_headers_complete(llhttp_t *p)
     r->http_minor = p->http_minor;
     if (split_url(r) < 0)
         return -1;
+    r->found = cd_router_find(c->ctx->routes, c->ctx->nroutes, r->path, &r->match);
     if (p->content_length > c->ctx->max_body_size && (p->flags & F_CONTENT_LENGTH)) {
         r->error_status = 413;
         return -1;

@@ -182,8 +182,8 @@ static void dispatch(cd_conn *c)
     if (ctx->on_log) /* the connection may be gone when it is answered */
         cd_http__peer_string(&c->peer, r->peer, sizeof r->peer);
     cd_http__reqid(ctx, r);
-    cd_route_match m;
-    const cd_route *route = cd_router_find(ctx->routes, ctx->nroutes, r->path, &m);
+    const cd_route *route = r->found; /* matched when the head was in (parse.c) */
+    const cd_route_match *m = &r->match;
     if (!route) {
         cd_request_respond_error(r, 404, "no route for this path");
         return;
@@ -201,8 +201,8 @@ static void dispatch(cd_conn *c)
         return;
     }
     r->route = route;
-    r->subpath = r->path + m.matched;
-    if (m.nparams && cd_http__params(r, &m) < 0) {
+    r->subpath = r->path + m->matched;
+    if (m->nparams && cd_http__params(r, m) < 0) {
         r->route = NULL; /* refused before its service saw it */
         cd_request_respond_error(r, 400, "bad route parameter");
         return;

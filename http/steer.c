@@ -75,7 +75,7 @@ uint32_t cd_http__steer(cd_conn *c)
     }
     if (!ctx->on_steer)
         return 0;
-    const cd_route *route = cd_router_match(ctx->routes, ctx->nroutes, c->req->path);
+    const cd_route *route = c->req->found;
     return route ? ctx->on_steer(ctx->owner, route, c->req) : 0;
 }
 

@@ -3,7 +3,8 @@
 # npm-setup.sh - installs the npm packages the events tests drive clusterd
 # with, each folder's pinned by its package-lock.json, into its
 # node_modules when they are missing or older than the lock file:
-# tests/socketio (socket.io-client) and tests/sio-protocol (the
+# tests/socketio (socket.io-client; socket.io with @socket.io/redis-adapter,
+# @socket.io/redis-emitter and node-redis for test_redis.c) and tests/sio-protocol (the
 # socket.io-protocol test suite's mocha, chai, ws, node-fetch).
 # Idempotent, and quiet when they are already there.  Called by
 # scripts/setup.sh; needs node and npm (Debian's nodejs and npm).

@@ -95,6 +95,7 @@ static const cd_conf_key cluster_keys[] = {
     CD_CONF_KEY("backlog", CD_KEY_INT, cd_conf, backlog, 1, 65535),
     CD_CONF_KEY("max_connections", CD_KEY_INT, cd_conf, max_connections, 1, 1000000),
     CD_CONF_KEY("graceful_timeout", CD_KEY_MS, cd_conf, graceful_timeout_ms, 0, CD_KEY_NOMAX),
+    CD_CONF_KEY("drain_delay", CD_KEY_MS, cd_conf, drain_delay_ms, 0, 3600 * 1000),
     CD_CONF_KEY("header_timeout", CD_KEY_MS, cd_conf, header_timeout_ms, 1, CD_KEY_NOMAX),
     CD_CONF_KEY("body_timeout", CD_KEY_MS, cd_conf, body_timeout_ms, 1, CD_KEY_NOMAX),
     CD_CONF_KEY("body_deadline", CD_KEY_MS, cd_conf, body_deadline_ms, 1, CD_KEY_NOMAX),

@@ -69,6 +69,7 @@ typedef struct cd_conf {
     int workers; /* 0 = auto (number of CPUs) */
     int backlog;
     long long graceful_timeout_ms;
+    long long drain_delay_ms; /* a graceful stop: /healthz/ready says 503 this long before listeners stop */
     long long header_timeout_ms;
     long long body_timeout_ms;  /* longest pause between two reads of a request body */
     long long body_deadline_ms; /* a whole body, from the end of its headers */

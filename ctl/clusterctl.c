@@ -9,6 +9,8 @@
  *     stop [--now]     waits until the master has exited
  *     reopen-logs      workers reopen their log files
  *     upgrade          binary upgrade in place; waits until done or rolled back
+ *     drain, undrain   /healthz/ready answers 503 (a balancer takes the host
+ *                      out) while everything else serves; and back
  *     events           follows lifecycle events (until -t or Ctrl-C)
  *     top              a live view of the workers, refreshed each second (top.c)
  *
@@ -136,9 +138,10 @@ static void print_status(FILE *f, const char *r)
     char last[200], listen[200];
     json_str(r, CD_CTL_F_LAST_RELOAD, last, sizeof last);
     json_str(r, CD_CTL_F_LISTEN, listen, sizeof listen);
-    fprintf(f, "clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s\n", json_num(r, CD_CTL_F_PID), listen,
+    fprintf(f, "clusterd pid %.0f on %s, up %.0fs, generation %.0f, %.0f workers wanted%s%s%s\n", json_num(r, CD_CTL_F_PID), listen,
            json_num(r, CD_CTL_F_UPTIME), json_num(r, CD_CTL_F_GENERATION), json_num(r, CD_CTL_F_WORKERS_WANTED),
-           json_bool(r, CD_CTL_F_RELOADING) ? ", RELOADING" : "", json_bool(r, CD_CTL_F_STOPPING) ? ", STOPPING" : "");
+           json_bool(r, CD_CTL_F_RELOADING) ? ", RELOADING" : "", json_bool(r, CD_CTL_F_STOPPING) ? ", STOPPING" : "",
+           json_bool(r, CD_CTL_F_DRAINING) ? ", DRAINING" : "");
     if (last[0])
         fprintf(f, "last reload: %s\n", last);
     fprintf(f, "%-5s %-8s %-4s %-9s %9s %10s %9s %6s %9s %9s\n", "SLOT", "PID", "GEN", "STATE", "UPTIME", "REQUESTS",
@@ -354,7 +357,7 @@ static char *top_fetch(void *ctx, const char **why)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: clusterctl [-c FILE | -s RUNDIR] [--json] [-t SECONDS] COMMAND\n"
-               "commands: status, reload, scale N, stop [--now], reopen-logs, upgrade, events, top\n");
+               "commands: status, reload, scale N, stop [--now], reopen-logs, upgrade, events, top, drain, undrain\n");
 }
 
 int main(int argc, char **argv)
@@ -412,6 +415,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, CD_CTL_CMD_REOPEN_LOGS) == 0 && extra == 0) {
         free(must(CD_CTL_CMD_REOPEN_LOGS));
+        return 0;
+    }
+    if ((strcmp(cmd, CD_CTL_CMD_DRAIN) == 0 || strcmp(cmd, CD_CTL_CMD_UNDRAIN) == 0) && extra == 0) {
+        free(must(cmd));
+        printf(cmd[0] == 'd' ? "draining: /healthz/ready answers 503; listeners keep accepting\n"
+                             : "undrained: /healthz/ready answers as the services say\n");
         return 0;
     }
     if (strcmp(cmd, "events") == 0 && extra == 0)

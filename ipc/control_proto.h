@@ -27,7 +27,9 @@
 #define CD_CTL_CMD_STOP_NOW "stop now"
 #define CD_CTL_CMD_UPGRADE "upgrade"
 #define CD_CTL_CMD_REOPEN_LOGS "reopen-logs"
-#define CD_CTL_USAGE "status, reload, scale N, stop, stop now, reopen-logs, upgrade"
+#define CD_CTL_CMD_DRAIN "drain"     /* /healthz/ready answers 503 on every worker; nothing else changes */
+#define CD_CTL_CMD_UNDRAIN "undrain" /* ...and back */
+#define CD_CTL_USAGE "status, reload, scale N, stop, stop now, reopen-logs, upgrade, drain, undrain"
 
 /* Limits. */
 #define CD_CTL_MAX_REQUEST 128  /* bytes; every command is far shorter */
@@ -42,6 +44,8 @@ typedef enum cd_ctl_op {
     CD_CTL_STOP_NOW,
     CD_CTL_UPGRADE,
     CD_CTL_REOPEN_LOGS,
+    CD_CTL_DRAIN,
+    CD_CTL_UNDRAIN,
 } cd_ctl_op;
 typedef struct cd_ctl_request {
     cd_ctl_op op;
@@ -52,7 +56,7 @@ typedef struct cd_ctl_request {
 #define CD_CTL_F_OK "ok"       /* true or false */
 #define CD_CTL_F_ERROR "error" /* string, when ok is false */
 /* reload, upgrade: "generation" (a number); scale: "workers" (the count);
- * stop: "pid".  status: */
+ * stop: "pid"; drain, undrain: "draining" (0 or 1).  status: */
 #define CD_CTL_F_PID "pid"
 #define CD_CTL_F_UPTIME "uptime"         /* seconds */
 #define CD_CTL_F_GENERATION "generation" /* of the running config */
@@ -60,6 +64,7 @@ typedef struct cd_ctl_request {
 #define CD_CTL_F_RELOADING "reloading"         /* bool: a rolling restart (or its roll-back) runs */
 #define CD_CTL_F_RELOAD_FAILED "reload_failed" /* bool: the last one failed */
 #define CD_CTL_F_STOPPING "stopping"           /* bool */
+#define CD_CTL_F_DRAINING "draining" /* bool: drained (clusterctl drain), or a stop in its drain_delay */
 #define CD_CTL_F_LAST_RELOAD "last_reload"     /* string, starts with one of CD_CTL_OUTCOME_* */
 #define CD_CTL_F_UPGRADING "upgrading"         /* bool: a binary upgrade runs (or is being checked) */
 #define CD_CTL_F_LAST_UPGRADE "last_upgrade"   /* string, starts with one of CD_CTL_OUTCOME_* */
@@ -92,7 +97,8 @@ typedef struct cd_ctl_request {
 /* Events: every object has "time" (seconds, the master's clock) and
  * "event" (worker_started, worker_ready, worker_exited, respawn_scheduled,
  * recycle, scaled, stopping, reload_begun, reload_done, reload_failed,
- * reload_rejected, upgrade_done, upgrade_failed). */
+ * reload_rejected, upgrade_done, upgrade_failed, draining: "on" true or
+ * false, "stop" true when a graceful stop's drain_delay begins). */
 #define CD_CTL_EV_TIME "time"
 #define CD_CTL_EV_EVENT "event"
 

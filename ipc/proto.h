@@ -33,6 +33,8 @@ enum cd_msg_type {
     CD_MSG_CONN = 8,      /* master -> worker: a connection the master accepted; its fd rides along */
     CD_MSG_DRAINING = 9,  /* worker -> master: answer to STOP, it no longer accepts */
     CD_MSG_HANDOFF = 10,  /* worker -> master: serve this connection in worker <id>; its fd rides along */
+    CD_MSG_DRAIN = 11,    /* master -> worker: the host is drained: /healthz/ready answers 503, all else as usual */
+    CD_MSG_UNDRAIN = 12,  /* master -> worker: the host is back: readiness as the services say */
 };
 
 /* CONN flags. */

@@ -1,12 +1,23 @@
 /*
  * commands.c - what clusterctl and signals ask of the master (master
- * process): status, reload, scale, stop, stop now, reopen-logs, upgrade.
+ * process): status, reload, scale, stop, stop now, reopen-logs, upgrade,
+ * drain, undrain.
  *
  * master.c's handlers turn a request (control.c parses clusterctl's; a
  * signal maps to the same command) into a call of cd_master_execute, which
  * checks it, records it (a new config and generation, the slots wanted, a
  * stop) and answers at once; the loop's reconcile step then carries it
  * out: the roll of a reload, the workers of new slots, the end of a stop.
+ *
+ * Draining is for the balancer in front: drain tells every worker to
+ * answer GET /healthz/ready with 503 {"ready":false,"draining":true,...}
+ * while the listeners keep accepting and every other route serves as
+ * usual, so health checks take the host out before anything is refused;
+ * undrain reverts.  A graceful stop does the same for drain_delay (the
+ * balancer's checks times its fall count) and only then stops the
+ * listeners and drains connections; a second stop, or stop now, skips
+ * what is left of the delay.  The master's own stops (a worker that cannot
+ * boot) do not wait.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,14 +33,17 @@ void cd_master_stop(cd_master *m, int immediate, int code)
 {
     if (code > m->exit_code)
         m->exit_code = code;
-    if (m->stop != CD_RUNNING && !immediate)
+    if (m->stop != CD_RUNNING && m->stop != CD_STOP_DELAYED && !immediate)
         return;
+    ev_timer_stop(m->loop, &m->drain_delay_w);
+    int was_delayed = m->stop == CD_STOP_DELAYED;
     m->stop = immediate ? CD_STOPPING_NOW : CD_STOPPING;
     cd_reload_abandon(&m->reload);
     for (int i = 0; i < m->nslots; i++)
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
     double grace = immediate ? QUIT_GRACE : (double)m->conf->graceful_timeout_ms / 1000.0 + 0.5;
-    cd_systemd_notify("STOPPING=1");
+    if (!was_delayed)
+        cd_systemd_notify("STOPPING=1");
     cd_master_event(m, "{\"event\":\"stopping\",\"immediate\":%s}", immediate ? "true" : "false");
     cd_notice("%s stop: %s", immediate ? "immediate" : "graceful",
               immediate ? "workers exit now" : "finishing in-flight requests");
@@ -42,6 +56,48 @@ void cd_master_stop(cd_master *m, int immediate, int code)
     ev_timer_stop(m->loop, &m->stop_deadline_w);
     ev_timer_set(&m->stop_deadline_w, grace, 0.);
     ev_timer_start(m->loop, &m->stop_deadline_w);
+}
+
+/* A graceful stop asked for by clusterctl or a signal: readiness says 503
+ * for drain_delay first, while everything serves; then cd_master_stop
+ * (drain_delay_cb in master.c, or a second request here). */
+static void stop_after_delay(cd_master *m)
+{
+    double delay = (double)m->conf->drain_delay_ms / 1000.0;
+    if (m->stop == CD_STOP_DELAYED)
+        cd_notice("stop requested again: skipping the rest of drain_delay");
+    if (m->stop != CD_RUNNING || delay <= 0) {
+        cd_master_stop(m, 0, 0);
+        return;
+    }
+    m->stop = CD_STOP_DELAYED;
+    cd_reload_abandon(&m->reload);
+    cd_systemd_notify("STOPPING=1");
+    cd_master_event(m, "{\"event\":\"draining\",\"on\":true,\"stop\":true,\"delay_ms\":%lld}",
+                    m->conf->drain_delay_ms);
+    cd_notice("graceful stop: /healthz/ready answers 503 for drain_delay (%.1fs), then the listeners stop accepting",
+              delay);
+    cd_slots_tell_drain(m, NULL);
+    ev_timer_set(&m->drain_delay_w, delay, 0.);
+    ev_timer_start(m->loop, &m->drain_delay_w);
+}
+
+static int do_drain(cd_master *m, int on, char *err, size_t errlen)
+{
+    if (!on && m->stop != CD_RUNNING) {
+        snprintf(err, errlen, "stopping");
+        return -1;
+    }
+    if (m->drained == on)
+        return 0; /* already so: nothing to tell anyone */
+    int was = cd_master_draining(m);
+    m->drained = on;
+    cd_notice("%s: /healthz/ready answers %s", on ? "drained" : "undrained",
+              on ? "503 (draining); listeners keep accepting" : "as the services say");
+    cd_master_event(m, "{\"event\":\"draining\",\"on\":%s,\"stop\":false}", on ? "true" : "false");
+    if (cd_master_draining(m) != was)
+        cd_slots_tell_drain(m, NULL);
+    return 0;
 }
 
 static int do_reload(cd_master *m, char *err, size_t errlen)
@@ -116,9 +172,17 @@ int cd_master_execute(cd_master *m, const cd_ctl_request *req, cd_buf *o, char *
         field = CD_CTL_F_WORKERS, value = m->active;
         break;
     case CD_CTL_STOP:
-    case CD_CTL_STOP_NOW:
-        cd_master_stop(m, req->op == CD_CTL_STOP_NOW, 0);
+        stop_after_delay(m);
         field = CD_CTL_F_PID, value = getpid();
+        break;
+    case CD_CTL_STOP_NOW:
+        cd_master_stop(m, 1, 0);
+        field = CD_CTL_F_PID, value = getpid();
+        break;
+    case CD_CTL_DRAIN:
+    case CD_CTL_UNDRAIN:
+        rc = do_drain(m, req->op == CD_CTL_DRAIN, err, errlen);
+        field = CD_CTL_F_DRAINING, value = cd_master_draining(m);
         break;
     case CD_CTL_UPGRADE:
         rc = cd_upgrade_begin(m, err, errlen);

@@ -65,7 +65,8 @@ int cd_control_parse(const void *req, size_t len, cd_ctl_request *out, const cha
         cd_ctl_op op;
     } plain[] = {{CD_CTL_CMD_STATUS, CD_CTL_STATUS},     {CD_CTL_CMD_RELOAD, CD_CTL_RELOAD},
                  {CD_CTL_CMD_STOP, CD_CTL_STOP},         {CD_CTL_CMD_STOP_NOW, CD_CTL_STOP_NOW},
-                 {CD_CTL_CMD_UPGRADE, CD_CTL_UPGRADE},   {CD_CTL_CMD_REOPEN_LOGS, CD_CTL_REOPEN_LOGS}};
+                 {CD_CTL_CMD_UPGRADE, CD_CTL_UPGRADE},   {CD_CTL_CMD_REOPEN_LOGS, CD_CTL_REOPEN_LOGS},
+                 {CD_CTL_CMD_DRAIN, CD_CTL_DRAIN},       {CD_CTL_CMD_UNDRAIN, CD_CTL_UNDRAIN}};
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         if (strcmp(cmd, plain[i].name) == 0) {
@@ -123,8 +124,8 @@ void cd_control_status(cd_master *m, cd_buf *o)
     cd_buf_printf(o, "{" K(CD_CTL_F_OK) "true," K(CD_CTL_F_PID) "%d," K(CD_CTL_F_UPTIME) "%.3f,"
                   K(CD_CTL_F_GENERATION) "%u," K(CD_CTL_F_WORKERS_WANTED) "%d," K(CD_CTL_F_RELOADING) "%s,",
                   (int)getpid(), now - m->started, m->generation, m->active, yes(m->reload.state != CD_RELOAD_IDLE));
-    cd_buf_printf(o, K(CD_CTL_F_RELOAD_FAILED) "%s," K(CD_CTL_F_STOPPING) "%s," K(CD_CTL_F_LAST_RELOAD),
-                  yes(m->reload.failed), yes(m->stop != CD_RUNNING));
+    cd_buf_printf(o, K(CD_CTL_F_RELOAD_FAILED) "%s," K(CD_CTL_F_STOPPING) "%s," K(CD_CTL_F_DRAINING) "%s,"
+                  K(CD_CTL_F_LAST_RELOAD), yes(m->reload.failed), yes(m->stop != CD_RUNNING), yes(cd_master_draining(m)));
     cd_json_str(o, m->reload.last, strlen(m->reload.last));
     cd_buf_printf(o, "," K(CD_CTL_F_UPGRADING) "%s," K(CD_CTL_F_LAST_UPGRADE),
                   yes(m->upgrade.state != CD_UPGRADE_IDLE));

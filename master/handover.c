@@ -3,8 +3,8 @@
  * exec (master process; the states and their order are upgrade.c's).
  *
  * The old program puts its state in the environment, CLUSTERD_UPGRADE:
- *   g=GENERATION;a=ACTIVE;c=CONFFD;x=EXEFD;p=PIDFD;s=slot:fd,..;w=pid:slot:gen:chan:state,..
- * (listeners per slot, each serving worker's pid, slot, generation, channel
+ *   g=GENERATION;a=ACTIVE;d=DRAINED;c=CONFFD;x=EXEFD;p=PIDFD;s=slot:fd,..;w=pid:slot:gen:chan:state,..
+ * (whether clusterctl drain is in force, listeners per slot, each serving worker's pid, slot, generation, channel
  * fd and state, the config memfd, the pidfile fd, and an fd of the old
  * binary for a rollback), clears FD_CLOEXEC on those fds and execs; a
  * rollback execs the old binary the same way, with CLUSTERD_UPGRADE_ROLLBACK
@@ -32,7 +32,7 @@ extern char **environ;
 
 static int keep_fd(int fd) { return fd >= 0 ? cd_set_cloexec(fd, 0) : 0; }
 
-/* CLUSTERD_UPGRADE=g=G;a=ACTIVE;c=CONFFD;x=EXEFD;p=PIDFD;s=slot:fd,..;w=pid:slot:gen:chan:state,.. */
+/* CLUSTERD_UPGRADE=g=G;a=ACTIVE;d=0|1;c=CONFFD;x=EXEFD;p=PIDFD;s=slot:fd,..;w=pid:slot:gen:chan:state,.. */
 static char *encode_state(cd_master *m, int exe_fd)
 {
     size_t cap = 4096; /* the fixed fields, then room for every listener (retired slots' too) and worker */
@@ -43,8 +43,8 @@ static char *encode_state(cd_master *m, int exe_fd)
     char *s = malloc(cap);
     if (!s)
         return NULL;
-    size_t n = (size_t)snprintf(s, cap, "g=%u;a=%d;c=%d;x=%d;p=%d;s=", m->generation, m->active, m->conf_memfd, exe_fd,
-                                m->pidfile_fd);
+    size_t n = (size_t)snprintf(s, cap, "g=%u;a=%d;d=%d;c=%d;x=%d;p=%d;s=", m->generation, m->active, m->drained,
+                                m->conf_memfd, exe_fd, m->pidfile_fd);
     for (int i = 0; i < m->nslots; i++)
         if (m->slots[i].fd >= 0)
             n += (size_t)snprintf(s + n, cap - n, "%d:%d,", i, m->slots[i].fd);
@@ -155,6 +155,7 @@ int cd_upgrade_adopt(cd_master *m)
     const char *why = getenv("CLUSTERD_UPGRADE_ROLLBACK");
     m->generation = (unsigned)field_int(state, "g", 1);
     cd_slots_activate(m, field_int(state, "a", 1));
+    m->drained = field_int(state, "d", 0) == 1; /* before the workers: an adopted one is told (slots.c) */
     int exe_fd = field_int(state, "x", -1);
     int conf_fd = field_int(state, "c", -1);
     int pid_fd = field_int(state, "p", -1);

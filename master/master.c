@@ -5,7 +5,8 @@
  * two halves, as in gunicorn's arbiter:
  *
  *   handlers   record facts and nothing more:
- *                signals     TERM/INT stop, QUIT stop now, HUP reload,
+ *                signals     TERM/INT stop (after drain_delay; a second
+ *                            one skips the rest), QUIT stop now, HUP reload,
  *                            TTIN/TTOU one worker more/fewer, USR1 reopen
  *                            logs, USR2 upgrade (the same commands as
  *                            clusterctl's: cd_master_execute, commands.c)
@@ -14,8 +15,8 @@
  *                            EOF (fields of the worker's cd_proc)
  *                commands    clusterctl (control.c parses, commands.c
  *                            checks, records and answers)
- *                timers      the 250 ms tick, a slot's backoff, the stop
- *                            deadline, the upgrade check
+ *                timers      the 250 ms tick, a slot's backoff, a stop's
+ *                            drain_delay and its deadline, the upgrade check
  *   reconcile  one step, run after every handler, decides what to do:
  *                reap        exited workers: what their exit means
  *                            (supervise.c), respawn with backoff
@@ -227,7 +228,7 @@ static int after_ready(cd_master *m)
             m->recycling = NULL;
         cd_master_event(m, "{\"event\":\"worker_ready\",\"slot\":%d,\"pid\":%d,\"generation\":%u}", p->slot,
                         (int)p->pid, p->generation);
-        if (m->stop != CD_RUNNING) /* started before the stop: stop it too */
+        if (m->stop > CD_STOP_DELAYED) /* started before the stop: stop it too */
             cd_slots_stop(m, p);
     }
     return n;
@@ -505,6 +506,16 @@ static void stop_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+/* A graceful stop's drain_delay is over: the listeners stop accepting now. */
+static void drain_delay_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_master *m = t->data;
+    cd_master_stop(m, 0, 0);
+    reconcile(m);
+}
+
 static void upgrade_checked_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
     (void)revents;
@@ -539,6 +550,8 @@ static void init_watchers(cd_master *m)
     m->ctl_w.data = m;
     ev_init(&m->stop_deadline_w, stop_deadline_cb);
     m->stop_deadline_w.data = m;
+    ev_init(&m->drain_delay_w, drain_delay_cb);
+    m->drain_delay_w.data = m;
     ev_init(&m->upgrade.check_w, upgrade_checked_cb);
     m->upgrade.check_w.data = m;
     ev_init(&m->upgrade.check_timeout_w, upgrade_check_timeout_cb);

@@ -106,6 +106,7 @@ typedef struct cd_slot {
 
 typedef enum cd_stop_mode {
     CD_RUNNING = 0,
+    CD_STOP_DELAYED, /* graceful, in its drain_delay: readiness says 503, everything else serves */
     CD_STOPPING,     /* graceful: workers drain */
     CD_STOPPING_NOW, /* immediate: workers were sent SIGQUIT */
 } cd_stop_mode;
@@ -140,6 +141,8 @@ struct cd_master {
     ev_child child_w;
     ev_timer tick_w;
     ev_timer stop_deadline_w;
+    ev_timer drain_delay_w; /* a graceful stop's drain_delay (CD_STOP_DELAYED) */
+    int drained;            /* clusterctl drain: workers answer /healthz/ready with 503 */
 
     cd_bus bus; /* relay for services with uses_bus; bus.in < 0 when closed */
     int ctl_rep, ctl_pub; /* control plane sockets, -1 when closed */
@@ -172,8 +175,14 @@ int cd_master_main(cd_conf *conf, const char *conf_path, int cli_workers, char *
  * goes to o.  Returns 0, or -1 with the reason in err (and in o). */
 int cd_master_execute(cd_master *m, const cd_ctl_request *req, cd_buf *o, char *err, size_t errlen);
 /* commands.c: graceful (workers drain) or immediate stop; the exit code is
- * at least code. */
+ * at least code.  It begins at once: a stop clusterctl or a signal asks
+ * for waits drain_delay first (cd_master_execute); this one is what ends
+ * that wait, and what the master's own stops (a worker that cannot boot)
+ * call. */
 void cd_master_stop(cd_master *m, int immediate, int code);
+/* Whether workers should answer /healthz/ready with 503: the host is
+ * drained (clusterctl drain), or a graceful stop is in its drain_delay. */
+static inline int cd_master_draining(const cd_master *m) { return m->drained || m->stop == CD_STOP_DELAYED; }
 
 /* start.c: everything but the loop's watchers and the workers (memfd,
  * adoption after an upgrade, process settings, listeners, runtime dir,
@@ -212,6 +221,10 @@ int cd_slots_keep_replaced(cd_master *m, cd_slot *s, cd_proc *replaced);
 void cd_slots_cancel_replacements(cd_master *m); /* reload roll-back: replacements stop */
 void cd_slots_give_back(cd_master *m, unsigned old_generation); /* upgrade rollback */
 void cd_slots_stop(cd_master *m, cd_proc *p); /* graceful STOP (it drains) */
+/* Tells p (or, with p NULL, every worker with a channel) whether the host
+ * is draining (cd_master_draining): DRAIN or UNDRAIN.  A worker that
+ * starts, or is adopted, while draining is told as it enters the table. */
+void cd_slots_tell_drain(cd_master *m, cd_proc *p);
 int cd_slots_count_ready(cd_master *m);       /* active slots whose worker is READY */
 /* Steering and hand-off follow the slots' readiness; called whenever it may
  * have changed (the reconcile step, STOP, scaling). */

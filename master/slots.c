@@ -30,6 +30,11 @@
  * slot's listener is never closed while the master runs (finish_retired
  * says why): it stays steered away from, and what lands on it is handed
  * over, so a connection queued on it is served, never reset.
+ *
+ * Draining (clusterctl drain, a stop's drain_delay) changes nothing here
+ * but what workers are told (cd_slots_tell_drain): every one, and each one
+ * that enters the table while it lasts, so /healthz/ready answers 503
+ * while the listeners keep accepting and the hand-off keeps working.
  */
 #include <errno.h>
 #include <signal.h>
@@ -126,7 +131,18 @@ cd_proc *cd_slots_add(cd_master *m, cd_slot *s, pid_t pid, unsigned generation, 
     ev_io_start(m->loop, &p->chan_w);
     p->next = m->procs;
     m->procs = p;
+    if (cd_master_draining(m))
+        cd_slots_tell_drain(m, p); /* before it accepts anything: its first readiness answer is 503 */
     return p;
+}
+
+void cd_slots_tell_drain(cd_master *m, cd_proc *p)
+{
+    unsigned type = cd_master_draining(m) ? CD_MSG_DRAIN : CD_MSG_UNDRAIN;
+    for (cd_proc *q = p ? p : m->procs; q; q = p ? NULL : q->next)
+        if (q->chan_fd >= 0 && cd_ipc_send(q->chan_fd, type, NULL, 0) < 0)
+            cd_warn("cannot tell worker pid %d to %s (its channel is gone or full)", (int)q->pid,
+                    type == CD_MSG_DRAIN ? "drain" : "undrain");
 }
 
 void cd_slots_remove(cd_master *m, cd_proc *p)
@@ -472,7 +488,7 @@ void cd_slots_changed(cd_master *m)
     steer(m, serving);
     for (int i = 0; i < m->nslots; i++) {
         cd_slot *s = &m->slots[i];
-        int want = s->fd >= 0 && !serving[i] && any_ready && m->stop == CD_RUNNING;
+        int want = s->fd >= 0 && !serving[i] && any_ready && m->stop <= CD_STOP_DELAYED;
         if (want && !ev_is_active(&s->handoff_w)) {
             ev_io_set(&s->handoff_w, s->fd, EV_READ);
             ev_io_start(m->loop, &s->handoff_w);

@@ -4,7 +4,16 @@
  *   GET {route}        liveness: 200 while this worker's loop runs
  *   GET {route}/ready  readiness: 200, or 503 naming the services that say
  *                      they are degraded (e.g. readmongo while its database
- *                      is unreachable), asked through their degraded() hook
+ *                      is unreachable), asked through their degraded() hook,
+ *                      or 503 with "draining":true while the master has the
+ *                      host drained (clusterctl drain, a stop's drain_delay)
+ *
+ * {"ready":B,"draining":B,"slot":N,"degraded":{"service":"why",...}}: a
+ * balancer that must keep a degraded host in (say Redis is down for the
+ * whole fleet) can tell the two apart by "draining" (deploy/haproxy.cfg).
+ * Draining changes this answer only: the listeners still accept and every
+ * other route serves, so the balancer takes the host out before anything
+ * is refused.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,13 +51,15 @@ static void health_handle(cd_service *svc, cd_request *req)
         cd_buf_append(&list, ":", 1);
         cd_json_str(&list, why, strlen(why));
     }
+    int draining = svc->host && svc->host->drained && svc->host->drained(svc);
+    int ready = !degraded && !draining;
     cd_buf b = {0};
-    cd_buf_printf(&b, "{\"ready\":%s,\"slot\":%d,\"degraded\":{%s}}", degraded ? "false" : "true", svc->slot,
-                  list.p ? list.p : "");
+    cd_buf_printf(&b, "{\"ready\":%s,\"draining\":%s,\"slot\":%d,\"degraded\":{%s}}", ready ? "true" : "false",
+                  draining ? "true" : "false", svc->slot, list.p ? list.p : "");
     if (list.oom || b.oom || !b.p)
         cd_request_respond_error(req, 500, "out of memory");
     else
-        cd_request_respond(req, degraded ? 503 : 200, "application/json", b.p, b.len);
+        cd_request_respond(req, ready ? 200 : 503, "application/json", b.p, b.len);
     cd_buf_free(&list);
     cd_buf_free(&b);
 }

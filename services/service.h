@@ -31,6 +31,10 @@ typedef struct cd_service_host {
     const struct cd_snapshot *(*cluster)(cd_service *svc);
     uint32_t (*worker_id)(const cd_service *svc);
     int (*metric)(cd_service *svc, const char *name, const char *labels, uint64_t value);
+    /* 1 while the master has the host drained (clusterctl drain, a stop's
+     * drain_delay): health's readiness answers 503.  Private to clusterd
+     * (no cd_service_ function); NULL counts as 0. */
+    int (*drained)(cd_service *svc);
 } cd_service_host;
 
 /* The HTTP route (http/router.h) of svc: its route prefix and the type's

@@ -14,7 +14,9 @@
  * because its request belongs to this worker (sticky sessions,
  * http/steer.c; with the bytes it read of it), the fd passed with
  * SCM_RIGHTS: we serve it like one of ours.  Moving one away is serve.c's
- * (HANDOFF).
+ * (HANDOFF).  DRAIN and UNDRAIN say whether the host is drained
+ * (clusterctl drain, a stop's drain_delay): /healthz/ready answers 503
+ * then, while this worker accepts and serves as usual.
  *
  * Stop: STOP or SIGTERM drains (stop accepting; the listener stays open in
  * the master for the next worker of this slot; finish what is in flight;
@@ -159,6 +161,8 @@ static void chan_cb(struct ev_loop *loop, ev_io *io, int revents)
             cd_accesslog_reopen(&w->access_log);
         else if (m.type == CD_MSG_CONN)
             take_conn(w, &m);
+        else if (m.type == CD_MSG_DRAIN || m.type == CD_MSG_UNDRAIN)
+            w->drained = m.type == CD_MSG_DRAIN; /* health.c reads it (host.c) */
         else
             cd_debug("ignoring channel message type %u", m.type);
     }

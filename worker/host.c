@@ -3,8 +3,9 @@
  * thread): the cd_service_host table every service points at
  * (services/service.c calls through it), i.e. the cross-worker bus, the
  * list of this worker's services, the latest cluster snapshot, the
- * worker's id (ipc/proto.h cd_worker_id, what the steer hook returns) and
- * the services' own metrics (kept in the heartbeat's cd_stats).
+ * worker's id (ipc/proto.h cd_worker_id, what the steer hook returns),
+ * the services' own metrics (kept in the heartbeat's cd_stats) and whether
+ * the master drained the host (health's readiness).
  *
  * The bus carries "name\0payload" messages through the master's nanomsg
  * relay (ipc/bus.h): a service publishes to itself on every worker, and
@@ -71,6 +72,12 @@ static int host_metric(cd_service *svc, const char *name, const char *labels, ui
     return cd_stats_metric_set(&w->stats, (uint32_t)i, svc->type->name, name, labels, value, CD_SERVICE_METRICS);
 }
 
+static int host_drained(cd_service *svc)
+{
+    const cd_worker *w = svc->worker;
+    return w->drained;
+}
+
 const cd_service_host cd_worker_host = {
     .publish = host_publish,
     .subscribe = host_subscribe,
@@ -78,6 +85,7 @@ const cd_service_host cd_worker_host = {
     .cluster = host_cluster,
     .worker_id = host_worker_id,
     .metric = host_metric,
+    .drained = host_drained,
 };
 
 static void bus_cb(struct ev_loop *loop, ev_io *io, int revents)

@@ -82,6 +82,7 @@ typedef struct cd_worker {
     size_t snapshot_len;
     int accepting;
     int draining;
+    int drained;      /* the master said DRAIN (until UNDRAIN): /healthz/ready answers 503 */
     int orphan;       /* the master is gone: drain fast and exit */
     pid_t master_pid; /* our parent at start: any other parent means it died */
     int passed[8];    /* connections the master handed over, until their CD_MSG_CONN frame */

@@ -41,7 +41,7 @@ expect()
 [[ $(complete -p clusterctl) == "complete -F _clusterctl clusterctl" ]] ||
     { echo "FAIL: no completion registered for clusterctl"; fails=$((fails + 1)); }
 
-expect "clusterctl " "events reload reopen-logs scale status stop top upgrade"
+expect "clusterctl " "drain events reload reopen-logs scale status stop top undrain upgrade"
 expect "clusterctl re" "reload reopen-logs"
 expect "clusterctl st" "status stop"
 expect "clusterctl --j" "--json"

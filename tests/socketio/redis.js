@@ -1,0 +1,418 @@
+// redis.js PORT_A PORT_B NODE_PORT REDIS_PORT PREFIX LOGDIR - rooms across
+// hosts through Redis (issue 14), with the real socket.io-client: clusterd
+// host A (PORT_A) and host B (PORT_B), both -w 2 with adapter = redis on
+// 127.0.0.1:REDIS_PORT and the key PREFIX, the "Node host" (a socket.io
+// server with @socket.io/redis-adapter, redis_server.js, forked here on
+// NODE_PORT) and @socket.io/redis-emitter.  Two clients on each host (on
+// both workers of A and B) join room "r"; one per host also joins "s".
+// Every check counts what every socket received: the targets exactly
+// once, everyone else never.
+//
+//   relays     a client's event to its rooms: A->B, B->A, A->Node,
+//              Node->A and B; binary attachments across
+//   Node       io.to("r").emit and io.in(..).socketsJoin from the Node host
+//   emitter    broadcast, to a room, with except, to a sid; socketsJoin,
+//              socketsLeave, disconnectSockets reaching sockets on A and B
+//   backend    POST /publish, /join, /leave, /disconnect on A reaching
+//              sockets on B and on the Node host
+//   restart    Redis killed (SHUTDOWN NOSAVE): A's local delivery goes on,
+//              A's /healthz/ready answers 503 naming the adapter, its
+//              /metrics say clusterd_events_redis_up 0, what A relays
+//              meanwhile never reaches B; Redis started again on the same
+//              port (here, in node's process group, so th_node kills it):
+//              ready 200 and redis_up 2 again, delivery in every direction.
+//
+// Every wait is bounded.
+"use strict";
+const http = require("http");
+const net = require("net");
+const path = require("path");
+const fs = require("fs");
+const { fork, spawn, spawnSync } = require("child_process");
+const { createClient } = require("redis");
+const { Emitter } = require("@socket.io/redis-emitter");
+const t = require("./lib");
+
+const [portA, portB, nodePort, redisPort] = process.argv.slice(2, 6).map(Number);
+const prefix = process.argv[6] || "socket.io";
+const logdir = process.argv[7] || ".";
+const redisUrl = `redis://127.0.0.1:${redisPort}`;
+const children = [];
+
+function quit() {
+  for (const c of children) c.kill("SIGKILL");
+}
+process.on("exit", quit);
+
+// ---- hosts and sockets ----
+
+function connect(port, label) {
+  const s = t.io(`http://127.0.0.1:${port}`, { transports: ["websocket"], reconnection: false, timeout: 5000,
+    forceNew: true });
+  t.sockets.push(s);
+  return new Promise((res, rej) => {
+    const tm = setTimeout(() => rej(new Error(`${label}: connect timeout`)), 5000);
+    s.once("connect", () => { clearTimeout(tm); res(s); });
+    s.once("connect_error", (e) => { clearTimeout(tm); rej(new Error(`${label}: connect_error ${e.message}`)); });
+  });
+}
+
+const all = []; // every socket whose receptions are checked
+
+// A socket on the host at port with its worker (whoami) and a record of what it gets.
+async function client(port, label) {
+  const s = await connect(port, label);
+  const w = await t.ack(s, 3000, "whoami");
+  s.sid = w.sid;
+  s.worker = w.worker;
+  s.label = label;
+  s.rec = t.record(s);
+  s.drops = [];
+  s.on("disconnect", (why) => s.drops.push(why));
+  all.push(s);
+  return s;
+}
+
+// One client on each worker of a clusterd host (-w 2), labelled name1, name2
+// (the kernel spreads connections over the workers' listeners).
+async function spreadOn(port, name) {
+  const out = [];
+  for (let i = 0; out.length < 2 && i < 40; i++) {
+    const s = await client(port, `${name}${out.length + 1}`);
+    if (out.length && s.worker === out[0].worker) {
+      all.pop();
+      s.disconnect();
+      continue;
+    }
+    out.push(s);
+  }
+  t.check(out.length === 2, `${name}: 40 clients did not cover its 2 workers`);
+  return out;
+}
+
+async function join(s, room) {
+  const r = await t.ack(s, 3000, "join", room);
+  t.check(r.ok === true, `${s.label} join ${room}: ${JSON.stringify(r)}`);
+}
+
+async function rooms(s) {
+  return (await t.ack(s, 3000, "whoami")).rooms;
+}
+
+// Polls whoami until s is in n rooms (server-side joins act asynchronously).
+async function roomsBecome(s, n, what) {
+  const end = Date.now() + 8000;
+  let got;
+  while ((got = await rooms(s)) !== n) {
+    t.check(Date.now() < end, `${what}: ${s.label} is in ${got} rooms, not ${n}`);
+    await t.sleep(50);
+  }
+}
+
+const names = (list) => list.map((s) => s.label).join(",") || "nobody";
+const counts = (ev) => all.map((s) => `${s.label}=${s.rec.count(ev)}`).join(" ");
+
+// ev reaches exactly the sockets of `to`, each once, and no other socket.
+async function exactly(ev, to, ms = 8000) {
+  const end = Date.now() + ms;
+  while (!to.every((s) => s.rec.count(ev) >= 1)) {
+    t.check(Date.now() < end, `${ev} should reach ${names(to)} within ${ms} ms: ${counts(ev)}`);
+    await t.sleep(20);
+  }
+  await t.sleep(400); // time for a duplicate or a stray copy to arrive
+  for (const s of all)
+    t.check(s.rec.count(ev) === (to.includes(s) ? 1 : 0), `${ev} should reach ${names(to)} once each: ${counts(ev)}`);
+  t.log(`${ev}: ${names(to)} once each`);
+}
+
+// The args of the first ev that s received.
+const argsOf = (s, ev) => s.rec.list.find((e) => e[0] === ev)[1];
+
+// ---- HTTP to any host ----
+
+function request(port, method, p, body, ms = 3000) {
+  const data = body === undefined ? "" : JSON.stringify(body);
+  return new Promise((res, rej) => {
+    const tm = setTimeout(() => rej(new Error(`${method} :${port}${p}: timeout`)), ms);
+    const req = http.request({ host: "127.0.0.1", port, path: p, method,
+      headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } }, (r) => {
+      let b = "";
+      r.on("data", (c) => (b += c));
+      r.on("end", () => { clearTimeout(tm); res({ status: r.statusCode, body: b }); });
+    });
+    req.on("error", (e) => { clearTimeout(tm); rej(e); });
+    req.end(data);
+  });
+}
+
+async function backend(what, body) {
+  const r = await request(portA, "POST", `/socket.io/${what}`, body);
+  t.check(r.status === 202, `A /${what} ${JSON.stringify(body)}: ${r.status} ${r.body}`);
+}
+
+async function ready(port) {
+  return request(port, "GET", "/healthz/ready");
+}
+
+// Waits until GET /healthz/ready on port answers status (and body matches re).
+async function readyBecomes(port, status, re, ms, what) {
+  const end = Date.now() + ms;
+  let r;
+  while ((r = await ready(port)).status !== status || (re && !re.test(r.body))) {
+    t.check(Date.now() < end, `${what}: /healthz/ready on ${port} answers ${r.status} ${r.body}`);
+    await t.sleep(100);
+  }
+  return r;
+}
+
+// The sum of a /metrics family's samples on host A.
+async function metricSum(name) {
+  const m = await t.metrics(name);
+  const v = Object.values(m);
+  return v.length ? v.reduce((a, b) => a + b, 0) : NaN;
+}
+
+// ---- the Node host, the emitter, Redis ----
+
+let nodeHost;
+let cmdId = 0;
+const pending = new Map();
+
+function startNodeHost() {
+  const out = fs.openSync(path.join(logdir, "node-host.log"), "w");
+  nodeHost = fork(path.join(__dirname, "redis_server.js"), [String(nodePort), String(redisPort), prefix],
+    { stdio: ["ignore", out, out, "ipc"] });
+  children.push(nodeHost);
+  nodeHost.on("exit", (code) => t.fail(`the Node host exited (${code}): see node-host.log`));
+  nodeHost.on("message", (m) => {
+    const p = pending.get(m.id);
+    if (p) { pending.delete(m.id); p(m); }
+  });
+  return new Promise((res, rej) => {
+    const tm = setTimeout(() => rej(new Error("the Node host did not start in 10 s")), 10000);
+    nodeHost.once("message", (m) => { if (m.ready) { clearTimeout(tm); res(); } });
+  });
+}
+
+// Sends a command to the Node host and waits for its answer.
+function nodeCmd(cmd) {
+  const id = ++cmdId;
+  return new Promise((res, rej) => {
+    const tm = setTimeout(() => rej(new Error(`Node host command ${cmd.op}: no answer`)), 5000);
+    pending.set(id, (m) => {
+      clearTimeout(tm);
+      if (!m.ok) rej(new Error(`Node host command ${cmd.op}: ${m.error}`));
+      else res();
+    });
+    nodeHost.send({ id, ...cmd });
+  });
+}
+
+function tcpOpen(port) {
+  return new Promise((res) => {
+    const c = net.connect(port, "127.0.0.1");
+    c.once("connect", () => { c.destroy(); res(true); });
+    c.once("error", () => res(false));
+  });
+}
+
+async function redisStop() {
+  const r = spawnSync("redis-cli", ["-p", String(redisPort), "shutdown", "nosave"], { timeout: 5000 });
+  t.log(`redis-cli shutdown nosave: ${r.status} ${String(r.stdout || "").trim()}`);
+  const end = Date.now() + 5000;
+  while (await tcpOpen(redisPort)) {
+    t.check(Date.now() < end, "Redis still accepts 5 s after SHUTDOWN");
+    await t.sleep(50);
+  }
+}
+
+async function redisStart() {
+  const out = fs.openSync(path.join(logdir, "redis-restarted.log"), "w");
+  const p = spawn("redis-server", ["--port", String(redisPort), "--save", "", "--appendonly", "no",
+    "--bind", "127.0.0.1"], { stdio: ["ignore", out, out] });
+  children.push(p);
+  const end = Date.now() + 5000;
+  while (!(await tcpOpen(redisPort))) {
+    t.check(Date.now() < end, "the restarted Redis does not accept within 5 s (redis-restarted.log)");
+    await t.sleep(50);
+  }
+}
+
+// Until every host can reach every other (each socket of `senders` relays
+// "probe" into room r, again every 500 ms, until every other host's
+// sockets got one): Redis connections come up asynchronously.
+async function crossHostsWork(senders, ms) {
+  const end = Date.now() + ms;
+  for (let i = 0; ; i++) {
+    for (const s of senders) s.emit("probe", s.label, i);
+    await t.sleep(500);
+    const ok = senders.every((from) => all.filter((s) => s.host !== from.host && s.connected)
+      .every((s) => s.rec.list.some((e) => e[0] === "probe" && e[1][0] === from.label)));
+    if (ok) return i + 1;
+    t.check(Date.now() < end, `hosts do not reach each other within ${ms} ms: ${JSON.stringify(all.map((s) =>
+      [s.label, [...new Set(s.rec.list.filter((e) => e[0] === "probe").map((e) => e[1][0]))]]))}`);
+  }
+}
+
+// ---- the scenario ----
+
+t.run(async () => {
+  await startNodeHost();
+  const ec = createClient({ url: redisUrl });
+  ec.on("error", () => {});
+  await ec.connect();
+  const emitter = new Emitter(ec, { key: prefix });
+
+  const [a1, a2] = await spreadOn(portA, "a");
+  const [b1, b2] = await spreadOn(portB, "b");
+  const n1 = await client(nodePort, "n1");
+  const n2 = await client(nodePort, "n2");
+  for (const s of [a1, a2]) s.host = "A";
+  for (const s of [b1, b2]) s.host = "B";
+  for (const s of [n1, n2]) s.host = "N";
+  t.log(`a1 ${a1.sid}@${a1.worker} a2 ${a2.sid}@${a2.worker} b1 ${b1.sid}@${b1.worker} b2 ${b2.sid}@${b2.worker}` +
+    ` n1 ${n1.sid} n2 ${n2.sid}`);
+  for (const s of [a1, a2, b1, b2, n1, n2]) await join(s, "r");
+  for (const s of [a2, b2, n2]) await join(s, "s");
+  const inR = [a1, a2, b1, b2, n1, n2];
+  const others = (s) => inR.filter((x) => x !== s);
+  t.log(`hosts reach each other after ${await crossHostsWork([a1, b1, n1], 10000)} probe rounds`);
+
+  // Relays: a client's event to its rooms on every host.
+  a1.emit("m_a", { from: "a1", n: [1, 2.5, null, true], s: "héllo \u{1F600}" });
+  await exactly("m_a", others(a1));
+  t.check(JSON.stringify(argsOf(b1, "m_a")) === JSON.stringify(argsOf(a2, "m_a")) &&
+    JSON.stringify(argsOf(n1, "m_a")) === JSON.stringify(argsOf(a2, "m_a")) &&
+    argsOf(n1, "m_a")[0].s === "héllo \u{1F600}", `m_a's arguments differ across hosts: ${JSON.stringify(argsOf(n1, "m_a"))}`);
+  b2.emit("m_b", "from b2", 42); // b2 is in r and s: each member once
+  await exactly("m_b", others(b2));
+  t.check(argsOf(a1, "m_b")[1] === 42, `m_b on A: ${JSON.stringify(argsOf(a1, "m_b"))}`);
+  n1.emit("m_n", { from: "n1" });
+  await exactly("m_n", others(n1));
+
+  // Binary attachments across hosts, both ways.
+  const bin = Buffer.from([0, 1, 2, 254, 255]);
+  a2.emit("bin_a", bin, "with text", { nested: Buffer.from("xyz") });
+  await exactly("bin_a", others(a2));
+  for (const s of [a1, b1, n1]) {
+    const [x, y, z] = argsOf(s, "bin_a");
+    t.check(Buffer.isBuffer(x) && x.equals(bin) && y === "with text" && z && Buffer.isBuffer(z.nested) &&
+      z.nested.toString() === "xyz", `bin_a at ${s.label}: ${JSON.stringify(argsOf(s, "bin_a"))}`);
+  }
+  n2.emit("bin_n", bin);
+  await exactly("bin_n", others(n2));
+  for (const s of [a1, b2]) {
+    const [x] = argsOf(s, "bin_n");
+    t.check(Buffer.isBuffer(x) && x.equals(bin), `bin_n at ${s.label}: ${JSON.stringify(x)}`);
+  }
+
+  // The Node host's own broadcasts and joins.
+  await nodeCmd({ op: "emit", rooms: ["r"], event: "node_r", args: [1] });
+  await exactly("node_r", inR);
+  await nodeCmd({ op: "emit", rooms: ["s"], except: [b2.sid], event: "node_s", args: [{ $bin: [7, 7] }] });
+  await exactly("node_s", [a2, n2]);
+  t.check(Buffer.isBuffer(argsOf(a2, "node_s")[0]), `node_s at a2: ${JSON.stringify(argsOf(a2, "node_s"))}`);
+  await nodeCmd({ op: "socketsJoin", rooms: [a1.sid, b1.sid], join: "nj" });
+  await roomsBecome(a1, 2, "Node socketsJoin");
+  await roomsBecome(b1, 2, "Node socketsJoin");
+  await nodeCmd({ op: "emit", rooms: ["nj"], event: "node_nj" });
+  await exactly("node_nj", [a1, b1]);
+  await nodeCmd({ op: "socketsLeave", rooms: ["nj"], join: "nj" });
+  await roomsBecome(a1, 1, "Node socketsLeave");
+  await roomsBecome(b1, 1, "Node socketsLeave");
+
+  // The emitter.
+  emitter.emit("e_all", "everyone");
+  await exactly("e_all", inR);
+  emitter.to("s").emit("e_s", { x: 1 });
+  await exactly("e_s", [a2, b2, n2]);
+  emitter.to("r").except("s").emit("e_r_not_s");
+  await exactly("e_r_not_s", [a1, b1, n1]);
+  emitter.to(b1.sid).emit("e_sid", "b1 only");
+  await exactly("e_sid", [b1]);
+  emitter.to("r").emit("e_bin", Buffer.from([9, 8, 7]));
+  await exactly("e_bin", inR);
+  t.check(Buffer.isBuffer(argsOf(b2, "e_bin")[0]) && argsOf(b2, "e_bin")[0].equals(Buffer.from([9, 8, 7])),
+    `e_bin at b2: ${JSON.stringify(argsOf(b2, "e_bin"))}`);
+  emitter.in([a1.sid, b2.sid]).socketsJoin("k");
+  await roomsBecome(a1, 2, "emitter socketsJoin");
+  await roomsBecome(b2, 3, "emitter socketsJoin");
+  emitter.to("k").emit("e_k");
+  await exactly("e_k", [a1, b2]);
+  emitter.in("k").socketsLeave("k");
+  await roomsBecome(a1, 1, "emitter socketsLeave");
+  await roomsBecome(b2, 2, "emitter socketsLeave");
+
+  // The backend endpoints of A, reaching B and the Node host.
+  await backend("publish", { room: "r", event: "p_r", args: [{ via: "A" }] });
+  await exactly("p_r", inR);
+  await backend("publish", { room: "s", except: [b2.sid], event: "p_s" });
+  await exactly("p_s", [a2, n2]);
+  await backend("join", { rooms: [b1.sid, n1.sid], join: "j" });
+  await roomsBecome(b1, 2, "A's /join");
+  await roomsBecome(n1, 2, "A's /join");
+  await backend("publish", { room: "j", event: "p_j" });
+  await exactly("p_j", [b1, n1]);
+  await backend("leave", { rooms: [b1.sid, n1.sid], leave: "j" });
+  await roomsBecome(b1, 1, "A's /leave");
+  await roomsBecome(n1, 1, "A's /leave");
+  await backend("publish", { room: "j", event: "p_j2" });
+  await exactly("p_j2", []);
+
+  // Disconnects: A's /disconnect to sockets on B and the Node host, the
+  // emitter's to sockets on A and B.
+  const vb = await client(portB, "vb"), vn = await client(nodePort, "vn");
+  const va = await client(portA, "va"), vb2 = await client(portB, "vb2");
+  const victims = [vb, vn, va, vb2];
+  await backend("disconnect", { rooms: [vb.sid, vn.sid] });
+  emitter.in([va.sid, vb2.sid]).disconnectSockets();
+  const end = Date.now() + 8000;
+  while (!victims.every((s) => s.drops.length === 1)) {
+    t.check(Date.now() < end, `disconnects: ${victims.map((s) => `${s.label}=${JSON.stringify(s.drops)}`).join(" ")}`);
+    await t.sleep(20);
+  }
+  for (const s of victims) t.check(s.drops[0] === "io server disconnect", `${s.label}'s reason: ${s.drops[0]}`);
+  await t.sleep(300);
+  t.check(inR.every((s) => s.connected && s.drops.length === 0), "a socket that was not targeted was disconnected");
+  for (const s of victims) all.splice(all.indexOf(s), 1);
+
+  // Redis goes away: local delivery on A goes on, A says it is degraded.
+  t.check(await metricSum("clusterd_events_redis_up") === 2, `redis_up on A before the restart: ${
+    await metricSum("clusterd_events_redis_up")}`);
+  await redisStop();
+  const r503 = await readyBecomes(portA, 503, /redis adapter disconnected/, 10000, "A during the outage");
+  t.log(`A during the outage: ${r503.status} ${r503.body}`);
+  await readyBecomes(portB, 503, /redis adapter disconnected/, 10000, "B during the outage");
+  const end2 = Date.now() + 10000;
+  let up;
+  while ((up = await metricSum("clusterd_events_redis_up")) !== 0) {
+    t.check(Date.now() < end2, `clusterd_events_redis_up on A during the outage: ${up}`);
+    await t.sleep(200);
+  }
+  a1.emit("o_a", "local only"); // A's other worker gets it; nobody else ever
+  await exactly("o_a", [a2]);
+  n1.emit("o_n", "node local only");
+  await exactly("o_n", [n2]);
+
+  // Redis is back on the same port: everything as before.
+  await redisStart();
+  await readyBecomes(portA, 200, null, 20000, "A after the restart");
+  await readyBecomes(portB, 200, null, 20000, "B after the restart");
+  t.log(`hosts reach each other again after ${await crossHostsWork([a1, b1, n1], 20000)} probe rounds`);
+  t.check(await metricSum("clusterd_events_redis_up") === 2, `redis_up on A after the restart: ${
+    await metricSum("clusterd_events_redis_up")}`);
+  t.check(a1.rec.count("o_a") === 0 && b1.rec.count("o_a") === 0 && n1.rec.count("o_a") === 0,
+    `what A relayed during the outage was replayed: ${counts("o_a")}`);
+  a2.emit("after_a", 1);
+  await exactly("after_a", others(a2));
+  b1.emit("after_b", 2);
+  await exactly("after_b", others(b1));
+  n2.emit("after_n", 3);
+  await exactly("after_n", others(n2));
+  emitter.to("s").emit("after_e");
+  await exactly("after_e", [a2, b2, n2]);
+  await backend("publish", { room: "r", event: "after_p" });
+  await exactly("after_p", inR);
+  await ec.quit().catch(() => {});
+  t.pass("rooms across clusterd A, clusterd B and Node through Redis, before and after a Redis restart");
+}, 150000);

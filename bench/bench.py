@@ -29,6 +29,8 @@ import threading
 import time
 import urllib.parse
 
+from report import fmt, goals as report_goals, med_range, write_chart, write_report
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -39,6 +41,10 @@ BENCH_PIDS = []  # long-lived helpers of the bench (the database): never "other 
 DEADLINE = [float("inf")]
 PGIDS_FILE = None
 ALL_PROCS = []
+# How the dummy scenarios are pinned by default, and why (from the pinned
+# and unpinned runs compared in bench/README.md).
+DEFAULT_PIN = "none"
+PIN_WHY = "(not yet compared)"
 
 
 def log(msg):
@@ -175,6 +181,71 @@ def cpu_seconds(pids):
         except (OSError, ValueError, IndexError):
             pass
     return total / CLK_TCK
+
+
+def ctx_switches(pids):
+    """Voluntary + nonvoluntary context switches of every task (thread) of
+    pids, from /proc/PID/task/*/status (threads that exited are lost)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                            total += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+def set_affinity(pids, cpus):
+    """Binds every task of pids to cpus (a set of CPU numbers); threads made
+    later inherit it from their creator.  Returns how many tasks took it."""
+    n = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
+def count_syscalls(pids, seconds):
+    """Starts `perf stat -e raw_syscalls:sys_enter -p PIDS` for `seconds`;
+    returns a function that waits for it and gives the count (or None)."""
+    perf = shutil.which("perf")
+    if not perf or not pids:
+        return lambda: None
+    try:
+        p = subprocess.Popen([perf, "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
+                              ",".join(str(x) for x in pids), "--", "sleep", str(seconds)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    except OSError:
+        return lambda: None
+
+    def result():
+        try:
+            _, err = p.communicate(timeout=seconds + 15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return None
+        for line in err.splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[2] == "raw_syscalls:sys_enter" and f[0].isdigit():
+                return int(f[0])
+        return None
+    return result
 
 
 def system_busy_s():
@@ -738,15 +809,67 @@ class Node(Target):
         return r[0] if r else None
 
 
+class Ceiling(Target):
+    """bench/ceiling.c: N processes that answer each request end with a
+    fixed 200 of clusterd's dummy answer's size, no parsing (a reference)."""
+    key, label = "ceiling", "ceiling (no-parse epoll)"
+    answer_bytes = 0  # set from clusterd's actual answer when it runs
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.bin = args.ceiling
+        if not self.bin:
+            self.bin = os.path.join(WORK, "ceiling")
+            src = os.path.join(BENCH, "ceiling.c")
+            cc = shutil.which("cc") or shutil.which("gcc")
+            if cc and not os.access(self.bin, os.X_OK):
+                subprocess.run([cc, "-O2", "-o", self.bin, src], capture_output=True, timeout=120)
+        if not os.access(self.bin, os.X_OK):
+            self.unavailable = f"{self.bin} not built (cc -O2 -o ceiling bench/ceiling.c)"
+
+    def version(self):
+        return "bench/ceiling.c" + (" (edge-triggered)" if self.args.ceiling_et else " (level-triggered)")
+
+    def start(self, workers, port, capture=False, mongo=None, name=None):
+        self.port = port
+        argv = [self.bin, "-w", str(workers), "-p", str(port)]
+        if Ceiling.answer_bytes:
+            argv += ["-s", str(Ceiling.answer_bytes)]
+        if self.args.ceiling_et:
+            argv.append("-e")
+        self.proc = Proc(name or f"ceiling-w{workers}-{port}", argv, capture=capture)
+
+
+def answer_bytes(port, path):
+    """Length of one keep-alive answer (head and body) to GET path."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    return 0
+                buf += d
+            head = buf[:buf.index(b"\r\n\r\n") + 4]
+            m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            return len(head) + (int(m.group(1)) if m else 0)
+    except OSError:
+        return 0
+
+
 # --------------------------------------------------------------------------
 # wrk
 
 
-def run_wrk(url, duration, conns, threads, close, timeout_s):
+def run_wrk(url, duration, conns, threads, close, timeout_s, cpus=None):
+    """One wrk run; cpus: a taskset CPU list to run it on (pinned layouts)."""
     env = dict(os.environ)
     env["WRK_CLOSE"] = "1" if close else "0"
     argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", f"--timeout={timeout_s}s",
             "-s", os.path.join(BENCH, "wrk_report.lua"), url]
+    if cpus:
+        argv = ["taskset", "-c", cpus] + argv
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration + 30)
     for line in r.stdout.splitlines():
         if line.startswith("WRKJSON "):
@@ -946,10 +1069,11 @@ def wait_quiet(args):
 def run_scenario(sc, entries, args, mongo):
     """entries: list of (key, runner) where runner(duration) -> result dict."""
     results = {k: [] for k, _ in entries}
+    warm = {}
     log(f"scenario {sc['name']}: warm-up")
     for key, runner in entries:
         try:
-            runner(args.warmup)
+            warm[key] = runner(args.warmup, warm=True)
         except Exception as e:
             log(f"  warm-up of {key} failed: {e}")
     def clean_rounds(key):
@@ -980,31 +1104,54 @@ def run_scenario(sc, entries, args, mongo):
                 r["disturbed"] = True
             results[key].append(r)
             if "rps" in r:
-                log(f"  round {rnd} {key:9s} {r['rps']:10.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
+                cpu_us = r["cpu_s"] / r["requests"] * 1e6 if r.get("cpu_s") is not None and r["requests"] else None
+                log(f"  round {rnd} {key:9s} {r['rps']:10.0f} req/s  {fmt(cpu_us, '{:.1f}')} us/req  p50 {r['p50_us'] / 1000:.2f} ms  "
                     f"p99 {r['p99_us'] / 1000:.2f} ms  errs {r.get('status', 0)}+{r.get('socket_errors', 0)}  "
                     f"other load {fmt(r.get('other_cores'), '{:.2f}')}{'  DISTURBED' if r.get('disturbed') else ''}"
                     f"{'  (' + ', '.join(f'{n} {c}' for c, n in r['other_top']) + ')' if r.get('other_top') else ''}")
-    return results
+    return results, warm
+
+
+def cpu_list(spec):
+    """'0-1,3' -> {0, 1, 3}"""
+    out = set()
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
 
 
 def http_runner(target, url, sc, args, ferret_pid):
-    def run(duration):
+    pin = args.pin_layout if sc.get("pin") else None
+
+    def run(duration, warm=False):
         pids = tree(target.proc.pid)
+        set_affinity(pids, cpu_list(pin["server"]) if pin else set(range(os.cpu_count())))
         c0 = cpu_seconds(pids)
+        cs0 = ctx_switches(pids)
         f0 = cpu_seconds([ferret_pid]) if ferret_pid else 0
+        # syscalls are counted in the warm-up run only: perf's cost stays out of the measured rounds
+        window = duration - 0.5
+        sys_count = count_syscalls(pids, window) if warm and args.syscalls and window > 0.2 else (lambda: None)
         with OtherCpu(pids, accounted_pids=pids + ([ferret_pid] if ferret_pid else [])) as oc:
-            r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"], args.wrk_timeout)
+            r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"], args.wrk_timeout,
+                        pin["client"] if pin else None)
             pids = tree(target.proc.pid)
             r["cpu_s"] = cpu_seconds(pids) - c0
+            r["ctx_switches"] = ctx_switches(pids) - cs0
             r["db_cpu_s"] = (cpu_seconds([ferret_pid]) - f0) if ferret_pid else None
             r["other_cores"] = oc.result(r["cpu_s"] + (r["db_cpu_s"] or 0))
             r["other_top"] = oc.top
+        n = sys_count()
+        if n is not None and r["rps"]:
+            r["syscalls_per_req"] = n / window / r["rps"]
+        r["pinned"] = bool(pin)
         return r
     return run
 
 
 def mongoc_runner(binary, mongo, query, threads):
-    def run(duration):
+    def run(duration, warm=False):
         f0 = cpu_seconds([mongo["pid"]]) if mongo["pid"] else 0
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         with OtherCpu(accounted_pids=[mongo["pid"]] if mongo["pid"] else []) as oc:
@@ -1015,16 +1162,16 @@ def mongoc_runner(binary, mongo, query, threads):
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         # the loop's own CPU: the driver and JSON rendering, no HTTP
         own = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-        return {"other_cores": other, "other_top": other_top,"requests": d["ops"], "rps": d["ops_per_s"], "p50_us": d["p50_us"], "p99_us": d["p99_us"],
-                "status": 0, "socket_errors": d["errors"], "cpu_s": own,
-                "db_cpu_s": dbc,
-                "docs_per_op": d["docs_per_op"]}
+        csw = (ru1.ru_nvcsw + ru1.ru_nivcsw) - (ru0.ru_nvcsw + ru0.ru_nivcsw)
+        return {"other_cores": other, "other_top": other_top, "requests": d["ops"], "rps": d["ops_per_s"],
+                "p50_us": d["p50_us"], "p99_us": d["p99_us"], "status": 0, "socket_errors": d["errors"],
+                "cpu_s": own, "ctx_switches": csw, "db_cpu_s": dbc, "docs_per_op": d["docs_per_op"]}
     return run
 
 
-def summarize(rounds, want):
+def summarize(rounds, want, warm=None):
     """Medians over the undisturbed rounds when there are `want` of them,
-    else over all rounds (and say so)."""
+    else over all rounds (and say so); per-round min-max next to them."""
     ok = [r for r in rounds if "rps" in r]
     if not ok:
         return None
@@ -1034,8 +1181,12 @@ def summarize(rounds, want):
         ok = clean
     reqs = sum(r["requests"] for r in ok)
     cpu = [r["cpu_s"] for r in ok if r.get("cpu_s") is not None]
+    per_cpu = [r["cpu_s"] / r["requests"] * 1e6 for r in ok if r.get("cpu_s") is not None and r["requests"]]
+    per_csw = [r["ctx_switches"] / r["requests"] for r in ok if r.get("ctx_switches") is not None and r["requests"]]
     dbc = [r["db_cpu_s"] for r in ok if r.get("db_cpu_s") is not None]
     oth = [r["other_cores"] for r in ok if r.get("other_cores") is not None]
+    byt = [r["bytes"] / r["requests"] for r in ok if r.get("bytes") and r["requests"]]
+    docs = [r["docs_per_op"] for r in ok if r.get("docs_per_op") is not None]
     return {
         "rounds": len(ok),
         "rounds_run": all_ok,
@@ -1046,27 +1197,23 @@ def summarize(rounds, want):
         "rps_max": max(r["rps"] for r in ok),
         "p50_ms": statistics.median(r["p50_us"] for r in ok) / 1000,
         "p99_ms": statistics.median(r["p99_us"] for r in ok) / 1000,
+        "p99_min": min(r["p99_us"] for r in ok) / 1000,
+        "p99_max": max(r["p99_us"] for r in ok) / 1000,
         "non2xx": sum(r.get("status", 0) for r in ok),
         "socket_errors": sum(r.get("socket_errors", 0) for r in ok),
         "requests": reqs,
         "cpu_us_per_req": (sum(cpu) / reqs * 1e6) if cpu and reqs else None,
+        "cpu_min": min(per_cpu) if per_cpu else None,
+        "cpu_max": max(per_cpu) if per_cpu else None,
+        "csw_per_req": statistics.median(per_csw) if per_csw else None,
+        "csw_min": min(per_csw) if per_csw else None,
+        "csw_max": max(per_csw) if per_csw else None,
+        "sys_per_req": (warm or {}).get("syscalls_per_req"),
+        "bytes_per_req": statistics.median(byt) if byt else None,
+        "docs_per_op": statistics.median(docs) if docs else None,
         "db_cpu_us_per_req": (sum(dbc) / reqs * 1e6) if dbc and reqs else None,
         "other_cores": max(oth) if oth else None,
     }
-
-
-# --------------------------------------------------------------------------
-# report
-
-
-def fmt(v, spec="{:.0f}", none="–"):
-    return none if v is None else spec.format(v)
-
-
-def ratio(a, b, higher_better=True):
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
 
 
 def machine_info():
@@ -1104,244 +1251,42 @@ def tool_version(argv, pick=lambda s: s.strip().splitlines()[0] if s.strip() els
         return "not installed"
 
 
-def write_report(data, path_md, path_png):
-    L = []
-    m = data["machine"]
-    v = data["versions"]
-    L.append("# clusterd benchmark: latest run\n")
-    L.append(f"Command: `{data['command']}`  ")
-    L.append(f"Date: {data['date']}  ")
-    L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem']} RAM, Linux {m['kernel']}; "
-             f"load average {m.get('load_start', '?')} at the start, {m.get('load_end', '?')} at the end "
-             "(anything else running on the machine competes with the targets and wrk)  ")
-    L.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n")
-    p = data["params"]
-    L.append(f"Method: every target runs on its own 127.0.0.1 port with {p['workers']} worker processes; "
-             f"wrk (`-t{p['wrk_threads']}`, {p['duration']} s per run, {p['warmup']} s warm-up) "
-             f"drives them in alternation, {p['rounds']} rounds per target; wrk shares the "
-             f"{m['nproc']} CPUs with the servers. Medians over rounds; errors are summed. "
-             "CPU/req is utime+stime of all the target's processes (from /proc) over requests served (for the mongoc "
-             "loop: its own CPU, i.e. the driver and JSON rendering without HTTP); "
-             "DB CPU/req is FerretDB's. 'other load' = the most CPU (in cores, worst round used) that processes outside the "
-             "measurement (not the target, database, wrk or this script) used during a run; a run above "
-             f"{p.get('disturbed', 0.25)} cores counts as disturbed and its round is repeated (at most "
-             f"{p.get('max_extra_rounds', '?')} extra rounds per scenario, within the time budget); medians use the "
-             "undisturbed rounds when there are enough of them. RSS from /proc/PID/status (VmRSS idle after start, VmHWM peak at the end).\n")
-    if data["unavailable"]:
-        L.append("**Unavailable in this run:**\n")
-        for k, why in data["unavailable"].items():
-            L.append(f"- {k}: {why}")
-        L.append("")
-
-    L.append("## Throughput and latency\n")
-    L.append("| scenario | target | req/s (median) | min–max | p50 ms | p99 ms | non-2xx | socket errors | CPU µs/req | DB CPU µs/req | rounds used/run | other load |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for sc in data["scenarios"]:
-        for key, s in sc["summary"].items():
-            if s is None:
-                L.append(f"| {sc['title']} | {data['labels'][key]} | failed | | | | | | | | | |")
-                continue
-            L.append(f"| {sc['title']} | {data['labels'][key]} | {s['rps']:,.0f} | {s['rps_min']:,.0f}–{s['rps_max']:,.0f} | "
-                     f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['non2xx']} | {s['socket_errors']} | "
-                     f"{fmt(s['cpu_us_per_req'], '{:.1f}')} | {fmt(s['db_cpu_us_per_req'], '{:.1f}')} | "
-                     f"{s['rounds']}/{s['rounds_run']}{' (disturbed)' if s['disturbed_used'] else ''} | "
-                     f"{fmt(s['other_cores'], '{:.2f}')} |")
-    L.append("")
-
-    agg = {}
-    for sc in data["scenarios"]:
-        for key, rounds in sc["rounds"].items():
-            for r in rounds:
-                for c, n in r.get("other_top") or []:
-                    agg[n] = agg.get(n, 0.0) + c
-    if agg:
-        top = sorted(agg.items(), key=lambda kv: -kv[1])[:6]
-        L.append("Other load during the runs came mostly from: " +
-                 ", ".join(f"{n}" for n, _ in top) + " (processes alive for a whole run; short-lived ones such as "
-                 "compiler jobs are counted in 'other load' but cannot be named).\n")
-
-    L.append("## Ratios (clusterd / peer, same run)\n")
-    L.append("req/s: higher is better for clusterd; p99 and CPU/req: lower is better. On this machine wrk shares "
-             "the CPUs with the server, so req/s of the fastest servers is bounded by the client too; CPU/req is "
-             "the server's own cost.\n")
-    L.append("| scenario | req/s clusterd/nginx | p99 clusterd/nginx | CPU/req clusterd/nginx | req/s clusterd/node | p99 clusterd/node | CPU/req node/clusterd | req/s clusterd/mongoc loop |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for sc in data["scenarios"]:
-        s = sc["summary"]
-        c = s.get("clusterd")
-        def r(peer, field):
-            o = s.get(peer)
-            if not c or not o:
-                return "–"
-            return f"{c[field] / o[field]:.2f}" if o[field] else "–"
-        def cpu(peer, inverse=False):
-            o = s.get(peer)
-            if not c or not o or not c.get("cpu_us_per_req") or not o.get("cpu_us_per_req"):
-                return "–"
-            return f"{(o['cpu_us_per_req'] / c['cpu_us_per_req']) if inverse else (c['cpu_us_per_req'] / o['cpu_us_per_req']):.2f}"
-        L.append(f"| {sc['title']} | {r('nginx', 'rps')} | {r('nginx', 'p99_ms')} | {cpu('nginx')} | {r('node', 'rps')} | "
-                 f"{r('node', 'p99_ms')} | {cpu('node', True)} | {r('mongoc', 'rps')} |")
-    L.append("")
-
-    idle = [row for row in data["startup"] if row["workers"] == 2]
-    if idle:
-        L.append("## Idle memory, dummy-only config, 2 workers (KiB, after every worker answered a request)\n")
-        L.append("VmRSS counts every shared-library page a process maps; Pss divides shared pages among the "
-                 "processes sharing them; private = Private_Clean + Private_Dirty (smaps_rollup), what one more "
-                 "worker really costs. Worker columns: median over all workers of all runs (max).\n")
-        L.append("| target | master VmRSS | worker VmRSS | worker RssAnon | worker Pss | worker private |")
-        L.append("|---|---:|---:|---:|---:|---:|")
-        def mm(row, key):
-            ws = [x for r in row["raw"] for x in r.get(key, []) if x]
-            return f"{statistics.median(ws):.0f} ({max(ws)})" if ws else "–"
-        for row in idle:
-            ms = [r["master_rss_kb"] for r in row["raw"] if r.get("master_rss_kb")]
-            L.append(f"| {data['labels'][row['target']]} | {fmt(statistics.median(ms) if ms else None)} | "
-                     f"{mm(row, 'worker_rss_kb')} | {mm(row, 'worker_anon_kb')} | {mm(row, 'worker_pss_kb')} | "
-                     f"{mm(row, 'worker_private_kb')} |")
-        L.append("")
-
-    if data["memory"]:
-        L.append("## Memory of the benchmarked instances (KiB; clusterd and Node with readmongo configured)\n")
-        L.append("| target | master idle RSS | master peak (VmHWM) | worker idle RSS (each) | worker peak VmHWM (each) |")
-        L.append("|---|---:|---:|---|---|")
-        for key, mm in data["memory"].items():
-            idle, end = mm.get("idle", {}), mm.get("end", {})
-            L.append(f"| {data['labels'][key]} | {fmt(idle.get('master_rss_kb'))} | {fmt(end.get('master_hwm_kb'))} | "
-                     f"{', '.join(fmt(x) for x in idle.get('worker_rss_kb', []))} | "
-                     f"{', '.join(fmt(x) for x in end.get('worker_hwm_kb', []))} |")
-        L.append("")
-
-    if data["startup"]:
-        L.append("## Startup: exec to all workers ready (ms, median of runs, min–max)\n")
-        L.append("'all serving' = every worker process has answered a request (attributed via sock_diag and /proc/PID/fd; "
-                 "probes keep 2x workers fresh connections in flight); "
-                 "'self-reported' = clusterd's 'all N workers ready' log line / Node primary's line after every worker's "
-                 "'listening' event (nginx has none).\n")
-        L.append("| target | workers | all serving | self-reported | sd_notify READY=1 | runs |")
-        L.append("|---|---:|---:|---:|---:|---:|")
-        for row in data["startup"]:
-            L.append(f"| {data['labels'][row['target']]} | {row['workers']} | {row['all_serving']} | "
-                     f"{row['self_ready']} | {row.get('notify_ready', '–')} | {row['runs']} |")
-        L.append("")
-
-    if data["replace"]:
-        L.append("## A SIGKILLed worker: replaced and serving (ms after the kill, median, min–max)\n")
-        L.append("Each kill hits a fresh 2-worker instance (a first crash, not a crash loop). 'reported ready' = "
-                 "clusterd's 'worker pid N ... is ready' log line / Node's 'listening' event; 'answers' = the first "
-                 "probe request answered by the new process (8 fresh connections in flight, attributed via sock_diag).\n")
-        L.append("| target | new process | reported ready | new process answers | failed probe requests | kills |")
-        L.append("|---|---:|---:|---:|---:|---:|")
-        for row in data["replace"]:
-            L.append(f"| {data['labels'][row['target']]} | {row['spawn']} | {row.get('ready', '–')} | {row['serving']} | {row['failed']} | {row['kills']} |")
-        L.append("")
-
-    if data.get("goals"):
-        L.append("## Goals from issue 4\n")
-        L.append("| goal | measured | met |")
-        L.append("|---|---|---|")
-        for g in data["goals"]:
-            L.append(f"| {g[0]} | {g[1]} | {g[2]} |")
-        L.append("")
-
-    if data.get("mongo"):
-        mg = data["mongo"]
-        qs = "; ".join(f"`{q['collection']}` filter `{q['filter']}` limit {q['limit']}" for q in mg["queries"])
-        L.append(f"readmongo: FerretDB {mg.get('version', '')} (SQLite backend) on loopback, seeded by cd-seed "
-                 f"({mg['docs']} users); queries: {qs}. Concurrency {p['mongo_conns']}: wrk connections, "
-                 f"mongoc loop threads, and clusterd query threads in all ({mg['threads_per_worker']} per worker); "
-                 "Node uses the driver's default pool. DB CPU/req is FerretDB's CPU time per answered request.\n")
-    L.append("![chart](latest.png)\n")
-    L.append(f"Raw per-round numbers: latest.json. Chart: latest.png.\n")
-    with open(path_md, "w") as f:
-        f.write("\n".join(L))
-
-
-def write_chart(data, path_png):
-    if not shutil.which("gnuplot"):
-        log("gnuplot missing: no chart")
-        return False
-    keys = [k for k in ("clusterd", "nginx", "node", "mongoc")
-            if any(sc["summary"].get(k) for sc in data["scenarios"])]
-    if not keys:
-        return False
-    dat = os.path.join(WORK, "chart.dat")
-    with open(dat, "w") as f:
-        f.write("# scenario " + " ".join(keys) + " " + " ".join(k + "_p99" for k in keys) + "\n")
-        for sc in data["scenarios"]:
-            s = sc["summary"]
-            vals = [fmt(s[k]["rps"], "{:.1f}", "-") if s.get(k) else "-" for k in keys]
-            p99 = [fmt(s[k]["p99_ms"], "{:.3f}", "-") if s.get(k) else "-" for k in keys]
-            short = (sc["title"].replace("Connection: close", "close").replace("readmongo limit=", "mongo l")
-                     .replace("keep-alive", "ka"))
-            f.write('"' + short + '" ' + " ".join(vals) + " " + " ".join(p99) + "\n")
-    gp = os.path.join(WORK, "chart.gp")
-    n = len(keys)
-    rps_plot = ", ".join((f'"{dat}" using {i + 2}:xtic(1)' if i == 0 else f"'' using {i + 2}")
-                         + f' title "{data["labels"].get(k, k)}"' for i, k in enumerate(keys))
-    p99_plot = ", ".join((f'"{dat}" using {n + i + 2}:xtic(1)' if i == 0 else f"'' using {n + i + 2}")
-                         + f' title "{data["labels"].get(k, k)}"' for i, k in enumerate(keys))
-    with open(gp, "w") as f:
-        f.write(f"""set terminal pngcairo size 1400,600 font "sans,10"
-set output "{path_png}"
-set datafile missing "-"
-set style data histogram
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set key top right
-set grid ytics mytics
-set logscale y
-set xtics nomirror
-set multiplot layout 1,2 title "clusterd vs peers ({data['date']}, {data['machine']['nproc']} CPUs, {data['params']['workers']} worker processes each; log scale; ka = keep-alive, close = Connection: close, mongo lN = readmongo limit=N)"
-set title "throughput: median req/s (higher is better)"
-set ylabel "req/s"
-set yrange [100:*]
-plot {rps_plot}
-set title "p99 latency in ms (lower is better)"
-set ylabel "ms"
-set autoscale y
-plot {p99_plot}
-unset multiplot
-""")
-    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        log(f"gnuplot failed: {r.stderr.strip()[-400:]}")
-        return False
-    return True
-
-
-def med_range(vals):
-    vals = [x for x in vals if x is not None]
-    if not vals:
-        return "–"
-    return f"{statistics.median(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
-
-
 # --------------------------------------------------------------------------
 # main
 
 
-def main():
-    global WORK, PGIDS_FILE
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="about a minute: short runs, fewer repetitions")
+    ap.add_argument("--quick", action="store_true", help="a smoke test of every part: short runs, fewer repetitions")
     ap.add_argument("--rounds", type=int, help="wrk runs per target per scenario (default 3)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 6, quick 1)")
-    ap.add_argument("--warmup", type=int, help="seconds of warm-up per target per scenario")
+    ap.add_argument("--warmup", type=int, help="seconds of warm-up per target per scenario (default 2, quick 1)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--pin", default=DEFAULT_PIN,
+                    help="SERVER_CPUS:CLIENT_CPUS for the dummy scenarios (servers' tasks on the first set, wrk "
+                         f"on the second), or 'none' (default {DEFAULT_PIN}; 'auto': upper half of the CPUs for "
+                         "the servers, lower half for wrk)")
+    ap.add_argument("--no-syscalls", dest="syscalls", action="store_false",
+                    help="do not count syscalls (perf stat) in the warm-up runs")
+    ap.add_argument("--ceiling", help="bench/ceiling binary (default: compiled into the scratch directory)")
+    ap.add_argument("--ceiling-et", action="store_true", help="run the ceiling answerer edge-triggered")
+    ap.add_argument("--no-growth", dest="growth", action="store_false",
+                    help="skip the growth table's extra runs (-w 1, idle memory)")
+    ap.add_argument("--idle-counts", help="bench/idle.py's connection counts (default 1000,10000; quick 200)")
     ap.add_argument("--disturbed", type=float, default=0.25,
                     help="a run during which other processes used more than this many cores is repeated")
     ap.add_argument("--max-extra-rounds", type=int, help="per scenario (default 2, quick 1)")
     ap.add_argument("--quiet-wait", type=float,
                     help="before each round wait up to this many seconds for the machine to be quiet (default 6, quick 1)")
-    ap.add_argument("--budget", type=int, help="seconds after which no extra rounds or quiet waits start (default 450, quick 55)")
+    ap.add_argument("--budget", type=int,
+                    help="seconds after which no extra rounds or quiet waits start (default 600, quick 60)")
     ap.add_argument("--wrk-timeout", type=int, default=5)
     ap.add_argument("--conns", type=int, default=64, help="wrk connections for /dummy")
     ap.add_argument("--mongo-conns", type=int, default=8,
                     help="readmongo concurrency: wrk connections, mongoc loop threads, and clusterd query "
                          "threads in all (threads per worker = this / workers)")
-    ap.add_argument("--only", help="comma list of targets: clusterd,nginx,node,mongoc")
+    ap.add_argument("--only", help="comma list of targets: clusterd,nginx,node,ceiling,mongoc")
     ap.add_argument("--skip-lifecycle", action="store_true")
     ap.add_argument("--skip-readmongo", action="store_true")
     ap.add_argument("--clusterd", help="clusterd binary (default build-release/clusterd)")
@@ -1352,10 +1297,12 @@ def main():
     ap.add_argument("--mongo-docs", type=int, default=2000, help="cd-seed N (users; orders 3N/2)")
     ap.add_argument("--mongo-collection", default="users")
     ap.add_argument("--mongo-filter", default='{"active":true}')
-    ap.add_argument("--mongo-limit", default="5,1",
-                    help="comma list; the first limit runs keep-alive and Connection: close, the others keep-alive")
+    ap.add_argument("--mongo-limit", default="5,1,20,1000",
+                    help="comma list; the first limit runs keep-alive and Connection: close, the others "
+                         "keep-alive (the growth table: limit 1, 20, 1000)")
     ap.add_argument("--work", help="scratch directory (default: a new one under /tmp)")
-    ap.add_argument("--out", default=os.path.join(BENCH, "results"))
+    ap.add_argument("--out", default=os.path.join(BENCH, "results"),
+                    help="directory for latest.md, latest.json, latest.png")
     ap.add_argument("--port-base", type=int, default=18080)
     ap.add_argument("--command", default="bench/run.sh")
     args = ap.parse_args()
@@ -1369,17 +1316,249 @@ def main():
     # wrk takes whole seconds
     args.duration = int(max(1, min(round(args.duration), 60)))
     args.warmup = int(max(1, min(round(args.warmup), 30)))
-    start_reps = 2 if args.quick else 5
     if args.max_extra_rounds is None:
         args.max_extra_rounds = 1 if args.quick else 2
     if args.budget is None:
-        args.budget = 55 if args.quick else 450
+        args.budget = 60 if args.quick else 600
     if args.quiet_wait is None:
         args.quiet_wait = 1.0 if args.quick else 6.0
-    DEADLINE[0] = time.monotonic() + args.budget
-    kills = 2 if args.quick else 3
-    _next_port[0] = args.port_base - 1
+    if args.idle_counts is None:
+        args.idle_counts = "200" if args.quick else "1000,10000"
+    args.pin_layout = pin_layout(args.pin)
+    return args
 
+
+def pin_layout(spec):
+    """--pin: {'server': '1', 'client': '0'} or None."""
+    n = os.cpu_count() or 1
+    if spec in (None, "", "none", "off") or n < 2:
+        return None
+    if spec == "auto":
+        half = n // 2
+        return {"server": f"{half}-{n - 1}" if n - 1 > half else str(half),
+                "client": f"0-{half - 1}" if half > 1 else "0"}
+    server, _, client = spec.partition(":")
+    try:
+        if not cpu_list(server) or not cpu_list(client) or max(cpu_list(server) | cpu_list(client)) >= n:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--pin {spec}: want SERVER_CPUS:CLIENT_CPUS with CPUs below {n}, 'auto' or 'none'")
+    return {"server": server, "client": client}
+
+
+def run_lifecycle(avail, args, data):
+    """Startup (-w 2 and -w 8) and worker replacement, while the TCP table is small."""
+    start_reps, kills = (2, 2) if args.quick else (5, 3)
+    for t in avail:
+        if t.key == "ceiling":
+            continue
+        for w in (2, 8):
+            log(f"startup {t.key} -w {w} x{start_reps}")
+            try:
+                rs = measure_startup(t, w, start_reps)
+            except Exception as e:
+                log(f"  startup {t.key} -w {w} failed: {e}")
+                continue
+            served = [r["all_serving_ms"] for r in rs if r["all_serving_ms"] is not None]
+            data["startup"].append({
+                "target": t.key, "workers": w, "runs": len(rs), "raw": rs,
+                "all_serving": med_range([r["all_serving_ms"] for r in rs]),
+                "self_ready": med_range([r["self_ready_ms"] for r in rs]),
+                "notify_ready": med_range([r.get("notify_ready_ms") for r in rs]),
+                "all_serving_median": statistics.median(served or [float("nan")]),
+            })
+            log(f"  all serving {data['startup'][-1]['all_serving']} ms, self-reported {data['startup'][-1]['self_ready']} ms")
+    for t in avail:
+        if t.key == "ceiling":
+            continue
+        log(f"replace a SIGKILLed worker: {t.key} x{kills}")
+        try:
+            rs = measure_replace(t, kills, settle=0.5 if args.quick else 1.0)
+        except Exception as e:
+            log(f"  replace {t.key} failed: {e}")
+            continue
+        data["replace"].append({
+            "target": t.key, "kills": len(rs), "raw": rs,
+            "spawn": med_range([r["spawn_ms"] for r in rs]),
+            "serving": med_range([r["serving_ms"] for r in rs]),
+            "ready": med_range([r["ready_ms"] for r in rs]),
+            "failed": sum(r["failed"] or 0 for r in rs),
+        })
+        log(f"  new process {data['replace'][-1]['spawn']} ms, reported ready {data['replace'][-1]['ready']} ms, "
+            f"serving {data['replace'][-1]['serving']} ms")
+
+
+def start_mongo(args, data, queries):
+    log("starting FerretDB and seeding")
+    mongo, why = setup_mongo(args)
+    if not mongo:
+        data["unavailable"]["readmongo (all targets)"] = why
+        log(f"readmongo comparison SKIPPED: {why}")
+        return None
+    mongo["docs"] = args.mongo_docs
+    if mongo["pid"]:
+        BENCH_PIDS.append(mongo["pid"])
+    mongo["version"] = tool_version([os.path.join(REPO, "scripts", "ferretdb.sh"), "bin"])
+    try:
+        fb = mongo["version"]
+        mongo["version"] = tool_version([fb, "--version"],
+                                        lambda s: (re.search(r"v\d+\.\d+\.\d+", s) or re.search("", "")).group(0))
+    except Exception:
+        pass
+    data["mongo"] = {k: mongo[k] for k in ("docs", "version", "threads_per_worker", "seed_out")}
+    data["mongo"]["queries"] = queries
+    data["versions"]["FerretDB"] = mongo["version"]
+    return mongo
+
+
+def start_targets(avail, workers, mongo, data, tag):
+    """Starts every available target with `workers` workers; the ceiling
+    last, sized to clusterd's answer.  Returns those serving."""
+    running = []
+    for t in sorted(avail, key=lambda x: x.key == "ceiling"):
+        port = alloc_port()
+        t.start(workers, port, mongo=mongo if t.key in ("clusterd", "node") else None, name=f"{t.key}-{tag}")
+        try:
+            t.wait_serving(workers)
+        except RuntimeError as e:
+            log(f"target {t.key} failed to start: {e}")
+            data["unavailable"][data["labels"][t.key] + f" ({tag})"] = "failed to start (see log in " + WORK + ")"
+            t.proc.stop()
+            continue
+        if t.key == "clusterd":
+            Ceiling.answer_bytes = answer_bytes(port, "/dummy")
+        running.append(t)
+        BENCH_PIDS.extend(tree(t.proc.pid))  # idle targets are not "other load"
+        time.sleep(0.3)
+        log(f"target {t.key} on 127.0.0.1:{port}, pid {t.proc.pid}, workers {children(t.proc.pid)}")
+    return running
+
+
+def build_scenarios(args, mongo, queries):
+    scenarios = []
+    for close in (False, True):
+        scenarios.append({"name": "dummy-" + ("close" if close else "keepalive"),
+                          "title": "dummy " + ("Connection: close" if close else "keep-alive"),
+                          "path": "/dummy", "conns": args.conns, "close": close, "mongo": False, "pin": True})
+    if not mongo:
+        return scenarios
+    for qi, query in enumerate(queries):
+        q = urllib.parse.urlencode({"filter": query["filter"], "limit": query["limit"]})
+        rpath = f"/readmongo/{query['collection']}?{q}"
+        for close in ((False, True) if qi == 0 and not args.quick else (False,)):
+            scenarios.append({"name": f"readmongo-l{query['limit']}-" + ("close" if close else "keepalive"),
+                              "title": f"readmongo limit={query['limit']} " + ("Connection: close" if close else "keep-alive"),
+                              "path": rpath, "conns": args.mongo_conns, "close": close, "mongo": True,
+                              "query": query, "limit": query["limit"], "pin": False})
+    return scenarios
+
+
+def run_scenarios(scenarios, running, args, mongo, data, only, extra=None):
+    mongoc_bin = args.mongoc_loop or os.path.join(WORK, "mongoc_loop")
+    labels, unavailable = data["labels"], data["unavailable"]
+    for sc in scenarios:
+        entries = []
+        for t in running:
+            if sc["mongo"]:
+                if not t.has_readmongo:
+                    continue
+                st, body = http_get(t.port, sc["path"], 5.0)
+                if st != 200:
+                    log(f"{t.key} {sc['path']} -> {st} {body[:200]}: left out of {sc['name']}")
+                    unavailable[f"{labels[t.key]} readmongo"] = f"GET {sc['path']} gave {st}: {body[:120]}"
+                    continue
+            url = f"http://127.0.0.1:{t.port}{sc['path']}"
+            entries.append((t.key, http_runner(t, url, sc, args, mongo["pid"] if (mongo and sc["mongo"]) else None)))
+        if sc["mongo"] and not sc["close"]:
+            if os.access(mongoc_bin, os.X_OK) and (not only or "mongoc" in only):
+                entries.append(("mongoc", mongoc_runner(mongoc_bin, mongo, sc["query"], args.mongo_conns)))
+            elif not os.access(mongoc_bin, os.X_OK):
+                unavailable[labels["mongoc"]] = f"{mongoc_bin} not built"
+        if not entries:
+            log(f"scenario {sc['name']}: no target available")
+            continue
+        res, warm = run_scenario(sc, entries, args, mongo)
+        row = {"name": sc["name"], "title": sc["title"], "path": sc["path"], "conns": sc["conns"],
+               "close": sc["close"], "limit": sc.get("limit"), "pinned": bool(sc["pin"] and args.pin_layout),
+               "rounds": res, "warmup": warm,
+               "summary": {k: summarize(v, args.rounds, warm.get(k)) for k, v in res.items()}}
+        row.update(extra or {})
+        data["scenarios"].append(row)
+
+
+def run_growth_workers(avail, args, data, only):
+    """Dummy keep-alive with 1 worker per target (the main run gives -w 2)."""
+    if args.workers == 1:
+        return
+    running = start_targets([t for t in avail if t.key != "mongoc"], 1, None, data, "w1")
+    try:
+        sc = {"name": "dummy-keepalive-w1", "title": "dummy keep-alive -w 1", "path": "/dummy",
+              "conns": args.conns, "close": False, "mongo": False, "pin": True}
+        run_scenarios([sc], running, args, None, data, only, {"group": "growth", "growth_workers": 1})
+    finally:
+        for t in running:
+            t.proc.stop()
+
+
+def run_idle(args, data):
+    """bench/idle.py (memory per idle connection), merged into the growth section."""
+    out_json = os.path.join(WORK, "idle.json")
+    argv = [sys.executable, os.path.join(BENCH, "idle.py"), "--counts", args.idle_counts,
+            "--out", os.path.join(WORK, "idle.md"), "--json", out_json,
+            "--clusterd", args.clusterd or os.path.join(REPO, "build-release", "clusterd")]
+    if args.quick:
+        argv += ["--settle", "1", "--warmup", "20"]
+    if args.only:
+        argv += ["--targets", ",".join(t for t in args.only.split(",") if t in ("clusterd", "nginx", "node"))]
+    log("idle memory: " + " ".join(argv[1:]))
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=900, start_new_session=True)
+        with open(out_json) as f:
+            data["idle"] = json.load(f)
+        if r.returncode != 0:
+            data["idle"]["error"] = f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        data["idle"] = {"error": str(e)[-300:], "rows": []}
+
+
+def new_data(args, targets, labels):
+    data = {"command": args.command, "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "machine": machine_info(), "labels": labels, "unavailable": {}, "scenarios": [],
+            "memory": {}, "startup": [], "replace": [], "work": WORK,
+            "params": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+                       "workers": args.workers, "wrk_threads": args.wrk_threads, "conns": args.conns,
+                       "mongo_conns": args.mongo_conns, "pin": args.pin_layout, "pin_spec": args.pin,
+                       "disturbed": args.disturbed, "max_extra_rounds": args.max_extra_rounds}}
+    if args.pin_layout:
+        args.pin_layout["why"] = PIN_WHY
+    else:
+        data["params"]["pin_why"] = PIN_WHY
+    versions = {}
+    for k, t in targets.items():
+        if not t.unavailable:
+            try:
+                versions[k + (" (git rev)" if k == "clusterd" else "")] = t.version()
+            except Exception:
+                versions[k] = "?"
+        elif k == "clusterd":
+            versions["clusterd (git rev)"] = t.version() + " (not built)"
+    if args.clusterd_note and "clusterd (git rev)" in versions:
+        versions["clusterd (git rev)"] += f" ({args.clusterd_note})"
+    versions["wrk"] = tool_version(["wrk", "-v"], lambda s: s.split()[1] if len(s.split()) > 1 else "?")
+    versions["perf"] = tool_version(["perf", "--version"])
+    data["versions"] = versions
+    for k, t in targets.items():
+        if t.unavailable:
+            data["unavailable"][labels[k]] = t.unavailable
+            log(f"target {k} UNAVAILABLE: {t.unavailable}")
+    return data
+
+
+def main():
+    global WORK, PGIDS_FILE
+    args = parse_args()
+    DEADLINE[0] = time.monotonic() + args.budget
+    _next_port[0] = args.port_base - 1
     WORK = args.work or subprocess.run(["mktemp", "-d", "/tmp/clusterd-bench.XXXXXX"],
                                        capture_output=True, text=True).stdout.strip()
     os.makedirs(WORK, exist_ok=True)
@@ -1395,220 +1574,55 @@ def main():
     t_begin = time.monotonic()
     only = set(args.only.split(",")) if args.only else None
     targets = {}
-    for cls in (Clusterd, Nginx, Node):
+    for cls in (Clusterd, Nginx, Node, Ceiling):
         t = cls(args)
         if only and t.key not in only:
             t.unavailable = "not selected (--only)"
         targets[t.key] = t
     labels = {k: t.label for k, t in targets.items()}
     labels["mongoc"] = "mongoc loop (raw)"
-    unavailable = {}
-    for k, t in targets.items():
-        if t.unavailable:
-            unavailable[labels[k]] = t.unavailable
-            log(f"target {k} UNAVAILABLE: {t.unavailable}")
+    data = new_data(args, targets, labels)
     avail = [t for t in targets.values() if not t.unavailable]
-
-    data = {"command": args.command, "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "machine": machine_info(), "labels": labels, "unavailable": unavailable, "scenarios": [],
-            "memory": {}, "startup": [], "replace": [], "work": WORK,
-            "params": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
-                       "workers": args.workers, "wrk_threads": args.wrk_threads, "conns": args.conns,
-                       "mongo_conns": args.mongo_conns,
-                       "disturbed": args.disturbed, "max_extra_rounds": args.max_extra_rounds}}
-    versions = {}
-    for k, t in targets.items():
-        if not t.unavailable:
-            try:
-                versions[k + (" (git rev)" if k == "clusterd" else "")] = t.version()
-            except Exception:
-                versions[k] = "?"
-        elif k == "clusterd":
-            versions["clusterd (git rev)"] = t.version() + " (not built)"
-    if args.clusterd_note and "clusterd (git rev)" in versions:
-        versions["clusterd (git rev)"] += f" ({args.clusterd_note})"
-    versions["wrk"] = tool_version(["wrk", "-v"], lambda s: s.split()[1] if len(s.split()) > 1 else "?")
-    data["versions"] = versions
-
-    mongo = None
     queries = [{"collection": args.mongo_collection, "filter": args.mongo_filter, "limit": int(x)}
                for x in str(args.mongo_limit).split(",") if x.strip()]
+    if args.quick:
+        queries = queries[:1] + [q for q in queries[1:] if q["limit"] == 1000][:1]
+    mongo = None
     try:
-        # ---- lifecycle first, while the TCP table is small ----
         if not args.skip_lifecycle:
-            for t in avail:
-                for w in (2, 8):
-                    log(f"startup {t.key} -w {w} x{start_reps}")
-                    try:
-                        rs = measure_startup(t, w, start_reps)
-                    except Exception as e:
-                        log(f"  startup {t.key} -w {w} failed: {e}")
-                        continue
-                    data["startup"].append({
-                        "target": t.key, "workers": w, "runs": len(rs), "raw": rs,
-                        "all_serving": med_range([r["all_serving_ms"] for r in rs]),
-                        "self_ready": med_range([r["self_ready_ms"] for r in rs]),
-                        "notify_ready": med_range([r.get("notify_ready_ms") for r in rs]),
-                        "all_serving_median": statistics.median([r["all_serving_ms"] for r in rs if r["all_serving_ms"] is not None] or [float("nan")]),
-                    })
-                    log(f"  all serving {data['startup'][-1]['all_serving']} ms, self-reported {data['startup'][-1]['self_ready']} ms")
-            for t in avail:
-                log(f"replace a SIGKILLed worker: {t.key} x{kills}")
-                try:
-                    rs = measure_replace(t, kills, settle=0.5 if args.quick else 1.0)
-                except Exception as e:
-                    log(f"  replace {t.key} failed: {e}")
-                    continue
-                data["replace"].append({
-                    "target": t.key, "kills": len(rs), "raw": rs,
-                    "spawn": med_range([r["spawn_ms"] for r in rs]),
-                    "serving": med_range([r["serving_ms"] for r in rs]),
-                    "ready": med_range([r["ready_ms"] for r in rs]),
-                    "failed": sum(r["failed"] or 0 for r in rs),
-                })
-                log(f"  new process {data['replace'][-1]['spawn']} ms, reported ready {data['replace'][-1]['ready']} ms, "
-                    f"serving {data['replace'][-1]['serving']} ms")
-
-        # ---- database for readmongo ----
-        mongoc_bin = args.mongoc_loop or os.path.join(WORK, "mongoc_loop")
+            run_lifecycle(avail, args, data)
         if args.skip_readmongo:
-            unavailable["readmongo"] = "skipped (--skip-readmongo)"
+            data["unavailable"]["readmongo"] = "skipped (--skip-readmongo)"
         else:
-            log("starting FerretDB and seeding")
-            mongo, why = setup_mongo(args)
-            if not mongo:
-                unavailable["readmongo (all targets)"] = why
-                log(f"readmongo comparison SKIPPED: {why}")
-            else:
-                mongo["docs"] = args.mongo_docs
-                if mongo["pid"]:
-                    BENCH_PIDS.append(mongo["pid"])
-                mongo["version"] = tool_version([os.path.join(REPO, "scripts", "ferretdb.sh"), "bin"])
-                try:
-                    fb = mongo["version"]
-                    mongo["version"] = tool_version([fb, "--version"], lambda s: (re.search(r"v\d+\.\d+\.\d+", s) or re.search("", "")).group(0))
-                except Exception:
-                    pass
-                data["mongo"] = {k: mongo[k] for k in ("docs", "version", "threads_per_worker", "seed_out")}
-                data["mongo"]["queries"] = queries
-                data["versions"]["FerretDB"] = mongo["version"]
-
-        # ---- start the throughput targets, all at once, each on its port ----
-        running = []
-        for t in avail:
-            port = alloc_port()
-            t.start(args.workers, port, mongo=mongo if t.key in ("clusterd", "node") else None,
-                    name=f"{t.key}-main")
-            try:
-                t.wait_serving(args.workers)
-            except RuntimeError as e:
-                log(f"target {t.key} failed to start: {e}")
-                unavailable[labels[t.key]] = "failed to start (see log in " + WORK + ")"
-                t.proc.stop()
-                continue
-            running.append(t)
-            BENCH_PIDS.extend(tree(t.proc.pid))  # idle targets are not "other load"
-            time.sleep(0.3)
+            mongo = start_mongo(args, data, queries)
+        running = start_targets(avail, args.workers, mongo, data, "main")
+        for t in running:
             data["memory"][t.key] = {"idle": process_memory(t.proc.pid)}
-            log(f"target {t.key} on 127.0.0.1:{port}, pid {t.proc.pid}, workers {children(t.proc.pid)}")
         data["versions"]["node"] = targets["node"].version() if not targets["node"].unavailable else "not installed"
-
-        scenarios = []
-        for close in (False, True):
-            scenarios.append({"name": "dummy-" + ("close" if close else "keepalive"),
-                              "title": "dummy " + ("Connection: close" if close else "keep-alive"),
-                              "path": "/dummy", "conns": args.conns, "close": close, "mongo": False})
-        if mongo:
-            for qi, query in enumerate(queries):
-                q = urllib.parse.urlencode({"filter": query["filter"], "limit": query["limit"]})
-                rpath = f"/readmongo/{query['collection']}?{q}"
-                if args.quick and qi > 0:
-                    break
-                for close in ((False, True) if qi == 0 and not args.quick else (False,)):
-                    scenarios.append({"name": f"readmongo-l{query['limit']}-" + ("close" if close else "keepalive"),
-                                      "title": f"readmongo limit={query['limit']} " + ("Connection: close" if close else "keep-alive"),
-                                      "path": rpath, "conns": args.mongo_conns, "close": close, "mongo": True,
-                                      "query": query})
-
-        for sc in scenarios:
-            entries = []
-            for t in running:
-                if sc["mongo"]:
-                    if not t.has_readmongo:
-                        continue
-                    st, body = http_get(t.port, sc["path"], 5.0)
-                    if st != 200:
-                        log(f"{t.key} {sc['path']} -> {st} {body[:200]}: left out of {sc['name']}")
-                        unavailable[f"{labels[t.key]} readmongo"] = f"GET {sc['path']} gave {st}: {body[:120]}"
-                        continue
-                url = f"http://127.0.0.1:{t.port}{sc['path']}"
-                entries.append((t.key, http_runner(t, url, sc, args, mongo["pid"] if (mongo and sc["mongo"]) else None)))
-            if sc["mongo"] and not sc["close"]:
-                if os.access(mongoc_bin, os.X_OK) and (not only or "mongoc" in only):
-                    entries.append(("mongoc", mongoc_runner(mongoc_bin, mongo, sc["query"], args.mongo_conns)))
-                elif not os.access(mongoc_bin, os.X_OK):
-                    unavailable[labels["mongoc"]] = f"{mongoc_bin} not built"
-            if not entries:
-                log(f"scenario {sc['name']}: no target available")
-                continue
-            res = run_scenario(sc, entries, args, mongo)
-            data["scenarios"].append({"name": sc["name"], "title": sc["title"], "path": sc["path"],
-                                      "conns": sc["conns"], "rounds": res,
-                                      "summary": {k: summarize(v, args.rounds) for k, v in res.items()}})
-
+        run_scenarios(build_scenarios(args, mongo, queries), running, args, mongo, data, only)
+        for sc in data["scenarios"]:
+            if sc["name"] == "dummy-keepalive":
+                sc["growth_workers"] = args.workers
         for t in running:
             data["memory"][t.key]["end"] = process_memory(t.proc.pid)
+            t.proc.stop()
+        if args.growth:
+            run_growth_workers(avail, args, data, only)
     finally:
         stop_all()
         stop_ferret()
-
-    # ---- goals from the issue ----
-    goals = []
-    def S(name, key):
-        for sc in data["scenarios"]:
-            if sc["name"] == name:
-                return sc["summary"].get(key)
-        return None
-    def yn(ok):
-        return "yes" if ok else "**no**"
-    for name in ("dummy-keepalive", "dummy-close"):
-        c, n, nd = S(name, "clusterd"), S(name, "nginx"), S(name, "node")
-        if c and n:
-            rr, pr = c["rps"] / n["rps"], c["p99_ms"] / n["p99_ms"] if n["p99_ms"] else None
-            goals.append((f"{name}: req/s clusterd/nginx >= 1.0, p99 no worse", f"{rr:.2f}, p99 {c['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms",
-                          yn(rr >= 1.0 and c["p99_ms"] <= n["p99_ms"])))
-        if c and nd:
-            goals.append((f"{name}: req/s clusterd/node >= 8", f"{c['rps'] / nd['rps']:.2f}", yn(c["rps"] / nd["rps"] >= 8)))
-    for name in [sc["name"] for sc in data["scenarios"] if sc["name"].startswith("readmongo-")]:
-        c, nd, mc = S(name, "clusterd"), S(name, "node"), S(name, "mongoc")
-        if c and nd:
-            goals.append((f"{name}: req/s clusterd/node >= 3", f"{c['rps'] / nd['rps']:.2f}", yn(c["rps"] / nd["rps"] >= 3)))
-        if c and mc:
-            goals.append((f"{name}: req/s within 10% of the raw mongoc loop", f"{c['rps'] / mc['rps']:.2f}", yn(c["rps"] / mc["rps"] >= 0.9)))
-    for row in data["startup"]:
-        if row["target"] == "clusterd" and row["workers"] == 2:
-            ws = [x for r in row["raw"] for x in r["worker_rss_kb"] if x]
-            ps = [x for r in row["raw"] for x in r.get("worker_private_kb", []) if x]
-            if ws:
-                mx = max(ws)
-                goals.append(("idle dummy worker RSS < 3 MB (3072 KiB), dummy-only config", f"VmRSS max {mx} KiB", yn(mx < 3072)))
-            if ps:
-                goals.append(("(same, counting private memory only)", f"private max {max(ps)} KiB", yn(max(ps) < 3072)))
-    for row in data["startup"]:
-        if row["target"] == "clusterd" and row["workers"] == 8:
-            v = row["all_serving_median"]
-            goals.append(("clusterd -w 8 ready < 100 ms (all serving)", f"{v:.1f} ms", yn(v < 100)))
-    data["goals"] = goals
-
+    if args.growth:
+        run_idle(args, data)
+    data["goals"] = report_goals(data)
     data["elapsed_s"] = round(time.monotonic() - t_begin, 1)
     data["machine"]["load_end"] = loadavg()
     md = os.path.join(args.out, "latest.md")
     png = os.path.join(args.out, "latest.png")
     with open(os.path.join(args.out, "latest.json"), "w") as f:
         json.dump(data, f, indent=1, default=str)
-    if data["scenarios"] and write_chart(data, png):
+    if data["scenarios"] and write_chart(data, png, WORK, log):
         log(f"chart: {png}")
-    write_report(data, md, png)
+    write_report(data, md)
     log(f"report: {md} (elapsed {data['elapsed_s']} s)")
     print()
     with open(md) as f:

@@ -21,7 +21,9 @@ the same and leave, so the code and libraries a connection uses are paged
 in and pools are made: what is left is what each connection holds.  Kernel socket memory is not in RSS, for any of them.  The
 shell's fd limit is raised to the hard limit (the script needs one
 descriptor per connection).  Writes a Markdown table to --out (default
-bench/results/issue16-idle-memory.md) and prints it.
+bench/results/issue16-idle-memory.md) and prints it; with --json FILE also
+the rows as JSON, which bench/bench.py merges into the growth table of
+bench/results/latest.md (bench/run.sh runs it that way).
 
 Needs: build-release/clusterd (cmake -B build-release -DCMAKE_BUILD_TYPE=Release),
 nginx (apt-get install nginx-light), bench/node/node_modules (npm ci in
@@ -30,6 +32,7 @@ as bench/run.sh and bench/events/run.sh install them.  A server that is
 missing is reported unavailable, not fatal.
 """
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -285,6 +288,7 @@ def main():
     ap.add_argument("--settle", type=float, default=3.0, help="seconds idle before the second RSS reading")
     ap.add_argument("--warmup", type=int, default=100, help="clients that connect and leave before the first reading")
     ap.add_argument("--out", default=os.path.join(BENCH, "results", "issue16-idle-memory.md"))
+    ap.add_argument("--json", help="also write the rows as JSON here (bench.py merges them into latest.md)")
     args = ap.parse_args()
     for i, spec in enumerate(args.clusterd or [os.path.join(REPO, "build-release", "clusterd")]):
         binary, _, lab = spec.partition("=")
@@ -310,10 +314,10 @@ def main():
     label = {("http", "clusterd"): "clusterd (dummy)", ("http", "nginx"): "nginx (`return 200`)",
              ("http", "node"): "Node cluster + Express", ("sio", "clusterd"): "clusterd events",
              ("sio", "node"): "Node cluster + socket.io + cluster-adapter"}
-    lines = [f"Command: `bench/idle.py {' '.join(sys.argv[1:])}`".rstrip(), "",
-             f"{args.workers} workers each; RSS summed over master/primary and workers, before the clients "
-             f"connect (after {args.warmup} came and went) and after they sat idle {args.settle:g} s; "
-             f"fd limit {nofile}.", "",
+    note = (f"{args.workers} workers each; RSS summed over master/primary and workers, before the clients "
+            f"connect (after {args.warmup} came and went) and after they sat idle {args.settle:g} s; "
+            f"fd limit {nofile}.")
+    lines = [f"Command: `bench/idle.py {' '.join(sys.argv[1:])}`".rstrip(), "", note, "",
              "| kind | server | idle connections | RSS before (KiB) | RSS after (KiB) | per connection |",
              "|---|---|---:|---:|---:|---:|"]
     for (name, (binary, lab)) in CLUSTERD.items():
@@ -327,6 +331,11 @@ def main():
         else:
             lines.append(f"| {what} | {label[(kind, target)]} | {n} | {r['before']} | {r['after']} | "
                          f"{r['per'] / 1024:.2f} KB |")
+    if args.json:
+        out = [{"kind": "keep-alive HTTP" if kind == "http" else "Socket.IO (WebSocket, in a room)",
+                "label": label[(kind, target)], "n": n, **r} for kind, target, n, r in rows]
+        with open(args.json, "w") as f:
+            json.dump({"note": "bench/idle.py: " + note, "rows": out}, f, indent=1)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out != "-":

@@ -8,7 +8,10 @@
  * format of bus_proto.c) that reaches this service on every worker, the
  * sender's included; each worker then applies it to its own sockets.  So
  * every worker sees the operations in the bus order, and none needs to
- * know where other sockets live.  Delivery is best effort, as with
+ * know where other sockets live.  With adapter = redis the sending worker
+ * also hands the operation to the Redis adapter (redis_adapter.c), whose
+ * messages from other hosts are applied here too (cd_events__bus_apply).
+ * Delivery is best effort, as with
  * Socket.IO's adapters: a worker that falls a whole bus buffer behind
  * loses messages (see ipc/bus.h).
  *
@@ -22,6 +25,12 @@
  * being walked, so saving the next member first is enough (events.h).  A
  * join prepends to its room's list, so even a join to the room being
  * walked never makes the walk see a socket twice.
+ *
+ * A packet is encoded once: the bus message carries its Engine.IO text
+ * and attachments, and the first WebSocket recipient frames each of them
+ * (cd_ws_frame); the others queue references to the same frames, which go
+ * when the last recipient's socket has taken them.  Polling recipients
+ * append the text to their encoded queue (polling.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,6 +39,7 @@
 #include "clusterd/log.h"
 #include "clusterd/service.h"
 #include "services/events/events.h"
+#include "services/events/redis.h"
 
 int cd_events__bus_send(cd_events_state *st, const cd_events_target *t, const cd_events_bus_op *op)
 {
@@ -46,6 +56,8 @@ int cd_events__bus_send(cd_events_state *st, const cd_events_target *t, const cd
     n = cd_events__bus_encode(buf, (size_t)n, nsp, strlen(nsp), t, op);
     int rc = n < 0 ? (int)n : cd_service_publish(st->svc, buf, (size_t)n);
     free(buf);
+    if (rc == 0 && st->redis) /* to the other hosts too (redis_adapter.c) */
+        cd_events__redis_publish(st, t, op);
     return rc;
 }
 
@@ -119,12 +131,15 @@ static int attachments(const cd_events_bus_msg *m, const char ***ptrs, size_t **
     return 0;
 }
 
-/* Applies a decoded message to this worker's sockets of namespace nsp. */
-static void apply_msg(cd_events_state *st, const cd_events_bus_msg *m, int nsp, const char **ptrs, size_t *lens)
+/* Applies a decoded message to this worker's sockets of namespace nsp.
+ * frames: 1 + nattach slots (zeroed) where the first WebSocket recipient
+ * leaves the packet's frames for the others to share. */
+static void apply_msg(cd_events_state *st, const cd_events_bus_msg *m, int nsp, const char **ptrs, size_t *lens,
+                      cd_ws_frame **frames)
 {
     apply a = {.m = m, .mark = ++st->mark,
                .packet = {.text = m->text, .text_len = m->text_len, .nattach = m->nattach, .attach = ptrs,
-                          .attach_len = lens}};
+                          .attach_len = lens, .frames = frames}};
     const unsigned char *cur = m->except;
     const char *name;
     size_t nl;
@@ -144,6 +159,26 @@ static void apply_msg(cd_events_state *st, const cd_events_bus_msg *m, int nsp, 
                 a.refused);
 }
 
+void cd_events__bus_apply(cd_events_state *st, const cd_events_bus_msg *m)
+{
+    int nsp = cd_events__nsp_index(st->conf, m->nsp, m->nsp_len);
+    if (nsp < 0) /* a worker of another configuration (a reload under way) */
+        return;
+    const char **ptrs;
+    size_t *lens;
+    cd_ws_frame *few[4] = {0}, **frames = m->nattach < 4 ? few : calloc(m->nattach + 1, sizeof *frames);
+    if (attachments(m, &ptrs, &lens) < 0 || !frames)
+        cd_warn("events: out of memory for a broadcast's %zu attachments; dropped", m->nattach);
+    else
+        apply_msg(st, m, nsp, ptrs, lens, frames);
+    for (size_t i = 0; frames && i <= m->nattach; i++)
+        cd_ws_frame_unref(frames[i]); /* what recipients still hold lives on */
+    if (frames != few)
+        free(frames);
+    free(ptrs);
+    free(lens);
+}
+
 void cd_events__on_bus(cd_service *svc, const void *msg, size_t len)
 {
     cd_events_state *st = svc->state;
@@ -154,15 +189,5 @@ void cd_events__on_bus(cd_service *svc, const void *msg, size_t len)
         cd_debug("events: a bus message of %zu bytes does not decode; ignored", len);
         return;
     }
-    int nsp = cd_events__nsp_index(st->conf, m.nsp, m.nsp_len);
-    if (nsp < 0) /* a worker of another configuration (a reload under way) */
-        return;
-    const char **ptrs;
-    size_t *lens;
-    if (attachments(&m, &ptrs, &lens) < 0)
-        cd_warn("events: out of memory for a broadcast's %zu attachments; dropped", m.nattach);
-    else
-        apply_msg(st, &m, nsp, ptrs, lens);
-    free(ptrs);
-    free(lens);
+    cd_events__bus_apply(st, &m);
 }

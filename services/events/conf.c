@@ -17,6 +17,8 @@
  * and every worker reads it again when it parses the config.  Without one,
  * the backend endpoints are open to whoever reaches the listen address:
  * fine on loopback, a warning (cd_conf_warn, shown by clusterd -t) if not.
+ * adapter = redis adds the Redis adapter's keys (redis_uri checked by
+ * redis_msg.c's parser, redis_prefix, redis_timeout: redis_adapter.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@
 
 #include "services/events/events.h"
 #include "services/events/hooks.h"
+#include "services/events/redis.h"
 
 #define BUS_MSG_MAX (1 << 20) /* ipc/bus.c's largest message */
 #define NSP_LEN_MAX 64        /* longest namespace name, in bytes (fits a metric label) */
@@ -49,7 +52,12 @@ void *cd_events__conf_new(void)
     c->jwt_alg = CD_EVENTS_JWT_HS256;
     c->namespaces = calloc(1, sizeof *c->namespaces);
     c->jwt_rooms_claim = strdup("rooms");
-    if (!c->namespaces || !c->jwt_rooms_claim || !(c->namespaces[0] = strdup("/"))) {
+    c->adapter = CD_EVENTS_ADAPTER_LOCAL;
+    c->redis_uri = strdup("redis://127.0.0.1:6379/0");
+    c->redis_prefix = strdup("socket.io");
+    c->redis_timeout_ms = 2000;
+    if (!c->namespaces || !c->jwt_rooms_claim || !c->redis_uri || !c->redis_prefix ||
+        !(c->namespaces[0] = strdup("/"))) {
         cd_events__conf_free(c);
         return NULL;
     }
@@ -206,6 +214,37 @@ static int set_auth(void *conf, const char *value, char *err, size_t errlen)
     return 0;
 }
 
+/* adapter = local | redis (redis.h) */
+static int set_adapter(void *conf, const char *value, char *err, size_t errlen)
+{
+    cd_events_conf *c = conf;
+    if (strcmp(value, "local") == 0)
+        c->adapter = CD_EVENTS_ADAPTER_LOCAL;
+    else if (strcmp(value, "redis") == 0)
+        c->adapter = CD_EVENTS_ADAPTER_REDIS;
+    else {
+        snprintf(err, errlen, "expected local or redis");
+        return -1;
+    }
+    return 0;
+}
+
+static int set_redis_uri(void *conf, const char *value, char *err, size_t errlen)
+{
+    cd_events_conf *c = conf;
+    cd_events_redis_uri u;
+    if (cd_events__redis_uri_parse(value, &u) < 0) {
+        snprintf(err, errlen, "expected redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]");
+        return -1;
+    }
+    char *v = strdup(value);
+    if (!v)
+        return nomem(err, errlen);
+    free(c->redis_uri);
+    c->redis_uri = v;
+    return 0;
+}
+
 static int set_jwt_alg(void *conf, const char *value, char *err, size_t errlen)
 {
     cd_events_conf *c = conf;
@@ -331,6 +370,10 @@ const cd_conf_key cd_events__keys[] = {
     CD_CONF_KEY("hook_max_in_flight", CD_KEY_INT, cd_events_conf, hook_max_in_flight, 1, 100000),
     CD_CONF_KEY_FUNC("handlers", set_handlers),
     CD_CONF_KEY_FUNC("forward_headers", set_forward_headers),
+    CD_CONF_KEY_FUNC("adapter", set_adapter),
+    CD_CONF_KEY_FUNC("redis_uri", set_redis_uri),
+    CD_CONF_KEY("redis_prefix", CD_KEY_STRP, cd_events_conf, redis_prefix, 1, 0),
+    CD_CONF_KEY("redis_timeout", CD_KEY_MS, cd_events_conf, redis_timeout_ms, 100, 60000),
     {0},
 };
 
@@ -423,6 +466,8 @@ void cd_events__conf_free(void *conf)
     free(c->publish_token);
     free(c->handlers);
     free(c->handlers_dir);
+    free(c->redis_uri);
+    free(c->redis_prefix);
     free_list(&c->forward_headers, &c->nforward_headers);
     free(c);
 }

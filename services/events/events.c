@@ -21,7 +21,9 @@
  * Sticky sessions: a session lives in one worker, whose id its sid
  * carries (engineio.c).  The vtable's steer hook reads the sid of a
  * request before its body is read and names that worker when it is not
- * this one; the HTTP layer moves the connection there.  A request that
+ * this one; the HTTP layer moves the connection there.  With adapter =
+ * redis, init starts the Redis adapter (redis_adapter.c) and the service
+ * reports itself degraded in /healthz/ready until it is subscribed.  A request that
  * arrives here for a sid not here gets 400 "Session ID unknown".  The
  * other files are listed in events.h.
  */
@@ -36,6 +38,7 @@
 #include "clusterd/service.h"
 #include "services/events/events.h"
 #include "services/events/hooks.h"
+#include "services/events/redis.h"
 
 /* An accepted upgrade waiting for its connection (cd_http_upgrade calls
  * upgrade_cb once, after handle() has unwound).  On the state's pending
@@ -281,7 +284,27 @@ static int events_init(cd_service *svc, char *err, size_t errlen)
         return -1;
     }
     cd_service_subscribe(svc, cd_events__on_bus);
+    /* adapter = redis: the other hosts, through Redis (redis_adapter.c);
+     * it connects in the background. */
+    if (cd_events__redis_start(st, err, errlen) < 0) {
+        cd_events__hooks_free(st);
+        cd_events__sio_destroy(st);
+        cd_events__stats_stop(st);
+        if (auth)
+            cd_events__auth_free(auth);
+        cd_events__rooms_free(st);
+        free(st);
+        svc->state = NULL;
+        return -1;
+    }
     return 0;
+}
+
+/* Readiness: the Redis adapter, when configured, must be subscribed. */
+static const char *events_degraded(cd_service *svc)
+{
+    cd_events_state *st = svc->state;
+    return st ? cd_events__redis_degraded(st) : NULL;
 }
 
 /* Upgrades whose connection has not arrived yet are detached: upgrade_cb
@@ -304,6 +327,7 @@ static void events_stop(cd_service *svc)
 {
     cd_events_state *st = svc->state;
     st->stopping = 1;
+    cd_events__redis_stop(st); /* nothing more from other hosts */
     while (st->clients) {
         cd_events_client *c = st->clients;
         if (c->phase != CD_EV_CLOSING && c->ws)
@@ -325,6 +349,7 @@ static void events_destroy(cd_service *svc)
             st->clients->close_reason = "server shutting down";
         cd_events__client_drop(st->clients);
     }
+    cd_events__redis_stop(st);
     cd_events__sio_destroy(st); /* on_disconnects, the module's teardown */
     cd_events__hooks_free(st);  /* hook calls in flight cancelled */
     cd_events__rooms_free(st); /* rooms went with their last members */
@@ -352,4 +377,5 @@ const cd_service_type cd_service_events = {
     .destroy = events_destroy,
     .uses_bus = 1,
     .steer = events_steer,
+    .degraded = events_degraded,
 };

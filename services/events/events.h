@@ -88,7 +88,13 @@ typedef struct cd_events_conf {
     struct cd_events_hooks_conf *hooks; /* connect_hook, event_hook, disconnect_hook (hooks.h), or NULL */
     long long hook_timeout_ms;    /* one hook call, connect to answer */
     long long hook_max_in_flight; /* hook calls at once, per worker */
+    int adapter;                  /* CD_EVENTS_ADAPTER_*: local (the host's bus) or redis too (redis.h) */
+    char *redis_uri, *redis_prefix; /* redis:// or unix:// URI; the channels' prefix (socket.io's `key`) */
+    long long redis_timeout_ms;   /* connect and command bound */
 } cd_events_conf;
+
+#define CD_EVENTS_ADAPTER_LOCAL 0
+#define CD_EVENTS_ADAPTER_REDIS 1
 
 #define CD_EVENTS_T_POLLING 1
 #define CD_EVENTS_T_WEBSOCKET 2
@@ -269,13 +275,17 @@ struct cd_events_room {
 /* One Socket.IO packet as it goes out: the Engine.IO text message ("4"
  * then the Socket.IO packet, e.g. "42/chat,[...]" or "451-[...]") and, for
  * the binary types, its attachments in order, each one Engine.IO binary
- * message.  Built once and sent to many. */
+ * message.  Built once and sent to many: with `frames` (1 + nattach
+ * slots, zeroed by the sender, who unrefs what they hold once done) the
+ * WebSocket frames are made by the first WebSocket recipient and shared
+ * by the others (a reference each, no copy); NULL for one recipient. */
 typedef struct cd_events_packet {
     const char *text;
     size_t text_len;
     size_t nattach;
     const char *const *attach;
     const size_t *attach_len;
+    cd_ws_frame **frames;
 } cd_events_packet;
 
 enum cd_events_phase {
@@ -344,6 +354,7 @@ struct cd_events_state {
     struct cd_events_hooks *hooks; /* hooks.c's, or NULL */
     unsigned char hash_key[16]; /* the room table's SipHash key, random per worker */
     struct cd_sio_server *sio; /* the handler API's server (sio_api.c) */
+    struct cd_events_redis *redis; /* the Redis adapter (redis_adapter.c), or NULL */
 };
 
 /* stats.c: the service's figures in /metrics (cd_service_metric), set
@@ -684,6 +695,9 @@ int cd_events__bus_send(cd_events_state *st, const cd_events_target *t, const cd
 int cd_events__broadcast(cd_events_state *st, const cd_events_target *t, const cd_events_packet *p);
 /* The bus callback: delivers a broadcast or command to this worker's sockets. */
 void cd_events__on_bus(struct cd_service *svc, const void *msg, size_t len);
+/* Applies one decoded message to this worker's sockets (the bus's and the
+ * Redis adapter's messages both end here). */
+void cd_events__bus_apply(cd_events_state *st, const cd_events_bus_msg *m);
 
 /* backend.c: answers POST {route}/publish, /join, /leave, /disconnect
  * (what: "publish", ...): the bearer token when publish_token is set, the

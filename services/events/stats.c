@@ -13,6 +13,12 @@
  *   clusterd_events_messages_in_total{service}             counter
  *   clusterd_events_messages_out_total{service}            counter
  *   clusterd_events_slow_clients_dropped_total{service}    counter
+ *   with adapter = redis (redis_adapter.c):
+ *   clusterd_events_redis_up{service}                      gauge (workers subscribed)
+ *   clusterd_events_redis_messages_total{service,direction="in|out"} counter
+ *   clusterd_events_redis_errors_total{service}            counter (decode errors,
+ *       publish failures, publishes dropped while disconnected)
+ *   clusterd_events_redis_reconnects_total{service}        counter
  *
  * Clients and rooms are counted from the lists the service keeps anyway,
  * not maintained on every join, so the hot paths pay nothing; the walk of
@@ -29,6 +35,7 @@
 #include "clusterd/service.h"
 #include "clusterd/timer.h"
 #include "services/events/events.h"
+#include "services/events/redis.h"
 
 #define PERIOD_MS 1000
 
@@ -85,6 +92,15 @@ void cd_events__stats_update(cd_events_state *st)
     rc = rc ? rc : cd_service_metric(svc, "messages_in_total", "", st->msgs_in);
     rc = rc ? rc : cd_service_metric(svc, "messages_out_total", "", st->msgs_out);
     rc = rc ? rc : cd_service_metric(svc, "slow_clients_dropped_total", "", st->slow_dropped);
+    if (conf->adapter == CD_EVENTS_ADAPTER_REDIS) {
+        cd_events_redis_stats r;
+        cd_events__redis_stats(st, &r);
+        rc = rc ? rc : cd_service_metric(svc, "redis_up", "", (uint64_t)r.up);
+        rc = rc ? rc : cd_service_metric(svc, "redis_messages_total", "direction=\"in\"", r.in);
+        rc = rc ? rc : cd_service_metric(svc, "redis_messages_total", "direction=\"out\"", r.out);
+        rc = rc ? rc : cd_service_metric(svc, "redis_errors_total", "", r.errors);
+        rc = rc ? rc : cd_service_metric(svc, "redis_reconnects_total", "", r.reconnects);
+    }
     if (rc < 0 && rc != -ENOTSUP && st->stats && !st->stats->warned) {
         st->stats->warned = 1;
         cd_warn("[%s] events metrics: cd_service_metric failed (%d): some figures are missing from /metrics",

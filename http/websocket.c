@@ -4,26 +4,45 @@
  * clusterd/websocket.h; the opening handshake's checks and the framing
  * this file does itself are in ws_frame.c).
  *
- * wslay does the RFC 6455 framing; this file feeds it the socket.  Two
- * ev_io watchers follow wslay_event_want_read/want_write (update()), and a
- * timer bounds the close: once closing, the fd goes after close_grace
- * whatever the peer does.  The 101 response is written first, from the
- * send callback, so no frame can overtake it.
+ * wslay reads: it parses and checks the client's frames, and answers
+ * pings and closes itself.  What the owner sends does not go through
+ * wslay: server frames are unmasked and need no state beyond their header,
+ * so a message is framed once (cd_ws_frame, ws_frame.c) and every
+ * recipient queues a reference to it (the out queue, a ring of frames);
+ * wslay_event_queue_msg would copy the payload per connection, and
+ * wslay_event_queue_fragmented_msg, which could read a shared buffer,
+ * still allocates per message and hands header and payload to the send
+ * callback apart (two syscalls a frame, nothing gathered across frames).
+ * A connection's queue is written at the end of the loop iteration (its
+ * own ev_prepare, started by the first frame queued), in one sendmsg of
+ * up to IOV_MAX frames: a client that got several broadcasts in one
+ * iteration costs one syscall, and an idle one still gets its frame in
+ * the same iteration with no epoll_ctl nor wakeup; only a socket that is
+ * full makes it wait for the write watcher.  The 101 response is the
+ * queue's first entry, so nothing can overtake it.  wslay's own output
+ * (pongs, the close) goes between whole frames (flush()): a frame begun
+ * ends first, then wslay's, then the queue; after a close of ours has
+ * gone, what is still queued is dropped (an error close goes first, a
+ * normal one waits for the queue: cd_ws_close).
+ *
+ * Two ev_io watchers follow what wslay wants and whether the socket took
+ * everything (update()), and a timer bounds the close: once closing, the
+ * fd goes after close_grace whatever the peer does.
  *
  * Memory: wslay's context is 8.8 KiB (its frame buffers), so an idle
  * connection holds none.  It is made when bytes arrive (do_read) or a
  * message must wait for the socket, and freed again (update) once the
- * connection is back at rest: open, nothing queued or half-written,
+ * connection is back at rest: open, nothing of wslay's output pending,
  * and the input at a frame boundary outside a fragmented message, which
- * cd_ws__track (ws_frame.c) follows from the bytes wslay is given.
- * A message to a connection at rest is framed here and written at once
- * (send_direct); only what the socket does not take is kept (tail),
- * written before anything wslay queues after it.  So an idle client
- * costs its cd_ws_conn and the kernel's socket, and a broadcast to many
- * idle clients makes no context at all.
+ * cd_ws__track (ws_frame.c) follows from the bytes wslay is given.  The
+ * owner's frames never need the context, and the out queue's ring is
+ * freed whenever it empties.  So an idle client costs its cd_ws_conn and
+ * the kernel's socket, and a broadcast to many clients makes no context
+ * at all.
  *
  * A connection is finished (fd closed, on_close) only from its own
- * watchers' callbacks, never from inside a wslay callback or a cd_ws_*
+ * watchers' callbacks (the ev_prepare included), never from inside a
+ * wslay callback or a cd_ws_*
  * call: code that wants it gone marks it dead, and update(), at the end of
  * every watcher callback, finishes the job.  This file is compiled into
  * the modules that use it (CMakeLists.txt: CD_MODULE_SRCS_events), with
@@ -38,7 +57,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
 
@@ -49,6 +67,7 @@
 
 #define READ_BUDGET (256 * 1024) /* bytes read from one peer per loop iteration */
 #define QUEUED_MSG_COST 128      /* bytes of bookkeeping per message wslay queues (see cd_ws_queued) */
+#define QUEUED_REF_COST 64       /* per frame in the out queue: its slot, and the frame's own header when unshared */
 
 enum ws_phase {
     PH_OPEN,    /* messages flow */
@@ -59,26 +78,24 @@ enum ws_phase {
 struct cd_ws_conn {
     ev_io rio, wio;
     ev_timer deadline; /* armed once closing */
+    ev_prepare out;    /* writes the out queue at the end of this loop iteration */
     struct ev_loop *loop;
     int fd;
-    enum ws_phase phase;
-    int dead;          /* finish at the next update() */
-    int finished;      /* fd closed, on_close called */
-    int peer_gone;     /* recv saw EOF or an error: nothing more to say */
-    size_t read_round; /* bytes read in this loop iteration (fairness) */
+    uint8_t phase;          /* enum ws_phase */
+    uint8_t dead;           /* finish at the next update() */
+    uint8_t finished;       /* fd closed, on_close called */
+    uint8_t peer_gone;      /* recv saw EOF or an error: nothing more to say */
+    uint8_t close_deferred; /* a normal close waiting for the frames queued before it */
+    uint16_t close_code;
+    uint32_t read_round; /* bytes read in this loop iteration (fairness) */
     wslay_event_context_ptr ws; /* NULL while the connection is at rest */
     cd_ws_limits limits;
     cd_ws_callbacks cbs;
     void *arg;
-    char *hs; /* the 101 response, written before any frame; freed once out */
-    size_t hs_len, hs_off;
+    cd_ws_outq q; /* frames to write, the 101 first (ws_frame.c) */
     char *pre; /* bytes the HTTP layer read past the request */
     size_t pre_len, pre_off;
-    char *tail; /* the rest of a frame send_direct could not write whole */
-    size_t tail_len, tail_off;
-    cd_ws_track in; /* where the input given to wslay stands (ws_frame.c) */
-    int close_deferred;     /* a normal close waiting for the messages queued before it */
-    uint16_t close_code;
+    cd_ws_track in;     /* where the input given to wslay stands (ws_frame.c) */
     char *close_reason; /* its reason (malloc'd), while deferred */
 };
 
@@ -160,45 +177,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     return -1;
 }
 
-/* Writes what is left of the 101 response.  Returns 1 when done, 0 when
- * the socket is full, -1 on error. */
-static int write_handshake(cd_ws_conn *c)
-{
-    while (c->hs_off < c->hs_len) {
-        ssize_t n = send(c->fd, c->hs + c->hs_off, c->hs_len - c->hs_off, MSG_NOSIGNAL);
-        if (n < 0)
-            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        c->hs_off += (size_t)n;
-    }
-    free(c->hs);
-    c->hs = NULL;
-    return 1;
-}
-
-/* Writes what is left of a frame send_direct began.  1 when done (the
- * tail freed), 0 when the socket is full, -1 on error. */
-static int write_tail(cd_ws_conn *c)
-{
-    while (c->tail_off < c->tail_len) {
-        ssize_t n = send(c->fd, c->tail + c->tail_off, c->tail_len - c->tail_off, MSG_NOSIGNAL);
-        if (n < 0)
-            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        c->tail_off += (size_t)n;
-    }
-    free(c->tail);
-    c->tail = NULL;
-    c->tail_len = c->tail_off = 0;
-    return 1;
-}
-
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
 {
     cd_ws_conn *c = user;
-    int hs = write_handshake(c);
-    if (hs > 0)
-        hs = write_tail(c); /* a frame begun by send_direct ends first */
-    if (hs <= 0) {
-        wslay_event_set_error(ctx, hs == 0 ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
+    if (c->q.raw || c->q.off) { /* the 101, or a frame begun, ends first (flush() sees to it) */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0));
@@ -230,12 +213,11 @@ void cd_ws_close(cd_ws_conn *c, uint16_t code, const char *reason)
         ev_io_start(c->loop, &c->wio);
         return;
     }
-    /* wslay sends control frames before the messages queued: right for an
-     * error (what is queued is moot) but a normal close ends a
-     * conversation, so it waits for them (flush queues it), and for a
-     * frame send_direct began. */
+    /* A close goes before the frames queued (flush(), after a frame
+     * begun): right for an error (what is queued is moot) but a normal
+     * close ends a conversation, so it waits for them (flush queues it). */
     size_t rlen = strnlen(reason, 123); /* a control frame's payload: the code and at most 123 bytes */
-    if (code == CD_WS_NORMAL && (wslay_event_get_queued_msg_count(c->ws) > 0 || c->tail) &&
+    if (code == CD_WS_NORMAL && c->q.n > c->q.raw &&
         (c->close_reason = malloc(rlen + 1)) != NULL) {
         c->close_deferred = 1;
         c->close_code = code;
@@ -257,18 +239,20 @@ int cd_ws_closing(const cd_ws_conn *c)
     return c->dead || c->phase >= PH_CLOSING;
 }
 
-/* What the peer's output costs us: every message wslay holds for sending
- * (the owner's, and the pongs and close frames it queues by itself while
- * reading), payload plus bookkeeping (its message struct, the payload's
- * allocation, its queue entry: about QUEUED_MSG_COST bytes with malloc's
- * headers).  Counting the bookkeeping matters for control frames: an
- * empty ping costs its sender 6 bytes and us a whole queued pong. */
+/* What the peer's output costs us: the owner's frames not written yet
+ * (whole, even when shared: the peer holds them) with QUEUED_REF_COST
+ * each, and every message wslay holds for sending (the pongs and close
+ * frames it queues by itself while reading), payload plus bookkeeping (its
+ * message struct, the payload's allocation, its queue entry: about
+ * QUEUED_MSG_COST bytes with malloc's headers).  Counting the bookkeeping
+ * matters for control frames: an empty ping costs its sender 6 bytes and
+ * us a whole queued pong. */
 size_t cd_ws_queued(const cd_ws_conn *c)
 {
-    size_t tail = c->tail ? c->tail_len - c->tail_off + QUEUED_MSG_COST : 0;
+    size_t own = c->q.bytes + (size_t)(c->q.n - c->q.raw) * QUEUED_REF_COST;
     if (!c->ws)
-        return tail;
-    return tail + wslay_event_get_queued_msg_length(c->ws) + wslay_event_get_queued_msg_count(c->ws) * QUEUED_MSG_COST;
+        return own;
+    return own + wslay_event_get_queued_msg_length(c->ws) + wslay_event_get_queued_msg_count(c->ws) * QUEUED_MSG_COST;
 }
 
 /* Whether adding `more` bytes (one more message) would take the queue past
@@ -278,76 +262,63 @@ static int over_queue(const cd_ws_conn *c, size_t more)
     return cd_ws_queued(c) + more > c->limits.max_send_queue;
 }
 
-/* A message to a connection at rest, framed and written now (server
- * frames are not masked).  1 when it went (what the socket did not take
- * kept in tail), 0 when nothing was written (wslay queues it then), -1
- * when the connection is dead or out of memory. */
-static int send_direct(cd_ws_conn *c, int binary, const char *msg, size_t len)
+int cd_ws_send_frame(cd_ws_conn *c, cd_ws_frame *f)
 {
-    uint8_t hdr[10];
-    size_t hl = cd_ws__frame_head(hdr, binary, len);
-    struct iovec iov[2] = {{hdr, hl}, {(void *)msg, len}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-    size_t done = (size_t)n, total = hl + len;
-    if (done == total)
-        return 1;
-    c->tail_len = total - done;
-    c->tail_off = 0;
-    if (!(c->tail = malloc(c->tail_len)))
-        return -1; /* half a frame is on the wire: the connection cannot go on */
-    size_t h = done < hl ? hl - done : 0; /* header bytes left */
-    memcpy(c->tail, hdr + hl - h, h);
-    memcpy(c->tail + h, msg + (done > hl ? done - hl : 0), c->tail_len - h);
-    ev_io_start(c->loop, &c->wio);
-    return 1;
+    /* Once wslay has queued a close of its own (a protocol error it found,
+     * or the peer's close echoed) a message is moot, and the close path
+     * goes on. */
+    if (cd_ws_closing(c) || (c->ws && (wslay_event_get_close_received(c->ws) || wslay_event_get_close_sent(c->ws) ||
+                                       !wslay_event_get_write_enabled(c->ws))))
+        return -EPIPE;
+    if (over_queue(c, f->len + QUEUED_REF_COST))
+        return -ENOBUFS;
+    if (cd_ws__outq_push(&c->q, f) < 0)
+        return -ENOMEM;
+    /* Out at the end of this iteration with the rest; a full socket's
+     * write watcher is already on. */
+    if (!ev_is_active(&c->wio))
+        ev_prepare_start(c->loop, &c->out);
+    return 0;
 }
 
 int cd_ws_send(cd_ws_conn *c, int binary, const char *msg, size_t len)
 {
     if (cd_ws_closing(c))
         return -EPIPE;
-    if (over_queue(c, len + QUEUED_MSG_COST))
-        return -ENOBUFS;
-    if (c->hs_off == c->hs_len && !c->tail && out_clean(c)) {
-        int d = send_direct(c, binary, msg, len);
-        if (d < 0) {
-            c->dead = 1;
-            ev_io_start(c->loop, &c->wio); /* update() finishes it from the watcher */
-            return -EPIPE;
-        }
-        if (d > 0)
-            return 0;
-    }
-    if (!ctx_of(c))
+    cd_ws_frame *f = cd_ws_frame_new(binary, msg, len);
+    if (!f)
         return -ENOMEM;
-    struct wslay_event_msg m = {
-        .opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-        .msg = (const uint8_t *)msg,
-        .msg_length = len,
-    };
-    /* It fails once wslay has queued a close of its own (a protocol error it
-     * found, or the peer's close echoed): the message is moot then, and the
-     * close path goes on. */
-    if (wslay_event_queue_msg(c->ws, &m) != 0)
-        return -EPIPE;
-    ev_io_start(c->loop, &c->wio);
-    return 0;
+    int rc = cd_ws_send_frame(c, f);
+    cd_ws_frame_unref(f);
+    return rc;
 }
 
 /* ---- reading and writing ---- */
 
+/* Writes what the socket takes, whole frames interleaved: the 101 or a
+ * frame begun ends first, then wslay's own output (pongs, a close), then
+ * the out queue, then a normal close that waited for it. */
 static void flush(cd_ws_conn *c)
 {
-    if (!c->dead && c->hs_off < c->hs_len && write_handshake(c) < 0)
+    if (c->dead)
+        return;
+    int r = 1;
+    int wslay_out = c->ws && wslay_event_want_write(c->ws);
+    if (wslay_out && c->q.n && (c->q.raw || c->q.off))
+        r = cd_ws__outq_write(&c->q, c->fd, 1);
+    if (r > 0 && wslay_out) {
+        if (wslay_event_send(c->ws) < 0)
+            r = -1;
+        else if (wslay_event_want_write(c->ws))
+            r = 0; /* the socket is full */
+    }
+    if (r > 0 && c->ws && wslay_event_get_close_sent(c->ws))
+        cd_ws__outq_drop(&c->q); /* nothing goes after a close */
+    else if (r > 0 && c->q.n)
+        r = cd_ws__outq_write(&c->q, c->fd, UINT32_MAX);
+    if (r < 0)
         c->dead = 1;
-    if (!c->dead && c->tail && c->hs_off == c->hs_len && write_tail(c) < 0)
-        c->dead = 1;
-    if (!c->dead && c->ws && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) < 0)
-        c->dead = 1;
-    if (!c->dead && c->close_deferred && !c->tail && wslay_event_get_queued_msg_count(c->ws) == 0) {
+    if (r > 0 && c->close_deferred && !c->q.n) {
         c->close_deferred = 0;
         if (wslay_event_queue_close(c->ws, c->close_code, (const uint8_t *)c->close_reason,
                                     strlen(c->close_reason)) != 0 ||
@@ -429,7 +400,7 @@ static void do_read(cd_ws_conn *c)
         c->dead = 1; /* out of memory: the owner hears of it as a close */
         return;
     }
-    int was_idle = !wslay_event_want_write(c->ws) && c->hs_off == c->hs_len && !c->tail;
+    int was_idle = !wslay_event_want_write(c->ws) && !c->q.n;
     int r = wslay_event_recv(c->ws);
     if (r < 0 && (c->peer_gone || r == WSLAY_ERR_NOMEM || c->phase >= PH_CLOSING))
         c->dead = 1;
@@ -460,6 +431,7 @@ static void finish(cd_ws_conn *c)
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->deadline);
+    ev_prepare_stop(c->loop, &c->out);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -494,8 +466,9 @@ static void update(cd_ws_conn *c)
         return;
     rest(c);
     int want_r = c->ws ? wslay_event_want_read(c->ws) : c->phase == PH_OPEN;
-    int want_w = (c->ws && wslay_event_want_write(c->ws)) || c->hs_off < c->hs_len || c->tail || c->close_deferred;
+    int want_w = (c->ws && wslay_event_want_write(c->ws)) || c->q.n || c->close_deferred;
     if (!want_r && !want_w) {
+        ev_prepare_stop(c->loop, &c->out);
         linger(c); /* the close handshake is over, or we gave up reading */
         return;
     }
@@ -503,7 +476,11 @@ static void update(cd_ws_conn *c)
         ev_io_start(c->loop, &c->rio);
     else
         ev_io_stop(c->loop, &c->rio);
-    if (want_w)
+    if (!c->q.n)
+        ev_prepare_stop(c->loop, &c->out);
+    /* Frames queued in this iteration go from the ev_prepare; the write
+     * watcher is for a socket that did not take everything. */
+    if (want_w && !ev_is_active(&c->out))
         ev_io_start(c->loop, &c->wio);
     else
         ev_io_stop(c->loop, &c->wio);
@@ -533,6 +510,16 @@ static void wio_cb(struct ev_loop *loop, ev_io *io, int revents)
     update(c);
 }
 
+/* The end of the loop iteration: the frames queued in it go, together. */
+static void out_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    cd_ws_conn *c = w->data;
+    ev_prepare_stop(loop, w);
+    flush(c);
+    update(c);
+}
+
 /* The close deadline: the peer had its chance to read the close frame. */
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -558,16 +545,23 @@ cd_ws_conn *cd_ws_new(struct ev_loop *loop, int fd, const char *accept, const ch
 {
     static const char fmt[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n";
+    char hs[sizeof fmt + 29];
+    int hl = snprintf(hs, sizeof hs, fmt, accept);
     cd_ws_conn *c = calloc(1, sizeof *c);
     char *copy = pre_len ? malloc(pre_len) : NULL;
-    char *hs = malloc(sizeof fmt + 29);
-    if (!c || (pre_len && !copy) || !hs) {
+    struct cd_ws_frame *head = cd_ws__frame_raw(hs, (size_t)hl);
+    if (!c || (pre_len && !copy) || !head || cd_ws__outq_push(&c->q, head) < 0) {
         close(fd);
+        if (c)
+            cd_ws__outq_drop(&c->q);
         free(c);
         free(copy);
-        free(hs);
+        cd_ws_frame_unref(head);
         return NULL;
     }
+    cd_ws_frame_unref(head); /* the queue holds it */
+    c->q.raw = 1; /* not the owner's: max_send_queue does not count it */
+    c->q.bytes = 0;
     if (pre_len)
         memcpy(copy, pre, pre_len);
     c->pre = copy;
@@ -577,12 +571,11 @@ cd_ws_conn *cd_ws_new(struct ev_loop *loop, int fd, const char *accept, const ch
     c->limits = *limits;
     c->cbs = *cbs;
     c->arg = arg;
-    c->hs = hs;
-    c->hs_len = (size_t)snprintf(c->hs, sizeof fmt + 29, fmt, accept);
     ev_io_init(&c->rio, rio_cb, fd, EV_READ);
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
     ev_init(&c->deadline, deadline_cb);
-    c->rio.data = c->wio.data = c->deadline.data = c;
+    ev_prepare_init(&c->out, out_cb);
+    c->rio.data = c->wio.data = c->deadline.data = c->out.data = c;
     ev_io_start(loop, &c->rio);
     ev_io_start(loop, &c->wio); /* the 101 */
     /* The early bytes are read on the next iteration, from the read
@@ -600,22 +593,18 @@ void cd_ws_free(cd_ws_conn *c)
         /* One attempt, whatever state the connection is in (a close the
          * owner just queued, or the echo of the peer's): errors no longer
          * matter. */
-        if (c->hs_off < c->hs_len)
-            (void)write_handshake(c);
-        if (c->tail && c->hs_off == c->hs_len)
-            (void)write_tail(c);
-        if (c->ws && !c->tail && wslay_event_want_write(c->ws))
-            (void)wslay_event_send(c->ws);
+        flush(c);
         ev_io_stop(c->loop, &c->rio);
         ev_io_stop(c->loop, &c->wio);
         ev_timer_stop(c->loop, &c->deadline);
+        ev_prepare_stop(c->loop, &c->out);
         close(c->fd);
     }
     if (c->ws)
         wslay_event_context_free(c->ws);
+    c->q.raw = 0; /* everything goes */
+    cd_ws__outq_drop(&c->q);
     free(c->pre);
-    free(c->hs);
-    free(c->tail);
     free(c->close_reason);
     free(c);
 }

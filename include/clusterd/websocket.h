@@ -21,10 +21,21 @@
  * that follow what wslay wants.  It knows nothing of what the messages
  * mean: whole text and binary messages go to on_message.
  *
- * Backpressure.  Everything sent to the peer waits in wslay's queue: the
- * owner's messages, and the pongs and close frames wslay queues by itself
- * while reading.  All of it counts against limits.max_send_queue, with a
- * per-message allowance for wslay's bookkeeping (cd_ws_queued), so a peer
+ * Sending.  A message is framed once into a cd_ws_frame (header and
+ * payload in one refcounted allocation); a broadcast makes one and hands
+ * it to every recipient with cd_ws_send_frame, each of which keeps a
+ * reference, not a copy, until its socket has taken the frame.  A
+ * connection's frames wait in its own queue and leave at the end of the
+ * loop iteration (an ev_prepare of its own: no extra wakeup, no
+ * epoll_ctl), all of them in one sendmsg of up to IOV_MAX pieces, so a
+ * client that got k messages in one iteration costs one syscall, not k.
+ * wslay is used for reading and for the control frames it answers by
+ * itself (pongs, the close); its output goes between whole frames.
+ *
+ * Backpressure.  Everything sent to the peer counts against
+ * limits.max_send_queue: the owner's frames (their wire length each, with
+ * a per-message allowance for the bookkeeping), and the pongs and close
+ * frames wslay queues by itself while reading (cd_ws_queued), so a peer
  * that pings and never reads is bounded like one that reads slowly.  Past
  * the limit the connection is closed with 1008 "send queue full", stops
  * being read, and is dropped after limits.close_grace whether or not the
@@ -119,11 +130,34 @@ typedef struct cd_ws_callbacks {
 cd_ws_conn *cd_ws_new(struct ev_loop *loop, int fd, const char *accept, const char *pre, size_t pre_len,
                       const cd_ws_limits *limits, const cd_ws_callbacks *cbs, void *arg);
 
-/* Queues one message (binary: 0 text, 1 binary).  Returns 0; -EPIPE when
- * the connection is closing (dropped); -ENOBUFS when it would take the
- * queue past max_send_queue (with its bookkeeping): nothing is queued, and
- * the caller decides (a peer that does not keep up is usually closed:
- * cd_ws_close 1008 "send queue full"). */
+/* ---- Frames: a message framed once, shared by many connections ---- */
+
+typedef struct cd_ws_frame cd_ws_frame;
+
+/* A server message (binary: 0 text, 1 binary; unmasked, final) framed
+ * into one allocation with one reference, the caller's.  msg is copied.
+ * NULL without memory. */
+cd_ws_frame *cd_ws_frame_new(int binary, const void *msg, size_t len);
+/* Takes one more reference; returns f. */
+cd_ws_frame *cd_ws_frame_ref(cd_ws_frame *f);
+/* Drops one reference; the last frees the frame.  NULL is fine. */
+void cd_ws_frame_unref(cd_ws_frame *f);
+/* Its length on the wire (header and payload). */
+size_t cd_ws_frame_len(const cd_ws_frame *f);
+
+/* Queues frame f to the peer: the connection takes its own reference (the
+ * caller keeps its own, and may hand f to other connections).  It leaves
+ * with the connection's other pending frames at the end of the loop
+ * iteration, or when the socket takes more.  Returns 0; -EPIPE when the
+ * connection is closing (dropped); -ENOBUFS when it would take the queue
+ * past max_send_queue (with its bookkeeping): nothing is queued, and the
+ * caller decides (a peer that does not keep up is usually closed:
+ * cd_ws_close 1008 "send queue full"); -ENOMEM. */
+int cd_ws_send_frame(cd_ws_conn *ws, cd_ws_frame *f);
+
+/* One message to one connection: cd_ws_frame_new, cd_ws_send_frame and
+ * the unref in one call; the same returns (-ENOMEM without memory for
+ * the frame). */
 int cd_ws_send(cd_ws_conn *ws, int binary, const char *msg, size_t len);
 
 /* Starts the close handshake with code and reason (at most 123 bytes),
@@ -134,7 +168,8 @@ int cd_ws_send(cd_ws_conn *ws, int binary, const char *msg, size_t len);
  * already closing. */
 void cd_ws_close(cd_ws_conn *ws, uint16_t code, const char *reason);
 
-/* Bytes queued to the peer, with wslay's bookkeeping per message: what
+/* Bytes queued to the peer, with the bookkeeping per message (frames
+ * shared with other connections count whole here too): what
  * max_send_queue bounds. */
 size_t cd_ws_queued(const cd_ws_conn *ws);
 

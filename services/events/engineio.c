@@ -131,25 +131,33 @@ static void queue_full(cd_events_client *c, size_t queued)
 }
 
 /* Queues one message on the client's transport.  0, or -ENOBUFS (over
- * max_send_queue: nothing queued, the caller fails the client). */
-static int transport_send(cd_events_client *c, int binary, const char *msg, size_t len, size_t *queued)
+ * max_send_queue: nothing queued, the caller fails the client).  slot:
+ * the message's WebSocket frame shared with other recipients (made here
+ * when empty), or NULL for a frame of its own. */
+static int transport_send(cd_events_client *c, int binary, const char *msg, size_t len, cd_ws_frame **slot,
+                          size_t *queued)
 {
     if (c->transport == CD_EIO_WEBSOCKET) {
-        int rc = cd_ws_send(c->ws, binary, msg, len);
+        cd_ws_frame *f = slot && *slot ? *slot : cd_ws_frame_new(binary, msg, len);
+        int rc = f ? cd_ws_send_frame(c->ws, f) : -ENOMEM;
+        if (slot && !*slot)
+            *slot = f; /* the packet's owner unrefs it */
+        else if (!slot)
+            cd_ws_frame_unref(f);
         *queued = rc == -ENOBUFS ? cd_ws_queued(c->ws) : 0;
         return rc == -ENOBUFS ? rc : 0;
     }
     return cd_events__poll_put(c, binary, msg, len, queued);
 }
 
-static void send_msg(cd_events_client *c, int binary, const char *msg, size_t len, int flush)
+static void send_msg(cd_events_client *c, int binary, const char *msg, size_t len, cd_ws_frame **slot, int flush)
 {
     size_t queued;
     if (c->phase == CD_EV_CLOSING)
         return;
     if (!binary && len && msg[0] == '4')
         c->st->msgs_out++;
-    if (transport_send(c, binary, msg, len, &queued) == -ENOBUFS) {
+    if (transport_send(c, binary, msg, len, slot, &queued) == -ENOBUFS) {
         queue_full(c, queued);
         if (c->transport == CD_EIO_POLLING)
             cd_events__poll_drop_queue(c);
@@ -161,20 +169,22 @@ static void send_msg(cd_events_client *c, int binary, const char *msg, size_t le
 
 void cd_events__send(cd_events_client *c, const char *msg, size_t len)
 {
-    send_msg(c, 0, msg, len, 1);
+    send_msg(c, 0, msg, len, NULL, 1);
 }
 
 void cd_events__send_binary(cd_events_client *c, const void *data, size_t len)
 {
-    send_msg(c, 1, data, len, 1);
+    send_msg(c, 1, data, len, NULL, 1);
 }
 
-/* A packet and its attachments go out together: one answer to a long-poll. */
+/* A packet and its attachments go out together: one answer to a
+ * long-poll; on a WebSocket, frames shared with the packet's other
+ * recipients when it has p->frames. */
 void cd_events__send_packet(cd_events_client *c, const cd_events_packet *p)
 {
-    send_msg(c, 0, p->text, p->text_len, p->nattach == 0);
+    send_msg(c, 0, p->text, p->text_len, p->frames ? &p->frames[0] : NULL, p->nattach == 0);
     for (size_t i = 0; i < p->nattach; i++)
-        send_msg(c, 1, p->attach[i], p->attach_len[i], i + 1 == p->nattach);
+        send_msg(c, 1, p->attach[i], p->attach_len[i], p->frames ? &p->frames[1 + i] : NULL, i + 1 == p->nattach);
 }
 
 static void client_release(cd_events_client *c, int answer)
@@ -316,7 +326,7 @@ static void upgrade(cd_events_client *c)
     if (q.len && cd_events__payload_decode(q.p, q.len, q.len, &pl) == 0) {
         for (size_t i = 0; i < pl.n && c->phase == CD_EV_OPEN; i++) {
             size_t queued;
-            if (transport_send(c, pl.pkts[i].binary, pl.pkts[i].data, pl.pkts[i].len, &queued) == -ENOBUFS) {
+            if (transport_send(c, pl.pkts[i].binary, pl.pkts[i].data, pl.pkts[i].len, NULL, &queued) == -ENOBUFS) {
                 queue_full(c, queued);
                 cd_events__fail(c, CD_WS_POLICY_VIOLATION, "send queue full");
             }

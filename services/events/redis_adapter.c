@@ -26,7 +26,7 @@
  * is small for Redis.  The consequence for Node servers: their
  * serverCount() (PUBSUB NUMSUB of the request channel) counts each
  * clusterd worker, so every worker answers SOCKETS, ALL_ROOMS and
- * REMOTE_FETCH for its own sockets (answers.c of this file: see answer()).
+ * REMOTE_FETCH for its own sockets (see answer()).
  *
  * Every worker of one host uses the same uid, made from the hostname and
  * the master's pid and start time (/proc/<ppid>/stat: no new IPC), so a
@@ -94,6 +94,7 @@ static void log_state(cd_events_redis *r, int up)
     if (r->logged == (up ? 1 : 2))
         return;
     r->logged = up ? 1 : 2;
+    cd_events__stats_update(r->st); /* /metrics follows at once, not at the next tick */
     if (up)
         cd_info("[%s] events: redis adapter subscribed (%s)", r->st->svc->name, r->st->conf->redis_uri);
     else

@@ -219,12 +219,16 @@ static void put_double(cd_buf *b, double d)
         return;
     }
     char s[40];
+    if (d == floor(d) && fabs(d) < 1e21) { /* as JavaScript writes integers: all digits */
+        cd_buf_printf(b, "%.0f", d == 0 ? 0. : d);
+        return;
+    }
     for (int prec = 1; prec <= 17; prec++) { /* the shortest that reads back the same */
         snprintf(s, sizeof s, "%.*g", prec, d);
         if (strtod(s, NULL) == d)
             break;
     }
-    cd_buf_printf(b, "%s", strcmp(s, "-0") == 0 ? "0" : s);
+    cd_buf_printf(b, "%s", s);
 }
 
 /* A timestamp (ext -1: 4, 8 or 12 bytes) as Date's JSON, or null when

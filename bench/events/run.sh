@@ -4,12 +4,19 @@
 #
 # The Socket.IO fan-out benchmark (issue 6): clusterd's events service
 # against Node.js cluster + socket.io + @socket.io/cluster-adapter, both with
-# 2 worker processes on 127.0.0.1, the same clients (socket.io-client over
-# WebSocket) and the same load.  Builds clusterd (Release) in build-release/,
-# installs the npm packages into bench/events/node (npm ci from the committed
-# lock file), then runs bench/events/node/bench.js, which alternates the two
-# servers (A B A B, 3 rounds) and writes bench/events/results/latest.md (and
+# 2 worker processes on 127.0.0.1, the same clients and the same load.
+# Builds clusterd (Release) in build-release/ and the C load driver
+# (bench/events/driver.c, plain cc, into the scratch directory), installs the
+# npm packages into bench/events/node (npm ci from the committed lock file),
+# then runs bench/events/node/bench.js, which alternates the two servers
+# (A B A B, 3 rounds) and writes bench/events/results/latest.md (and
 # latest.json, every run's raw numbers), which it also prints.
+#
+# The clients are the C driver's by default (one epoll loop speaking
+# Engine.IO v4 over WebSocket; it uses a fraction of the servers' CPU);
+# --driver node uses driver.js (socket.io-client, a whole core at
+# saturation), --driver both runs each and reports both side by side.
+# --pin puts the driver on CPU 0 and the servers on the other CPUs.
 #
 #   bench/events/run.sh            200 clients, 3 rounds (about 3-5 minutes)
 #   bench/events/run.sh --quick    50 clients, short phases (about a minute;
@@ -19,8 +26,11 @@
 #                                  with every client on HTTP long-polling, Node
 #                                  with @socket.io/sticky; writes
 #                                  results/latest-polling.md
+#   bench/events/run.sh --driver both --pin
+#                                  both drivers, driver and servers on
+#                                  separate CPUs (taskset)
 #   bench/events/run.sh --help     bench.js's options (--rounds, --clients,
-#                                  --rate, --window, --only ...)
+#                                  --rate, --window, --only, --driver ...)
 #
 # Environment: BENCH_NO_INSTALL=1 skips npm; BENCH_NO_BUILD=1 uses the
 # existing build-release/clusterd; BENCH_KEEP=1 keeps the scratch directory
@@ -104,9 +114,18 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
 fi
 [ -x "$repo/build-release/clusterd" ] || { say "no build-release/clusterd (unset BENCH_NO_BUILD)"; exit 1; }
 
+# ---- the C load driver ----------------------------------------------------------
+say "building the C load driver (bench/events/driver.c)"
+if ! timeout 120 cc -O2 -Wall -Wextra -o "$work/cdriver" "$here/driver.c" "$here/driver_run.c" -lm >"$work/cdriver.log" 2>&1; then
+    cat "$work/cdriver.log" >&2
+    say "the C driver did not build (cc is in build-essential)"
+    exit 1
+fi
+
 # ---- the benchmark ------------------------------------------------------------
 cmd="bench/events/run.sh${*:+ $*}"
-node "$here/node/bench.js" --clusterd "$repo/build-release/clusterd" --work "$work" --command "$cmd" "$@" &
+node "$here/node/bench.js" --clusterd "$repo/build-release/clusterd" --cdriver "$work/cdriver" --work "$work" \
+    --command "$cmd" "$@" &
 bench_pid=$!
 wait "$bench_pid"
 rc=$?

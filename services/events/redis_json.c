@@ -415,18 +415,79 @@ static long count_items(const char *p, const char *end, const char **close)
     return n;
 }
 
+static int hex4(const char *p, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = cd_hexval((unsigned char)p[i]);
+        if (h < 0)
+            return -EINVAL;
+        *v = *v << 4 | (unsigned)h;
+    }
+    return 0;
+}
+
+static size_t utf8_put(char *o, unsigned c)
+{
+    if (c < 0x80)
+        return o[0] = (char)c, 1;
+    if (c < 0x800)
+        return o[0] = (char)(0xc0 | c >> 6), o[1] = (char)(0x80 | (c & 0x3f)), 2;
+    if (c < 0x10000)
+        return o[0] = (char)(0xe0 | c >> 12), o[1] = (char)(0x80 | ((c >> 6) & 0x3f)),
+               o[2] = (char)(0x80 | (c & 0x3f)), 3;
+    return o[0] = (char)(0xf0 | c >> 18), o[1] = (char)(0x80 | ((c >> 12) & 0x3f)),
+           o[2] = (char)(0x80 | ((c >> 6) & 0x3f)), o[3] = (char)(0x80 | (c & 0x3f)), 4;
+}
+
+/* Decodes the JSON string token [p, tok_end) (checked well-formed by
+ * cd_events__json_skip) into out as JSON.parse would, \u0000 included; a
+ * lone surrogate becomes U+FFFD (notepack would write it as WTF-8, which
+ * is not UTF-8).  Returns the length, or -EINVAL. */
+static long json_unescape(const char *p, const char *tok_end, char *out)
+{
+    size_t n = 0;
+    for (p++; p < tok_end - 1; p++) {
+        if (*p != '\\') {
+            out[n++] = *p;
+            continue;
+        }
+        if (++p >= tok_end - 1)
+            return -EINVAL;
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *esc = *p ? strchr(from, *p) : NULL;
+        if (esc) {
+            out[n++] = to[esc - from];
+            continue;
+        }
+        unsigned c, lo;
+        if (*p != 'u' || tok_end - 1 - p < 5 || hex4(p + 1, &c) < 0)
+            return -EINVAL;
+        p += 4;
+        if (c >= 0xd800 && c < 0xdc00 && tok_end - 1 - p >= 7 && p[1] == '\\' && p[2] == 'u' &&
+            hex4(p + 3, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
+            c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+            p += 6;
+        } else if (c >= 0xd800 && c < 0xe000) {
+            c = 0xfffd;
+        }
+        n += utf8_put(out + n, c);
+    }
+    return (long)n;
+}
+
 static int pack_string(msgpack_packer *pk, const char *p, const char *end, const char **next)
 {
     const char *tok_end = cd_events__json_skip(p, end, 1);
-    if (!tok_end)
+    if (!tok_end || *p != '"')
         return -EINVAL;
-    size_t cap = (size_t)(tok_end - p) + 1; /* decoded is never longer than its token */
-    char *s = malloc(cap);
+    char *s = malloc((size_t)(tok_end - p)); /* decoded is never longer than its token */
     if (!s)
         return -ENOMEM;
-    int n = cd_events__json_string(p, tok_end, s, cap, next);
+    long n = json_unescape(p, tok_end, s);
     int rc = n < 0 ? -EINVAL : msgpack_pack_str_with_body(pk, s, (size_t)n) < 0 ? -ENOMEM : 0;
     free(s);
+    *next = tok_end;
     return rc;
 }
 
@@ -451,6 +512,12 @@ static int pack_number(msgpack_packer *pk, const char *p, const char *end, const
     long long ll = integer ? strtoll(num, &e, 10) : 0;
     if (integer && errno == 0 && *e == '\0')
         return msgpack_pack_int64(pk, ll) < 0 ? -ENOMEM : 0;
+    if (integer && errno == ERANGE && num[0] != '-') { /* up to 2^64 - 1 as notepack's uint 64 */
+        errno = 0;
+        unsigned long long ull = strtoull(num, &e, 10);
+        if (errno == 0 && *e == '\0')
+            return msgpack_pack_uint64(pk, ull) < 0 ? -ENOMEM : 0;
+    }
     double d = strtod(num, NULL);
     return msgpack_pack_double(pk, d) < 0 ? -ENOMEM : 0;
 }

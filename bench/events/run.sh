@@ -33,8 +33,10 @@
 #                                  --rate, --window, --only, --driver ...)
 #
 # Environment: BENCH_NO_INSTALL=1 skips npm; BENCH_NO_BUILD=1 uses the
-# existing build-release/clusterd; BENCH_KEEP=1 keeps the scratch directory
-# (configs and logs of every process) even when the run succeeds.
+# existing build-release/clusterd; BENCH_BUILD_DIR=DIR builds (or, with
+# BENCH_NO_BUILD, takes) clusterd there instead; BENCH_KEEP=1 keeps the
+# scratch directory (configs and logs of every process) even when the run
+# succeeds.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -93,26 +95,28 @@ if [ -z "${BENCH_NO_INSTALL:-}" ]; then
 fi
 
 # ---- clusterd, release build --------------------------------------------------
-# Serialized (flock) against another run of this script; when the build
-# fails, the existing binary is measured and the run says so.
+# In build-release/, or BENCH_BUILD_DIR (a helper's own directory on a shared
+# checkout).  Serialized (flock) against another run of this script; when the
+# build fails, the existing binary is measured and the run says so.
+bdir=${BENCH_BUILD_DIR:-$repo/build-release}
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
-    say "building clusterd (Release) in build-release/"
-    mkdir -p "$repo/build-release"
+    say "building clusterd (Release) in $bdir"
+    mkdir -p "$bdir"
     if ! (
         flock -w 600 9 || exit 1
-        timeout 900 cmake -S "$repo" -B "$repo/build-release" -DCMAKE_BUILD_TYPE=Release -DCD_TESTS=OFF &&
-            timeout 1200 cmake --build "$repo/build-release" -j2
-    ) 9>"$repo/build-release/.events-build-lock" >"$work/build.log" 2>&1; then
+        timeout 900 cmake -S "$repo" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DCD_TESTS=OFF &&
+            timeout 1200 cmake --build "$bdir" -j2
+    ) 9>"$bdir/.events-build-lock" >"$work/build.log" 2>&1; then
         tail -n 20 "$work/build.log" >&2
-        if [ -x "$repo/build-release/clusterd" ]; then
-            say "the build FAILED; measuring the existing build-release/clusterd from $(date -r "$repo/build-release/clusterd" '+%F %T')"
+        if [ -x "$bdir/clusterd" ]; then
+            say "the build FAILED; measuring the existing $bdir/clusterd from $(date -r "$bdir/clusterd" '+%F %T')"
         else
-            say "the build FAILED and there is no build-release/clusterd"
+            say "the build FAILED and there is no $bdir/clusterd"
             exit 1
         fi
     fi
 fi
-[ -x "$repo/build-release/clusterd" ] || { say "no build-release/clusterd (unset BENCH_NO_BUILD)"; exit 1; }
+[ -x "$bdir/clusterd" ] || { say "no $bdir/clusterd (unset BENCH_NO_BUILD)"; exit 1; }
 
 # ---- the C load driver ----------------------------------------------------------
 say "building the C load driver (bench/events/driver.c)"
@@ -124,7 +128,7 @@ fi
 
 # ---- the benchmark ------------------------------------------------------------
 cmd="bench/events/run.sh${*:+ $*}"
-node "$here/node/bench.js" --clusterd "$repo/build-release/clusterd" --cdriver "$work/cdriver" --work "$work" \
+node "$here/node/bench.js" --clusterd "$bdir/clusterd" --cdriver "$work/cdriver" --work "$work" \
     --command "$cmd" "$@" &
 bench_pid=$!
 wait "$bench_pid"

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clusterd/buf.h"
 #include "services/events/events.h"
 
 /* ---- redis_uri (redis_msg.c, pure) ---- */
@@ -117,6 +118,10 @@ void cd_events__redis_stop(cd_events_state *st);
 void cd_events__redis_publish(cd_events_state *st, const cd_events_target *t, const cd_events_bus_op *op);
 /* NULL when subscribed (or no adapter), else why not. */
 const char *cd_events__redis_degraded(const cd_events_state *st);
+/* redis_answer.c: the answer (JSON, appended to b) of this worker to a
+ * request in->what == CD_EVENTS_RIN_ANSWER of namespace nsp.  0, -EINVAL,
+ * -ENOMEM. */
+int cd_events__redis_answer(cd_events_state *st, int nsp, const cd_events_redis_in *in, cd_buf *b);
 /* The figures of stats.c. */
 typedef struct cd_events_redis_stats {
     int up;

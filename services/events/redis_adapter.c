@@ -26,7 +26,7 @@
  * is small for Redis.  The consequence for Node servers: their
  * serverCount() (PUBSUB NUMSUB of the request channel) counts each
  * clusterd worker, so every worker answers SOCKETS, ALL_ROOMS and
- * REMOTE_FETCH for its own sockets (see answer()).
+ * REMOTE_FETCH for its own sockets (redis_answer.c).
  *
  * Every worker of one host uses the same uid, made from the hostname and
  * the master's pid and start time (/proc/<ppid>/stat: no new IPC), so a
@@ -59,7 +59,6 @@
 #include <hiredis/hiredis.h>
 
 #include "clusterd/buf.h"
-#include "clusterd/json.h"
 #include "clusterd/log.h"
 #include "clusterd/service.h"
 #include "services/events/redis.h"
@@ -322,97 +321,16 @@ static void connect_all(cd_events_redis *r)
     arm(r, (double)r->st->conf->redis_timeout_ms / 1000.);
 }
 
-/* ---- answers: SOCKETS, ALL_ROOMS, REMOTE_FETCH ---- */
-
-/* Whether socket s is in the query's target (m: rooms, except). */
-static int in_target(cd_events_state *st, const cd_events_bus_msg *m, cd_events_socket *s)
-{
-    const unsigned char *cur = m->except;
-    const char *name;
-    size_t nl;
-    for (size_t i = 0; i < m->nexcept; i++) {
-        cd_events__bus_name(&cur, &name, &nl);
-        for (size_t j = 0; j < s->nrooms; j++)
-            if (s->rooms[j]->room->len == nl && memcmp(s->rooms[j]->room->name, name, nl) == 0)
-                return 0;
-    }
-    if (!m->nrooms)
-        return 1;
-    cur = m->rooms;
-    for (size_t i = 0; i < m->nrooms; i++) {
-        cd_events__bus_name(&cur, &name, &nl);
-        for (size_t j = 0; j < s->nrooms; j++)
-            if (s->rooms[j]->room->len == nl && memcmp(s->rooms[j]->room->name, name, nl) == 0)
-                return 1;
-    }
-    (void)st;
-    return 0;
-}
-
-/* A socket's rooms as a JSON array (not "", the namespace's own). */
-static void rooms_json(cd_buf *b, const cd_events_socket *s)
-{
-    cd_buf_append(b, "[", 1);
-    int first = 1;
-    for (size_t j = 0; j < s->nrooms; j++) {
-        const cd_events_room *room = s->rooms[j]->room;
-        if (!room->len)
-            continue;
-        if (!first)
-            cd_buf_append(b, ",", 1);
-        first = 0;
-        cd_json_str(b, room->name, room->len);
-    }
-    cd_buf_append(b, "]", 1);
-}
-
-/* Answers request in (its target the one message of in->msgs) with this
- * worker's sockets or rooms of namespace nsp, on the response channel. */
+/* Answers request in with this worker's sockets or rooms of namespace
+ * nsp (redis_answer.c), on the response channel. */
 static void answer(cd_events_redis *r, size_t nsp, const cd_events_redis_in *in)
 {
-    cd_events_state *st = r->st;
-    size_t off = 0, mlen;
-    const void *msg;
-    cd_events_bus_msg m;
-    if (!cd_events__redis_in_next(in, &off, &msg, &mlen) || cd_events__bus_decode(msg, mlen, &m) < 0)
-        return;
     cd_buf b = {0};
-    cd_buf_append(&b, "{\"requestId\":", 13);
-    cd_json_str(&b, in->request_id, strlen(in->request_id));
-    cd_buf_append(&b, in->type == CD_EVENTS_RREQ_ALL_ROOMS ? ",\"rooms\":[" : ",\"sockets\":[", in->type == CD_EVENTS_RREQ_ALL_ROOMS ? 10 : 12);
-    int first = 1;
-    if (in->type == CD_EVENTS_RREQ_ALL_ROOMS) {
-        for (size_t k = 0; k < st->nbuckets; k++)
-            for (const cd_events_room *room = st->buckets[k]; room; room = room->hnext)
-                if (room->members && room->len && (size_t)room->nsp == nsp) {
-                    cd_buf_append(&b, ",", first ? 0 : 1);
-                    first = 0;
-                    cd_json_str(&b, room->name, room->len);
-                }
-    } else {
-        for (cd_events_client *c = st->clients; c; c = c->next)
-            for (cd_events_socket *s = c->sockets; s; s = s->next) {
-                if ((size_t)s->nsp != nsp || !in_target(st, &m, s))
-                    continue;
-                cd_buf_append(&b, ",", first ? 0 : 1);
-                first = 0;
-                if (in->type == CD_EVENTS_RREQ_SOCKETS) {
-                    cd_json_str(&b, s->sid, strlen(s->sid));
-                    continue;
-                }
-                cd_buf_append(&b, "{\"id\":", 6);
-                cd_json_str(&b, s->sid, strlen(s->sid));
-                cd_buf_append(&b, ",\"handshake\":{},\"rooms\":", 24);
-                rooms_json(&b, s);
-                cd_buf_append(&b, ",\"data\":{}}", 11);
-            }
-    }
-    cd_buf_append(&b, "]}", 2);
-    if (b.oom) {
+    if (cd_events__redis_answer(r->st, (int)nsp, in, &b) < 0) {
         r->errors++;
     } else if (r->pub && r->up && r->pending < PENDING_MAX) {
         if (!r->pending++)
-            r->since = ev_now(st->svc->loop);
+            r->since = ev_now(r->st->svc->loop);
         redisAsyncCommand(r->pub, on_publish_reply, r, "PUBLISH %s %b", r->response[nsp], b.p, b.len);
         r->out++;
     }

@@ -1,17 +1,40 @@
 /*
- * pool.c - see pool.h.
+ * pool.c - see clusterd/pool.h.  Worker process (or any process running a
+ * loop): the loop thread and the pool's threads.
  *
- * One mutex guards the queue, the done list and the shutdown flag; the
- * threads sleep on one condition variable.  A thread takes the head of the
- * queue, runs it unlocked, appends it to the done list and sends the
- * ev_async; the loop's callback takes the whole done list at once and runs
- * the done functions in the order the items finished.  The ev_async is sent
- * under the lock and only before shutdown, so once cd_pool_destroy has set
- * shutdown under the same lock no thread touches the loop again.
+ * The handoff between the loop and the threads is where a blocking driver
+ * costs most (issue 13: about three context switches per readmongo request,
+ * a quarter of the worker's time in finish_task_switch), so it is done in
+ * batches on both sides:
  *
- * Loop liveness: the ev_async is unref'd while the pool is idle; the first
- * outstanding item takes a reference and the last done gives it back
- * (outstanding is the loop thread's own count, no lock).
+ * - Submission: cd_pool_submit only appends to the loop's own pending list
+ *   (no lock).  Before the loop blocks again (an ev_prepare, active only
+ *   while something is pending) cd_pool_flush moves the whole list onto the
+ *   shared queue under one lock and wakes at most one sleeping thread: one
+ *   futex call per loop iteration, none when every thread is busy (a busy
+ *   thread takes the next item itself when it finishes).
+ * - Threads: a thread that takes an item and still sees items queued wakes
+ *   one more sleeping thread (a chain, so a burst still runs in parallel on
+ *   the database, and the loop never pays for it); a thread that finishes
+ *   an item appends it to the done list and takes the next queued item under
+ *   the same lock, and only sleeps when the queue is empty.  Fewer threads
+ *   than concurrent items is the cheap case: nobody sleeps between items.
+ * - Completion: the thread that makes the done list non-empty sends the
+ *   ev_async (one eventfd write at most per loop wake-up, fewer when libev
+ *   sees its own pipe already pending); the loop's callback takes the whole
+ *   list under one lock and runs the done functions in finishing order.
+ *
+ * "Sleeping" and "being woken" are counted (idle, waking) under the lock,
+ * so a signal is only sent when a thread is asleep and not already being
+ * woken.  waking never counts more than the signals really in flight (a
+ * thread that wakes, for any reason, takes one off), so no item is left
+ * queued with every thread asleep.
+ *
+ * The ev_async is sent under the lock and only before shutdown, so once
+ * cd_pool_destroy has set shutdown under the same lock no thread touches
+ * the loop again.  Loop liveness: the ev_async and the ev_prepare are
+ * unref'd; the first outstanding item takes a reference and the last done
+ * gives it back (outstanding is the loop thread's own count, no lock).
  */
 #include "clusterd/pool.h"
 
@@ -19,59 +42,95 @@
 #include <ev.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 struct cd_pool {
     struct ev_loop *loop;
     ev_async async;           /* loop thread: completions */
+    ev_prepare flush;         /* loop thread: active while pending */
     size_t outstanding;       /* loop thread only */
     size_t queue_max;
+    cd_pool_work *pend_head, *pend_tail; /* loop thread only: not flushed */
+    size_t npending;
+    cd_pool_counts counts;    /* loop thread's fields; threads' under lock */
 
     pthread_mutex_t lock;     /* everything below */
     pthread_cond_t cond;
     cd_pool_work *head, *tail; /* waiting for a thread */
-    size_t queued;
+    atomic_size_t queued;     /* written under lock, read by submit */
     cd_pool_work *done_head, *done_tail; /* finished, done not yet run */
+    size_t idle;              /* threads asleep on cond */
+    size_t waking;            /* signals sent and not yet taken */
     int shutdown;
 
     pthread_t *threads;
     size_t nthreads;
 };
 
-static void list_append(cd_pool_work **head, cd_pool_work **tail, cd_pool_work *w)
+/* Wakes one sleeping thread unless every sleeper is being woken already.
+ * Under the lock; returns whether a signal went out. */
+static int wake_one(cd_pool *p)
 {
-    w->next_ = NULL;
-    if (*tail)
-        (*tail)->next_ = w;
-    else
-        *head = w;
-    *tail = w;
+    if (p->idle <= p->waking)
+        return 0;
+    p->waking++;
+    pthread_cond_signal(&p->cond);
+    return 1;
+}
+
+/* Takes the head of the queue (under the lock; the queue is not empty). */
+static cd_pool_work *take(cd_pool *p)
+{
+    cd_pool_work *w = p->head;
+
+    p->head = w->next_;
+    if (!p->head)
+        p->tail = NULL;
+    atomic_store_explicit(&p->queued, atomic_load_explicit(&p->queued, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    if (p->head && wake_one(p)) /* more waiting: the next sleeper helps */
+        p->counts.chain_wakeups++;
+    return w;
 }
 
 static void *pool_thread(void *arg)
 {
     cd_pool *p = arg;
+    cd_pool_work *w = NULL;
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->head && !p->shutdown)
+        if (w) { /* the one just worked: to the done list, loop woken once */
+            w->next_ = NULL;
+            if (p->done_tail) {
+                p->done_tail->next_ = w;
+            } else {
+                p->done_head = w;
+                if (!p->shutdown) {
+                    ev_async_send(p->loop, &p->async);
+                    p->counts.done_wakeups++;
+                }
+            }
+            p->done_tail = w;
+            w = NULL;
+        }
+        while (!p->head && !p->shutdown) {
+            p->idle++;
             pthread_cond_wait(&p->cond, &p->lock);
+            p->idle--;
+            if (p->waking)
+                p->waking--;
+        }
         /* At shutdown, items still queued are cancelled by destroy. */
         if (p->shutdown)
             break;
-        cd_pool_work *w = p->head;
-        p->head = w->next_;
-        if (!p->head)
-            p->tail = NULL;
-        p->queued--;
+        w = take(p);
         pthread_mutex_unlock(&p->lock);
 
         w->work(w);
 
         pthread_mutex_lock(&p->lock);
-        list_append(&p->done_head, &p->done_tail, w);
-        if (!p->shutdown)
-            ev_async_send(p->loop, &p->async);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -88,6 +147,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
     p->done_head = p->done_tail = NULL;
     pthread_mutex_unlock(&p->lock);
 
+    p->counts.done_batches++;
     while (list) {
         cd_pool_work *w = list;
         list = w->next_;
@@ -96,6 +156,36 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
             ev_unref(loop);
         w->done(w, 0);
     }
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *pr, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cd_pool_flush((cd_pool *)((char *)pr - offsetof(cd_pool, flush)));
+}
+
+void cd_pool_flush(cd_pool *p)
+{
+    if (!p->pend_head)
+        return;
+    ev_ref(p->loop); /* the prepare was unref'd when started */
+    ev_prepare_stop(p->loop, &p->flush);
+    pthread_mutex_lock(&p->lock);
+    if (p->tail)
+        p->tail->next_ = p->pend_head;
+    else
+        p->head = p->pend_head;
+    p->tail = p->pend_tail;
+    atomic_store_explicit(&p->queued,
+                          atomic_load_explicit(&p->queued, memory_order_relaxed) + p->npending,
+                          memory_order_relaxed);
+    if (wake_one(p))
+        p->counts.loop_wakeups++;
+    pthread_mutex_unlock(&p->lock);
+    p->pend_head = p->pend_tail = NULL;
+    p->npending = 0;
+    p->counts.batches++;
 }
 
 /* Tells the first n threads to stop and joins them. */
@@ -138,6 +228,7 @@ int cd_pool_new(struct ev_loop *loop, size_t threads, size_t queue_max, cd_pool 
     ev_async_init(&p->async, async_cb);
     ev_async_start(loop, &p->async);
     ev_unref(loop); /* idle, it must not keep the loop alive */
+    ev_prepare_init(&p->flush, prepare_cb);
 
     /* Signals belong to the loop thread; the pool's threads (and any
      * threads they start) inherit a full mask. */
@@ -162,17 +253,21 @@ int cd_pool_new(struct ev_loop *loop, size_t threads, size_t queue_max, cd_pool 
 
 int cd_pool_submit(cd_pool *p, cd_pool_work *w, cd_pool_work_fn work, cd_pool_done_fn done)
 {
-    pthread_mutex_lock(&p->lock);
-    if (p->queued >= p->queue_max) {
-        pthread_mutex_unlock(&p->lock);
+    if (atomic_load_explicit(&p->queued, memory_order_relaxed) + p->npending >= p->queue_max)
         return -EAGAIN;
-    }
     w->work = work;
     w->done = done;
-    list_append(&p->head, &p->tail, w);
-    p->queued++;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    w->next_ = NULL;
+    if (p->pend_tail) {
+        p->pend_tail->next_ = w;
+    } else {
+        p->pend_head = w;
+        ev_prepare_start(p->loop, &p->flush);
+        ev_unref(p->loop); /* outstanding keeps the loop alive, not this */
+    }
+    p->pend_tail = w;
+    p->npending++;
+    p->counts.submitted++;
     if (p->outstanding++ == 0)
         ev_ref(p->loop);
     return 0;
@@ -183,15 +278,27 @@ size_t cd_pool_outstanding(const cd_pool *p)
     return p->outstanding;
 }
 
+void cd_pool_get_counts(cd_pool *p, cd_pool_counts *out)
+{
+    pthread_mutex_lock(&p->lock);
+    *out = p->counts;
+    pthread_mutex_unlock(&p->lock);
+}
+
 void cd_pool_destroy(cd_pool *p)
 {
     if (!p)
         return;
     join_threads(p, p->nthreads);
+    if (p->pend_head) {
+        ev_ref(p->loop);
+        ev_prepare_stop(p->loop, &p->flush);
+    }
     /* The threads are gone: no lock needed.  Finished items first, then
-     * the ones no thread took. */
-    cd_pool_work *lists[2] = {p->done_head, p->head};
-    for (int i = 0; i < 2; i++) {
+     * the ones no thread took, then the ones never handed over: submission
+     * order within each. */
+    cd_pool_work *lists[3] = {p->done_head, p->head, p->pend_head};
+    for (int i = 0; i < 3; i++) {
         while (lists[i]) {
             cd_pool_work *w = lists[i];
             lists[i] = w->next_;

@@ -207,6 +207,7 @@ Test(pool, a_full_queue_answers_eagain_and_drains_afterwards)
     setup(&c, 1, 3);
     /* One item in the thread's hands (it waits at the gate), three queued. */
     cr_assert_eq(submit_one(&c), 0);
+    cd_pool_flush(c.pool);
     sem_wait(&c.started);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(submit_one(&c), 0);
@@ -225,24 +226,30 @@ Test(pool, destroy_cancels_every_item_not_delivered)
 {
     ctx c = {0};
     sem_t gate;
-    item *all[5];
+    item *all[7];
 
     sem_init(&gate, 0, 0);
     c.gate = &gate;
     c.all = all;
-    setup(&c, 1, 4);
+    setup(&c, 1, 6);
     cr_assert_eq(submit_one(&c), 0);
+    cd_pool_flush(c.pool);
     sem_wait(&c.started); /* the first is in hand */
     for (int i = 0; i < 4; i++)
         cr_assert_eq(submit_one(&c), 0);
+    cd_pool_flush(c.pool); /* two queued, two never handed over */
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(submit_one(&c), 0);
     /* Let every item through: whichever the thread runs before it sees the
      * shutdown, none is delivered, since the loop does not run again. */
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 7; i++)
         sem_post(&gate);
     cd_pool_destroy(c.pool);
-    cr_assert_eq(c.ndone, 5);
+    cr_assert_eq(c.ndone, 7);
     cr_assert_eq(all[0]->worked, 1, "the item in hand was not finished");
-    for (int i = 0; i < 5; i++) {
+    for (int i = 5; i < 7; i++)
+        cr_assert_eq(all[i]->worked, 0, "an item never handed over was worked");
+    for (int i = 0; i < 7; i++) {
         cr_assert_eq(all[i]->done, 1);
         cr_assert_eq(all[i]->status, -ECANCELED);
         cr_assert_leq(all[i]->worked, 1);
@@ -266,5 +273,55 @@ Test(pool, an_idle_pool_does_not_keep_the_loop_alive)
     cd_pool_destroy(c.pool);
     c.pool = NULL;
     run(&c);
+    teardown(&c);
+}
+
+/* Items submitted in one loop iteration reach the threads together: one
+ * batch, at most one thread woken by the loop, however many items; the
+ * other threads are woken by the first (a chain) or find the work queued. */
+Test(pool, a_burst_is_handed_over_in_one_batch_with_one_wakeup_from_the_loop)
+{
+    ctx c = {0};
+    cd_pool_counts n;
+    enum { burst = 32 };
+
+    c.free_in_done = 1;
+    setup(&c, 4, burst);
+    for (int i = 0; i < burst; i++)
+        cr_assert_eq(submit_one(&c), 0);
+    cd_pool_get_counts(c.pool, &n);
+    cr_assert_eq(n.batches, 0, "handed over before the loop ran");
+    run(&c);
+    cr_assert_eq(c.ndone, burst);
+    cd_pool_get_counts(c.pool, &n);
+    cr_assert_eq(n.submitted, burst);
+    cr_assert_eq(n.batches, 1);
+    cr_assert_leq(n.loop_wakeups, 1);
+    cr_assert_leq(n.chain_wakeups, 3, "more threads woken than the pool has");
+    /* Completions: one ev_async send each time the done list was empty. */
+    cr_assert_leq(n.done_wakeups, burst);
+    cr_assert_geq(n.done_batches, 1);
+    teardown(&c);
+}
+
+/* Items submitted from done callbacks (the steady state of a service) go in
+ * one batch per loop iteration, never one lock and wake-up each. */
+Test(pool, items_submitted_from_done_callbacks_are_batched_per_iteration)
+{
+    ctx c = {0};
+    cd_pool_counts n;
+    enum { total = 4000 };
+
+    c.free_in_done = 1;
+    setup(&c, 2, 64);
+    while (c.submitted < 64)
+        cr_assert_eq(submit_one(&c), 0);
+    c.resubmit = total - c.submitted;
+    run(&c);
+    cr_assert_eq(c.ndone, total);
+    cd_pool_get_counts(c.pool, &n);
+    cr_assert_eq(n.submitted, total);
+    cr_assert_leq(n.batches, n.done_batches + 1, "more than one batch per loop iteration");
+    cr_assert_leq(n.loop_wakeups, n.batches);
     teardown(&c);
 }

@@ -268,8 +268,8 @@ static int element(bson_t *doc, rd *r, int depth, int *dollar)
         break;
     case 4: {
         uint8_t bin[32];
-        size_t n = u8(r) % 33;
-        for (size_t i = 0; i < n; i++)
+        size_t n = u8(r) % (sizeof bin + 1);
+        for (size_t i = 0; i < n && i < sizeof bin; i++) /* the bound again: gcc -O3 cannot see n <= 32 */
             bin[i] = (uint8_t)u8(r);
         static const bson_subtype_t subs[] = {BSON_SUBTYPE_BINARY, BSON_SUBTYPE_FUNCTION,
                                               BSON_SUBTYPE_UUID, BSON_SUBTYPE_MD5,

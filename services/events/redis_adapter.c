@@ -213,6 +213,22 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 static void on_message(cd_events_redis *r, int request, size_t nsp, const redisReply *payload);
 
+/* Whether a broadcast came on the channel of one room no socket of this
+ * worker is in ("P#N#room#"): then it is not even decoded, as the Node
+ * adapter does. */
+static int unknown_room(cd_events_redis *r, size_t nsp, const redisReply *ch)
+{
+    const cd_events_conf *c = r->st->conf;
+    size_t base = strlen(c->redis_prefix) + strlen(c->namespaces[nsp]) + 2; /* "P#N#" */
+    if (ch->type != REDIS_REPLY_STRING || (size_t)ch->len <= base || ch->str[ch->len - 1] != '#')
+        return 0;
+    cd_events_room *room = cd_events__room_find(r->st, (int)nsp, ch->str + base, (size_t)ch->len - base - 1);
+    if (room && room->members)
+        return 0;
+    r->in++;
+    return 1;
+}
+
 /* Everything the subscriber connection receives. */
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -240,7 +256,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
         return;
     for (size_t n = 0; n < r->nnsp; n++)
         if (strcmp(key->str, request ? r->request[n] : r->pattern[n]) == 0) {
-            on_message(r, request, n, rep->element[request ? 2 : 3]);
+            if (request || !unknown_room(r, n, rep->element[2]))
+                on_message(r, request, n, rep->element[request ? 2 : 3]);
             return;
         }
 }

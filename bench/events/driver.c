@@ -154,6 +154,8 @@ static void flush(drv_t *d, client_t *c)
 /* One masked client frame (RFC 6455 5.3) of opcode op. */
 void send_frame(drv_t *d, client_t *c, int op, const char *p, size_t n)
 {
+    if (c->lost)
+        return;
     unsigned char h[14];
     size_t hl = 2;
     h[0] = (unsigned char)(0x80 | op);

@@ -254,14 +254,20 @@ static int publish(drv_t *d, const char *body)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    char req[512], resp[512];
+    char req[512], resp[512] = "";
     int n = snprintf(req, sizeof req,
                      "POST /socket.io/publish HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                      d->port, strlen(body), body);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
-        ssize_t r = recv(fd, resp, sizeof resp - 1, 0);
-        if (r >= 12 && sscanf(resp, "HTTP/1.%*c %d", &status) != 1)
+        size_t got = 0; /* the status line may come in pieces */
+        ssize_t r;
+        while (got < sizeof resp - 1 && (r = recv(fd, resp + got, sizeof resp - 1 - got, 0)) > 0) {
+            resp[got += (size_t)r] = 0;
+            if (strstr(resp, "\r\n"))
+                break;
+        }
+        if (got >= 12 && sscanf(resp, "HTTP/1.%*c %d", &status) != 1)
             status = -1;
     }
     if (fd >= 0)

@@ -23,6 +23,7 @@ PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libna
       redis-server                   # the Redis of test_redis.c (started by the test on a free loopback port:
                                      # the packaged service on 6379 is neither needed nor used)
       libhiredis-dev libmsgpack-dev  # the events service's Redis adapter (hiredis over libev, msgpack-c)
+      haproxy iproute2               # the fleet test (tests/fleet/fleet.sh: HAProxy in front of hosts in network namespaces)
       chromium                       # the headless-browser Socket.IO test (tests/socketio/browser.js)
       debhelper dpkg-dev fakeroot lintian scdoc bash-completion logrotate)  # .deb (package-test.sh), man pages, completion
 # Node.js runs the Socket.IO tests; the machine may carry its own build of it

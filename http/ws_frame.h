@@ -29,9 +29,9 @@ struct cd_ws_frame *cd_ws__frame_raw(const void *bytes, size_t len);
 typedef struct cd_ws_outq {
     struct cd_ws_frame **ring;
     uint32_t head, n, cap; /* the first slot, the frames queued, the ring's size (a power of 2) */
+    uint8_t raw;           /* the first frame is raw bytes (the 101), not counted in bytes */
     size_t off;            /* bytes of the first frame already written */
     size_t bytes;          /* bytes queued not yet written, but the raw head's */
-    uint8_t raw;           /* the first frame is raw bytes (the 101), not counted in bytes */
 } cd_ws_outq;
 
 /* Appends f, taking a reference of its own.  0 or -ENOMEM. */

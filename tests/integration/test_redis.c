@@ -53,7 +53,8 @@
     "adapter = redis\n"                                                                                      \
     "redis_uri = redis://127.0.0.1:%d/0\n"                                                                   \
     "redis_prefix = " PREFIX "\n"                                                                            \
-    "redis_timeout = 1s\n"
+    "redis_timeout = 1s\n"                                                                                   \
+    "namespaces = /, /chat, /junk\n"
 
 static th_server hosts[2];
 static pid_t redis_pid;

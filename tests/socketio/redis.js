@@ -13,6 +13,12 @@
 //   Node       io.to("r").emit and io.in(..).socketsJoin from the Node host
 //   emitter    broadcast, to a room, with except, to a sid; socketsJoin,
 //              socketsLeave, disconnectSockets reaching sockets on A and B
+//   more       several rooms at once, a room name with '#' and UTF-8, a
+//              300 KB argument, namespace /chat, the Node host's
+//              fetchSockets (answered on the response channel), junk on
+//              namespace /junk's channels (counted in
+//              clusterd_events_redis_errors_total, nothing else lost), a
+//              serverSideEmit (ignored)
 //   backend    POST /publish, /join, /leave, /disconnect on A reaching
 //              sockets on B and on the Node host
 //   restart    Redis killed (SIGKILL): A's local delivery goes on,
@@ -46,8 +52,8 @@ process.on("exit", quit);
 
 // ---- hosts and sockets ----
 
-function connect(port, label) {
-  const s = t.io(`http://127.0.0.1:${port}`, { transports: ["websocket"], reconnection: false, timeout: 5000,
+function connect(port, label, nsp = "") {
+  const s = t.io(`http://127.0.0.1:${port}${nsp}`, { transports: ["websocket"], reconnection: false, timeout: 5000,
     forceNew: true });
   t.sockets.push(s);
   return new Promise((res, rej) => {
@@ -60,8 +66,8 @@ function connect(port, label) {
 const all = []; // every socket whose receptions are checked
 
 // A socket on the host at port with its worker (whoami) and a record of what it gets.
-async function client(port, label) {
-  const s = await connect(port, label);
+async function client(port, label, nsp = "") {
+  const s = await connect(port, label, nsp);
   const w = await t.ack(s, 3000, "whoami");
   s.sid = w.sid;
   s.worker = w.worker;
@@ -183,7 +189,11 @@ function startNodeHost() {
   nodeHost = fork(path.join(__dirname, "redis_server.js"), [String(nodePort), String(redisPort), prefix],
     { stdio: ["ignore", out, out, "ipc"] });
   children.push(nodeHost);
-  nodeHost.on("exit", (code) => t.fail(`the Node host exited (${code}): see node-host.log`));
+  nodeHost.on("exit", (code) => {
+    let out = "";
+    try { out = fs.readFileSync(path.join(logdir, "node-host.log"), "utf8"); } catch (e) { out = String(e); }
+    t.fail(`the Node host exited (${code}); its output:\n${out}`);
+  });
   nodeHost.on("message", (m) => {
     const p = pending.get(m.id);
     if (p) { pending.delete(m.id); p(m); }
@@ -202,7 +212,7 @@ function nodeCmd(cmd) {
     pending.set(id, (m) => {
       clearTimeout(tm);
       if (!m.ok) rej(new Error(`Node host command ${cmd.op}: ${m.error}`));
-      else res();
+      else res(m.result);
     });
     nodeHost.send({ id, ...cmd });
   });
@@ -346,6 +356,77 @@ t.run(async () => {
   emitter.in("k").socketsLeave("k");
   await roomsBecome(a1, 1, "emitter socketsLeave");
   await roomsBecome(b2, 2, "emitter socketsLeave");
+
+  // Several rooms at once (the broadcast channel, not a room's): members once.
+  emitter.to(["r", "s"]).emit("e_rs");
+  await exactly("e_rs", inR);
+  await nodeCmd({ op: "emit", rooms: ["s", "r"], event: "node_rs" });
+  await exactly("node_rs", inR);
+  await backend("publish", { rooms: ["r", "s"], event: "p_rs" });
+  await exactly("p_rs", inR);
+
+  // A room name with '#', a space and UTF-8 in its channel ("<prefix>#/#x#y é#").
+  const odd = "x#y é";
+  for (const s of [a1, b1, n1]) await join(s, odd);
+  emitter.to(odd).emit("e_odd");
+  await exactly("e_odd", [a1, b1, n1]);
+  await backend("publish", { room: odd, event: "p_odd" });
+  await exactly("p_odd", [a1, b1, n1]);
+  await nodeCmd({ op: "emit", rooms: [odd], event: "node_odd" });
+  await exactly("node_odd", [a1, b1, n1]);
+  for (const s of [a1, b1, n1]) t.check((await t.ack(s, 3000, "leave", odd)).ok === true, `${s.label} leave`);
+
+  // A large argument (300 KB) relayed from B.
+  const big = "é".repeat(150000);
+  b2.emit("m_big", big);
+  await exactly("m_big", others(b2));
+  t.check(argsOf(a1, "m_big")[0] === big && argsOf(n1, "m_big")[0] === big, "m_big arrived changed");
+
+  // Namespace /chat: its own channels; its room r is not "/"'s.
+  const chat = [await client(portA, "ca", "/chat"), await client(portB, "cb", "/chat"),
+    await client(nodePort, "cn", "/chat")];
+  for (const s of chat) await join(s, "r");
+  await t.sleep(200);
+  chat[0].emit("m_chat", "in /chat");
+  await exactly("m_chat", [chat[1], chat[2]]);
+  emitter.of("/chat").to("r").emit("e_chat");
+  await exactly("e_chat", chat);
+  await backend("publish", { namespace: "/chat", room: "r", event: "p_chat" });
+  await exactly("p_chat", chat);
+  await nodeCmd({ op: "emit", nsp: "/chat", rooms: ["r"], event: "node_chat" });
+  await exactly("node_chat", chat);
+  for (const s of chat) {
+    s.disconnect();
+    all.splice(all.indexOf(s), 1);
+  }
+
+  // fetchSockets from the Node host: the request and response channels.
+  const ids = await nodeCmd({ op: "fetchSockets", rooms: ["s"] });
+  t.check(JSON.stringify(ids) === JSON.stringify([a2.sid, b2.sid, n2.sid].sort()),
+    `fetchSockets in s from the Node host: ${JSON.stringify(ids)}`);
+
+  // Junk on the channels of namespace /junk, which only the clusterd hosts
+  // have (the Node adapter, which does not catch what its decoder throws,
+  // would die of it): counted as errors, nothing else lost.
+  const errors0 = await metricSum("clusterd_events_redis_errors_total");
+  const junk = `${prefix}#/junk#`, junkReq = `${prefix}-request#/junk#`;
+  await ec.publish(junk, Buffer.from([0xc1, 0x93, 0xff])); // not msgpack
+  await ec.publish(`${junk}r#`, "[1,2"); // not msgpack either
+  await ec.publish(`${junk}r#`, Buffer.from([0x93, 0x01, 0x02, 0x03])); // [1, 2, 3]
+  await ec.publish(`${junk}r#`, Buffer.from([0x93, 0xa1, 0x78, 0x81, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0x80]));
+  await ec.publish(junkReq, '{"type":2,"opts":'); // cut short
+  await ec.publish(junkReq, '{"type":2,"opts":{"rooms":"r"},"rooms":[1]}'); // wrong types
+  emitter.serverSideEmit("hello", 1); // a request clusterd has no use for
+  const end0 = Date.now() + 5000;
+  let errors;
+  while ((errors = await metricSum("clusterd_events_redis_errors_total")) <= errors0) {
+    t.check(Date.now() < end0, `clusterd_events_redis_errors_total on A stays ${errors} after junk messages`);
+    await t.sleep(100);
+  }
+  t.log(`clusterd_events_redis_errors_total on A: ${errors0} -> ${errors}`);
+  a1.emit("after_junk", 1);
+  await exactly("after_junk", others(a1));
+  t.check((await rooms(a1)) === 1 && (await rooms(b1)) === 1, "junk changed the rooms");
 
   // The backend endpoints of A, reaching B and the Node host.
   await backend("publish", { room: "r", event: "p_r", args: [{ via: "A" }] });

@@ -10,10 +10,15 @@
 //
 // redis.js forks it: on the IPC channel it says {ready: true} once
 // listening and connected to Redis, and takes commands
-// {id, op, rooms, except, event, args, join, close} answered {id, ok, error}:
-//   emit         io.to(rooms).except(except).emit(event, ...args)
-//   socketsJoin  io.in(rooms).except(except).socketsJoin(join)
+// {id, op, nsp, rooms, except, event, args, join, close} answered
+// {id, ok, error, result}, on namespace nsp (default "/"):
+//   emit         io.of(nsp).to(rooms).except(except).emit(event, ...args)
+//   socketsJoin  io.of(nsp).in(rooms).except(except).socketsJoin(join)
 //   socketsLeave, disconnectSockets (close) the same way
+//   fetchSockets the same way; result: the sids found, sorted (the
+//                adapter asks every server on the request channel and
+//                waits for as many answers as it has subscribers)
+// The namespaces "/" and "/chat" exist.
 // An argument {"$bin": [bytes]} is sent as a Buffer (binary attachment).
 // Redis errors are logged, not fatal: node-redis reconnects by itself
 // (the scenario restarts Redis).  Without IPC it just serves until killed.
@@ -71,15 +76,16 @@ function onConnection(socket) {
 
 // The operator a command targets: io.to(rooms).except(except).
 function target(io, cmd) {
-  let op = io.of("/");
+  let op = io.of(cmd.nsp || "/");
   if (cmd.rooms && cmd.rooms.length) op = op.to(cmd.rooms);
   if (cmd.except && cmd.except.length) op = op.except(cmd.except);
   return op;
 }
 
-function command(io, cmd) {
+async function command(io, cmd) {
   const op = target(io, cmd);
   switch (cmd.op) {
+    case "fetchSockets": return (await op.fetchSockets()).map((s) => s.id).sort();
     case "emit": op.emit(cmd.event, ...revive(cmd.args || [])); break;
     case "socketsJoin": op.socketsJoin(cmd.join); break;
     case "socketsLeave": op.socketsLeave(cmd.join); break;
@@ -102,16 +108,13 @@ async function main() {
   const server = http.createServer();
   const io = new Server(server, { adapter: createAdapter(pub, sub, { key: prefix }) });
   io.on("connection", onConnection);
+  io.of("/chat").on("connection", onConnection);
   await new Promise((res) => server.listen(port, "127.0.0.1", res));
   log(`listening on ${port}, redis ${url}, key ${prefix}`);
   if (process.send) {
     process.on("message", (cmd) => {
-      try {
-        command(io, cmd);
-        process.send({ id: cmd.id, ok: true });
-      } catch (e) {
-        process.send({ id: cmd.id, ok: false, error: e.message });
-      }
+      command(io, cmd).then((result) => process.send({ id: cmd.id, ok: true, result }),
+        (e) => process.send({ id: cmd.id, ok: false, error: e.message }));
     });
     process.on("disconnect", () => process.exit(0)); // the scenario is gone
     process.send({ ready: true });

@@ -32,6 +32,7 @@
 #
 # Exit 0 pass, 1 fail, 77 skip (not root, no ip/haproxy/redis-server/wrk/
 # node, namespaces cannot be made).  Bounded: about 45 s, at most 2 minutes.
+# It also checks deploy/clusterd.ini with `clusterd -t`.
 #
 set -u
 build=${1:?usage: fleet.sh BUILD_DIR SRC_DIR}
@@ -132,6 +133,14 @@ sio=1
 if ! probe=$("$build/clusterd" -t -c "$tmp/probe.ini" 2>&1); then
     sio=0
     say "the events service has no adapter = redis here ($probe): HTTP part only, no Socket.IO check"
+fi
+
+# The recipe's own config is a valid one (its secrets file made up).
+if [ $sio -eq 1 ]; then
+    mkdir -p "$tmp/recipe"
+    cp "$src/deploy/clusterd.ini" "$tmp/recipe/services.ini"
+    echo "made-up-token" >"$tmp/recipe/publish.token"
+    out=$("$build/clusterd" -t -c "$tmp/recipe/services.ini" 2>&1) || fail "deploy/clusterd.ini: $out"
 fi
 
 write_conf() {

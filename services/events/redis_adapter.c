@@ -28,8 +28,8 @@
  * clusterd worker, so every worker answers SOCKETS, ALL_ROOMS and
  * REMOTE_FETCH for its own sockets (redis_answer.c).
  *
- * Every worker of one host uses the same uid, made from the hostname and
- * the master's pid and start time (/proc/<ppid>/stat: no new IPC), so a
+ * Every worker of one host uses the same uid, made from the hostname, the
+ * boot id and the master's pid and start time (/proc: no new IPC), so a
  * message any worker of this host published is skipped by all of them:
  * the local bus delivered it already.  Each message is so delivered once
  * per socket.
@@ -95,7 +95,8 @@ static void log_state(cd_events_redis *r, int up)
     r->logged = up ? 1 : 2;
     cd_events__stats_update(r->st); /* /metrics follows at once, not at the next tick */
     if (up)
-        cd_info("[%s] events: redis adapter subscribed (%s)", r->st->svc->name, r->st->conf->redis_uri);
+        cd_info("[%s] events: redis adapter subscribed (%s, uid %s)", r->st->svc->name, r->st->conf->redis_uri,
+                r->uid);
     else
         cd_warn("[%s] events: redis adapter disconnected (%s): %s; local delivery goes on, retrying", r->st->svc->name,
                 r->st->conf->redis_uri, r->why ? r->why : "unknown");
@@ -416,27 +417,37 @@ void cd_events__redis_publish(cd_events_state *st, const cd_events_target *t, co
 
 /* ---- lifetime ---- */
 
-/* This host's uid: the hostname, the master's pid and its start time. */
+/* Reads the first line of a small file into buf ("" when it cannot). */
+static void read_line(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    buf[0] = '\0';
+    if (f) {
+        size_t n = fread(buf, 1, cap - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+}
+
+/* This host's uid: the hostname, the kernel's boot id (containers with
+ * the same hostname on two machines), the master's pid and its start
+ * time. */
 static void host_uid(char out[40])
 {
-    char host[256] = "", stat[1024] = "", path[64];
+    char host[256] = "", boot[64], stat[1024], path[64];
     gethostname(host, sizeof host - 1);
+    read_line("/proc/sys/kernel/random/boot_id", boot, sizeof boot);
     pid_t master = getppid();
     snprintf(path, sizeof path, "/proc/%d/stat", (int)master);
-    FILE *f = fopen(path, "r");
+    read_line(path, stat, sizeof stat);
     unsigned long long start = 0;
-    if (f) {
-        size_t n = fread(stat, 1, sizeof stat - 1, f);
-        stat[n] = '\0';
-        fclose(f);
-        const char *p = strrchr(stat, ')'); /* the 22nd field, counting from after the name */
-        for (int field = 2; p && field < 22; field++)
-            p = strchr(p + 1, ' ');
-        if (p)
-            start = strtoull(p + 1, NULL, 10);
-    }
+    const char *p = strrchr(stat, ')'); /* then the 22nd field, counting from after the name */
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p)
+        start = strtoull(p + 1, NULL, 10);
     char id[400];
-    int n = snprintf(id, sizeof id, "%s/%d/%llu", host, (int)master, start);
+    int n = snprintf(id, sizeof id, "%s/%s/%d/%llu", host, boot, (int)master, start);
     static const unsigned char key[16] = "clusterd-uid-key";
     uint64_t h = cd_events__siphash(key, id, n > 0 && (size_t)n < sizeof id ? (size_t)n : strlen(id));
     snprintf(out, 40, "clusterd-%016llx", (unsigned long long)h);

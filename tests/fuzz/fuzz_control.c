@@ -49,7 +49,7 @@ static void request_side(const uint8_t *data, size_t size)
     }
     if (size > CD_CTL_MAX_REQUEST || (size && memchr(data, '\0', size)))
         abort();
-    if (r.op < CD_CTL_STATUS || r.op > CD_CTL_REOPEN_LOGS)
+    if (r.op < CD_CTL_STATUS || r.op > CD_CTL_UNDRAIN) /* the last op */
         abort();
     if (r.op == CD_CTL_SCALE ? r.workers < 1 || r.workers > CD_CTL_MAX_WORKERS : r.workers != 0)
         abort();

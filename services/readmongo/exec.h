@@ -29,6 +29,12 @@ typedef struct cd_readmongo_job {
     int status;
     char *body; /* malloc'd JSON */
     size_t body_len;
+    size_t body_cap; /* body's size when it is a rendering buffer, else 0 */
+    /* A buffer kept from an earlier answer (st->spare), for the query
+     * thread to render into: no allocation per answer, and no free of a
+     * thread's block on the loop (see readmongo.c).  NULL when none. */
+    char *buf;
+    size_t buf_cap;
     /* Streaming: pieces handed to the loop, under st->stream_lock. */
     struct cd_readmongo_piece *pieces, **pieces_tail;
     struct cd_readmongo_job *next_ready; /* in st->ready: has pieces */
@@ -61,6 +67,18 @@ typedef struct cd_readmongo_state {
     atomic_llong unreachable_at;
     cd_pool_work probe; /* the check at start (cd_readmongo__probe) */
 
+    /* Rendering buffers of answered jobs, for the next jobs (loop thread
+     * only; at most conf->threads, each at most CD_RM_SPARE_MAX bytes). */
+    char **spare;
+    size_t *spare_cap;
+    size_t nspare;
+
+    /* Each query thread's own client, popped once and kept, and its
+     * collection handles (exec.c, thread_conn); given back when the thread
+     * ends (the key's destructor). */
+    pthread_key_t conn_key;
+    int conn_key_made;
+
     /* Streamed answers: jobs with pieces for the loop, and the watcher
      * the query threads wake it with. */
     pthread_mutex_t stream_lock;
@@ -84,6 +102,14 @@ cd_readmongo_piece *cd_readmongo__take_pieces(cd_readmongo_job *job);
 /* Takes one job with pending pieces off st's ready list, or NULL. */
 cd_readmongo_job *cd_readmongo__next_ready(cd_readmongo_state *st);
 void cd_readmongo__pieces_free(cd_readmongo_piece *p);
+
+/* Rendering buffers kept for reuse: made this big, kept up to this big. */
+#define CD_RM_SPARE_INITIAL 4096
+#define CD_RM_SPARE_MAX 16384
+
+/* The destructor of st->conn_key: gives a query thread's client back to the
+ * client pool when the thread ends (any thread). */
+void cd_readmongo__conn_free(void *conn);
 
 /* Sets the job's answer to the error body for status and msg. */
 void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg);

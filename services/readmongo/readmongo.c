@@ -34,6 +34,12 @@
  * fail: the job is marked cancelled and its thread stops reading the
  * cursor.  max_response_size still bounds every answer, streamed or not.
  *
+ * Answers are rendered into buffers the loop hands out and takes back
+ * (st->spare: at most `threads` of them, each 4-16 KiB, kept only once the
+ * service has answered): a small answer costs no allocation on the query
+ * thread and no free on the loop of a block from another thread's arena
+ * (which takes that arena's lock, contended by the thread's own mallocs).
+ *
  * Process-wide driver state: mongoc_init is called in init (a worker is a
  * freshly exec'd process with no threads yet) and mongoc_cleanup in the last
  * destroy, after every query thread has been joined.  Several readmongo
@@ -113,6 +119,31 @@ static void finish_stream(cd_readmongo_job *job)
     cd_response_end(job->req);
 }
 
+/* Keeps *buf (a rendering buffer of cap bytes, 0 when it is none) for a
+ * later job when there is room; *buf is NULL if kept.  Loop thread. */
+static void keep_spare(cd_readmongo_state *st, char **buf, size_t cap)
+{
+    if (!*buf || cap < CD_RM_SPARE_INITIAL || cap > CD_RM_SPARE_MAX ||
+        st->nspare >= (size_t)st->conf->threads)
+        return;
+    st->spare[st->nspare] = *buf;
+    st->spare_cap[st->nspare++] = cap;
+    *buf = NULL;
+}
+
+/* A rendering buffer for a new job: a spare, or a new one made here on the
+ * loop thread (so the block comes back to the arena that frees it). */
+static void give_buffer(cd_readmongo_state *st, cd_readmongo_job *job)
+{
+    if (st->nspare) {
+        st->nspare--;
+        job->buf = st->spare[st->nspare];
+        job->buf_cap = st->spare_cap[st->nspare];
+    } else if ((job->buf = malloc(CD_RM_SPARE_INITIAL))) {
+        job->buf_cap = CD_RM_SPARE_INITIAL;
+    }
+}
+
 /* The pool's done function: answers the job (loop thread), or drops its
  * request when the pool is being destroyed (see rm_destroy).  A job that
  * streamed has its last pieces written, then its rest; any other is
@@ -131,6 +162,8 @@ static void job_done(cd_pool_work *work, int status)
     } else {
         cd_request_respond(job->req, job->status, "application/json", job->body, job->body_len);
     }
+    keep_spare(job->st, &job->body, job->body_cap);
+    keep_spare(job->st, &job->buf, job->buf_cap);
     cd_readmongo__job_free(job);
 }
 
@@ -181,6 +214,7 @@ static void rm_handle(cd_service *svc, cd_request *req)
     job->st = st;
     job->req = req;
     job->queued_at_ms = cd_readmongo__now_ms();
+    give_buffer(st, job);
     if (cd_pool_submit(st->pool, &job->work, cd_readmongo__run, job_done) < 0) {
         cd_readmongo__job_free(job);
         respond_error(req, 503, "the service is overloaded: its query queue is full");
@@ -200,7 +234,13 @@ void cd_readmongo__log_cb(mongoc_log_level_t level, const char *domain, const ch
 /* Frees everything init built; the pool (its threads joined) first. */
 static void state_free(cd_readmongo_state *st)
 {
-    cd_pool_destroy(st->pool);
+    cd_pool_destroy(st->pool); /* the threads' clients go back as they end */
+    if (st->conn_key_made)
+        pthread_key_delete(st->conn_key);
+    for (size_t i = 0; i < st->nspare; i++)
+        free(st->spare[i]);
+    free(st->spare);
+    free(st->spare_cap);
     if (st->stream_started) {
         ev_ref(st->svc->loop); /* undo init's unref before stopping */
         ev_async_stop(st->svc->loop, &st->stream_async);
@@ -267,6 +307,13 @@ static int rm_init(cd_service *svc, char *err, size_t errlen)
     st->stream_started = 1;
     if (!(st->uri = make_uri(c, err, errlen)))
         goto fail;
+    st->spare = calloc((size_t)c->threads, sizeof *st->spare);
+    st->spare_cap = calloc((size_t)c->threads, sizeof *st->spare_cap);
+    if (!st->spare || !st->spare_cap || pthread_key_create(&st->conn_key, cd_readmongo__conn_free)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    st->conn_key_made = 1;
     rc = cd_pool_new(svc->loop, (size_t)c->threads, (size_t)c->queue_size, &st->pool);
     if (rc == -ENOMEM) {
         snprintf(err, errlen, "out of memory");

@@ -13,7 +13,7 @@
  * connection once they have answered a request that carried
  * "Connection: close" (that answer says so too), or on EOF.  No parser, no
  * timers, no per-request allocation: one read, one write per batch of
- * requests, nothing else.  Where clusterd is measured against it, the
+ * requests, nothing else (per connection: accept4, epoll_ctl ADD, close).  Where clusterd is measured against it, the
  * difference is what parsing, routing, the service call, timers and
  * bookkeeping cost.
  *
@@ -38,7 +38,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <signal.h>
 #include <stdint.h>
@@ -115,7 +114,7 @@ static void make_answers(size_t want)
 
 static void drop(int ep, int fd)
 {
-    epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+    (void)ep; /* close() takes it out of the epoll set (no dup of it exists) */
     close(fd);
     memset(&conns[fd], 0, sizeof conns[fd]);
 }
@@ -232,8 +231,8 @@ static void on_listen(int ep, int lfd, int et)
             close(fd);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* no TCP_NODELAY: every answer batch is one write after a request, so
+         * Nagle never holds one back; a syscall per connection saved */
         memset(&conns[fd], 0, sizeof conns[fd]);
         struct epoll_event ev = {.events = EPOLLIN | (et ? EPOLLET : 0), .data.fd = fd};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)

@@ -221,14 +221,30 @@ def set_affinity(pids, cpus):
     return n
 
 
+# perf tracepoints counted in the warm-up runs: all syscalls, and the ones
+# whose count per request tells where a server's cost goes.
+SYSCALL_GROUPS = {
+    "epoll_wait": ("epoll_wait", "epoll_pwait"),
+    "epoll_ctl": ("epoll_ctl",),
+    "read": ("read", "recvfrom", "recvmsg"),
+    "write": ("write", "writev", "sendto", "sendmsg"),
+    "accept4": ("accept4",),
+    "close": ("close", "shutdown"),
+    "futex": ("futex",),
+    "timerfd_settime": ("timerfd_settime",),
+}
+
+
 def count_syscalls(pids, seconds):
-    """Starts `perf stat -e raw_syscalls:sys_enter -p PIDS` for `seconds`;
-    returns a function that waits for it and gives the count (or None)."""
+    """Starts `perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_... -p
+    PIDS` for `seconds`; returns a function that waits for it and gives
+    {"total": n, group: n, ...} (or None)."""
     perf = shutil.which("perf")
     if not perf or not pids:
         return lambda: None
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{n}" for g in SYSCALL_GROUPS.values() for n in g]
     try:
-        p = subprocess.Popen([perf, "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
+        p = subprocess.Popen([perf, "stat", "-x,", "-e", ",".join(events), "-p",
                               ",".join(str(x) for x in pids), "--", "sleep", str(seconds)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     except OSError:
@@ -240,11 +256,17 @@ def count_syscalls(pids, seconds):
         except subprocess.TimeoutExpired:
             p.kill()
             return None
+        counts = {}
         for line in err.splitlines():
             f = line.split(",")
-            if len(f) > 2 and f[2] == "raw_syscalls:sys_enter" and f[0].isdigit():
-                return int(f[0])
-        return None
+            if len(f) > 2 and f[0].isdigit():
+                counts[f[2]] = int(f[0])
+        if "raw_syscalls:sys_enter" not in counts:
+            return None
+        out = {"total": counts["raw_syscalls:sys_enter"]}
+        for g, names in SYSCALL_GROUPS.items():
+            out[g] = sum(counts.get(f"syscalls:sys_enter_{n}", 0) for n in names)
+        return out
     return result
 
 
@@ -1146,7 +1168,8 @@ def http_runner(target, url, sc, args, ferret_pid):
             r["other_top"] = oc.top
         n = sys_count()
         if n is not None and r["rps"]:
-            r["syscalls_per_req"] = n / window / r["rps"]
+            r["syscalls_per_req"] = n["total"] / window / r["rps"]
+            r["syscall_mix_per_req"] = {k: v / window / r["rps"] for k, v in n.items()}
         r["pinned"] = bool(pin)
         return r
     return run
@@ -1211,6 +1234,7 @@ def summarize(rounds, want, warm=None):
         "csw_min": min(per_csw) if per_csw else None,
         "csw_max": max(per_csw) if per_csw else None,
         "sys_per_req": (warm or {}).get("syscalls_per_req"),
+        "sys_mix": (warm or {}).get("syscall_mix_per_req"),
         "bytes_per_req": statistics.median(byt) if byt else None,
         "docs_per_op": statistics.median(docs) if docs else None,
         "db_cpu_us_per_req": (sum(dbc) / reqs * 1e6) if dbc and reqs else None,

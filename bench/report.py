@@ -75,7 +75,7 @@ def method_lines(data):
         "switches of every task of the target's processes (/proc/PID/task/*/status, before and after each run) "
         "over requests (mongoc loop: getrusage of the child). **syscalls/req** = `perf stat -e "
         "raw_syscalls:sys_enter -p PIDS` during the warm-up run (so perf's overhead never touches the measured "
-        "rounds) over that run's requests. **bytes/answer** = wrk's bytes read over requests (head + body). "
+        "rounds) over that run's requests, also by kind (epoll_wait, epoll_ctl, read, write, ...). **bytes/answer** = wrk's bytes read over requests (head + body). "
         "DB CPU/req is FerretDB's. 'other load' = the most CPU (cores, worst round used) that processes outside "
         "the measurement used during a run; a run above "
         f"{p.get('disturbed', 0.25)} cores counts as disturbed and its round is repeated (at most "
@@ -106,6 +106,28 @@ def throughput_table(data):
                      f"{fmt(s.get('bytes_per_req'), '{:,.0f}')} | {fmt(s.get('db_cpu_us_per_req'), '{:.1f}')} | "
                      f"{s['rounds']}/{s['rounds_run']}{' (disturbed)' if s['disturbed_used'] else ''} | "
                      f"{fmt(s.get('other_cores'), '{:.2f}')} |")
+    L.append("")
+    return L
+
+
+SYSCALL_COLS = ("epoll_wait", "epoll_ctl", "read", "write", "accept4", "close", "futex", "timerfd_settime")
+
+
+def syscall_table(data):
+    rows = [(sc, k, s) for sc in data["scenarios"] if sc.get("group", "main") == "main"
+            for k, s in sc["summary"].items() if s and s.get("sys_mix")]
+    if not rows:
+        return []
+    L = ["### Syscalls per request, by kind (perf, warm-up run)\n",
+         "read = read/recvfrom/recvmsg, write = write/writev/sendto/sendmsg, close = close/shutdown, "
+         "epoll_wait = epoll_wait/epoll_pwait; other = all syscalls less these.\n",
+         "| scenario | target | all | " + " | ".join(SYSCALL_COLS) + " | other |",
+         "|---|---|" + "---:|" * (len(SYSCALL_COLS) + 2)]
+    for sc, k, s in rows:
+        m = s["sys_mix"]
+        other = m["total"] - sum(m.get(c, 0) for c in SYSCALL_COLS)
+        L.append(f"| {sc['title']} | {data['labels'].get(k, k)} | {m['total']:.2f} | " +
+                 " | ".join(f"{m.get(c, 0):.2f}" for c in SYSCALL_COLS) + f" | {other:.2f} |")
     L.append("")
     return L
 
@@ -268,6 +290,7 @@ def write_report(data, path_md):
         L.append("")
     L += ratios_table(data)
     L += throughput_table(data)
+    L += syscall_table(data)
     agg = {}
     for sc in data["scenarios"]:
         for rounds in sc["rounds"].values():

@@ -131,31 +131,40 @@ TestSuite(redis, .fini = fini, .timeout = 300);
 
 /* ---- helpers ---- */
 
+/* The sum of the samples of a /metrics family in body, or -1 when absent. */
+static double family_sum(const char *body, const char *name)
+{
+    double sum = -1;
+    size_t nl = strlen(name);
+    for (const char *p = body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, name, nl) != 0 || (p[nl] != ' ' && p[nl] != '{'))
+            continue;
+        const char *v = p[nl] == '{' ? strchr(p, '}') : p + nl;
+        v = v ? strchr(v, ' ') : NULL;
+        if (v)
+            sum = (sum < 0 ? 0 : sum) + strtod(v + 1, NULL);
+    }
+    return sum;
+}
+
 /* The sum of the samples of a /metrics family on port (-1 when absent).
- * /metrics answers 503 until the master has every worker's figures: that
- * is retried for 5 s. */
+ * Just after a start /metrics answers 503 (no figures yet), then 200
+ * without the services' families until each worker's first heartbeat:
+ * both are waited out, 5 s at most. */
 static double metric_sum(int port, const char *name)
 {
     th_response r;
     double sum = -1;
-    size_t nl = strlen(name);
     for (long long end = th_now_ms() + 5000;; sleep_ms(100)) {
-        if (th_http(&r, port, "GET", "/metrics", NULL, 3000) != 0 || r.status != 503 || th_now_ms() > end)
+        int rc = th_http(&r, port, "GET", "/metrics", NULL, 3000);
+        if (rc == 0 && r.status == 200 && (sum = family_sum(r.body, name)) >= 0)
             break;
-        th_response_free(&r);
-    }
-    if (r.status == 200) {
-        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-            if (strncmp(p, name, nl) == 0 && (p[nl] == ' ' || p[nl] == '{')) {
-                const char *v = strchr(p, ' ');
-                if (p[nl] == '{') {
-                    const char *close = strchr(p, '}');
-                    v = close ? strchr(close, ' ') : NULL;
-                }
-                if (v)
-                    sum = (sum < 0 ? 0 : sum) + strtod(v + 1, NULL);
-            }
+        if (th_now_ms() > end) {
+            fprintf(stderr, "GET /metrics: %d (err %d), %zu bytes, no %s:\n%.4000s\n", r.status, r.err,
+                    r.body_len, name, r.body ? r.body : "");
+            break;
         }
+        th_response_free(&r);
     }
     th_response_free(&r);
     return sum;

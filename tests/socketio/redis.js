@@ -171,11 +171,14 @@ async function readyBecomes(port, status, re, ms, what) {
   return r;
 }
 
-// The sum of a /metrics family's samples on host A.
+// The sum of a /metrics family's samples on host A (NaN when absent: the
+// services' families appear with each worker's first heartbeat; 5 s at most).
 async function metricSum(name) {
-  const m = await t.metrics(name);
-  const v = Object.values(m);
-  return v.length ? v.reduce((a, b) => a + b, 0) : NaN;
+  for (const end = Date.now() + 5000; ; await t.sleep(100)) {
+    const v = Object.values(await t.metrics(name));
+    if (v.length) return v.reduce((a, b) => a + b, 0);
+    if (Date.now() > end) return NaN;
+  }
 }
 
 // ---- the Node host, the emitter, Redis ----

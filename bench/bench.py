@@ -1,11 +1,23 @@
 #!/usr/bin/env python3
-"""bench.py - clusterd against nginx and Node.js cluster + Express (stdlib only).
+"""bench.py - clusterd against nginx, Node.js cluster + Express and the
+no-parse ceiling answerer (stdlib only).
 
-Run through bench/run.sh, which installs the peers and builds what this needs.
-It starts every available target on its own loopback port with the same
-number of worker processes, drives them with wrk in alternation (A B C A B C
-...), measures startup and worker-replacement times, and writes
-bench/results/latest.md, latest.json and latest.png.
+Run through bench/run.sh, which installs the peers and builds what this
+needs; bench/README.md says what every figure means.  It starts every
+available target on its own loopback port with the same number of worker
+processes, drives them with wrk in alternation (A B C D A B C D ...), and
+measures per run: req/s and latency (wrk), server CPU per request (utime +
+stime of every process of the target, /proc), context switches per request
+(every task's voluntary + nonvoluntary switches, /proc/PID/task/*/status)
+and, in the warm-up run only so its cost stays out of the measured rounds,
+syscalls per request by kind (perf stat on the target's pids).  The dummy
+scenarios can be pinned (--pin SERVER:CLIENT: the target's tasks bound with
+sched_setaffinity, wrk under taskset).  Then the growth table: dummy with
+-w 1 (the main run is -w 2), readmongo at several limits (bytes per
+answer), and bench/idle.py's memory per idle connection, merged.  Startup
+and worker-replacement times come first, while the TCP table is small.
+report.py turns the collected dict into bench/results/latest.md and
+latest.png; latest.json is the dict itself.
 
 Every process it starts is in its own process group, recorded in
 WORK/pgids (run.sh's EXIT trap kills what is left), and stopped at the end.

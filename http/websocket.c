@@ -376,8 +376,10 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
  * know.  When nothing was queued or half-sent before this read, the
  * output is at a frame boundary, so we can drop wslay's close and write a
  * 1002 close frame ourselves (4 header bytes and a short reason, on a
- * socket with nothing pending: a single send).  Otherwise wslay's own
- * close goes out after what is queued. */
+ * socket with nothing pending: a single send), after the replies the
+ * owner queued while this input was read, if the socket takes them whole
+ * (else the peer gets no reason; nothing may follow a close).  Otherwise
+ * wslay's own close goes out after the frame being written. */
 static void frame_error(cd_ws_conn *c, int was_idle)
 {
     static const char frame[] = "\x88\x0f\x03\xea"
@@ -385,7 +387,9 @@ static void frame_error(cd_ws_conn *c, int was_idle)
     if (was_idle) {
         wslay_event_shutdown_write(c->ws);
         /* Best effort: a peer that cannot take 19 bytes gets no reason. */
-        (void)!send(c->fd, frame, sizeof frame - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (cd_ws__outq_write(&c->q, c->fd, UINT32_MAX) > 0)
+            (void)!send(c->fd, frame, sizeof frame - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        cd_ws__outq_drop(&c->q);
     }
     c->phase = PH_CLOSING;
     arm_deadline(c);

@@ -7,7 +7,9 @@
  * took it, and freed with the last reference; a connection's pending
  * frames leave in one sendmsg (a SOCK_SEQPACKET pair keeps each sendmsg
  * one record, so the test counts the syscalls by the records); a close
- * after them, or a connection freed, drops its references.  Next to
+ * after them, or a connection freed, drops its references; a reply
+ * queued while reading input that then breaks the framing goes before the
+ * 1002 close, and nothing after it.  Next to
  * test_websocket.c, for the same reason (unit_services links the events
  * module, which compiles http/websocket.c and ws_frame.c; unit_http does
  * not).
@@ -33,9 +35,12 @@ static cd_ws_conn *ws[NCONN];
 static int peer[NCONN] = {-1, -1, -1};
 static int closed[NCONN];
 
+static int echo; /* on_message sends each message back */
+
 static void on_message(void *arg, int binary, const char *msg, size_t len)
 {
-    (void)arg, (void)binary, (void)msg, (void)len;
+    if (echo)
+        cd_ws_send(ws[(intptr_t)arg], binary, msg, len);
 }
 
 static void on_close(void *arg)
@@ -60,6 +65,7 @@ static void open_all(int n, int type)
         cr_assert_eq(cd_set_nonblock(sv[0], 1), 0);
         peer[i] = sv[1];
         closed[i] = 0;
+        echo = 0;
         ws[i] = cd_ws_new(loop, sv[0], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", NULL, 0, &limits, &cbs, (void *)(intptr_t)i);
         cr_assert(ws[i]);
     }
@@ -210,4 +216,24 @@ Test(ws_frames, an_error_close_drops_the_queued_frames_and_their_references)
     cr_assert_eq(recv(peer[0], buf, sizeof buf, MSG_DONTWAIT), 5, "only the close");
     cr_expect_eq(memcmp(buf, "\x88\x03\x03\xf0x", 5), 0);
     cd_ws_frame_unref(f);
+}
+
+Test(ws_frames, a_reply_queued_before_a_framing_error_goes_before_the_1002_and_nothing_after)
+{
+    open_all(1, SOCK_STREAM);
+    skip_101(0);
+    echo = 1;
+    /* A text message "hi", then a fragmented ping (cannot be framed), in
+     * one read. */
+    static const unsigned char in[] = {0x81, 0x82, 0, 0, 0, 0, 'h', 'i', 0x09, 0x80, 0, 0, 0, 0};
+    cr_assert_eq(send(peer[0], in, sizeof in, 0), (ssize_t)sizeof in);
+    for (int i = 0; i < 200 && !closed[0]; i++) {
+        turn(1);
+        usleep(5000);
+    }
+    char buf[64];
+    ssize_t r = recv(peer[0], buf, sizeof buf, MSG_DONTWAIT);
+    cr_assert_eq(r, 4 + 17, "%zd bytes: the echo, then the close, then nothing", r);
+    cr_expect_eq(memcmp(buf, "\x81\x02hi", 4), 0);
+    cr_expect_eq(memcmp(buf + 4, "\x88\x0f\x03\xea" "invalid frame", 17), 0);
 }

@@ -9,11 +9,12 @@
 // once, everyone else never.
 //
 //   relays     a client's event to its rooms: A->B, B->A, A->Node,
-//              Node->A and B; binary attachments across
+//              Node->A and B; a burst of 300 (once each, in order);
+//              binary attachments across
 //   Node       io.to("r").emit and io.in(..).socketsJoin from the Node host
 //   emitter    broadcast, to a room, with except, to a sid; socketsJoin,
 //              socketsLeave, disconnectSockets reaching sockets on A and B
-//   more       several rooms at once, a room name with '#' and UTF-8, a
+//   more       long-polling clients, several rooms at once, a room name with '#' and UTF-8, a
 //              300 KB argument, namespace /chat, the Node host's
 //              fetchSockets (answered on the response channel), junk on
 //              namespace /junk's channels (counted in
@@ -52,8 +53,8 @@ process.on("exit", quit);
 
 // ---- hosts and sockets ----
 
-function connect(port, label, nsp = "") {
-  const s = t.io(`http://127.0.0.1:${port}${nsp}`, { transports: ["websocket"], reconnection: false, timeout: 5000,
+function connect(port, label, nsp = "", transports = ["websocket"]) {
+  const s = t.io(`http://127.0.0.1:${port}${nsp}`, { transports, reconnection: false, timeout: 5000,
     forceNew: true });
   t.sockets.push(s);
   return new Promise((res, rej) => {
@@ -66,8 +67,8 @@ function connect(port, label, nsp = "") {
 const all = []; // every socket whose receptions are checked
 
 // A socket on the host at port with its worker (whoami) and a record of what it gets.
-async function client(port, label, nsp = "") {
-  const s = await connect(port, label, nsp);
+async function client(port, label, nsp = "", transports = undefined) {
+  const s = await connect(port, label, nsp, transports);
   const w = await t.ack(s, 3000, "whoami");
   s.sid = w.sid;
   s.worker = w.worker;
@@ -307,6 +308,23 @@ t.run(async () => {
   n1.emit("m_n", { from: "n1" });
   await exactly("m_n", others(n1));
 
+  // A burst: 300 events from a1, each once and in order on every other host.
+  const burst = {};
+  for (const s of [b1, b2, n1]) {
+    burst[s.label] = [];
+    s.on("burst", (i) => burst[s.label].push(i));
+  }
+  for (let i = 0; i < 300; i++) a1.emit("burst", i);
+  const inOrder = (l) => l.length === 300 && l.every((v, i) => v === i);
+  const endB = Date.now() + 15000;
+  while (!Object.values(burst).every((l) => l.length >= 300)) {
+    t.check(Date.now() < endB, `burst: ${Object.entries(burst).map(([k, l]) => `${k}=${l.length}`).join(" ")} of 300`);
+    await t.sleep(50);
+  }
+  await t.sleep(300);
+  for (const [k, l] of Object.entries(burst)) t.check(inOrder(l), `burst at ${k}: not 0..299 once in order`);
+  t.log("burst: 300 events from a1 once each, in order, on b1, b2, n1");
+
   // Binary attachments across hosts, both ways.
   const bin = Buffer.from([0, 1, 2, 254, 255]);
   a2.emit("bin_a", bin, "with text", { nested: Buffer.from("xyz") });
@@ -359,6 +377,18 @@ t.run(async () => {
   emitter.in("k").socketsLeave("k");
   await roomsBecome(a1, 1, "emitter socketsLeave");
   await roomsBecome(b2, 2, "emitter socketsLeave");
+
+  // Long-polling clients on B and on the Node host get what comes from Redis.
+  const polls = [await client(portB, "pb", "", ["polling"]), await client(nodePort, "pn", "", ["polling"])];
+  for (const s of polls) await join(s, "poll");
+  emitter.to("poll").emit("e_poll", "to pollers");
+  await exactly("e_poll", polls);
+  await backend("publish", { room: "poll", event: "p_poll", args: [{ x: "é" }] });
+  await exactly("p_poll", polls);
+  for (const s of polls) {
+    s.disconnect();
+    all.splice(all.indexOf(s), 1);
+  }
 
   // Several rooms at once (the broadcast channel, not a room's): members once.
   emitter.to(["r", "s"]).emit("e_rs");

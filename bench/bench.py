@@ -1550,11 +1550,19 @@ def run_idle(args, data):
         argv += ["--targets", ",".join(t for t in args.only.split(",") if t in ("clusterd", "nginx", "node"))]
     log("idle memory: " + " ".join(argv[1:]))
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=900, start_new_session=True)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, env={**os.environ, "BENCH_PGIDS": PGIDS_FILE})
+        with open(PGIDS_FILE, "a") as f:
+            f.write(f"{p.pid}\n")
+        try:
+            _, err = p.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGTERM)  # idle.py stops its servers
+            _, err = p.communicate(timeout=30)
         with open(out_json) as f:
             data["idle"] = json.load(f)
-        if r.returncode != 0:
-            data["idle"]["error"] = f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
+        if p.returncode != 0:
+            data["idle"]["error"] = f"exit {p.returncode}: {err.strip()[-300:]}"
     except (OSError, ValueError, subprocess.TimeoutExpired) as e:
         data["idle"] = {"error": str(e)[-300:], "rows": []}
 

@@ -123,12 +123,22 @@ def wait_port(port, proc, secs=20):
     raise RuntimeError("not listening")
 
 
+def record_pgid(pgid):
+    """Under bench.py (BENCH_PGIDS set), every process group started here is
+    listed where bench/run.sh's exit trap kills what is left."""
+    path = os.environ.get("BENCH_PGIDS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{pgid}\n")
+
+
 class Server:
     def __init__(self, name, argv, port, work, env=None, cwd=None):
         self.name, self.port = name, port
         self.logf = open(os.path.join(work, f"{name}-{port}.log"), "w")
         self.proc = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, cwd=cwd,
                                      env={**os.environ, **(env or {})}, start_new_session=True)
+        record_pgid(self.proc.pid)
         wait_port(port, self.proc)
         time.sleep(1.5)  # every worker up and its start-up allocations done
 
@@ -231,6 +241,7 @@ def hold_sio(port, n, work):
     logf = open(os.path.join(work, f"clients-{port}.log"), "w")
     p = subprocess.Popen(["node", os.path.join(BENCH, "idle_clients.js"), str(port), str(n)],
                          stdout=subprocess.PIPE, stderr=logf, text=True, start_new_session=True)
+    record_pgid(p.pid)
     line = p.stdout.readline()
     if not line.startswith("READY"):
         p.kill()
@@ -278,6 +289,8 @@ def release(kind, held):
 
 
 def main():
+    # SIGTERM/SIGINT unwind through the finally blocks, which stop the servers
+    signal.signal(signal.SIGTERM, lambda n, f: sys.exit(128 + n))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--counts", default="1000,10000")
     ap.add_argument("--workers", type=int, default=2)

@@ -16,7 +16,9 @@
  * SCM_RIGHTS: we serve it like one of ours.  Moving one away is serve.c's
  * (HANDOFF).  DRAIN and UNDRAIN say whether the host is drained
  * (clusterctl drain, a stop's drain_delay): /healthz/ready answers 503
- * then, while this worker accepts and serves as usual.
+ * then, while this worker accepts and serves as usual; the channel is
+ * read before connections in a loop iteration, so a DRAIN sent before a
+ * client connected is in force for its request.
  *
  * Stop: STOP or SIGTERM drains (stop accepting; the listener stays open in
  * the master for the next worker of this slot; finish what is in flight;
@@ -245,6 +247,10 @@ void cd_worker_channel_start(cd_worker *w)
 {
     ev_io_init(&w->chan_w, chan_cb, w->chan_fd, EV_READ);
     w->chan_w.data = w;
+    /* Before connections in the same loop iteration: a DRAIN the master
+     * sent before a client connected is seen before its request is served
+     * (a busy worker finds both ready at once). */
+    ev_set_priority(&w->chan_w, EV_MAXPRI);
     double hb = (double)w->conf->heartbeat_interval_ms / 1000.0;
     ev_timer_init(&w->heartbeat_w, heartbeat_cb, hb, hb);
     w->heartbeat_w.data = w;

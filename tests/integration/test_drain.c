@@ -5,7 +5,8 @@
  * connections are accepted and every other route serves; workers started
  * while drained (a reload's) say so too; `clusterctl undrain` reverts.  A
  * graceful stop (SIGTERM) does the same for drain_delay and only then
- * stops the listeners and exits 0; a second SIGTERM skips the delay.
+ * stops the listeners and exits 0; a second SIGTERM skips the delay.  A
+ * binary upgrade keeps the drain.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -50,8 +51,8 @@ static int get(const char *path, char *body, size_t cap)
 }
 
 /* Waits (bounded) until /healthz/ready answers `status`, then asserts the
- * next 20 answers, each on a new connection, all do, from both workers,
- * with "draining" as expected. */
+ * next answers, each on a new connection, all do (at least 20, until both
+ * workers have answered), with "draining" as expected. */
 static void expect_ready(int status, const char *draining)
 {
     char body[2048] = "";
@@ -59,8 +60,9 @@ static void expect_ready(int status, const char *draining)
     for (long long end = th_now_ms() + 5000; th_now_ms() < end && (st = get("/healthz/ready", body, sizeof body)) != status;)
         usleep(20000);
     cr_assert_eq(st, status, "readiness never answered %d: %d %s", status, st, body);
-    int slots = 0;
-    for (int i = 0; i < 20 || (slots != 3 && i < 400); i++) {
+    int slots = 0; /* both workers, in time: the second may still be starting */
+    long long end = th_now_ms() + 10000;
+    for (int i = 0; i < 20 || (slots != 3 && th_now_ms() < end); i++) {
         st = get("/healthz/ready", body, sizeof body);
         cr_assert_eq(st, status, "answer %d: %d %s", i, st, body);
         cr_assert(strstr(body, draining), "answer %d: %s", i, body);
@@ -116,6 +118,25 @@ Test(drain, drain_undrain_and_workers_started_while_drained)
     expect_ready(200, "\"ready\":true,\"draining\":false");
     cr_assert_eq(ctl("status", out, sizeof out), 0, "%s", out);
     cr_assert_null(strstr(out, "DRAINING"), "%s", out);
+}
+
+/* A binary upgrade (the same binary executed again) hands the drain over:
+ * the new generation's workers start drained. */
+Test(drain, an_upgrade_keeps_the_drain)
+{
+    cr_assert_eq(th_start(&srv, 2, "/healthz/ready", NULL, CONF, "0s"), 0);
+    char out[4096];
+    cr_assert_eq(ctl("drain", out, sizeof out), 0, "%s", out);
+    expect_ready(503, "\"draining\":true");
+    pid_t before[2];
+    cr_assert_eq(th_workers(&srv, before, 2), 2);
+    cr_assert_eq(ctl("upgrade", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(th_wait_workers(&srv, 2, before, 2, 10000), 0, "the upgrade replaced both workers");
+    expect_ready(503, "\"draining\":true");
+    cr_assert_eq(ctl("status", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "DRAINING"), "%s", out);
+    cr_assert_eq(ctl("undrain", out, sizeof out), 0, "%s", out);
+    expect_ready(200, "\"draining\":false");
 }
 
 Test(drain, sigterm_waits_drain_delay_while_serving)

@@ -306,14 +306,15 @@ Test(redis, across_hosts_and_node, .timeout = 400)
     cr_assert_neq(rc, 127, "node or tests/socketio/node_modules is missing: run scripts/npm-setup.sh");
     cr_assert_eq(rc, 0, "redis.js failed (its output above)");
     /* Through the outage, each worker logged its state changes only
-     * (subscribed, disconnected, subscribed, and disconnected again when
-     * th_node killed the restarted Redis): never once per retry. */
+     * (subscribed, disconnected, subscribed, and maybe disconnected again
+     * as th_node killed the restarted Redis; on A, the worker started
+     * after redis.js killed one: subscribed): never once per retry. */
     for (int i = 0; i < 2; i++) {
-        int n = log_lines(&hosts[i], "redis");
-        if (n < 6 || n > 8)
+        int n = log_lines(&hosts[i], "redis"), min = i == 0 ? 7 : 6;
+        if (n < min || n > min + 2)
             print_lines(&hosts[i], "redis");
-        cr_assert(n >= 6 && n <= 8, "host %c: %d lines about redis from 2 workers (above), not 3 or 4 each", 'A' + i,
-                  n);
+        cr_assert(n >= min && n <= min + 2, "host %c: %d lines about redis (above), not %d to %d", 'A' + i, n, min,
+                  min + 2);
     }
 }
 

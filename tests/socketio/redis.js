@@ -28,6 +28,8 @@
 //              meanwhile never reaches B; Redis started again on the same
 //              port (here, in node's process group, so th_node kills it):
 //              ready 200 and redis_up 2 again, delivery in every direction.
+//   respawn    a worker of A SIGKILLed: the one the master starts in its
+//              slot subscribes (ready 200, redis_up 2) and takes part both ways.
 //
 // Every wait is bounded.
 "use strict";
@@ -529,6 +531,41 @@ t.run(async () => {
   await exactly("after_e", [a2, b2, n2]);
   await backend("publish", { room: "r", event: "after_p" });
   await exactly("after_p", inR);
+
+  // A worker of A killed: the master starts another in its slot, which
+  // subscribes on its own (ready 200, redis_up 2 again) and gets B's relays.
+  const m = await t.metrics("clusterd_worker_uptime_seconds");
+  const key = Object.keys(m).find((k) => k.includes(`slot="${a1.worker}"`));
+  const pid = Number(/pid="(\d+)"/.exec(key || "")?.[1]);
+  t.check(pid > 0, `no pid for A's slot ${a1.worker} in ${JSON.stringify(Object.keys(m))}`);
+  process.kill(pid, "SIGKILL");
+  await t.until(() => !a1.connected, 5000, "a1 sees its worker die");
+  all.splice(all.indexOf(a1), 1);
+  const endR = Date.now() + 20000;
+  for (;;) {
+    const u = await t.metrics("clusterd_worker_uptime_seconds");
+    const k = Object.keys(u).find((x) => x.includes(`slot="${a1.worker}"`) && !x.includes(`pid="${pid}"`));
+    if (k && (await ready(portA)).status === 200 && (await metricSum("clusterd_events_redis_up")) === 2) break;
+    t.check(Date.now() < endR, `A's slot ${a1.worker} not back, subscribed, within 20 s`);
+    await t.sleep(200);
+  }
+  let a3 = null;
+  for (let i = 0; i < 40 && !a3; i++) {
+    const s = await client(portA, "a3");
+    if (s.worker === a1.worker) a3 = s;
+    else {
+      all.pop();
+      s.disconnect();
+    }
+  }
+  t.check(a3, `40 clients on A, none on the new worker of slot ${a1.worker}`);
+  a3.host = "A";
+  await join(a3, "r");
+  const inR2 = [a2, a3, b1, b2, n1, n2];
+  b1.emit("respawn_b", 1);
+  await exactly("respawn_b", inR2.filter((s) => s !== b1));
+  a3.emit("respawn_a", 2);
+  await exactly("respawn_a", inR2.filter((s) => s !== a3));
   await ec.quit().catch(() => {});
   t.pass("rooms across clusterd A, clusterd B and Node through Redis, before and after a Redis restart");
 }, 150000);

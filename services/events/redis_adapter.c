@@ -43,7 +43,8 @@
  * and a PUBLISH must be answered within it, else both connections are
  * dropped and made again (hiredis 0.14 has no timeouts of its own: one
  * ev_timer watches both).  Connections are freed only from that timer,
- * never inside a hiredis callback.  Up and down are logged once per change.
+ * never inside a hiredis callback.  Up and down are logged once per change,
+ * naming the server without the password.
  * A host name in redis_uri is resolved by hiredis with getaddrinfo, which
  * blocks: give an address or a unix socket for a loop that never waits.
  */
@@ -71,6 +72,7 @@ typedef struct cd_events_redis {
     cd_events_state *st;
     cd_events_redis_uri uri;
     char uid[40];
+    char where[400];          /* redis_uri without its password, for the log */
     char **pattern, **request, **response; /* per namespace: P#N#*, P-request#N#, P-response#N# */
     size_t nnsp;
     redisAsyncContext *pub, *sub;
@@ -95,11 +97,10 @@ static void log_state(cd_events_redis *r, int up)
     r->logged = up ? 1 : 2;
     cd_events__stats_update(r->st); /* /metrics follows at once, not at the next tick */
     if (up)
-        cd_info("[%s] events: redis adapter subscribed (%s, uid %s)", r->st->svc->name, r->st->conf->redis_uri,
-                r->uid);
+        cd_info("[%s] events: redis adapter subscribed (%s, uid %s)", r->st->svc->name, r->where, r->uid);
     else
         cd_warn("[%s] events: redis adapter disconnected (%s): %s; local delivery goes on, retrying", r->st->svc->name,
-                r->st->conf->redis_uri, r->why ? r->why : "unknown");
+                r->where, r->why ? r->why : "unknown");
 }
 
 /* Something went wrong: the timer drops both connections soon (never
@@ -527,6 +528,13 @@ int cd_events__redis_start(cd_events_state *st, char *err, size_t errlen)
         return -1;
     }
     host_uid(r->uid);
+    const cd_events_redis_uri *u = &r->uri; /* never the password */
+    int v6 = strchr(u->host, ':') != NULL;
+    if (u->is_unix)
+        snprintf(r->where, sizeof r->where, "unix://%s%s%s?db=%d", u->user, u->user[0] ? "@" : "", u->path, u->db);
+    else
+        snprintf(r->where, sizeof r->where, "redis://%s%s%s%s%s:%d/%d", u->user, u->user[0] ? "@" : "",
+                 v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, u->db);
     r->backoff = BACKOFF_MIN;
     ev_init(&r->timer, on_timer);
     r->timer.data = r;

@@ -231,9 +231,21 @@ void cd_readmongo__log_cb(mongoc_log_level_t level, const char *domain, const ch
         cd_debug("mongoc %s: %s", domain, message); /* e.g. endSessions at exit */
 }
 
-/* Frees everything init built; the pool (its threads joined) first. */
+/* Frees everything init built; the pool (its threads joined) first.  What
+ * the loop<->thread handoff cost over the worker's life goes to the log
+ * (issue 13: bench/readmongo_ctx.py reads it). */
 static void state_free(cd_readmongo_state *st)
 {
+    cd_pool_counts n;
+
+    if (st->pool) {
+        cd_pool_get_counts(st->pool, &n);
+        if (n.submitted)
+            cd_info("%s: handoff: %llu jobs in %llu batches, %llu threads woken by the loop and "
+                    "%llu by threads, %llu completion wake-ups for %llu completion runs",
+                    st->svc->name, n.submitted, n.batches, n.loop_wakeups, n.chain_wakeups,
+                    n.done_wakeups, n.done_batches);
+    }
     cd_pool_destroy(st->pool); /* the threads' clients go back as they end */
     if (st->conn_key_made)
         pthread_key_delete(st->conn_key);

@@ -311,6 +311,10 @@ if [[ $load =~ requests=([0-9]+)\ connect=([0-9]+)\ read=([0-9]+)\ write=([0-9]+
 else
     fail "no counts from wrk: $(tail -5 "$tmp/wrk.log")"
 fi
+# A sanitizer build's reports.
+if grep -l -E "Sanitizer|runtime error:" "$tmp"/h*/clusterd.log 2>/dev/null; then
+    fail "sanitizer report in a host's log (above)"
+fi
 if [ $ok -eq 1 ]; then
     say "PASS"
     exit 0

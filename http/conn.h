@@ -54,11 +54,10 @@ struct cd_request {
     char *arena; /* url, then header names and values */
     size_t arena_len, arena_cap;
     size_t url_len;
-    cd_http_hdr hdrs[CD_HTTP_MAX_HEADERS];
     int nhdrs;
     int in_name; /* inside a header name */
-    char *path;  /* NUL-terminated copies made at headers-complete */
-    char *query;
+    char *path;  /* NUL-terminated copies made at headers-complete, */
+    char *query; /* both in path's allocation */
     const char *subpath;
     char *body;
     size_t body_len, body_cap;
@@ -67,7 +66,8 @@ struct cd_request {
     void (*gone_cb)(void *arg); /* cd_request_on_gone, told at most once */
     void *gone_arg;
     int error_status; /* set when the request is refused while parsing */
-    double start;     /* when it was dispatched (ev_time) */
+    double start;     /* when it was dispatched (ev_now: the loop's time) */
+    double took;      /* seconds from start to its answer (cd_http__finish) */
     uint8_t llmethod, http_minor;
     char peer[48]; /* the client's address, for the access log */
     char reqid[CD_REQID_MAX + 1]; /* X-Request-Id (reqid.c), set at dispatch */
@@ -87,6 +87,9 @@ struct cd_request {
     int streaming, chunked, stream_failed;
     int stream_status;
     size_t streamed;
+    /* Last, and not cleared when a request begins (parse.c): hdrs[0..nhdrs)
+     * are set as the headers come. */
+    cd_http_hdr hdrs[CD_HTTP_MAX_HEADERS];
 };
 
 struct cd_conn {
@@ -102,6 +105,7 @@ struct cd_conn {
     int upgrade;     /* the request asked for an upgrade */
     cd_upgrade_cb up_cb; /* set by cd_http_upgrade until the hand-over */
     void *up_arg;
+    ev_tstamp deadline;   /* when the timer's timeout is due, ev_now time (0: none); server.c */
     ev_tstamp body_until; /* body_deadline of the body being read (0: none) */
     /* Unparsed bytes are in[in_off..in_len).  in is NULL while nothing
      * waits (an idle connection holds no buffer), the loop's read buffer
@@ -127,7 +131,8 @@ struct cd_conn {
 /* server.c */
 void cd_http__process(cd_conn *c);           /* drives c as far as it goes without waiting */
 void cd_http__close(cd_conn *c);             /* closes and frees c (detaching its request) */
-void cd_http__timer(cd_conn *c, double sec); /* (re)arms c's one timer */
+void cd_http__timer(cd_conn *c, double sec); /* c times out sec from now (lazily armed) */
+void cd_http__timer_stop(cd_conn *c);        /* c has no timeout now */
 void cd_http__body_timer(cd_conn *c);        /* the timer while a body is read */
 
 /* parse.c */

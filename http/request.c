@@ -23,8 +23,7 @@ void cd_http__request_free(cd_request *r)
     if (!r)
         return;
     free(r->arena);
-    free(r->path);
-    free(r->query);
+    free(r->path); /* and the query, in the same allocation */
     free(r->body);
     free(r->rh);
     free(r->rh_ctype);

@@ -7,7 +7,9 @@
  * and body copied; a HEAD answer has the Content-Length of the body it does
  * not send) and written by server.c, which then resumes parsing: answers
  * leave in request order.  The head is queued by cd_http__queue_head, which
- * streamed answers (stream.c) share.  Every response carries Server, Date
+ * streamed answers (stream.c) share; it is put together from constant
+ * pieces, the cached Date and hand-formatted numbers, and copied once (no
+ * printf per answer).  Every response carries Server, Date
  * (cached, refreshed once a second), X-Request-Id (reqid.c), the
  * service's own headers (headers.c), and Content-Length (not on a 304; a
  * streamed answer is chunked instead); Connection: close when the
@@ -122,40 +124,87 @@ int cd_http__out_put(cd_conn *c, const char *s, size_t len)
     return 0;
 }
 
+/* Decimal digits of v into the end of buf (no NUL); returns where they start. */
+static char *udec(char *end, unsigned long long v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+/* One piece of a response head. */
+typedef struct piece {
+    const char *s;
+    size_t n;
+} piece;
+
+#define LIT(s) ((piece){s, sizeof s - 1})
+
+/* The head is assembled from pieces (the constant ones, the cached Date,
+ * the numbers formatted by hand) and copied into the output once: no
+ * printf on the path of every answer. */
 int cd_http__queue_head(cd_conn *c, const cd_request *r, const char *reqid, int status, const char *ctype,
                         size_t len, const char *extra)
 {
     const char *ct = ctype ? ctype : r ? r->rh_ctype : NULL;
-    char framing[64] = "";
+    char code[24], clen[24];
+    char *code_at = udec(code + sizeof code, (unsigned long long)(status < 0 ? 0 : status));
+    piece p[20];
+    int k = 0;
+    p[k++] = LIT("HTTP/1.1 ");
+    p[k++] = (piece){code_at, (size_t)(code + sizeof code - code_at)};
+    p[k++] = LIT(" ");
+    const char *text = status_text(status);
+    p[k++] = (piece){text, strlen(text)};
+    p[k++] = LIT("\r\nServer: " CD_SERVER_NAME "\r\nDate: ");
+    const char *date = date_header(c->ctx);
+    p[k++] = (piece){date, strlen(date)};
+    p[k++] = LIT("\r\n");
     if (len == (size_t)-1) { /* streamed */
         if (r && r->http_minor >= 1)
-            snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
+            p[k++] = LIT("Transfer-Encoding: chunked\r\n");
         else
             c->keepalive = 0; /* HTTP/1.0: the end of the body is the end of the connection */
     } else if (status != 304) {
-        snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", len);
+        char *at = udec(clen + sizeof clen, len);
+        p[k++] = LIT("Content-Length: ");
+        p[k++] = (piece){at, (size_t)(clen + sizeof clen - at)};
+        p[k++] = LIT("\r\n");
     }
-    char hdr[512];
-    int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 %d %s\r\nServer: " CD_SERVER_NAME "\r\nDate: %s\r\n%s%s",
-                     status, status_text(status), date_header(c->ctx), framing,
-                     c->keepalive ? (c->parser.http_minor == 0 ? "Connection: keep-alive\r\n" : "")
-                                  : "Connection: close\r\n");
-    if (n < 0 || (size_t)n >= sizeof hdr)
+    if (!c->keepalive)
+        p[k++] = LIT("Connection: close\r\n");
+    else if (c->parser.http_minor == 0)
+        p[k++] = LIT("Connection: keep-alive\r\n");
+    if (ct) {
+        p[k++] = LIT("Content-Type: ");
+        p[k++] = (piece){ct, strlen(ct)};
+        p[k++] = LIT("\r\n");
+    }
+    if (reqid && reqid[0]) {
+        p[k++] = LIT("X-Request-Id: ");
+        p[k++] = (piece){reqid, strlen(reqid)};
+        p[k++] = LIT("\r\n");
+    }
+    if (r && r->rh_len)
+        p[k++] = (piece){r->rh, r->rh_len};
+    if (extra)
+        p[k++] = (piece){extra, strlen(extra)};
+    p[k++] = LIT("\r\n");
+    size_t total = 0;
+    for (int i = 0; i < k; i++)
+        total += p[i].n;
+    if (out_reserve(c, total) < 0) {
+        c->keepalive = 0;
         return -1;
-    if (cd_http__out_put(c, hdr, (size_t)n) < 0)
-        return -1;
-    if (ct && (cd_http__out_put(c, "Content-Type: ", 14) < 0 || cd_http__out_put(c, ct, strlen(ct)) < 0 ||
-               cd_http__out_put(c, "\r\n", 2) < 0))
-        return -1;
-    if (reqid && reqid[0] &&
-        (cd_http__out_put(c, "X-Request-Id: ", 14) < 0 || cd_http__out_put(c, reqid, strlen(reqid)) < 0 ||
-         cd_http__out_put(c, "\r\n", 2) < 0))
-        return -1;
-    if (r && r->rh_len && cd_http__out_put(c, r->rh, r->rh_len) < 0)
-        return -1;
-    if (extra && cd_http__out_put(c, extra, strlen(extra)) < 0)
-        return -1;
-    return cd_http__out_put(c, "\r\n", 2);
+    }
+    char *w = c->out + c->out_len;
+    for (int i = 0; i < k; i++) {
+        memcpy(w, p[i].s, p[i].n);
+        w += p[i].n;
+    }
+    c->out_len += total;
+    return 0;
 }
 
 /* Queues a complete response on c. */
@@ -183,12 +232,12 @@ void cd_http__peer_string(const struct sockaddr_storage *ss, char *out, size_t l
         snprintf(out, len, "-");
 }
 
-/* Tells the owner of a request that ended (r NULL: refused before a
- * request began; start 0: refused before dispatch, not timed). */
-static void done(cd_http_ctx *ctx, const cd_route *route, int status, double start)
+/* Tells the owner of a request that ended (seconds < 0: refused before
+ * dispatch, not timed). */
+static void done(cd_http_ctx *ctx, const cd_route *route, int status, double seconds)
 {
     if (ctx->on_done)
-        ctx->on_done(ctx->owner, route, status, start > 0 ? ev_time() - start : -1.0);
+        ctx->on_done(ctx->owner, route, status, seconds);
 }
 
 void cd_http__log(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, const char *reqid, int status,
@@ -208,7 +257,7 @@ void cd_http__log(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, const
         .http_minor = r ? r->http_minor : 1,
         .status = status,
         .bytes = bytes,
-        .duration = r && r->start > 0 ? ev_time() - r->start : 0,
+        .duration = r && r->start > 0 ? r->took : 0,
         .route = r && r->route ? r->route->name : "-",
         .user_agent = parsed ? cd_request_header(r, "User-Agent") : NULL,
         .referer = parsed ? cd_request_header(r, "Referer") : NULL,
@@ -219,7 +268,12 @@ void cd_http__log(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, const
 
 void cd_http__finish(cd_request *r, int status)
 {
-    done(r->ctx, r->route, status, r->start);
+    /* The one clock read of a request: it started at the loop's time when
+     * it was dispatched (server.c), so this is also what the log shows. */
+    r->took = r->start > 0 ? ev_time() - r->start : -1.0;
+    if (r->start > 0 && r->took < 0)
+        r->took = 0; /* the wall clock stepped back */
+    done(r->ctx, r->route, status, r->took);
     if (r->ctx->in_flight)
         r->ctx->in_flight--;
 }
@@ -346,7 +400,7 @@ void cd_http__fail(cd_conn *c, int status, const char *msg)
         cd_http__reqid(c->ctx, partial), memcpy(id, partial->reqid, sizeof id);
     else
         cd_http__reqid_new(c->ctx, id);
-    done(c->ctx, NULL, status, 0);
+    done(c->ctx, NULL, status, -1.0);
     if (c->ctx->on_log)
         cd_http__log(c->ctx, c, partial, id, status, len);
     if (partial) {

@@ -25,7 +25,9 @@
  * still lets a client hold the slot for max_body_size / rate); then
  * keepalive_timeout while idle between requests and while a response
  * cannot be written.  The same timer, armed at zero, hands an upgraded
- * connection over (upgrade.c).
+ * connection over (upgrade.c).  It is re-armed only for an earlier
+ * deadline (cd_http__timer says how), so requests on a busy keep-alive
+ * connection do not touch libev's timer heap.
  *
  * A request that belongs to another worker (steer.c) pauses the parser
  * after its head too; the connection then moves there, or, when it cannot,
@@ -90,12 +92,39 @@ static int in_settle(cd_conn *c)
     return 0;
 }
 
+/* The timer is lazy (libev's "be smart about timeouts", as nginx's timer
+ * tree): c->deadline says when the connection times out (0: never), and the
+ * ev_timer is only re-armed when the deadline comes before the one it is
+ * armed for, and only when the connection is about to wait (at the end of
+ * cd_http__process): a request read, answered and written in one go arms
+ * nothing.  A later deadline (the next request's header_timeout, the
+ * body_timeout pushed on by a read, keepalive_timeout) is only stored, and
+ * stopping is clearing it: an expiry that finds its deadline moved on
+ * re-arms for what is left (conn_timer_cb).  A keep-alive request so costs
+ * no timer operation (it cost three starts and four stops). */
+static void timer_sync(cd_conn *c)
+{
+    if (c->deadline == 0)
+        return;
+    struct ev_loop *loop = c->ctx->loop;
+    double sec = c->deadline - ev_now(loop);
+    if (sec < 0)
+        sec = 0;
+    if (ev_is_active(&c->timer) && ev_timer_remaining(loop, &c->timer) <= sec)
+        return; /* it fires first, and finds the deadline later */
+    ev_timer_stop(loop, &c->timer);
+    ev_timer_set(&c->timer, sec, 0.);
+    ev_timer_start(loop, &c->timer);
+}
+
 void cd_http__timer(cd_conn *c, double sec)
 {
-    ev_timer_stop(c->ctx->loop, &c->timer);
-    ev_timer_set(&c->timer, sec, 0.);
-    ev_timer_start(c->ctx->loop, &c->timer);
+    c->deadline = ev_now(c->ctx->loop) + sec;
+    if (!c->processing)
+        timer_sync(c);
 }
+
+void cd_http__timer_stop(cd_conn *c) { c->deadline = 0; }
 
 /* The same in milliseconds; 0 or less stops it. */
 static void set_timer(cd_conn *c, long long ms)
@@ -103,7 +132,7 @@ static void set_timer(cd_conn *c, long long ms)
     if (ms > 0)
         cd_http__timer(c, (double)ms / 1000.0);
     else
-        ev_timer_stop(c->ctx->loop, &c->timer);
+        cd_http__timer_stop(c);
 }
 
 /* While a body is read: the timer ends at the next of body_timeout from
@@ -176,9 +205,9 @@ static void dispatch(cd_conn *c)
     cd_http_ctx *ctx = c->ctx;
     cd_request *r = c->req;
     c->state = CS_SERVICE;
-    ev_timer_stop(ctx->loop, &c->timer);
+    cd_http__timer_stop(c);
     ctx->in_flight++;
-    r->start = ev_time();
+    r->start = ev_now(ctx->loop); /* no clock read: the loop woke with these bytes */
     if (ctx->on_log) /* the connection may be gone when it is answered */
         cd_http__peer_string(&c->peer, r->peer, sizeof r->peer);
     cd_http__reqid(ctx, r);
@@ -288,7 +317,7 @@ void cd_http__process(cd_conn *c)
             break;
         }
         if (c->state == CS_SERVICE) {
-            ev_timer_stop(ctx->loop, &c->timer); /* a streamed answer's writes are out */
+            cd_http__timer_stop(c); /* a streamed answer's writes are out */
             /* Keep reading into the buffer (pipelined requests wait there)
              * until it is full: toggling the watcher per request would cost
              * epoll_ctl calls for nothing. */
@@ -313,6 +342,7 @@ void cd_http__process(cd_conn *c)
         break;
     }
     c->processing = 0;
+    timer_sync(c); /* it waits now: for its deadline, if it has one */
     if (in_settle(c) < 0) {
         cd_err("fd %d: out of memory keeping %zu unparsed bytes; closing", c->fd, c->in_len - c->in_off);
         cd_http__close(c);
@@ -360,6 +390,15 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     cd_conn *c = t->data;
+    if (c->deadline == 0)
+        return; /* stopped since it was armed */
+    double left = c->deadline - ev_now(loop);
+    if (left > 0.001) { /* the deadline moved on: wait for what is left */
+        ev_timer_set(t, left, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    c->deadline = 0;
     if (c->state == CS_READING) {
         /* A client that stalls mid-request: tell it, then close. */
         if (c->body_until == 0)
@@ -393,7 +432,8 @@ void cd_http__close(cd_conn *c)
 {
     cd_http_ctx *ctx = c->ctx;
     ev_io_stop(ctx->loop, &c->io);
-    ev_timer_stop(ctx->loop, &c->timer);
+    if (ev_is_active(&c->timer))
+        ev_timer_stop(ctx->loop, &c->timer);
     if (c->fd >= 0)
         close(c->fd);
     cd_request *held = NULL; /* told it is gone at the end, once c is */

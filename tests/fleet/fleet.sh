@@ -21,6 +21,8 @@
 #   2. drains host 2 (clusterctl drain) and waits for HAProxy to take it out,
 #      stops it (SIGTERM: drain_delay, then the listeners close), starts it
 #      again and waits for HAProxy to take it back;
+#   3. starts host 1 again; restarts host 2 with SIGTERM alone, as
+#      `systemctl restart` would (drain_delay is what takes it out);
 # then checks: the failed requests (wrk's errors and non-2xx answers) are
 # counted and printed, and must be at most the load's connections (a
 # request in flight on a host as it dies; with retries 3, option
@@ -31,7 +33,7 @@
 # (clusterd -t refuses the key) only the HTTP part runs, and it says so.
 #
 # Exit 0 pass, 1 fail, 77 skip (not root, no ip/haproxy/redis-server/wrk/
-# node, namespaces cannot be made).  Bounded: about 45 s, at most 2 minutes.
+# node, namespaces cannot be made).  Bounded: about 55 s, at most 2 minutes.
 # It also checks deploy/clusterd.ini with `clusterd -t`.
 #
 set -u
@@ -208,6 +210,30 @@ wait_lb() {
     return 1
 }
 
+# Stops host $1 with SIGTERM (exit 0 within 15 s: drain_delay 3 s, then
+# the drain), starts it again and waits until HAProxy has it back.
+restart_host() {
+    local n=$1 p=${PID[$1]} i rc
+    kill -TERM "$p"
+    if [ "${2:-}" = out-first ]; then
+        # HAProxy takes it out during drain_delay, before its listeners stop
+        # (the master logs "graceful stop: finishing in-flight requests" then).
+        wait_lb "$n" DOWN 10
+        ! grep -q "finishing in-flight requests" "$tmp/$n/clusterd.log" ||
+            fail "host $n stopped accepting before HAProxy took it out"
+    fi
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$p"
+    rc=$?
+    PID[$n]=
+    [ $rc -eq 0 ] || fail "host $n exited with $rc after SIGTERM"
+    start_host "$n"
+    wait_host "$n" 20 && wait_lb "$n" UP 15
+}
+
 for n in h1 h2 h3; do
     write_conf $n
     start_host $n
@@ -238,7 +264,7 @@ function done(summary, latency, requests)
 end
 EOF
 conns=4
-ip netns exec "${P}cl" wrk -t1 -c$conns -d30s --timeout 5s -s "$tmp/pace.lua" "http://$(addr lb)/dummy" >"$tmp/wrk.log" 2>&1 &
+ip netns exec "${P}cl" wrk -t1 -c$conns -d40s --timeout 5s -s "$tmp/pace.lua" "http://$(addr lb)/dummy" >"$tmp/wrk.log" 2>&1 &
 PID[wrk]=$!
 if [ $sio -eq 1 ]; then
     mkdir -p "$tmp/flags"
@@ -270,20 +296,17 @@ in_ns h2 "$build/clusterctl" -c "$tmp/h2/services.ini" drain >>"$tmp/h2/clusterc
 [ "$(code "http://$(addr h2):8080/dummy")" = 200 ] || fail "host 2 does not serve /dummy while drained"
 wait_lb h2 DOWN 10
 say "HAProxy took host 2 out; stopping it (SIGTERM) and starting it again"
-p=${PID[h2]}
-kill -TERM "$p"
-for ((i = 0; i < 150; i++)); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-done
-wait "$p"
-rc=$?
-[ $rc -eq 0 ] || fail "host 2 exited with $rc after SIGTERM"
-PID[h2]=
-start_host h2
-wait_host h2 20
-wait_lb h2 UP 15
+restart_host h2 || exit 1
 say "host 2 is back"
+
+# ---- 3. host 1 comes back; host 2 restarts as systemctl restart would ----
+start_host h1
+wait_host h1 20
+wait_lb h1 UP 15
+say "host 1 is back; restarting host 2 with SIGTERM alone (drain_delay takes it out)"
+: >"$tmp/h2/clusterd.log"
+restart_host h2 out-first || exit 1
+say "host 2 is back again"
 touch "$tmp/flags/settled" 2>/dev/null
 
 # ---- the counts ----

@@ -13,9 +13,9 @@
  * answer GET /healthz/ready with 503 {"ready":false,"draining":true,...}
  * while the listeners keep accepting and every other route serves as
  * usual, so health checks take the host out before anything is refused;
- * undrain reverts.  A graceful stop does the same for drain_delay (the
- * balancer's checks times its fall count) and only then stops the
- * listeners and drains connections; a second stop, or stop now, skips
+ * undrain reverts.  A graceful stop does the same for drain_delay
+ * (longer than the balancer's check interval times its fall count) and
+ * only then stops the listeners and drains connections; a second stop, or stop now, skips
  * what is left of the delay.  The master's own stops (a worker that cannot
  * boot) do not wait.
  */

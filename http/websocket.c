@@ -41,8 +41,8 @@
  * at all.
  *
  * A connection is finished (fd closed, on_close) only from its own
- * watchers' callbacks (the ev_prepare included), never from inside a
- * wslay callback or a cd_ws_*
+ * watchers' callbacks (not the ev_prepare's: see out_cb), never from
+ * inside a wslay callback or a cd_ws_*
  * call: code that wants it gone marks it dead, and update(), at the end of
  * every watcher callback, finishes the job.  This file is compiled into
  * the modules that use it (CMakeLists.txt: CD_MODULE_SRCS_events), with
@@ -514,14 +514,27 @@ static void wio_cb(struct ev_loop *loop, ev_io *io, int revents)
     update(c);
 }
 
-/* The end of the loop iteration: the frames queued in it go, together. */
+/* The end of the loop iteration: the frames queued in it go, together.
+ * No callback of the owner's runs from here (an on_close here could queue
+ * frames to others after their prepare ran, and the loop would block with
+ * them queued): what is left to do (a socket that did not take
+ * everything, a close, a connection gone bad) goes to the write watcher,
+ * or, to finish it, to the deadline (due at once). */
 static void out_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
     cd_ws_conn *c = w->data;
     ev_prepare_stop(loop, w);
     flush(c);
-    update(c);
+    if (c->dead) {
+        ev_timer_stop(loop, &c->deadline);
+        ev_timer_set(&c->deadline, 0., 0.);
+        ev_timer_start(loop, &c->deadline);
+    } else if (c->q.n || c->phase != PH_OPEN || c->close_deferred || (c->ws && wslay_event_want_write(c->ws))) {
+        ev_io_start(loop, &c->wio);
+    } else {
+        rest(c);
+    }
 }
 
 /* The close deadline: the peer had its chance to read the close frame. */

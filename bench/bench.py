@@ -55,8 +55,15 @@ PGIDS_FILE = None
 ALL_PROCS = []
 # How the dummy scenarios are pinned by default, and why (from the pinned
 # and unpinned runs compared in bench/README.md).
-DEFAULT_PIN = "none"
-PIN_WHY = "(not yet compared)"
+DEFAULT_PIN = "auto"
+PIN_WHY = ("Why pinned by default: on 2 CPUs, 4 runs of the dummy scenarios (clusterd, nginx, ceiling, 5 rounds "
+           "of 4 s, pinned 1:0 and unpinned, in both orders; a loaded machine, load average 12-18) gave CPU/req "
+           "spreads (max-min over median) of 0.05-0.38 pinned (median 0.10) against 0.15-0.67 unpinned (median "
+           "0.20): CPU per request, the figure these scenarios compare, is about twice as steady pinned. req/s "
+           "was steadier unpinned there (other work lands on the server's one CPU), and pinned CPU/req is higher "
+           "for every target alike (each request is a cross-CPU wakeup). Pinned, the server has exactly one CPU "
+           "and wrk the other, so req/s ratios compare the servers, not how they share CPUs with wrk. "
+           "bench/README.md has the table; `--pin none` runs unpinned.")
 
 
 def log(msg):

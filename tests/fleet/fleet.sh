@@ -23,7 +23,10 @@
 #      again and waits for HAProxy to take it back;
 #   3. starts host 1 again; restarts host 2 with SIGTERM alone, as
 #      `systemctl restart` would (drain_delay is what takes it out);
-# then checks: the failed requests (wrk's errors and non-2xx answers) are
+# then checks: in step 3, HAProxy took host 2 out before its listeners
+# stopped (what drain_delay is for: with 0 it fails; the failed-request
+# count alone would not show it, as HAProxy retries a refused connect);
+# the failed requests (wrk's errors and non-2xx answers) are
 # counted and printed, and must be at most the load's connections (a
 # request in flight on a host as it dies; with retries 3, option
 # redispatch 1 and retry-on all-retryable-errors in haproxy.cfg a GET is
@@ -34,7 +37,8 @@
 #
 # Exit 0 pass, 1 fail, 77 skip (not root, no ip/haproxy/redis-server/wrk/
 # node, namespaces cannot be made).  Bounded: about 55 s, at most 2 minutes.
-# It also checks deploy/clusterd.ini with `clusterd -t`.
+# It also checks deploy/clusterd.ini with `clusterd -t`, and fails on a
+# sanitizer report in a host's log (run it with an ASan build's dir).
 #
 set -u
 build=${1:?usage: fleet.sh BUILD_DIR SRC_DIR}

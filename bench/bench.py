@@ -29,30 +29,21 @@ import os
 import platform
 import re
 import resource
-import selectors
-import shutil
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
+import procs
+from lifecycle import measure_replace, measure_startup
+from procs import (BENCH_PIDS, DEADLINE, OtherCpu, alloc_port, children, count_syscalls,
+                   cpu_list, cpu_seconds, ctx_switches, http_get, log, set_affinity, status_kb, stop_all,
+                   tree, _next_port)
 from report import fmt, goals as report_goals, med_range, write_chart, write_report
+from targets import BENCH, REPO, Ceiling, Clusterd, Nginx, Node, answer_bytes
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-DUMMY_BODY = '{"service":"dummy","ok":true}'
-
-WORK = None
-BENCH_PIDS = []  # long-lived helpers of the bench (the database): never "other load"
-DEADLINE = [float("inf")]
-PGIDS_FILE = None
-ALL_PROCS = []
 # How the dummy scenarios are pinned by default, and why (from the pinned
 # and unpinned runs compared in bench/README.md).
 DEFAULT_PIN = "auto"
@@ -66,838 +57,6 @@ PIN_WHY = ("Why pinned by default: on 2 CPUs, 4 runs of the dummy scenarios (clu
            "and wrk the other, so req/s ratios compare the servers, not how they share CPUs with wrk. "
            "bench/README.md has the table; `--pin none` runs unpinned.")
 
-
-def log(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# --------------------------------------------------------------------------
-# processes
-
-
-class Proc:
-    """A started process in its own process group, stopped at exit."""
-
-    def __init__(self, name, argv, env=None, cwd=None, capture=False):
-        self.name = name
-        self.lines = []  # (monotonic time, stream, text) when capture
-        self.lock = threading.Lock()
-        self.logpath = os.path.join(WORK, f"{name}.log")
-        full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
-        self.logf = open(self.logpath, "ab")
-        self.t_start = time.monotonic()
-        if capture:
-            self.p = subprocess.Popen(argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      start_new_session=True)
-            for stream, fobj in (("out", self.p.stdout), ("err", self.p.stderr)):
-                threading.Thread(target=self._reader, args=(stream, fobj), daemon=True).start()
-        else:
-            self.p = subprocess.Popen(argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                      stdout=self.logf, stderr=self.logf, start_new_session=True)
-        self.pid = self.p.pid
-        with open(PGIDS_FILE, "a") as f:
-            f.write(f"{self.pid}\n")
-        ALL_PROCS.append(self)
-
-    def _reader(self, stream, fobj):
-        for raw in iter(fobj.readline, b""):
-            t = time.monotonic()
-            with self.lock:
-                self.lines.append((t, stream, raw.decode("utf-8", "replace").rstrip("\n")))
-            try:
-                self.logf.write(raw)
-                self.logf.flush()
-            except ValueError:
-                pass
-
-    def find_line(self, regex, after=0.0):
-        r = re.compile(regex)
-        with self.lock:
-            for t, _, line in self.lines:
-                if t >= after and r.search(line):
-                    return t, line
-        return None
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self, sig=signal.SIGTERM, timeout=8.0):
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left of the group (workers of a dead master, ...).
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.p.wait(2)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            self.logf.close()
-        except Exception:
-            pass
-
-    def tail(self, n=15):
-        try:
-            with open(self.logpath, "rb") as f:
-                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def stop_all():
-    for p in reversed(ALL_PROCS):
-        try:
-            p.stop()
-        except Exception as e:  # keep stopping the others
-            log(f"stopping {p.name}: {e}")
-
-
-def children(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    out.extend(int(x) for x in f.read().split())
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return sorted(set(out))
-
-
-def tree(pid):
-    """pid and all its descendants."""
-    seen, todo = [], [pid]
-    while todo and len(seen) < 1000:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.append(p)
-        todo.extend(children(p))
-    return seen
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                s = f.read()
-            fields = s[s.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / CLK_TCK
-
-
-def ctx_switches(pids):
-    """Voluntary + nonvoluntary context switches of every task (thread) of
-    pids, from /proc/PID/task/*/status (threads that exited are lost)."""
-    total = 0
-    for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/status") as f:
-                    for line in f:
-                        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                            total += int(line.split()[1])
-            except (OSError, ValueError):
-                pass
-    return total
-
-
-def set_affinity(pids, cpus):
-    """Binds every task of pids to cpus (a set of CPU numbers); threads made
-    later inherit it from their creator.  Returns how many tasks took it."""
-    n = 0
-    for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                os.sched_setaffinity(int(tid), cpus)
-                n += 1
-            except OSError:
-                pass
-    return n
-
-
-# perf tracepoints counted in the warm-up runs: all syscalls, and the ones
-# whose count per request tells where a server's cost goes.
-SYSCALL_GROUPS = {
-    "epoll_wait": ("epoll_wait", "epoll_pwait"),
-    "epoll_ctl": ("epoll_ctl",),
-    "read": ("read", "recvfrom", "recvmsg"),
-    "write": ("write", "writev", "sendto", "sendmsg"),
-    "accept4": ("accept4",),
-    "close": ("close", "shutdown"),
-    "futex": ("futex",),
-    "timerfd_settime": ("timerfd_settime",),
-}
-
-
-def count_syscalls(pids, seconds):
-    """Starts `perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_... -p
-    PIDS` for `seconds`; returns a function that waits for it and gives
-    {"total": n, group: n, ...} (or None)."""
-    perf = shutil.which("perf")
-    if not perf or not pids:
-        return lambda: None
-    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{n}" for g in SYSCALL_GROUPS.values() for n in g]
-    try:
-        p = subprocess.Popen([perf, "stat", "-x,", "-e", ",".join(events), "-p",
-                              ",".join(str(x) for x in pids), "--", "sleep", str(seconds)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    except OSError:
-        return lambda: None
-
-    def result():
-        try:
-            _, err = p.communicate(timeout=seconds + 15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            return None
-        counts = {}
-        for line in err.splitlines():
-            f = line.split(",")
-            if len(f) > 2 and f[0].isdigit():
-                counts[f[2]] = int(f[0])
-        if "raw_syscalls:sys_enter" not in counts:
-            return None
-        out = {"total": counts["raw_syscalls:sys_enter"]}
-        for g, names in SYSCALL_GROUPS.items():
-            out[g] = sum(counts.get(f"syscalls:sys_enter_{n}", 0) for n in names)
-        return out
-    return result
-
-
-def system_busy_s():
-    """CPU seconds the whole machine spent busy (all CPUs), from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
-
-
-def all_proc_cpu():
-    """{pid: (comm, cpu seconds)} for every process on the machine."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            i = st.rindex(")")
-            fields = st[i + 2:].split()
-            out[int(d)] = (st[st.index("(") + 1:i], (int(fields[11]) + int(fields[12])) / CLK_TCK)
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
-
-
-class OtherCpu:
-    """CPU used during a run by processes that are neither the target, nor
-    the database, nor the load generator, nor this script: other work on the
-    machine competing with the measurement (in cores, averaged).  Kernel
-    softirq threads are not counted (loopback traffic of the run itself is
-    partly processed there).  Also names the biggest other consumers that
-    were alive at both ends of the run."""
-
-    def __init__(self, exclude_pids=(), accounted_pids=()):
-        self.accounted_pids = set(accounted_pids)
-        self.exclude = set(exclude_pids) | set(BENCH_PIDS)
-
-    def __enter__(self):
-        self.t0 = time.monotonic()
-        self.b0 = system_busy_s()
-        self.p0 = all_proc_cpu()
-        c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
-        self.c0 = c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime
-        self.top = []
-        return self
-
-    def result(self, accounted_s):
-        busy = system_busy_s() - self.b0
-        c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
-        mine = c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime - self.c0
-        el = time.monotonic() - self.t0
-        p1 = all_proc_cpu()
-        softirq = 0.0
-        ours = 0.0  # bench processes not in accounted_s (e.g. the idle database)
-        per = {}
-        me_pid = os.getpid()
-        for pid, (comm, cpu) in p1.items():
-            if pid == me_pid:
-                continue
-            d = cpu - self.p0.get(pid, (comm, 0.0))[1]
-            if d <= 0:
-                continue
-            if pid in BENCH_PIDS and pid not in self.accounted_pids:
-                ours += d
-            if pid in self.exclude:
-                continue
-            if comm.startswith("ksoftirqd"):
-                softirq += d
-            elif comm != "wrk" and comm != "mongoc_loop":
-                per[comm] = per.get(comm, 0.0) + d
-        self.top = sorted(((round(v / el, 2), k) for k, v in per.items() if el > 0 and v / el >= 0.05),
-                          reverse=True)[:3]
-        return max(0.0, busy - mine - accounted_s - softirq - ours) / el if el > 0 else None
-
-    def __exit__(self, *a):
-        return False
-
-
-def status_kb(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def smaps_kb(pid):
-    """{'Pss': kB, 'Private': kB (clean + dirty)} from smaps_rollup."""
-    out = {"Pss": None, "Private": None}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            priv = 0
-            for line in f:
-                k, _, rest = line.partition(":")
-                if k == "Pss":
-                    out["Pss"] = int(rest.split()[0])
-                elif k in ("Private_Clean", "Private_Dirty"):
-                    priv += int(rest.split()[0])
-            out["Private"] = priv
-    except (OSError, ValueError):
-        pass
-    return out
-
-
-def port_free(port):
-    s = socket.socket()
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-_next_port = [0]
-
-
-def alloc_port():
-    """The next free loopback port from the bench range."""
-    for _ in range(2000):
-        _next_port[0] += 1
-        p = _next_port[0]
-        if port_free(p):
-            return p
-    raise RuntimeError("no free port")
-
-
-def http_get(port, path, timeout=1.0, close=True):
-    """(status, body) or (None, error)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            hdr = "Connection: close\r\n" if close else ""
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{hdr}\r\n".encode())
-            buf = b""
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                d = s.recv(65536)
-                if not d:
-                    break
-                buf += d
-                head, sep, body = buf.partition(b"\r\n\r\n")
-                if sep:
-                    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
-                    if m and len(body) >= int(m.group(1)):
-                        break
-            m = re.match(rb"HTTP/1\.[01] (\d{3})", buf)
-            return (int(m.group(1)) if m else None), buf.partition(b"\r\n\r\n")[2].decode("utf-8", "replace")
-    except OSError as e:
-        return None, str(e)
-
-
-# --------------------------------------------------------------------------
-# which worker answered: server-side socket inode from /proc/net/tcp, owner
-# from /proc/<pid>/fd.
-
-
-def _established_netlink(port):
-    """{client port: server-side socket inode} for ESTABLISHED IPv4 TCP
-    sockets whose local port is `port`, via NETLINK_SOCK_DIAG: the kernel
-    filters by state, so tens of thousands of TIME_WAIT entries left by the
-    Connection: close runs cost nothing (unlike reading /proc/net/tcp)."""
-    NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
-    NLM_F_REQUEST, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR = 1, 0x300, 3, 2
-    TCP_ESTABLISHED = 1
-    # inet_diag_req_v2: family, protocol, ext, pad, states, sockid (48 bytes)
-    req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 1 << TCP_ESTABLISHED)
-    req += struct.pack("!HH", port, 0) + bytes(44)
-    msg = struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + req
-    res = {}
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
-        nl.settimeout(1.0)
-        nl.sendto(msg, (0, 0))
-        for _ in range(100000):
-            data = nl.recv(1 << 20)
-            off = 0
-            while off + 16 <= len(data):
-                mlen, mtype = struct.unpack_from("=IH", data, off)
-                if mtype == NLMSG_DONE:
-                    return res
-                if mtype == NLMSG_ERROR:
-                    raise OSError(f"sock_diag error {struct.unpack_from('=i', data, off + 16)[0]}")
-                body = off + 16
-                # inet_diag_msg: family, state, timer, retrans, then sockid:
-                # sport, dport (big endian), src[16], dst[16], if, cookie[2];
-                # then expires, rqueue, wqueue, uid, inode
-                sport, dport = struct.unpack_from("!HH", data, body + 4)
-                inode = struct.unpack_from("=I", data, body + 4 + 48 + 16)[0]
-                if sport == port:
-                    res[dport] = str(inode)
-                off += (mlen + 3) & ~3
-                if mlen == 0:
-                    break
-    return res
-
-
-def server_inodes(port, client_ports):
-    try:
-        allc = _established_netlink(port)
-        return {cp: allc[cp] for cp in client_ports if cp in allc}
-    except OSError:
-        pass
-    res = {}
-    lp_hex = f"0100007F:{port:04X}"
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if parts[1] != lp_hex:
-                continue
-            rport = int(parts[2].split(":")[1], 16)
-            if rport in client_ports:
-                res[rport] = parts[9]
-    return res
-
-
-def inode_owners(pids):
-    owners = {}
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    t = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if t.startswith("socket:["):
-                    owners.setdefault(t[8:-1], []).append(pid)
-        except OSError:
-            pass
-    return owners
-
-
-class Prober:
-    """Keeps `inflight` fresh connections each sending one GET; records, for
-    every answer, when it came, its status, and which process answered."""
-
-    def __init__(self, port, path, master_pid, inflight=8, timeout=2.0):
-        self.port, self.path, self.master = port, path, master_pid
-        self.inflight, self.timeout = inflight, timeout
-        self.events = []  # (t, status or None, pid or None)
-        self.failures = 0
-        self.sel = selectors.DefaultSelector()
-        self.conns = {}
-        self.req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-
-    def _open(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", self.port))
-        st = {"sock": s, "t0": time.monotonic(), "buf": b"", "sent": False}
-        self.conns[s.fileno()] = st
-        self.sel.register(s, selectors.EVENT_WRITE, st)
-
-    def _drop(self, st, ok, status=None):
-        try:
-            self.sel.unregister(st["sock"])
-        except (KeyError, ValueError):
-            pass
-        self.conns.pop(st["sock"].fileno(), None)
-        if not ok:
-            self.failures += 1
-            st["sock"].close()
-
-    def run(self, until, deadline, pause_on_refused=0.002):
-        """Probe until until(events) is true or time.monotonic() > deadline."""
-        try:
-            while time.monotonic() < deadline:
-                while len(self.conns) < self.inflight:
-                    self._open()
-                done = []
-                refused = False
-                for key, ev in self.sel.select(0.002):
-                    st = key.data
-                    s = st["sock"]
-                    if not st["sent"]:
-                        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                        if err:
-                            refused = True
-                            self._drop(st, False)
-                            continue
-                        try:
-                            s.send(self.req)
-                        except OSError:
-                            self._drop(st, False)
-                            continue
-                        st["sent"] = True
-                        self.sel.modify(s, selectors.EVENT_READ, st)
-                        continue
-                    try:
-                        d = s.recv(65536)
-                    except OSError:
-                        d = b""
-                    if not d:
-                        self._drop(st, False)
-                        continue
-                    st["buf"] += d
-                    if b"\r\n\r\n" in st["buf"]:
-                        st["t1"] = time.monotonic()
-                        done.append(st)
-                now = time.monotonic()
-                for st in list(self.conns.values()):
-                    if now - st["t0"] > self.timeout:
-                        self._drop(st, False)
-                if done:
-                    self._attribute(done)
-                    if until(self.events):
-                        return True
-                if refused:
-                    time.sleep(pause_on_refused)
-            return until(self.events)
-        finally:
-            for st in list(self.conns.values()):
-                self._drop(st, True)
-                st["sock"].close()
-            self.sel.close()
-
-    def _attribute(self, done):
-        cports = {st["sock"].getsockname()[1]: st for st in done}
-        try:
-            inodes = server_inodes(self.port, set(cports))
-        except OSError:
-            inodes = {}
-        pids = tree(self.master)
-        owners = inode_owners(pids)
-        for cp, st in cports.items():
-            m = re.match(rb"HTTP/1\.[01] (\d{3})", st["buf"])
-            status = int(m.group(1)) if m else None
-            pid = None
-            own = owners.get(inodes.get(cp, ""), [])
-            non_master = [p for p in own if p != self.master]
-            if non_master:
-                pid = non_master[0]
-            elif own:
-                pid = own[0]
-            self.events.append((st["t1"], status, pid))
-            self._drop(st, True)
-            st["sock"].close()
-
-
-# --------------------------------------------------------------------------
-# targets
-
-
-class Target:
-    """One HTTP server under test."""
-
-    key = "?"
-    label = "?"
-
-    def __init__(self, args):
-        self.args = args
-        self.unavailable = None  # reason string when it cannot run
-        self.has_readmongo = False
-        self.proc = None
-        self.port = None
-
-    def start(self, workers, port, capture=False, mongo=None, name=None):
-        raise NotImplementedError
-
-    def ready_line(self):
-        return None  # regex of the self-reported "all workers ready" line
-
-    def wait_serving(self, workers, timeout=15.0, path="/dummy"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.proc.alive():
-                raise RuntimeError(f"{self.label} exited during start:\n{self.proc.tail()}")
-            if len(children(self.proc.pid)) >= workers:
-                st, _ = http_get(self.port, path, 0.5)
-                if st == 200:
-                    return
-            time.sleep(0.01)
-        raise RuntimeError(f"{self.label} not serving {path} after {timeout}s:\n{self.proc.tail()}")
-
-    def workers_of(self):
-        return children(self.proc.pid)
-
-    def self_ready_time(self):
-        return None
-
-    def worker_ready_time(self, pid, after=0.0):
-        return None
-
-
-class Clusterd(Target):
-    key, label = "clusterd", "clusterd"
-
-    def __init__(self, args):
-        super().__init__(args)
-        self.bin = args.clusterd or os.path.join(REPO, "build-release", "clusterd")
-        if not (os.path.isfile(self.bin) and os.access(self.bin, os.X_OK)):
-            self.unavailable = f"{self.bin} not built (no CMakeLists.txt yet, or the build failed)"
-        self.notify_sock = None
-        self.notify_msgs = []
-
-    def version(self):
-        try:
-            rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True, timeout=5).stdout.strip()
-            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            return (rev or "no commit") + ("+dirty" if dirty else "")
-        except Exception:
-            return "?"
-
-    def write_conf(self, path, port, workers, mongo):
-        lines = [
-            "; written by bench/bench.py",
-            "[cluster]",
-            f"listen = 127.0.0.1:{port}",
-            f"workers = {workers}",
-            "keepalive_timeout = 75s",
-            "",
-            "[dummy]",
-            "type = dummy",
-            "route = /dummy",
-            f"body = {DUMMY_BODY}",
-            "",
-        ]
-        if mongo:
-            lines += ["[readmongo]", "type = readmongo", "route = /readmongo", f"uri = {mongo['uri']}",
-                      f"database = {mongo['db']}", "collections = users, orders, products",
-                      f"threads = {mongo['threads_per_worker']}", ""]
-        with open(path, "w") as f:
-            f.write("\n".join(lines))
-
-    def check_conf(self, path):
-        try:
-            r = subprocess.run([self.bin, "-t", "-c", path], capture_output=True, text=True, timeout=10)
-            return r.returncode == 0, (r.stdout + r.stderr).strip()
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return False, str(e)
-
-    def _notify_reader(self, sock):
-        while True:
-            try:
-                d = sock.recv(4096)
-            except OSError:
-                return
-            self.notify_msgs.append((time.monotonic(), d.decode("utf-8", "replace")))
-
-    def start(self, workers, port, capture=False, mongo=None, name=None):
-        self.port = port
-        name = name or f"clusterd-w{workers}-{port}"
-        conf = os.path.join(WORK, f"{name}.ini")
-        self.write_conf(conf, port, workers, mongo)
-        if mongo:
-            ok, msg = self.check_conf(conf)
-            if not ok:
-                log(f"clusterd rejects a [readmongo] section, running without it: {msg}")
-                self.write_conf(conf, port, workers, None)
-                mongo = None
-        self.has_readmongo = bool(mongo)
-        npath = os.path.join(WORK, f"{name}.notify")
-        if os.path.exists(npath):
-            os.unlink(npath)
-        self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify_sock.bind(npath)
-        self.notify_msgs = []
-        threading.Thread(target=self._notify_reader, args=(self.notify_sock,), daemon=True).start()
-        self.proc = Proc(name, [self.bin, "-w", str(workers), "-c", conf],
-                         env={"NOTIFY_SOCKET": npath}, capture=capture)
-
-    def self_ready_time(self):
-        """clusterd's own 'all N workers ready' log line."""
-        r = self.proc.find_line(r"all \d+ workers? (are )?ready")
-        return r[0] if r else None
-
-    def notify_ready_time(self):
-        """When sd_notify READY=1 arrived on our NOTIFY_SOCKET."""
-        for t, m in self.notify_msgs:
-            if re.search(r"(^|\n)READY=1", m):
-                return t
-        return None
-
-    def worker_ready_time(self, pid, after=0.0):
-        r = self.proc.find_line(rf"worker pid {pid} for slot \d+ is ready", after)
-        return r[0] if r else None
-
-
-class Nginx(Target):
-    key, label = "nginx", "nginx"
-
-    def __init__(self, args):
-        super().__init__(args)
-        self.bin = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-        if not self.bin:
-            self.unavailable = "nginx is not installed (apt-get install nginx-light)"
-
-    def version(self):
-        r = subprocess.run([self.bin, "-v"], capture_output=True, text=True, timeout=5)
-        return (r.stderr or r.stdout).strip().split("/")[-1]
-
-    def start(self, workers, port, capture=False, mongo=None, name=None):
-        self.port = port
-        name = name or f"nginx-w{workers}-{port}"
-        prefix = os.path.join(WORK, name)
-        os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-        conf = os.path.join(prefix, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""# written by bench/bench.py
-worker_processes {workers};
-daemon off;
-master_process on;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 75s;
-  client_body_temp_path {prefix}/client_body;
-  server {{
-    listen 127.0.0.1:{port} reuseport;
-    default_type application/json;
-    location = /dummy {{ return 200 '{DUMMY_BODY}'; }}
-  }}
-}}
-""")
-        self.proc = Proc(name, [self.bin, "-p", prefix + "/", "-c", conf, "-e", f"{prefix}/error.log"],
-                         capture=capture)
-
-
-class Node(Target):
-    key, label = "node", "node cluster+express"
-
-    def __init__(self, args):
-        super().__init__(args)
-        self.bin = shutil.which("node")
-        self.dir = os.path.join(BENCH, "node")
-        if not self.bin:
-            self.unavailable = "node is not installed"
-        elif not os.path.isdir(os.path.join(self.dir, "node_modules", "express")):
-            self.unavailable = "bench/node/node_modules missing (run: npm ci --prefix bench/node)"
-
-    def version(self):
-        return subprocess.run([self.bin, "--version"], capture_output=True, text=True, timeout=5).stdout.strip()
-
-    def start(self, workers, port, capture=False, mongo=None, name=None):
-        self.port = port
-        name = name or f"node-w{workers}-{port}"
-        env = {"PORT": str(port), "WORKERS": str(workers), "HOST": "127.0.0.1"}
-        if mongo:
-            env["MONGO_URI"] = mongo["uri"]
-        self.has_readmongo = bool(mongo)
-        self.proc = Proc(name, [self.bin, os.path.join(self.dir, "server.js")], env=env, cwd=self.dir,
-                         capture=capture)
-
-    def self_ready_time(self):
-        r = self.proc.find_line(r"^READY ")
-        return r[0] if r else None
-
-    def worker_ready_time(self, pid, after=0.0):
-        r = self.proc.find_line(rf"^LISTENING {pid}$", after)
-        return r[0] if r else None
-
-
-class Ceiling(Target):
-    """bench/ceiling.c: N processes that answer each request end with a
-    fixed 200 of clusterd's dummy answer's size, no parsing (a reference)."""
-    key, label = "ceiling", "ceiling (no-parse epoll)"
-    answer_bytes = 0  # set from clusterd's actual answer when it runs
-
-    def __init__(self, args):
-        super().__init__(args)
-        self.bin = args.ceiling
-        if not self.bin:
-            self.bin = os.path.join(WORK, "ceiling")
-            src = os.path.join(BENCH, "ceiling.c")
-            cc = shutil.which("cc") or shutil.which("gcc")
-            if cc and not os.access(self.bin, os.X_OK):
-                subprocess.run([cc, "-O2", "-o", self.bin, src], capture_output=True, timeout=120)
-        if not os.access(self.bin, os.X_OK):
-            self.unavailable = f"{self.bin} not built (cc -O2 -o ceiling bench/ceiling.c)"
-
-    def version(self):
-        return "bench/ceiling.c" + (" (edge-triggered)" if self.args.ceiling_et else " (level-triggered)")
-
-    def start(self, workers, port, capture=False, mongo=None, name=None):
-        self.port = port
-        argv = [self.bin, "-w", str(workers), "-p", str(port)]
-        if Ceiling.answer_bytes:
-            argv += ["-s", str(Ceiling.answer_bytes)]
-        if self.args.ceiling_et:
-            argv.append("-e")
-        self.proc = Proc(name or f"ceiling-w{workers}-{port}", argv, capture=capture)
-
-
-def answer_bytes(port, path):
-    """Length of one keep-alive answer (head and body) to GET path."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                d = s.recv(65536)
-                if not d:
-                    return 0
-                buf += d
-            head = buf[:buf.index(b"\r\n\r\n") + 4]
-            m = re.search(rb"(?i)content-length:\s*(\d+)", head)
-            return len(head) + (int(m.group(1)) if m else 0)
-    except OSError:
-        return 0
 
 
 # --------------------------------------------------------------------------
@@ -949,7 +108,7 @@ def setup_mongo(args):
             break
     if not seed:
         return None, "cd-seed is not built (build-release/cd-seed or build/cd-seed)"
-    fdir = os.path.join(WORK, "ferretdb")
+    fdir = os.path.join(procs.WORK, "ferretdb")
     port = alloc_port()
     r = subprocess.run([script, "start", fdir, str(port)], capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
@@ -978,104 +137,6 @@ def stop_ferret():
     script = os.path.join(REPO, "scripts", "ferretdb.sh")
     for d in STARTED_FERRET:
         subprocess.run([script, "stop", d], capture_output=True, timeout=30)
-
-
-# --------------------------------------------------------------------------
-# lifecycle: startup and worker replacement
-
-
-def measure_startup(target, workers, reps):
-    """Time from exec to every worker having answered a request (attributed
-    through /proc), and to the target's own 'ready' report."""
-    res = []
-    for i in range(reps):
-        port = alloc_port()
-        target.start(workers, port, capture=True, name=f"{target.key}-start-w{workers}-{i}")
-        t0 = target.proc.t_start
-        master = target.proc.pid
-        try:
-            pr = Prober(port, "/dummy", master, inflight=max(8, workers * 2))
-            ok = pr.run(lambda ev: len({p for _, s, p in ev if s == 200 and p and p != master}) >= workers,
-                        time.monotonic() + 15)
-            seen = {}
-            for t, s, p in pr.events:
-                if s == 200 and p and p != master and p not in seen:
-                    seen[p] = t
-            t_all = max(seen.values()) - t0 if ok else None
-            t_self = None
-            if target.key != "nginx":
-                # give the self-report a moment to arrive after the probes
-                end = time.monotonic() + 1.0
-                while time.monotonic() < end:
-                    t_self = target.self_ready_time()
-                    if t_self is not None:
-                        break
-                    time.sleep(0.005)
-                if t_self is not None:
-                    t_self -= t0
-            t_notify = target.notify_ready_time() if hasattr(target, "notify_ready_time") else None
-            if t_notify is not None:
-                t_notify -= t0
-            time.sleep(0.2)  # let the first answers settle before reading RSS
-            kids = children(master)
-            rss = [status_kb(p, "VmRSS") for p in kids]
-            sm = [smaps_kb(p) for p in kids]
-            res.append({"worker_pss_kb": [x["Pss"] for x in sm], "worker_private_kb": [x["Private"] for x in sm],
-                        "worker_anon_kb": [status_kb(p, "RssAnon") for p in kids],"all_serving_ms": t_all * 1000 if t_all is not None else None,
-                        "self_ready_ms": t_self * 1000 if t_self is not None else None,
-                        "notify_ready_ms": t_notify * 1000 if t_notify is not None else None,
-                        "workers_seen": len(seen), "worker_rss_kb": rss,
-                        "master_rss_kb": status_kb(master, "VmRSS")})
-        finally:
-            target.proc.stop()
-    return res
-
-
-def measure_replace(target, kills, settle):
-    """SIGKILL one worker of a fresh 2-worker instance (so it is the slot's
-    first crash, not a crash loop under respawn backoff); time until a new
-    worker process exists, until the target reports it ready (when it says
-    so), and until that new process answers a request; failed probe
-    requests meanwhile."""
-    out = []
-    for k in range(kills):
-        port = alloc_port()
-        target.start(2, port, capture=True, name=f"{target.key}-replace-{k}")
-        try:
-            target.wait_serving(2)
-            master = target.proc.pid
-            time.sleep(settle)
-            before = set(children(master))
-            if len(before) < 2:
-                raise RuntimeError(f"{target.label}: expected 2 workers, have {sorted(before)}")
-            victim = sorted(before)[k % len(before)]
-            t0 = time.monotonic()
-            os.kill(victim, signal.SIGKILL)
-            t_spawn = None
-            new = set()
-            # poll for the new process (fast), then probe for its first answer
-            while time.monotonic() - t0 < 10:
-                new = set(children(master)) - before
-                if new:
-                    t_spawn = time.monotonic()
-                    break
-                time.sleep(0.0005)
-            if not new:
-                out.append({"spawn_ms": None, "ready_ms": None, "serving_ms": None, "failed": None})
-                continue
-            pr = Prober(port, "/dummy", master, inflight=8)
-            ok = pr.run(lambda ev: any(s == 200 and p in new for _, s, p in ev), t0 + 10)
-            t_serve = next((t for t, s, p in pr.events if s == 200 and p in new), None)
-            t_ready = None
-            for p in new:
-                t_ready = target.worker_ready_time(p, after=t0)
-            out.append({"spawn_ms": (t_spawn - t0) * 1000,
-                        "ready_ms": (t_ready - t0) * 1000 if t_ready else None,
-                        "serving_ms": (t_serve - t0) * 1000 if ok and t_serve else None,
-                        "failed": pr.failures + sum(1 for _, s, _ in pr.events if s != 200)})
-        finally:
-            target.proc.stop()
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -1154,14 +215,6 @@ def run_scenario(sc, entries, args, mongo):
     return results, warm
 
 
-def cpu_list(spec):
-    """'0-1,3' -> {0, 1, 3}"""
-    out = set()
-    for part in spec.split(","):
-        a, _, b = part.partition("-")
-        out.update(range(int(a), int(b or a) + 1))
-    return out
-
 
 def http_runner(target, url, sc, args, ferret_pid):
     pin = args.pin_layout if sc.get("pin") else None
@@ -1172,9 +225,9 @@ def http_runner(target, url, sc, args, ferret_pid):
         c0 = cpu_seconds(pids)
         cs0 = ctx_switches(pids)
         f0 = cpu_seconds([ferret_pid]) if ferret_pid else 0
-        # syscalls are counted in the warm-up run only: perf's cost stays out of the measured rounds
-        window = duration - 0.5
-        sys_count = count_syscalls(pids, window) if warm and args.syscalls and window > 0.2 else (lambda: None)
+        # syscalls are counted in the warm-up run only, from before wrk starts to after it ends:
+        # perf's cost stays out of the measured rounds
+        sys_count = count_syscalls(pids) if warm and args.syscalls else (lambda: None)
         with OtherCpu(pids, accounted_pids=pids + ([ferret_pid] if ferret_pid else [])) as oc:
             # a limit=1000 answer takes FerretDB about 0.4 s of CPU: readmongo gets a longer timeout
             r = run_wrk(url, duration, sc["conns"], args.wrk_threads, sc["close"],
@@ -1187,9 +240,9 @@ def http_runner(target, url, sc, args, ferret_pid):
             r["other_cores"] = oc.result(r["cpu_s"] + (r["db_cpu_s"] or 0))
             r["other_top"] = oc.top
         n = sys_count()
-        if n is not None and r["rps"]:
-            r["syscalls_per_req"] = n["total"] / window / r["rps"]
-            r["syscall_mix_per_req"] = {k: v / window / r["rps"] for k, v in n.items()}
+        if n is not None and r["requests"]:
+            r["syscalls_per_req"] = n["total"] / r["requests"]
+            r["syscall_mix_per_req"] = {k: v / r["requests"] for k, v in n.items()}
         r["pinned"] = bool(pin)
         return r
     return run
@@ -1468,7 +521,7 @@ def start_targets(avail, workers, mongo, data, tag):
             t.wait_serving(workers)
         except RuntimeError as e:
             log(f"target {t.key} failed to start: {e}")
-            data["unavailable"][data["labels"][t.key] + f" ({tag})"] = "failed to start (see log in " + WORK + ")"
+            data["unavailable"][data["labels"][t.key] + f" ({tag})"] = "failed to start (see log in " + procs.WORK + ")"
             t.proc.stop()
             continue
         if t.key == "clusterd":
@@ -1500,7 +553,7 @@ def build_scenarios(args, mongo, queries):
 
 
 def run_scenarios(scenarios, running, args, mongo, data, only, extra=None):
-    mongoc_bin = args.mongoc_loop or os.path.join(WORK, "mongoc_loop")
+    mongoc_bin = args.mongoc_loop or os.path.join(procs.WORK, "mongoc_loop")
     labels, unavailable = data["labels"], data["unavailable"]
     for sc in scenarios:
         entries = []
@@ -1548,9 +601,9 @@ def run_growth_workers(avail, args, data, only):
 
 def run_idle(args, data):
     """bench/idle.py (memory per idle connection), merged into the growth section."""
-    out_json = os.path.join(WORK, "idle.json")
+    out_json = os.path.join(procs.WORK, "idle.json")
     argv = [sys.executable, os.path.join(BENCH, "idle.py"), "--counts", args.idle_counts,
-            "--out", os.path.join(WORK, "idle.md"), "--json", out_json,
+            "--out", os.path.join(procs.WORK, "idle.md"), "--json", out_json,
             "--clusterd", args.clusterd or os.path.join(REPO, "build-release", "clusterd")]
     if args.quick:
         argv += ["--settle", "1", "--warmup", "20"]
@@ -1559,8 +612,8 @@ def run_idle(args, data):
     log("idle memory: " + " ".join(argv[1:]))
     try:
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, env={**os.environ, "BENCH_PGIDS": PGIDS_FILE})
-        with open(PGIDS_FILE, "a") as f:
+                             start_new_session=True, env={**os.environ, "BENCH_PGIDS": procs.PGIDS_FILE})
+        with open(procs.PGIDS_FILE, "a") as f:
             f.write(f"{p.pid}\n")
         try:
             _, err = p.communicate(timeout=900)
@@ -1578,7 +631,7 @@ def run_idle(args, data):
 def new_data(args, targets, labels):
     data = {"command": args.command, "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "machine": machine_info(), "labels": labels, "unavailable": {}, "scenarios": [],
-            "memory": {}, "startup": [], "replace": [], "work": WORK,
+            "memory": {}, "startup": [], "replace": [], "work": procs.WORK,
             "params": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
                        "workers": args.workers, "wrk_threads": args.wrk_threads, "conns": args.conns,
                        "mongo_conns": args.mongo_conns, "pin": args.pin_layout, "pin_spec": args.pin,
@@ -1609,14 +662,13 @@ def new_data(args, targets, labels):
 
 
 def main():
-    global WORK, PGIDS_FILE
     args = parse_args()
     DEADLINE[0] = time.monotonic() + args.budget
     _next_port[0] = args.port_base - 1
-    WORK = args.work or subprocess.run(["mktemp", "-d", "/tmp/clusterd-bench.XXXXXX"],
+    procs.WORK = args.work or subprocess.run(["mktemp", "-d", "/tmp/clusterd-bench.XXXXXX"],
                                        capture_output=True, text=True).stdout.strip()
-    os.makedirs(WORK, exist_ok=True)
-    PGIDS_FILE = os.path.join(WORK, "pgids")
+    os.makedirs(procs.WORK, exist_ok=True)
+    procs.PGIDS_FILE = os.path.join(procs.WORK, "pgids")
     os.makedirs(args.out, exist_ok=True)
 
     def on_signal(signum, frame):
@@ -1674,7 +726,7 @@ def main():
     png = os.path.join(args.out, "latest.png")
     with open(os.path.join(args.out, "latest.json"), "w") as f:
         json.dump(data, f, indent=1, default=str)
-    if data["scenarios"] and write_chart(data, png, WORK, log):
+    if data["scenarios"] and write_chart(data, png, procs.WORK, log):
         log(f"chart: {png}")
     write_report(data, md)
     log(f"report: {md} (elapsed {data['elapsed_s']} s)")

@@ -5,7 +5,7 @@
  * @socket.io/redis-emitter 5.1.0 (recorded from Redis by the redistest
  * helper: tests/fuzz/corpus/events_redis holds them too) decoded into bus
  * operations, what we publish decoded back, our own uid skipped, and
- * hostile input.  Criterion's processes; no sockets, no loop.
+ * hostile input; the section's adapter keys.  Criterion's processes; no sockets, no loop.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/keys.h"
 #include "services/events/redis.h"
 
 static size_t unhex(const char *h, unsigned char *out)
@@ -72,6 +73,32 @@ Test(events_redis, uri_forms)
                          "redis://:p%00w@h", "unix:///p?x=1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_expect_eq(cd_events__redis_uri_parse(bad[i], &u), -EINVAL, "%s", bad[i]);
+}
+
+/* ---- the section's keys ---- */
+
+Test(events_redis, conf_keys_defaults_and_refusals)
+{
+    cd_events_conf *c = cd_events__conf_new();
+    char err[256] = "";
+    cr_assert(c);
+    cr_expect_eq(c->adapter, CD_EVENTS_ADAPTER_LOCAL);
+    cr_expect_str_eq(c->redis_uri, "redis://127.0.0.1:6379/0");
+    cr_expect_str_eq(c->redis_prefix, "socket.io");
+    cr_expect_eq(c->redis_timeout_ms, 2000);
+    cr_assert_eq(cd_conf_key_set(cd_events__keys, c, "adapter", "redis", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cd_conf_key_set(cd_events__keys, c, "redis_uri", "unix:///tmp/r.sock", err, sizeof err), 0);
+    cr_assert_eq(cd_conf_key_set(cd_events__keys, c, "redis_prefix", "app", err, sizeof err), 0);
+    cr_assert_eq(cd_conf_key_set(cd_events__keys, c, "redis_timeout", "500ms", err, sizeof err), 0);
+    cr_expect(c->adapter == CD_EVENTS_ADAPTER_REDIS && strcmp(c->redis_uri, "unix:///tmp/r.sock") == 0 &&
+              strcmp(c->redis_prefix, "app") == 0 && c->redis_timeout_ms == 500);
+    cr_expect_neq(cd_conf_key_set(cd_events__keys, c, "adapter", "cluster", err, sizeof err), 0);
+    cr_expect_neq(cd_conf_key_set(cd_events__keys, c, "redis_uri", "redis://h:0", err, sizeof err), 0);
+    cr_expect_str_eq(c->redis_uri, "unix:///tmp/r.sock"); /* a refused value changes nothing */
+    cr_expect_neq(cd_conf_key_set(cd_events__keys, c, "redis_prefix", "", err, sizeof err), 0);
+    cr_expect_neq(cd_conf_key_set(cd_events__keys, c, "redis_timeout", "10ms", err, sizeof err), 0);
+    cr_expect_eq(cd_events__conf_check(c, err, sizeof err), 0, "%s", err);
+    cd_events__conf_free(c);
 }
 
 /* ---- JSON <-> msgpack ---- */

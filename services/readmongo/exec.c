@@ -328,6 +328,22 @@ static int refuse_early(cd_readmongo_job *job, long long started)
     return 0;
 }
 
+/* Appends key (a literal) and v in decimal: the envelope's numbers without
+ * printf's format parsing (a few microseconds a request, issue 13). */
+static void append_num(cd_buf *out, const char *key, long long v)
+{
+    char d[24], *e = d + sizeof d, *p = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    cd_buf_append(out, key, strlen(key));
+    cd_buf_append(out, p, (size_t)(e - p));
+}
+
 /* Runs the find and renders the answer into job.  out is the caller's. */
 static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long started, cd_buf *out)
 {
@@ -341,8 +357,9 @@ static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long sta
     if (job->q.kind != CD_RM_GET) {
         cd_buf_append(out, "{\"collection\":", 14);
         cd_json_str(out, job->q.coll, strlen(job->q.coll));
-        cd_buf_printf(out, ",\"limit\":%lld,\"skip\":%lld,\"documents\":[", job->q.limit,
-                      job->q.skip);
+        append_num(out, ",\"limit\":", job->q.limit);
+        append_num(out, ",\"skip\":", job->q.skip);
+        cd_buf_append(out, ",\"documents\":[", 14);
     }
     long long n = render_docs(job, cur, out, &truncated);
     if (n < 0)
@@ -361,7 +378,9 @@ static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long sta
             goto out;
         }
     } else {
-        cd_buf_printf(out, "],\"count\":%lld,\"truncated\":%s}", n, truncated ? "true" : "false");
+        append_num(out, "],\"count\":", n);
+        cd_buf_append(out, truncated ? ",\"truncated\":true}" : ",\"truncated\":false}",
+                      truncated ? 18 : 19);
         if (out->oom) {
             cd_readmongo__job_fail(job, 503, "out of memory rendering the answer");
             goto out;

@@ -26,6 +26,7 @@
 #include "http/server.h"
 
 #define CD_HTTP_IN_BUF 16384
+#define CD_HTTP_OUT_BUF 16384
 #define CD_HTTP_MAX_HEADERS 100
 #define CD_REQID_MAX 64
 
@@ -113,7 +114,7 @@ struct cd_conn {
      * own while bytes wait (pipelined, or after a paused head): server.c. */
     char *in;
     size_t in_off, in_len;
-    char *out; /* NULL on an idle connection: freed once an answer is written */
+    char *out; /* NULL on an idle connection; the loop's buffer while an answer leaves at once (server.c) */
     size_t out_off, out_len, out_cap;
     int processing; /* cd_http__process is on the stack */
     int moved;         /* moved here (steer.c): its next request is served here, not steered */
@@ -134,6 +135,12 @@ void cd_http__close(cd_conn *c);             /* closes and frees c (detaching it
 void cd_http__timer(cd_conn *c, double sec); /* c times out sec from now (lazily armed) */
 void cd_http__timer_stop(cd_conn *c);        /* c has no timeout now */
 void cd_http__body_timer(cd_conn *c);        /* the timer while a body is read */
+/* c's output (NULL) becomes the loop's buffer, when no connection holds
+ * it: 1, else 0.  What is left in it moves to c's own buffer at the end of
+ * cd_http__process. */
+int cd_http__out_borrow(cd_conn *c);
+int cd_http__out_borrowed(const cd_conn *c); /* c->out is the loop's buffer */
+void cd_http__out_drop(cd_conn *c);          /* frees c->out, or gives it back */
 
 /* parse.c */
 const llhttp_settings_t *cd_http__settings(void);

@@ -93,6 +93,8 @@ static const char *date_header(cd_http_ctx *ctx)
 
 static int out_reserve(cd_conn *c, size_t more)
 {
+    if (!c->out && more <= CD_HTTP_OUT_BUF && cd_http__out_borrow(c))
+        return 0; /* the loop's buffer (server.c) */
     if (c->out_len + more <= c->out_cap)
         return 0;
     if (c->out_off > 0) {
@@ -105,9 +107,15 @@ static int out_reserve(cd_conn *c, size_t more)
     size_t cap = c->out_cap ? c->out_cap : 1024;
     while (cap < c->out_len + more)
         cap *= 2;
-    char *n = realloc(c->out, cap);
-    if (!n)
+    char *n;
+    if (cd_http__out_borrowed(c)) { /* outgrown: a buffer of its own */
+        if (!(n = malloc(cap)))
+            return -1;
+        memcpy(n, c->out, c->out_len);
+        cd_http__out_drop(c);
+    } else if (!(n = realloc(c->out, cap))) {
         return -1;
+    }
     c->out = n;
     c->out_cap = cap;
     return 0;

@@ -65,6 +65,63 @@
  * bytes never stay here past the cd_http__process that parses them. */
 static _Thread_local char loop_in[CD_HTTP_IN_BUF];
 
+/* What answers are written into while they leave at once (one connection
+ * at a time holds it: loop_out_by); what the socket does not take moves to
+ * a buffer of the connection's own at the end of cd_http__process, as
+ * nginx writes first and buffers only on EAGAIN.  An answer so costs no
+ * allocation. */
+static _Thread_local char loop_out[CD_HTTP_OUT_BUF];
+static _Thread_local cd_conn *loop_out_by;
+
+int cd_http__out_borrow(cd_conn *c)
+{
+    if (loop_out_by || c->out)
+        return 0;
+    loop_out_by = c;
+    c->out = loop_out;
+    c->out_cap = sizeof loop_out;
+    return 1;
+}
+
+int cd_http__out_borrowed(const cd_conn *c) { return c->out && c->out == loop_out; }
+
+void cd_http__out_drop(cd_conn *c)
+{
+    if (cd_http__out_borrowed(c))
+        loop_out_by = NULL;
+    else
+        free(c->out);
+    c->out = NULL;
+    c->out_cap = 0;
+}
+
+/* At the end of cd_http__process: what is still queued in the loop's
+ * buffer moves to one of c's own.  0, or -ENOMEM. */
+static int out_settle(cd_conn *c)
+{
+    if (!cd_http__out_borrowed(c))
+        return 0;
+    size_t left = c->out_len - c->out_off;
+    if (left == 0) {
+        cd_http__out_drop(c);
+        c->out_off = c->out_len = 0;
+        return 0;
+    }
+    size_t cap = 1024;
+    while (cap < left)
+        cap *= 2;
+    char *own = malloc(cap);
+    if (!own)
+        return -ENOMEM;
+    memcpy(own, c->out + c->out_off, left);
+    loop_out_by = NULL;
+    c->out = own;
+    c->out_cap = cap;
+    c->out_off = 0;
+    c->out_len = left;
+    return 0;
+}
+
 _Static_assert(sizeof(void *) != 8 || sizeof(cd_conn) <= 512, "an idle connection is its cd_conn: keep it small");
 
 /* Bytes read from c stay in c->in only while they wait: at the end of a
@@ -174,11 +231,8 @@ static int conn_flush(cd_conn *c)
         return -1;
     }
     c->out_off = c->out_len = 0;
-    if (c->out_cap > 65536) { /* do not keep a big buffer on an idle connection */
-        free(c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
+    if (cd_http__out_borrowed(c) || c->out_cap > 65536) /* do not keep a big buffer on an idle connection */
+        cd_http__out_drop(c);
     return c->file_left > 0 ? cd_http__file_flush(c) : 1; /* a file answer's body (file.c) */
 }
 
@@ -333,9 +387,7 @@ void cd_http__process(cd_conn *c)
         if (c->state == CS_IDLE) {
             /* While draining, cd_http_drain closes it after a grace period. */
             c->idle_since = ev_now(ctx->loop);
-            free(c->out); /* all written: an idle connection keeps no buffer */
-            c->out = NULL;
-            c->out_cap = 0;
+            cd_http__out_drop(c); /* all written: an idle connection keeps no buffer */
             set_timer(c, ctx->keepalive_timeout_ms > 0 ? ctx->keepalive_timeout_ms : ctx->header_timeout_ms);
         }
         set_io(c, EV_READ);
@@ -345,6 +397,9 @@ void cd_http__process(cd_conn *c)
     timer_sync(c); /* it waits now: for its deadline, if it has one */
     if (in_settle(c) < 0) {
         cd_err("fd %d: out of memory keeping %zu unparsed bytes; closing", c->fd, c->in_len - c->in_off);
+        cd_http__close(c);
+    } else if (out_settle(c) < 0) {
+        cd_err("fd %d: out of memory keeping %zu unwritten bytes; closing", c->fd, c->out_len - c->out_off);
         cd_http__close(c);
     }
 }
@@ -455,7 +510,7 @@ void cd_http__close(cd_conn *c)
     cd_http__file_close(c);
     if (c->in != loop_in)
         free(c->in);
-    free(c->out);
+    cd_http__out_drop(c);
     free(c);
     /* A slot is free again: the owner may accept again. */
     if (ctx->on_capacity && ctx->nconns < ctx->max_connections)

@@ -14,6 +14,10 @@
  *                               checks is listed in its opening comment),
  *                               and each worker's log says the state
  *                               changes, not each retry
+ *   handler_api_across_hosts    redis_api.js: the handler API's broadcast,
+ *                               sockets_join/leave/disconnect (the test
+ *                               module, sio-test.so, on both hosts) reach
+ *                               the other host and the Node host
  *   unreachable_redis_serves_locally  a redis_uri nothing listens on: the
  *                               host serves, rooms across its workers
  *                               work (rooms.js), /healthz/ready answers 503
@@ -316,6 +320,27 @@ Test(redis, across_hosts_and_node, .timeout = 400)
         cr_assert(n >= min && n <= min + 2, "host %c: %d lines about redis (above), not %d to %d", 'A' + i, n, min,
                   min + 2);
     }
+}
+
+/* The handler API (tests/integration/sio_test_module.c on "/" of both
+ * hosts): its broadcasts, sockets_join/leave and disconnects reach the
+ * other host and the Node host (redis_api.js). */
+Test(redis, handler_api_across_hosts)
+{
+    int rport = th_free_port();
+    redis_start(rport, NULL);
+    char uri[64];
+    snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/0", rport);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(th_start(&hosts[i], 2, "/healthz/ready", NULL, CONF "handlers = sio-test\n", uri), 0,
+                     "host %c did not start", 'A' + i);
+    char pa[16], pb[16], pn[16], pr[16];
+    snprintf(pa, sizeof pa, "%d", hosts[0].port);
+    snprintf(pb, sizeof pb, "%d", hosts[1].port);
+    snprintf(pn, sizeof pn, "%d", th_free_port());
+    snprintf(pr, sizeof pr, "%d", rport);
+    const char *args[] = {pa, pb, pn, pr, PREFIX, hosts[0].dir, NULL};
+    node_passes(hosts[0].dir, "redis_api.js", args);
 }
 
 Test(redis, unreachable_redis_serves_locally)

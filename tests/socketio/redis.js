@@ -287,28 +287,12 @@ async function crossHostsWork(senders, ms) {
 
 // ---- the scenario ----
 
-t.run(async () => {
-  await startNodeHost();
-  const ec = createClient({ url: redisUrl });
-  ec.on("error", () => {});
-  await ec.connect();
-  const emitter = new Emitter(ec, { key: prefix });
+// The sockets and clients every phase uses (set by the scenario).
+const h = {};
+const others = (s) => h.inR.filter((x) => x !== s);
 
-  const [a1, a2] = await spreadOn(portA, "a");
-  const [b1, b2] = await spreadOn(portB, "b");
-  const n1 = await client(nodePort, "n1");
-  const n2 = await client(nodePort, "n2");
-  for (const s of [a1, a2]) s.host = "A";
-  for (const s of [b1, b2]) s.host = "B";
-  for (const s of [n1, n2]) s.host = "N";
-  t.log(`a1 ${a1.sid}@${a1.worker} a2 ${a2.sid}@${a2.worker} b1 ${b1.sid}@${b1.worker} b2 ${b2.sid}@${b2.worker}` +
-    ` n1 ${n1.sid} n2 ${n2.sid}`);
-  for (const s of [a1, a2, b1, b2, n1, n2]) await join(s, "r");
-  for (const s of [a2, b2, n2]) await join(s, "s");
-  const inR = [a1, a2, b1, b2, n1, n2];
-  const others = (s) => inR.filter((x) => x !== s);
-  t.log(`hosts reach each other after ${await crossHostsWork([a1, b1, n1], 10000)} probe rounds`);
-
+async function relays() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // Relays: a client's event to its rooms on every host.
   a1.emit("m_a", { from: "a1", n: [1, 2.5, null, true], s: "héllo \u{1F600}" });
   await exactly("m_a", others(a1));
@@ -338,6 +322,10 @@ t.run(async () => {
   for (const [k, l] of Object.entries(burst)) t.check(inOrder(l), `burst at ${k}: not 0..299 once in order`);
   t.log("burst: 300 events from a1 once each, in order, on b1, b2, n1");
 
+}
+
+async function binary() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // Binary attachments across hosts, both ways.
   const bin = Buffer.from([0, 1, 2, 254, 255]);
   a2.emit("bin_a", bin, "with text", { nested: Buffer.from("xyz") });
@@ -354,6 +342,10 @@ t.run(async () => {
     t.check(Buffer.isBuffer(x) && x.equals(bin), `bin_n at ${s.label}: ${JSON.stringify(x)}`);
   }
 
+}
+
+async function nodeHostOps() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // The Node host's own broadcasts and joins.
   await nodeCmd({ op: "emit", rooms: ["r"], event: "node_r", args: [1] });
   await exactly("node_r", inR);
@@ -369,6 +361,10 @@ t.run(async () => {
   await roomsBecome(a1, 1, "Node socketsLeave");
   await roomsBecome(b1, 1, "Node socketsLeave");
 
+}
+
+async function emitterOps() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // The emitter.
   emitter.emit("e_all", "everyone");
   await exactly("e_all", inR);
@@ -391,6 +387,10 @@ t.run(async () => {
   await roomsBecome(a1, 1, "emitter socketsLeave");
   await roomsBecome(b2, 2, "emitter socketsLeave");
 
+}
+
+async function roomsAndNames() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // Long-polling clients on B and on the Node host get what comes from Redis.
   const polls = [await client(portB, "pb", "", ["polling"]), await client(nodePort, "pn", "", ["polling"])];
   for (const s of polls) await join(s, "poll");
@@ -428,6 +428,10 @@ t.run(async () => {
   await exactly("m_big", others(b2));
   t.check(argsOf(a1, "m_big")[0] === big && argsOf(n1, "m_big")[0] === big, "m_big arrived changed");
 
+}
+
+async function namespacesAndRequests() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // Namespace /chat: its own channels; its room r is not "/"'s.
   const chat = [await client(portA, "ca", "/chat"), await client(portB, "cb", "/chat"),
     await client(nodePort, "cn", "/chat")];
@@ -474,6 +478,10 @@ t.run(async () => {
   await exactly("after_junk", others(a1));
   t.check((await rooms(a1)) === 1 && (await rooms(b1)) === 1, "junk changed the rooms");
 
+}
+
+async function backendOps() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // The backend endpoints of A, reaching B and the Node host.
   await backend("publish", { room: "r", event: "p_r", args: [{ via: "A" }] });
   await exactly("p_r", inR);
@@ -490,6 +498,10 @@ t.run(async () => {
   await backend("publish", { room: "j", event: "p_j2" });
   await exactly("p_j2", []);
 
+}
+
+async function disconnects() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // Disconnects: A's /disconnect to sockets on B and the Node host, the
   // emitter's to sockets on A and B.
   const vb = await client(portB, "vb"), vn = await client(nodePort, "vn");
@@ -507,6 +519,10 @@ t.run(async () => {
   t.check(inR.every((s) => s.connected && s.drops.length === 0), "a socket that was not targeted was disconnected");
   for (const s of victims) all.splice(all.indexOf(s), 1);
 
+}
+
+async function outage() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // Redis goes away: local delivery on A goes on, A says it is degraded.
   await metricBecomes("clusterd_events_redis_up", 2, 10000, "before the restart");
   await redisKill();
@@ -536,6 +552,10 @@ t.run(async () => {
   await backend("publish", { room: "r", event: "after_p" });
   await exactly("after_p", inR);
 
+}
+
+async function respawn() {
+  const { a1, a2, b1, b2, n1, n2, inR, emitter, ec } = h;
   // A worker of A killed: the master starts another in its slot, which
   // subscribes on its own (ready 200, redis_up 2 again) and gets B's relays.
   const m = await t.metrics("clusterd_worker_uptime_seconds");
@@ -570,6 +590,32 @@ t.run(async () => {
   await exactly("respawn_b", inR2.filter((s) => s !== b1));
   a3.emit("respawn_a", 2);
   await exactly("respawn_a", inR2.filter((s) => s !== a3));
+}
+
+t.run(async () => {
+  await startNodeHost();
+  const ec = createClient({ url: redisUrl });
+  ec.on("error", () => {});
+  await ec.connect();
+  const emitter = new Emitter(ec, { key: prefix });
+
+  const [a1, a2] = await spreadOn(portA, "a");
+  const [b1, b2] = await spreadOn(portB, "b");
+  const n1 = await client(nodePort, "n1");
+  const n2 = await client(nodePort, "n2");
+  for (const s of [a1, a2]) s.host = "A";
+  for (const s of [b1, b2]) s.host = "B";
+  for (const s of [n1, n2]) s.host = "N";
+  t.log(`a1 ${a1.sid}@${a1.worker} a2 ${a2.sid}@${a2.worker} b1 ${b1.sid}@${b1.worker} b2 ${b2.sid}@${b2.worker}` +
+    ` n1 ${n1.sid} n2 ${n2.sid}`);
+  for (const s of [a1, a2, b1, b2, n1, n2]) await join(s, "r");
+  for (const s of [a2, b2, n2]) await join(s, "s");
+  const inR = [a1, a2, b1, b2, n1, n2];
+  t.log(`hosts reach each other after ${await crossHostsWork([a1, b1, n1], 10000)} probe rounds`);
+
+  Object.assign(h, { a1, a2, b1, b2, n1, n2, inR, emitter, ec });
+  for (const phase of [relays, binary, nodeHostOps, emitterOps, roomsAndNames, namespacesAndRequests,
+    backendOps, disconnects, outage, respawn]) await phase();
   await ec.quit().catch(() => {});
   t.pass("rooms across clusterd A, clusterd B and Node through Redis, before and after a Redis restart");
 }, 150000);

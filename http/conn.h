@@ -137,10 +137,13 @@ void cd_http__timer_stop(cd_conn *c);        /* c has no timeout now */
 void cd_http__body_timer(cd_conn *c);        /* the timer while a body is read */
 /* c's output (NULL) becomes the loop's buffer, when no connection holds
  * it: 1, else 0.  What is left in it moves to c's own buffer at the end of
- * cd_http__process. */
+ * cd_http__process (response.c has the buffer). */
 int cd_http__out_borrow(cd_conn *c);
 int cd_http__out_borrowed(const cd_conn *c); /* c->out is the loop's buffer */
 void cd_http__out_drop(cd_conn *c);          /* frees c->out, or gives it back */
+/* At the end of cd_http__process: what is still queued in the loop's
+ * buffer moves to one of c's own.  0, or -ENOMEM. */
+int cd_http__out_settle(cd_conn *c);
 
 /* parse.c */
 const llhttp_settings_t *cd_http__settings(void);

@@ -17,6 +17,10 @@
  * keepalive_timeout 0, a refused request, an upgrade request answered
  * without the upgrade, a client that half-closed, a draining server).
  *
+ * Answers are written into the loop's one output buffer while they leave
+ * at once; only what the socket does not take is kept in a buffer of the
+ * connection's own (cd_http__out_settle, at the end of cd_http__process).
+ *
  * A route with gzip or etag on (routeconf.h) passes its whole answers
  * through respond_opts first: the ETag and a 304 (etag.c), then the gzip
  * encoding (gzip.c).  A route without options pays one pointer test.
@@ -27,6 +31,7 @@
  * and logged, and freed here; only its bytes go nowhere.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +94,62 @@ static const char *date_header(cd_http_ctx *ctx)
         ctx->date_at = (ev_tstamp)t;
     }
     return ctx->date;
+}
+
+/* What answers are written into while they leave at once (one connection
+ * at a time holds it: loop_out_by); what the socket does not take moves to
+ * a buffer of the connection's own at the end of cd_http__process
+ * (cd_http__out_settle), as
+ * nginx writes first and buffers only on EAGAIN.  An answer so costs no
+ * allocation. */
+static _Thread_local char loop_out[CD_HTTP_OUT_BUF];
+static _Thread_local cd_conn *loop_out_by;
+
+int cd_http__out_borrow(cd_conn *c)
+{
+    if (loop_out_by || c->out)
+        return 0;
+    loop_out_by = c;
+    c->out = loop_out;
+    c->out_cap = sizeof loop_out;
+    return 1;
+}
+
+int cd_http__out_borrowed(const cd_conn *c) { return c->out && c->out == loop_out; }
+
+void cd_http__out_drop(cd_conn *c)
+{
+    if (cd_http__out_borrowed(c))
+        loop_out_by = NULL;
+    else
+        free(c->out);
+    c->out = NULL;
+    c->out_cap = 0;
+}
+
+int cd_http__out_settle(cd_conn *c)
+{
+    if (!cd_http__out_borrowed(c))
+        return 0;
+    size_t left = c->out_len - c->out_off;
+    if (left == 0) {
+        cd_http__out_drop(c);
+        c->out_off = c->out_len = 0;
+        return 0;
+    }
+    size_t cap = 1024;
+    while (cap < left)
+        cap *= 2;
+    char *own = malloc(cap);
+    if (!own)
+        return -ENOMEM;
+    memcpy(own, c->out + c->out_off, left);
+    loop_out_by = NULL;
+    c->out = own;
+    c->out_cap = cap;
+    c->out_off = 0;
+    c->out_len = left;
+    return 0;
 }
 
 static int out_reserve(cd_conn *c, size_t more)

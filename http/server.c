@@ -40,10 +40,12 @@
  * nothing is left unparsed the connection goes back to holding none.  Only
  * bytes that must wait (pipelined behind a request in service, or the rest
  * after a head that is moved or upgraded) are kept, in a 16 KiB buffer of
- * the connection's own, freed once they are parsed (in_settle).  The output
- * buffer is freed once an answer is written and the connection is idle,
+ * the connection's own, freed once they are parsed (in_settle).  Answers
+ * are written into the loop's one output buffer (loop_out) and only what
+ * the socket does not take is kept, in a buffer of the connection's own
+ * (response.c), freed once it is written and the connection is idle,
  * and the request when it is answered, so a keep-alive connection waiting
- * for its next request costs its cd_conn (sizeof: 496 bytes on x86-64,
+ * for its next request costs its cd_conn (sizeof: 504 bytes on x86-64,
  * kept under 512 below) plus the kernel's socket.
  *
  * Drain: once the owner calls cd_http_begin_drain, answers say
@@ -64,63 +66,6 @@
 /* What every connection of this thread reads into (one loop per thread);
  * bytes never stay here past the cd_http__process that parses them. */
 static _Thread_local char loop_in[CD_HTTP_IN_BUF];
-
-/* What answers are written into while they leave at once (one connection
- * at a time holds it: loop_out_by); what the socket does not take moves to
- * a buffer of the connection's own at the end of cd_http__process, as
- * nginx writes first and buffers only on EAGAIN.  An answer so costs no
- * allocation. */
-static _Thread_local char loop_out[CD_HTTP_OUT_BUF];
-static _Thread_local cd_conn *loop_out_by;
-
-int cd_http__out_borrow(cd_conn *c)
-{
-    if (loop_out_by || c->out)
-        return 0;
-    loop_out_by = c;
-    c->out = loop_out;
-    c->out_cap = sizeof loop_out;
-    return 1;
-}
-
-int cd_http__out_borrowed(const cd_conn *c) { return c->out && c->out == loop_out; }
-
-void cd_http__out_drop(cd_conn *c)
-{
-    if (cd_http__out_borrowed(c))
-        loop_out_by = NULL;
-    else
-        free(c->out);
-    c->out = NULL;
-    c->out_cap = 0;
-}
-
-/* At the end of cd_http__process: what is still queued in the loop's
- * buffer moves to one of c's own.  0, or -ENOMEM. */
-static int out_settle(cd_conn *c)
-{
-    if (!cd_http__out_borrowed(c))
-        return 0;
-    size_t left = c->out_len - c->out_off;
-    if (left == 0) {
-        cd_http__out_drop(c);
-        c->out_off = c->out_len = 0;
-        return 0;
-    }
-    size_t cap = 1024;
-    while (cap < left)
-        cap *= 2;
-    char *own = malloc(cap);
-    if (!own)
-        return -ENOMEM;
-    memcpy(own, c->out + c->out_off, left);
-    loop_out_by = NULL;
-    c->out = own;
-    c->out_cap = cap;
-    c->out_off = 0;
-    c->out_len = left;
-    return 0;
-}
 
 _Static_assert(sizeof(void *) != 8 || sizeof(cd_conn) <= 512, "an idle connection is its cd_conn: keep it small");
 
@@ -398,7 +343,7 @@ void cd_http__process(cd_conn *c)
     if (in_settle(c) < 0) {
         cd_err("fd %d: out of memory keeping %zu unparsed bytes; closing", c->fd, c->in_len - c->in_off);
         cd_http__close(c);
-    } else if (out_settle(c) < 0) {
+    } else if (cd_http__out_settle(c) < 0) {
         cd_err("fd %d: out of memory keeping %zu unwritten bytes; closing", c->fd, c->out_len - c->out_off);
         cd_http__close(c);
     }

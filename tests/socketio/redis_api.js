@@ -14,45 +14,11 @@
 //   kick v           the sockets in v, on B and on Node, are disconnected
 // Every wait is bounded.
 "use strict";
-const path = require("path");
-const fs = require("fs");
-const { fork } = require("child_process");
 const { createClient } = require("redis");
 const { Emitter } = require("@socket.io/redis-emitter");
 const t = require("./lib");
-
-const [portA, portB, nodePort, redisPort] = process.argv.slice(2, 6).map(Number);
-const prefix = process.argv[6] || "socket.io";
-const logdir = process.argv[7] || ".";
-let nodeHost;
-process.on("exit", () => nodeHost && nodeHost.kill("SIGKILL"));
-
-const all = [];
-async function client(port, label) {
-  const s = t.io(`http://127.0.0.1:${port}`, { transports: ["websocket"], reconnection: false, forceNew: true });
-  t.sockets.push(s);
-  await t.until(() => s.connected, 5000, `${label} connects`);
-  s.label = label;
-  s.sid = (await t.ack(s, 3000, "whoami")).sid;
-  s.rec = t.record(s);
-  s.drops = [];
-  s.on("disconnect", (why) => s.drops.push(why));
-  all.push(s);
-  return s;
-}
-
-const counts = (ev) => all.map((s) => `${s.label}=${s.rec.count(ev)}`).join(" ");
-async function exactly(ev, to, ms = 8000) {
-  const end = Date.now() + ms;
-  while (!to.every((s) => s.rec.count(ev) >= 1)) {
-    t.check(Date.now() < end, `${ev} should reach ${to.map((s) => s.label)} within ${ms} ms: ${counts(ev)}`);
-    await t.sleep(20);
-  }
-  await t.sleep(400);
-  for (const s of all)
-    t.check(s.rec.count(ev) === (to.includes(s) ? 1 : 0), `${ev} should reach ${to.map((s) => s.label)} once each: ${counts(ev)}`);
-  t.log(`${ev}: ${to.map((s) => s.label).join(",") || "nobody"} once each`);
-}
+const { portA, portB, nodePort, prefix, redisUrl, client, counts, exactly, startNodeHost, nodeCmd } =
+  require("./redis_lib");
 
 // A clusterd socket's handler call: acked [rc], 0 for done.
 async function call(s, ...args) {
@@ -63,33 +29,6 @@ async function call(s, ...args) {
 async function nodeJoin(s, room) {
   const r = await t.ack(s, 3000, "join", room);
   t.check(r.ok === true, `${s.label} join ${room}: ${JSON.stringify(r)}`);
-}
-
-let pending = null;
-// Forks the Node host; resolves once it listens and is connected to Redis.
-function startNodeHost() {
-  const log = path.join(logdir, "node-host-api.log");
-  nodeHost = fork(path.join(__dirname, "redis_server.js"), [String(nodePort), String(redisPort), prefix],
-    { stdio: ["ignore", fs.openSync(log, "w"), fs.openSync(log, "a"), "ipc"] });
-  nodeHost.on("exit", (code) => t.fail(`the Node host exited (${code}): ${fs.readFileSync(log, "utf8")}`));
-  nodeHost.on("message", (m) => {
-    if (m.ready) nodeHost.ready = true;
-    else if (pending) pending(m);
-  });
-  return t.until(() => nodeHost.ready, 10000, "the Node host starts");
-}
-
-// A command to the Node host (redis_server.js), one at a time.
-function nodeCmd(cmd) {
-  return new Promise((res, rej) => {
-    const tm = setTimeout(() => rej(new Error(`Node host command ${cmd.op}: no answer`)), 8000);
-    pending = (m) => {
-      clearTimeout(tm);
-      if (m.ok) res(m.result);
-      else rej(new Error(`Node host command ${cmd.op}: ${m.error}`));
-    };
-    nodeHost.send({ id: 1, ...cmd });
-  });
 }
 
 // Polls the Node host's fetchSockets in room (every host answers on the
@@ -105,8 +44,8 @@ async function inRoom(room, want, what) {
 }
 
 t.run(async () => {
-  await startNodeHost();
-  const ec = createClient({ url: `redis://127.0.0.1:${redisPort}` });
+  await startNodeHost("node-host-api.log");
+  const ec = createClient({ url: redisUrl });
   ec.on("error", () => {});
   await ec.connect();
   const emitter = new Emitter(ec, { key: prefix });

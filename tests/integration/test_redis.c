@@ -5,7 +5,9 @@
  * in its own process group), two clusterd "hosts" (-w 2 each, distinct
  * ports, the same key prefix), a Node.js socket.io server with
  * @socket.io/redis-adapter and @socket.io/redis-emitter
- * (tests/socketio/redis_server.js and redis.js, run by th_node).
+ * (tests/socketio/redis_server.js, forked by the scenarios redis.js and
+ * redis_api.js, which share redis_lib.js; redis_one.js for one host; all
+ * run by th_node).
  *
  *   across_hosts_and_node       redis.js: relays, binary, the Node host's
  *                               broadcasts and joins, the emitter, A's

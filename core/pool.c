@@ -12,7 +12,11 @@
  *   while something is pending) cd_pool_flush moves the whole list onto the
  *   shared queue under one lock and wakes at most one sleeping thread: one
  *   futex call per loop iteration, none when every thread is busy (a busy
- *   thread takes the next item itself when it finishes).
+ *   thread takes the next item itself when it finishes).  An ev_prepare
+ *   rather than an ev_idle: it runs right before the loop would block, so
+ *   no extra zero-timeout poll; the price is that an item submitted from
+ *   another ev_prepare callback that runs after this one waits for the
+ *   loop's next wake-up (nothing does that today; call cd_pool_flush there).
  * - Threads: a thread that takes an item and still sees items queued wakes
  *   one more sleeping thread (a chain, so a burst still runs in parallel on
  *   the database, and the loop never pays for it); a thread that finishes

@@ -216,7 +216,11 @@ static conn *thread_conn(cd_readmongo_state *st, bson_error_t *berr)
     c->clients = clients;
     c->ncolls = st->conf->ncollections;
     c->client = mongoc_client_pool_pop(clients);
-    pthread_setspecific(st->conn_key, c);
+    if (pthread_setspecific(st->conn_key, c) != 0) { /* else the next pop would wait forever */
+        cd_readmongo__conn_free(c);
+        bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "out of memory");
+        return NULL;
+    }
     return c;
 }
 

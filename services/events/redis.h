@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ev.h>
+
 #include "clusterd/buf.h"
 #include "services/events/events.h"
 
@@ -128,5 +130,20 @@ typedef struct cd_events_redis_stats {
     uint64_t in, out, errors, reconnects;
 } cd_events_redis_stats;
 void cd_events__redis_stats(const cd_events_state *st, cd_events_redis_stats *s);
+
+/* ---- a host name looked up off the loop (lookup.c, worker) ---- */
+
+typedef struct cd_events_lookup cd_events_lookup;
+/* 1 when host is an IPv4 or IPv6 address (nothing to look up). */
+int cd_events__is_numeric_host(const char *host);
+/* Looks host up in a thread of its own; wake (an ev_async started on
+ * loop) is sent when the answer is in.  NULL when no thread could start. */
+cd_events_lookup *cd_events__lookup_start(struct ev_loop *loop, ev_async *wake, const char *host);
+/* 0 with the numeric address in addr, -EINPROGRESS while it runs, or
+ * -ENOENT (no such name), -EAGAIN (the resolver failed for now), -EIO. */
+int cd_events__lookup_result(cd_events_lookup *l, char *addr, size_t cap);
+/* Frees l now when it ended, else its thread does when getaddrinfo
+ * returns (and sends nothing).  NULL is fine. */
+void cd_events__lookup_free(cd_events_lookup *l);
 
 #endif

@@ -45,8 +45,9 @@
  * ev_timer watches both).  Connections are freed only from that timer,
  * never inside a hiredis callback.  Up and down are logged once per change,
  * naming the server without the password.
- * A host name in redis_uri is resolved by hiredis with getaddrinfo, which
- * blocks: give an address or a unix socket for a loop that never waits.
+ * A host name in redis_uri is looked up in a thread (lookup.c) at every
+ * connect, within the connect's redis_timeout, and hiredis is given the
+ * address: its own getaddrinfo would wait on DNS on the loop.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,9 @@ typedef struct cd_events_redis {
     int up, logged;           /* logged: 0 none yet, 1 up, 2 down */
     int failed;               /* a failure waits for the timer to drop the connections */
     ev_timer timer;           /* connect bound, reply bound, backoff */
+    ev_async looked_up;       /* a lookup of the host ended (lookup.c) */
+    cd_events_lookup *lookup; /* running, or NULL */
+    char addr[256];           /* the host as an address, for this connect */
     double backoff;
     ev_tstamp since;          /* connect started, or the oldest PUBLISH unanswered's window */
     size_t pending;
@@ -121,6 +125,8 @@ static void fail(cd_events_redis *r, const char *why)
 static void drop(cd_events_redis *r)
 {
     redisAsyncContext *p = r->pub, *s = r->sub;
+    cd_events__lookup_free(r->lookup);
+    r->lookup = NULL;
     r->pub = r->sub = NULL; /* their callbacks, called by the frees, see they are gone */
     r->pub_ok = r->sub_ok = 0;
     r->acks = 0;
@@ -150,6 +156,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         r->failed = 0;
         arm(r, r->backoff);
         r->backoff = r->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : r->backoff * 2;
+        return;
+    }
+    if (r->lookup) { /* the host's lookup is taking too long */
+        if (now - r->since >= timeout)
+            fail(r, "host name lookup timed out (redis_timeout)");
+        else
+            arm(r, timeout - (now - r->since));
         return;
     }
     if (!r->pub && !r->sub) { /* the backoff is over */
@@ -301,7 +314,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static redisAsyncContext *open_one(cd_events_redis *r)
 {
     const cd_events_redis_uri *u = &r->uri;
-    redisAsyncContext *ac = u->is_unix ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(u->host, u->port);
+    redisAsyncContext *ac = u->is_unix ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(r->addr, u->port);
     if (!ac)
         return NULL;
     if (ac->err) {
@@ -324,9 +337,9 @@ static redisAsyncContext *open_one(cd_events_redis *r)
     return ac;
 }
 
-static void connect_all(cd_events_redis *r)
+/* Both connections, to r->addr (or the unix socket). */
+static void open_all(cd_events_redis *r)
 {
-    r->since = ev_now(r->st->svc->loop);
     r->pub = open_one(r);
     r->sub = r->pub ? open_one(r) : NULL;
     if (!r->pub || !r->sub) {
@@ -336,6 +349,42 @@ static void connect_all(cd_events_redis *r)
     for (size_t n = 0; n < r->nnsp; n++) {
         redisAsyncCommand(r->sub, on_sub_reply, r, "PSUBSCRIBE %s", r->pattern[n]);
         redisAsyncCommand(r->sub, on_sub_reply, r, "SUBSCRIBE %s", r->request[n]);
+    }
+    arm(r, (double)r->st->conf->redis_timeout_ms / 1000. - (ev_now(r->st->svc->loop) - r->since));
+}
+
+static void on_looked_up(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    cd_events_redis *r = w->data;
+    if (!r->lookup)
+        return; /* given up meanwhile */
+    int rc = cd_events__lookup_result(r->lookup, r->addr, sizeof r->addr);
+    if (rc == -EINPROGRESS)
+        return;
+    cd_events__lookup_free(r->lookup);
+    r->lookup = NULL;
+    if (rc < 0)
+        fail(r, rc == -ENOENT ? "no such host (redis_uri)" : "host name lookup failed");
+    else
+        open_all(r);
+}
+
+/* A connect: the host name looked up first, off the loop, unless it is an
+ * address (or a unix socket); bounded by redis_timeout as a whole. */
+static void connect_all(cd_events_redis *r)
+{
+    const cd_events_redis_uri *u = &r->uri;
+    r->since = ev_now(r->st->svc->loop);
+    if (u->is_unix || cd_events__is_numeric_host(u->host)) {
+        snprintf(r->addr, sizeof r->addr, "%s", u->is_unix ? "" : u->host);
+        open_all(r);
+        return;
+    }
+    r->lookup = cd_events__lookup_start(r->st->svc->loop, &r->looked_up, u->host);
+    if (!r->lookup) {
+        fail(r, "cannot start a host name lookup");
+        return;
     }
     arm(r, (double)r->st->conf->redis_timeout_ms / 1000.);
 }
@@ -538,6 +587,9 @@ int cd_events__redis_start(cd_events_state *st, char *err, size_t errlen)
     r->backoff = BACKOFF_MIN;
     ev_init(&r->timer, on_timer);
     r->timer.data = r;
+    ev_async_init(&r->looked_up, on_looked_up);
+    r->looked_up.data = r;
+    ev_async_start(st->svc->loop, &r->looked_up);
     st->redis = r;
     connect_all(r);
     return 0;
@@ -549,7 +601,8 @@ void cd_events__redis_stop(cd_events_state *st)
     if (!r)
         return;
     ev_timer_stop(st->svc->loop, &r->timer);
-    drop(r);
+    ev_async_stop(st->svc->loop, &r->looked_up);
+    drop(r); /* a lookup still running is given up: its thread frees it */
     st->redis = NULL;
     free_redis(r);
 }

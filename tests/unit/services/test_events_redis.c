@@ -8,6 +8,7 @@
  * hostile input; the section's adapter keys.  Criterion's processes; no sockets, no loop.
  */
 #include <criterion/criterion.h>
+#include <ev.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -313,4 +314,57 @@ Test(events_redis, hostile_broadcasts)
         size_t n = unhex(bad[i], m);
         cr_expect_eq(cd_events__redis_decode(0, "u", "/", m, n, &in), -EINVAL, "%s", bad[i]);
     }
+}
+
+/* ---- a host name looked up off the loop (lookup.c) ---- */
+
+static void woken(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)revents;
+    *(int *)w->data = 1;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void give_up(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+Test(events_redis, host_lookup_in_a_thread)
+{
+    cr_assert(cd_events__is_numeric_host("127.0.0.1"));
+    cr_assert(cd_events__is_numeric_host("::1"));
+    cr_assert_not(cd_events__is_numeric_host("localhost"));
+    cr_assert_not(cd_events__is_numeric_host("10.0.0"));
+
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    int got = 0;
+    ev_async wake;
+    ev_async_init(&wake, woken);
+    wake.data = &got;
+    ev_async_start(loop, &wake);
+    ev_timer bound;
+    ev_timer_init(&bound, give_up, 10., 0.);
+    ev_timer_start(loop, &bound);
+    cd_events_lookup *l = cd_events__lookup_start(loop, &wake, "localhost");
+    cr_assert_not_null(l);
+    ev_run(loop, 0);
+    cr_assert(got, "the loop was woken when the answer came in");
+    char addr[64];
+    cr_assert_eq(cd_events__lookup_result(l, addr, sizeof addr), 0);
+    cr_assert(strcmp(addr, "127.0.0.1") == 0 || strcmp(addr, "::1") == 0, "localhost is %s", addr);
+    cd_events__lookup_free(l);
+
+    /* Given up while it may still run: its thread frees it (whichever of
+     * the two ends first; the ASan build checks no one touches it after). */
+    l = cd_events__lookup_start(loop, &wake, "localhost");
+    cr_assert_not_null(l);
+    cd_events__lookup_free(l);
+    ev_timer_stop(loop, &bound);
+    ev_timer_set(&bound, 0.2, 0.);
+    ev_timer_start(loop, &bound);
+    ev_run(loop, 0);
+    ev_async_stop(loop, &wake);
+    ev_loop_destroy(loop);
 }

@@ -21,7 +21,8 @@ Test(control, every_command)
         cd_ctl_op op;
     } cases[] = {{"status", CD_CTL_STATUS},     {"reload", CD_CTL_RELOAD},   {"stop", CD_CTL_STOP},
                  {"stop now", CD_CTL_STOP_NOW}, {"upgrade", CD_CTL_UPGRADE}, {"reopen-logs", CD_CTL_REOPEN_LOGS},
-                 {"  status\n", CD_CTL_STATUS}, {"\treload ", CD_CTL_RELOAD}};
+                 {"  status\n", CD_CTL_STATUS}, {"\treload ", CD_CTL_RELOAD},   {"drain", CD_CTL_DRAIN},
+                 {" undrain\n", CD_CTL_UNDRAIN}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cd_ctl_request r;
         const char *why = NULL;
@@ -116,6 +117,7 @@ Test(control, the_protocol_header_names_parse)
     } cases[] = {{CD_CTL_CMD_STATUS, CD_CTL_STATUS},   {CD_CTL_CMD_RELOAD, CD_CTL_RELOAD},
                  {CD_CTL_CMD_STOP, CD_CTL_STOP},       {CD_CTL_CMD_STOP_NOW, CD_CTL_STOP_NOW},
                  {CD_CTL_CMD_UPGRADE, CD_CTL_UPGRADE}, {CD_CTL_CMD_REOPEN_LOGS, CD_CTL_REOPEN_LOGS},
+                 {CD_CTL_CMD_DRAIN, CD_CTL_DRAIN},     {CD_CTL_CMD_UNDRAIN, CD_CTL_UNDRAIN},
                  {CD_CTL_CMD_SCALE " 2", CD_CTL_SCALE}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cd_ctl_request r;

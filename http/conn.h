@@ -152,7 +152,8 @@ const llhttp_settings_t *cd_http__settings(void);
 void cd_http__headers_done(cd_conn *c);
 
 /* request.c */
-void cd_http__request_free(cd_request *r);
+cd_request *cd_http__request_new(void);    /* cleared but for hdrs; NULL without memory */
+void cd_http__request_free(cd_request *r); /* frees it (or keeps it for the next) */
 /* Decodes the parameters m found in r's path (r->pval).  0, -1 when one
  * does not decode (a bad escape, or a NUL), -2 without memory. */
 int cd_http__params(cd_request *r, const cd_route_match *m);

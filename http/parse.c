@@ -19,7 +19,6 @@
  * The header timer starts with the first byte of a request; at the end of
  * the headers the body timers take over (server.c).
  */
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,12 +31,9 @@ static cd_request *cur(llhttp_t *p) { return ((cd_conn *)p->data)->req; }
 static int on_message_begin(llhttp_t *p)
 {
     cd_conn *c = p->data;
-    /* Header slots are filled as headers come (on_header_field): only
-     * what comes before them is cleared, not 3 KiB per request. */
-    cd_request *r = malloc(sizeof *r);
+    cd_request *r = cd_http__request_new();
     if (!r)
         return -1;
-    memset(r, 0, offsetof(cd_request, hdrs));
     r->ctx = c->ctx;
     r->conn = c;
     c->req = r;

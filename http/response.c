@@ -322,7 +322,7 @@ void cd_http__log(cd_http_ctx *ctx, const cd_conn *c, const cd_request *r, const
         .time = ev_now(ctx->loop),
         .peer = peer,
         .method = parsed ? llhttp_method_name((llhttp_method_t)r->llmethod) : "-",
-        .url = r && r->arena ? r->arena : "-",
+        .url = r && r->arena_len ? r->arena : "-",
         .http_minor = r ? r->http_minor : 1,
         .status = status,
         .bytes = bytes,

@@ -39,7 +39,13 @@ say() { echo "[run.sh] $*" >&2; }
 work=$(mktemp -d /tmp/clusterd-bench.XXXXXX) || exit 1
 cleanup() {
     local rc=$?
-    # Every process group bench.py started (it records them), then FerretDB.
+    trap - EXIT INT TERM
+    # bench.py first (it stops what it started: the idle.py servers too),
+    # then every process group it recorded, whatever happened, then FerretDB.
+    if [ -n "${bench_pid:-}" ] && kill -0 "$bench_pid" 2>/dev/null; then
+        kill -TERM "$bench_pid" 2>/dev/null
+        wait "$bench_pid" 2>/dev/null
+    fi
     if [ -f "$work/pgids" ]; then
         while read -r pg; do
             [ -n "$pg" ] && kill -KILL -- "-$pg" 2>/dev/null
@@ -159,5 +165,9 @@ for a in "$@"; do [ "$a" = --quick ] && quick=1; done
 limit=1800
 [ $quick -eq 1 ] && limit=600
 cmdline="bench/run.sh${*:+ $*}"
+# In the background and waited for, so a SIGTERM to this script runs the
+# cleanup at once (bash defers traps until a foreground child ends).
 timeout --kill-after=15 "$limit" python3 "$here/bench.py" --work "$work" \
-    --mongoc-loop "$work/mongoc_loop" --command "$cmdline" ${extra[@]+"${extra[@]}"} "$@"
+    --mongoc-loop "$work/mongoc_loop" --command "$cmdline" ${extra[@]+"${extra[@]}"} "$@" &
+bench_pid=$!
+wait "$bench_pid"

@@ -313,7 +313,9 @@ def main():
     counts = [int(c) for c in args.counts.split(",")]
     if max(counts) + 100 > nofile:
         sys.exit(f"the fd limit ({nofile}) is too low for {max(counts)} connections")
-    work = tempfile.mkdtemp(prefix="clusterd-idle.")
+    # under bench.py, inside its scratch directory (run.sh removes or keeps it)
+    pg = os.environ.get("BENCH_PGIDS")
+    work = tempfile.mkdtemp(prefix="clusterd-idle.", dir=os.path.dirname(pg) if pg else None)
     rows = []
     for kind in args.only.split(","):
         for target in targets:

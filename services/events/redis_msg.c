@@ -415,6 +415,20 @@ static int read_request(cd_mp *r, const char *uid, request *q, cd_events_redis_i
     return 0;
 }
 
+/* l becomes the one name [p, p + len).  0 or -ENOMEM. */
+static int names_one(names *l, const void *p, size_t len)
+{
+    names_free(l);
+    l->p = malloc(sizeof *l->p);
+    l->len = malloc(sizeof *l->len);
+    if (!l->p || !l->len)
+        return -ENOMEM;
+    l->p[0] = p;
+    l->len[0] = len;
+    l->n = 1;
+    return 0;
+}
+
 /* The older single-socket form: {sid[, room]} without opts. */
 static int sid_target(request *q)
 {
@@ -422,25 +436,10 @@ static int sid_target(request *q)
         return 0;
     if (!q->sid)
         return -EINVAL;
-    names_free(&q->rooms);
-    q->rooms.p = malloc(sizeof *q->rooms.p);
-    q->rooms.len = malloc(sizeof *q->rooms.len);
-    if (!q->rooms.p || !q->rooms.len)
-        return -ENOMEM;
-    q->rooms.p[0] = (const char *)q->sid;
-    q->rooms.len[0] = q->sid_len;
-    q->rooms.n = 1;
-    if (q->room && !q->list.n) {
-        names_free(&q->list);
-        q->list.p = malloc(sizeof *q->list.p);
-        q->list.len = malloc(sizeof *q->list.len);
-        if (!q->list.p || !q->list.len)
-            return -ENOMEM;
-        q->list.p[0] = (const char *)q->room;
-        q->list.len[0] = q->room_len;
-        q->list.n = 1;
-    }
-    return 0;
+    int rc = names_one(&q->rooms, q->sid, q->sid_len);
+    if (rc == 0 && q->room && !q->list.n)
+        rc = names_one(&q->list, q->room, q->room_len);
+    return rc;
 }
 
 static int apply_request(request *q, const char *nsp, cd_events_redis_in *in)

@@ -120,6 +120,12 @@ int cd_events__nsp_index(const cd_events_conf *c, const char *nsp, size_t len);
 const char *cd_events__json_skip(const char *p, const char *end, int depth);
 /* Skips JSON whitespace. */
 const char *cd_events__json_ws(const char *p, const char *end);
+/* The value of the 4 hex digits at p; -1 when they are not 4 hex digits
+ * before end. */
+long cd_events__hex4(const char *p, const char *end);
+/* Code point cp (at most U+10FFFF) as UTF-8 into out (room for 4 bytes);
+ * returns the bytes written. */
+size_t cd_events__utf8_put(char *out, unsigned long cp);
 /* Decodes the JSON string token at p (which must point at its opening
  * quote) into out as UTF-8, NUL-terminated.  Returns the decoded length;
  * -EINVAL when it is not a well-formed string (invalid UTF-8 included) or

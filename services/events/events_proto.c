@@ -25,7 +25,7 @@ const char *cd_events__json_ws(const char *p, const char *end)
 }
 
 
-static long hex4(const char *p, const char *end)
+long cd_events__hex4(const char *p, const char *end)
 {
     if (end - p < 4)
         return -1;
@@ -69,7 +69,7 @@ static const char *skip_string(const char *p, const char *end)
             p++;
             break;
         case 'u':
-            if (hex4(p + 1, end) < 0)
+            if (cd_events__hex4(p + 1, end) < 0)
                 return NULL;
             p += 5;
             break;
@@ -164,7 +164,7 @@ const char *cd_events__json_skip(const char *p, const char *end, int depth)
     }
 }
 
-static size_t put_utf8(char *out, unsigned long cp)
+size_t cd_events__utf8_put(char *out, unsigned long cp)
 {
     if (cp < 0x80) {
         out[0] = (char)cp;
@@ -222,20 +222,20 @@ int cd_events__json_string(const char *p, const char *end, char *out, size_t cap
             case 'r': tmp[0] = '\r'; break;
             case 't': tmp[0] = '\t'; break;
             case 'u': {
-                long cp = hex4(p, end);
+                long cp = cd_events__hex4(p, end);
                 if (cp <= 0) /* malformed, or U+0000: names are C strings */
                     return -EINVAL;
                 p += 4;
                 if (cp >= 0xDC00 && cp <= 0xDFFF)
                     return -EINVAL;
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
+                    long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? cd_events__hex4(p + 2, end) : -1;
                     if (lo < 0xDC00 || lo > 0xDFFF)
                         return -EINVAL;
                     p += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
-                n = put_utf8(tmp, (unsigned long)cp);
+                n = cd_events__utf8_put(tmp, (unsigned long)cp);
                 break;
             }
             default:

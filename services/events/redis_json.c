@@ -415,31 +415,6 @@ static long count_items(const char *p, const char *end, const char **close)
     return n;
 }
 
-static int hex4(const char *p, unsigned *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = cd_hexval((unsigned char)p[i]);
-        if (h < 0)
-            return -EINVAL;
-        *v = *v << 4 | (unsigned)h;
-    }
-    return 0;
-}
-
-static size_t utf8_put(char *o, unsigned c)
-{
-    if (c < 0x80)
-        return o[0] = (char)c, 1;
-    if (c < 0x800)
-        return o[0] = (char)(0xc0 | c >> 6), o[1] = (char)(0x80 | (c & 0x3f)), 2;
-    if (c < 0x10000)
-        return o[0] = (char)(0xe0 | c >> 12), o[1] = (char)(0x80 | ((c >> 6) & 0x3f)),
-               o[2] = (char)(0x80 | (c & 0x3f)), 3;
-    return o[0] = (char)(0xf0 | c >> 18), o[1] = (char)(0x80 | ((c >> 12) & 0x3f)),
-           o[2] = (char)(0x80 | ((c >> 6) & 0x3f)), o[3] = (char)(0x80 | (c & 0x3f)), 4;
-}
-
 /* Decodes the JSON string token [p, tok_end) (checked well-formed by
  * cd_events__json_skip) into out as JSON.parse would, \u0000 included; a
  * lone surrogate becomes U+FFFD (notepack would write it as WTF-8, which
@@ -460,18 +435,18 @@ static long json_unescape(const char *p, const char *tok_end, char *out)
             out[n++] = to[esc - from];
             continue;
         }
-        unsigned c, lo;
-        if (*p != 'u' || tok_end - 1 - p < 5 || hex4(p + 1, &c) < 0)
+        long c = *p == 'u' ? cd_events__hex4(p + 1, tok_end - 1) : -1, lo;
+        if (c < 0)
             return -EINVAL;
         p += 4;
         if (c >= 0xd800 && c < 0xdc00 && tok_end - 1 - p >= 7 && p[1] == '\\' && p[2] == 'u' &&
-            hex4(p + 3, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
+            (lo = cd_events__hex4(p + 3, tok_end - 1)) >= 0xdc00 && lo < 0xe000) {
             c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
             p += 6;
         } else if (c >= 0xd800 && c < 0xe000) {
             c = 0xfffd;
         }
-        n += utf8_put(out + n, c);
+        n += cd_events__utf8_put(out + n, (unsigned long)c);
     }
     return (long)n;
 }

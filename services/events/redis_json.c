@@ -259,7 +259,14 @@ static void put_timestamp(cd_buf *b, const cd_mp_val *v)
                   tm.tm_hour, tm.tm_min, tm.tm_sec, nsec / 1000000);
 }
 
-static int to_json(cd_mp *r, cd_buf *b, size_t *nbin, int depth);
+/* Where the bins go (bin NULL: counted only). */
+typedef struct bins {
+    size_t *n;
+    const char **bin;
+    size_t *len;
+} bins;
+
+static int to_json(cd_mp *r, cd_buf *b, bins *bn, int depth);
 
 static int str_json(cd_buf *b, const cd_mp_val *v)
 {
@@ -269,7 +276,7 @@ static int str_json(cd_buf *b, const cd_mp_val *v)
     return 0;
 }
 
-static int map_json(cd_mp *r, cd_buf *b, size_t n, size_t *nbin, int depth)
+static int map_json(cd_mp *r, cd_buf *b, size_t n, bins *bn, int depth)
 {
     cd_buf_append(b, "{", 1);
     int first = 1;
@@ -299,14 +306,14 @@ static int map_json(cd_mp *r, cd_buf *b, size_t n, size_t *nbin, int depth)
             return -EINVAL;
         }
         cd_buf_append(b, ":", 1);
-        if (to_json(r, b, nbin, depth - 1) < 0)
+        if (to_json(r, b, bn, depth - 1) < 0)
             return -EINVAL;
     }
     cd_buf_append(b, "}", 1);
     return 0;
 }
 
-static int to_json(cd_mp *r, cd_buf *b, size_t *nbin, int depth)
+static int to_json(cd_mp *r, cd_buf *b, bins *bn, int depth)
 {
     cd_mp_val v;
     if (depth <= 0 || cd_mp_next(r, &v) < 0)
@@ -319,9 +326,13 @@ static int to_json(cd_mp *r, cd_buf *b, size_t *nbin, int depth)
     case CD_MP_FLOAT: put_double(b, v.f); return 0;
     case CD_MP_STR: return str_json(b, &v);
     case CD_MP_BIN:
-        if (*nbin >= CD_EVENTS_BUS_ATTACH_MAX)
+        if (*bn->n >= CD_EVENTS_BUS_ATTACH_MAX)
             return -EMSGSIZE;
-        cd_buf_printf(b, "{\"_placeholder\":true,\"num\":%zu}", (*nbin)++);
+        if (bn->bin) {
+            bn->bin[*bn->n] = (const char *)v.ptr;
+            bn->len[*bn->n] = v.len;
+        }
+        cd_buf_printf(b, "{\"_placeholder\":true,\"num\":%zu}", (*bn->n)++);
         return 0;
     case CD_MP_EXT:
         if (v.ext == -1 && (v.len == 4 || v.len == 8 || v.len == 12))
@@ -334,20 +345,21 @@ static int to_json(cd_mp *r, cd_buf *b, size_t *nbin, int depth)
         for (size_t i = 0; i < v.len; i++) {
             if (i)
                 cd_buf_append(b, ",", 1);
-            int rc = to_json(r, b, nbin, depth - 1);
+            int rc = to_json(r, b, bn, depth - 1);
             if (rc < 0)
                 return rc;
         }
         cd_buf_append(b, "]", 1);
         return 0;
     default:
-        return map_json(r, b, v.len, nbin, depth);
+        return map_json(r, b, v.len, bn, depth);
     }
 }
 
-int cd_mp_to_json(cd_mp *r, cd_buf *b, size_t *nbin)
+int cd_mp_to_json(cd_mp *r, cd_buf *b, size_t *nbin, const char **bin, size_t *bin_len)
 {
-    int rc = to_json(r, b, nbin, CD_EVENTS_JSON_DEPTH);
+    bins bn = {nbin, bin, bin_len};
+    int rc = to_json(r, b, &bn, CD_EVENTS_JSON_DEPTH);
     return rc < 0 ? rc : b->oom ? -ENOMEM : 0;
 }
 
@@ -356,7 +368,7 @@ int cd_events__redis_mp_to_json(const void *data, size_t len, char **out, size_t
     cd_mp r = {data, (const unsigned char *)data + len};
     cd_buf b = {0};
     *nbin = 0;
-    int rc = cd_mp_to_json(&r, &b, nbin);
+    int rc = cd_mp_to_json(&r, &b, nbin, NULL, NULL);
     if (rc == 0 && r.p != r.end)
         rc = -EINVAL;
     if (rc < 0) {

@@ -34,9 +34,11 @@ int cd_mp_next(cd_mp *r, cd_mp_val *v);
 /* Skips one whole value, nesting at most depth.  0 or -EINVAL. */
 int cd_mp_skip(cd_mp *r, int depth);
 /* One value to JSON appended to b (redis_json.c's rules); bins become
- * placeholders numbered from *nbin.  0, -EINVAL, -EMSGSIZE (over
- * CD_EVENTS_BUS_ATTACH_MAX bins), -ENOMEM. */
-int cd_mp_to_json(cd_mp *r, cd_buf *b, size_t *nbin);
+ * placeholders numbered from *nbin, and (bin not NULL) bin[k], bin_len[k]
+ * is the one placeholder k names: the text and its attachments come from
+ * the same walk.  0, -EINVAL, -EMSGSIZE (over CD_EVENTS_BUS_ATTACH_MAX
+ * bins), -ENOMEM. */
+int cd_mp_to_json(cd_mp *r, cd_buf *b, size_t *nbin, const char **bin, size_t *bin_len);
 /* Attachments a packet's placeholders name. */
 typedef struct cd_mp_att {
     size_t n;

@@ -267,23 +267,6 @@ static int read_opts(cd_mp *r, names *rooms, names *except)
     return 0;
 }
 
-/* The bins of the value at r, in order (the placeholders' order). */
-static int collect_bins(cd_mp *r, const char **data, size_t *len, size_t *n, int depth)
-{
-    cd_mp_val v;
-    if (depth <= 0 || cd_mp_next(r, &v) < 0)
-        return -EINVAL;
-    if (v.kind == CD_MP_BIN && *n < CD_EVENTS_BUS_ATTACH_MAX) {
-        data[*n] = (const char *)v.ptr;
-        len[(*n)++] = v.len;
-    }
-    size_t items = v.kind == CD_MP_ARRAY ? v.len : v.kind == CD_MP_MAP ? 2 * v.len : 0;
-    for (size_t i = 0; i < items; i++)
-        if (collect_bins(r, data, len, n, depth - 1) < 0)
-            return -EINVAL;
-    return 0;
-}
-
 /* The packet {type, data, nsp} at r, for namespace nsp, as the Engine.IO
  * text in *text (its bins in att).  1 done, 0 not for us, <0 error. */
 static int read_packet(cd_mp *r, const char *nsp, cd_buf *text, const char **att, size_t *att_len, size_t *natt)
@@ -320,10 +303,8 @@ static int read_packet(cd_mp *r, const char *nsp, cd_buf *text, const char **att
         return -EINVAL;
     cd_buf json = {0};
     size_t nbin = 0;
-    cd_mp d2 = data;
-    int rc = cd_mp_to_json(&data, &json, &nbin);
-    if (rc == 0)
-        rc = collect_bins(&d2, att, att_len, natt, CD_EVENTS_JSON_DEPTH);
+    int rc = cd_mp_to_json(&data, &json, &nbin, att, att_len);
+    *natt = nbin;
     if (rc == 0) {
         if (nbin)
             cd_buf_printf(text, "45%zu-", nbin);

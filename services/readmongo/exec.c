@@ -1,54 +1,55 @@
 /*
- * exec.c - what the readmongo service's query threads do (worker process,
- * the threads of its clusterd/pool.h pool): run one checked query against
- * MongoDB through the worker's mongoc_client_pool and render the answer
- * (JSON body and status) into the job, for the loop thread to send.
+ * exec.c - the readmongo service's query fibers (worker process, loop
+ * thread): run one checked query against MongoDB and answer it.
+ *
+ * Each worker has `threads` query fibers (clusterd/fiber.h), each with its
+ * own single-threaded mongoc_client_t whose sockets are stream.c's: the
+ * driver's blocking calls run on the loop thread and every wait in them
+ * (connect, the reply, the driver's own monitoring) parks the fiber on the
+ * loop's epoll instead of blocking.  So the loop never waits on the
+ * database, and a query costs no thread hand-off: no futex wake of a query
+ * thread, no eventfd back to the loop, no second thread's caches (issue
+ * 13: a query cost 3.6-4.0 context switches through the old thread pool,
+ * the raw mongoc loop 1.0).  A fiber answers its request itself, on the
+ * loop thread where the HTTP layer lives; rendering (BSON to JSON) runs on
+ * the loop too, as a Node.js handler's would, and a large answer gives the
+ * loop a turn after each stream_chunk it writes.
+ *
+ * handle() queues a job (readmongo.c); an ev_prepare, just before the loop
+ * next blocks, resumes parked fibers while jobs wait, and a fiber that
+ * finishes a job takes the next queued one without parking.  The queue is
+ * bounded (queue_size; full answers 503 at once) and a job that waited
+ * longer than queue_timeout gets 503 without touching the database.
  *
  * Time is bounded everywhere, so a down or frozen database is reported in
  * about two seconds and a graceful stop never waits on the database for
- * long: a job that waited longer than queue_timeout in the queue gets 503
- * without touching the database; server selection (503), connect, socket
- * reads (504) and the server's own maxTimeMS (504) have short timeouts from
- * the config; and jobs that queued up behind a query which then failed to
- * reach the database get 503 at once instead of each waiting out the same
- * timeout (a burst during an outage costs one timeout, not one per queue
- * position).  The driver's monitor threads notice when the database comes
- * back, so the service recovers by itself.  One ping at start
- * (cd_readmongo__probe) marks a database that is down before any query
- * meets it, so readiness says so from the start.  Error bodies give a generic
- * reason ("database unreachable", "query over the time budget"...); the
- * driver's message, which names hosts and ports, goes to the log only.
+ * long: server selection (503), connect, socket reads (504) and the
+ * server's own maxTimeMS (504) have short timeouts from the config; and
+ * jobs that queued up behind a query which then failed to reach the
+ * database get 503 at once instead of each waiting out the same timeout.
+ * The single-threaded driver rescans a failed server after its 5 s
+ * cooldown, on the next query, so the service recovers by itself.  One
+ * ping at start (the first job) marks a database that is down before any
+ * query meets it, so readiness says so from the start.  Error bodies give
+ * a generic reason ("database unreachable", "query over the time
+ * budget"...); the driver's message, which names hosts and ports, goes to
+ * the log only.
  *
- * Each query thread pops one client from the worker's client pool on its
- * first query and keeps it, with its collection handles, until the thread
- * ends (thread_conn): the client pool holds one client per thread, so a
- * query costs no pop/push and no handle made and destroyed, as in the raw
- * mongoc loop the benchmark compares with.  A thread renders into the
- * buffer the loop gave the job (a spare from an earlier answer), so a small
- * answer allocates nothing and the loop frees no block of the thread's.
- *
- * The client pool is created by the first query thread that needs it, not
- * in init: for a mongodb+srv:// URI the driver resolves DNS SRV records
- * while creating the pool, and init must never wait on the network (the
- * worker must come up and serve other routes while MongoDB or DNS is
- * down).  For a plain mongodb:// URI creating the pool does no I/O; the
- * driver connects lazily from its own monitor threads.
- *
- * Large results stream: once a find's rendered answer passes stream_chunk
- * bytes, the buffer so far is handed to the loop as a piece (the job's
- * piece list under st->stream_lock, then ev_async_send on st->stream_async)
- * and rendering goes on in a fresh buffer; the loop begins the answer on
- * the first piece and writes pieces in order (readmongo.c).  The bytes are
- * those of the whole answer, cut in pieces, and max_response_size still
- * counts all of them.  When the loop finds the client gone it sets the
- * job's cancelled flag and the thread stops reading the cursor.
+ * A client is made on its fiber's first job, in a short-lived thread the
+ * fiber awaits (make_client): for a mongodb+srv:// URI the driver resolves
+ * DNS SRV and TXT records while making it, which the loop must not wait
+ * on.
  */
 #include "services/readmongo/exec.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clusterd/buf.h"
 #include "clusterd/json.h"
@@ -70,7 +71,6 @@ void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg)
     free(job->body);
     job->body = NULL;
     job->body_len = 0;
-    job->body_cap = 0;
     job->status = status;
     if (body) {
         job->body = body;
@@ -78,167 +78,106 @@ void cd_readmongo__job_fail(cd_readmongo_job *job, int status, const char *msg)
     }
 }
 
-void cd_readmongo__pieces_free(cd_readmongo_piece *p)
-{
-    while (p) {
-        cd_readmongo_piece *next = p->next;
-        free(p->data);
-        free(p);
-        p = next;
-    }
-}
-
-cd_readmongo_piece *cd_readmongo__take_pieces(cd_readmongo_job *job)
-{
-    cd_readmongo_state *st = job->st;
-
-    pthread_mutex_lock(&st->stream_lock);
-    cd_readmongo_piece *p = job->pieces;
-    job->pieces = NULL;
-    job->pieces_tail = NULL;
-    if (job->in_ready) { /* off the ready list: nothing left to write */
-        cd_readmongo_job **j = &st->ready;
-        while (*j != job)
-            j = &(*j)->next_ready;
-        *j = job->next_ready;
-        job->in_ready = 0;
-    }
-    pthread_mutex_unlock(&st->stream_lock);
-    return p;
-}
-
-cd_readmongo_job *cd_readmongo__next_ready(cd_readmongo_state *st)
-{
-    pthread_mutex_lock(&st->stream_lock);
-    cd_readmongo_job *job = st->ready;
-    pthread_mutex_unlock(&st->stream_lock);
-    return job;
-}
-
-/* Hands out's bytes to the loop as the job's next piece (query thread);
- * out is left empty.  -ENOMEM leaves out as it was. */
-static int hand_piece(cd_readmongo_job *job, cd_buf *out)
-{
-    cd_readmongo_state *st = job->st;
-    cd_readmongo_piece *p = malloc(sizeof *p);
-
-    if (!p)
-        return -ENOMEM;
-    p->next = NULL;
-    p->len = out->len;
-    p->data = out->p;
-    memset(out, 0, sizeof *out);
-    job->handed += p->len;
-    job->streamed = 1;
-    pthread_mutex_lock(&st->stream_lock);
-    if (job->pieces_tail)
-        *job->pieces_tail = p;
-    else
-        job->pieces = p;
-    job->pieces_tail = &p->next;
-    if (!job->in_ready) {
-        job->next_ready = st->ready;
-        st->ready = job;
-        job->in_ready = 1;
-    }
-    pthread_mutex_unlock(&st->stream_lock);
-    ev_async_send(st->svc->loop, &st->stream_async);
-    return 0;
-}
-
 void cd_readmongo__job_free(cd_readmongo_job *job)
 {
-    cd_readmongo__pieces_free(job->pieces);
     cd_readmongo__query_free(&job->q);
     free(job->body);
-    free(job->buf);
     free(job);
 }
 
-/* The client pool, created on first use (see the top of the file).  A
- * failed creation is retried by the next job; NULL with the driver's reason
- * in *berr. */
-static mongoc_client_pool_t *get_clients(cd_readmongo_state *st, bson_error_t *berr)
-{
-    mongoc_client_pool_t *clients;
+/* ---- the driver client, made off the loop ---- */
 
-    pthread_mutex_lock(&st->client_lock);
-    if (!st->clients) {
-        st->clients = mongoc_client_pool_new_with_error(st->uri, berr);
-        if (st->clients) {
-            mongoc_client_pool_set_error_api(st->clients, MONGOC_ERROR_API_VERSION_2);
-            mongoc_client_pool_max_size(st->clients, (uint32_t)st->conf->threads);
-        }
-    }
-    clients = st->clients;
-    pthread_mutex_unlock(&st->client_lock);
-    return clients;
-}
-
-/* A query thread's own client and collection handles (st->conn_key). */
-typedef struct conn {
-    mongoc_client_pool_t *clients;
+typedef struct client_make {
+    atomic_int refs; /* the fiber's and the thread's */
+    int efd;
+    const mongoc_uri_t *uri;
     mongoc_client_t *client;
-    size_t ncolls;
-    mongoc_collection_t *colls[]; /* by the allowlist's index, made on use */
-} conn;
+    bson_error_t err;
+} client_make;
 
-void cd_readmongo__conn_free(void *arg)
+static void client_make_unref(client_make *m)
 {
-    conn *c = arg;
-
-    for (size_t i = 0; i < c->ncolls; i++)
-        if (c->colls[i])
-            mongoc_collection_destroy(c->colls[i]);
-    mongoc_client_pool_push(c->clients, c->client);
-    free(c);
+    if (atomic_fetch_sub(&m->refs, 1) == 1) {
+        if (m->client)
+            mongoc_client_destroy(m->client); /* made after the fiber gave up */
+        close(m->efd);
+        free(m);
+    }
 }
 
-/* This thread's client, popped from the client pool on the thread's first
- * query and kept until the thread ends: the pool has one client per query
- * thread (max_size = threads), so nobody waits for one, and a query costs
- * no pop/push (a lock shared by every thread) and no collection handle
- * made and destroyed (the raw loop's shape, bench/mongoc_loop.c).  NULL
- * only when there is no memory, or no client pool (*berr says why). */
-static conn *thread_conn(cd_readmongo_state *st, bson_error_t *berr)
+static void *client_make_run(void *arg)
 {
-    conn *c = pthread_getspecific(st->conn_key);
-    mongoc_client_pool_t *clients;
+    client_make *m = arg;
+    uint64_t one = 1;
 
-    if (c)
-        return c;
-    if (!(clients = get_clients(st, berr)))
-        return NULL;
-    if (!(c = calloc(1, sizeof *c + st->conf->ncollections * sizeof c->colls[0]))) {
+    m->client = mongoc_client_new_from_uri_with_error(m->uri, &m->err);
+    if (write(m->efd, &one, sizeof one) < 0) {
+        /* cannot fail: the counter is far from its limit */
+    }
+    client_make_unref(m);
+    return NULL;
+}
+
+/* A single-threaded client for the fiber, with stream.c's sockets; NULL
+ * with *berr.  The uri outlives the wait: st owns it and frees it only
+ * after every fiber has ended. */
+static mongoc_client_t *make_client(cd_readmongo_state *st, bson_error_t *berr)
+{
+    client_make *m = calloc(1, sizeof *m);
+    pthread_attr_t attr;
+    pthread_t t;
+    mongoc_client_t *client = NULL;
+
+    memset(berr, 0, sizeof *berr);
+    if (!m || (m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        free(m);
         bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "out of memory");
         return NULL;
     }
-    c->clients = clients;
-    c->ncolls = st->conf->ncollections;
-    c->client = mongoc_client_pool_pop(clients);
-    if (pthread_setspecific(st->conn_key, c) != 0) { /* else the next pop would wait forever */
-        cd_readmongo__conn_free(c);
-        bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "out of memory");
+    m->uri = st->uri;
+    atomic_init(&m->refs, 2);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, client_make_run, m);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        atomic_store(&m->refs, 1);
+        client_make_unref(m);
+        bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "no thread to make the client");
         return NULL;
     }
-    return c;
+    if (!cd_fiber_wait_fd(m->efd, EV_READ, st->conf->server_selection_timeout_ms)) {
+        bson_set_error(berr, MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_SERVER_SELECTION_FAILURE,
+                       "making the client timed out (DNS)");
+    } else if (!m->client) {
+        *berr = m->err;
+    } else {
+        client = m->client;
+        m->client = NULL;
+        mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+        mongoc_client_set_stream_initiator(client, cd_readmongo__stream_initiator, NULL);
+    }
+    client_make_unref(m);
+    return client;
 }
 
-/* The handle of an allowlisted collection, made once per thread; *temp is
+/* The handle of an allowlisted collection, made once per fiber; *temp is
  * set when it is not kept (a name off the list, which the checks refuse
  * before a job exists) and the caller destroys it. */
-static mongoc_collection_t *collection(cd_readmongo_state *st, conn *c, const char *name, int *temp)
+static mongoc_collection_t *collection(cd_readmongo_fiber *fb, const char *name, int *temp)
 {
+    const cd_readmongo_conf *c = fb->st->conf;
+
     *temp = 0;
-    for (size_t i = 0; i < c->ncolls; i++) {
-        if (strcmp(st->conf->collections[i], name) == 0) {
-            if (!c->colls[i])
-                c->colls[i] = mongoc_client_get_collection(c->client, st->conf->database, name);
-            return c->colls[i];
+    for (size_t i = 0; i < c->ncollections; i++) {
+        if (strcmp(c->collections[i], name) == 0) {
+            if (!fb->colls[i])
+                fb->colls[i] = mongoc_client_get_collection(fb->client, c->database, name);
+            return fb->colls[i];
         }
     }
     *temp = 1;
-    return mongoc_client_get_collection(c->client, st->conf->database, name);
+    return mongoc_client_get_collection(fb->client, c->database, name);
 }
 
 /* Error bodies name the kind of failure, never the driver's words (which
@@ -254,6 +193,15 @@ static const char *failure_reason(int status)
     }
 }
 
+/* Marks the database unreachable from now; whether it was already. */
+static int mark_unreachable(cd_readmongo_state *st)
+{
+    long long was = st->unreachable_at;
+
+    st->unreachable_at = cd_readmongo__now_ms();
+    return was != 0;
+}
+
 /* Fails the job with the generic reason for status and logs the driver's
  * detail. */
 static void job_fail_driver(cd_readmongo_job *job, int status, const char *what,
@@ -265,7 +213,7 @@ static void job_fail_driver(cd_readmongo_job *job, int status, const char *what,
     if (status == 503 || (status == 504 && berr->domain == MONGOC_ERROR_STREAM)) {
         /* An outage is reported when it starts, not by every query during
          * it (those go to the debug level). */
-        if (atomic_exchange(&st->unreachable_at, cd_readmongo__now_ms()) != 0)
+        if (mark_unreachable(st))
             level = CD_LOG_DEBUG;
     } else if (status == 400) {
         level = CD_LOG_INFO; /* the client's query, not our trouble */
@@ -275,9 +223,26 @@ static void job_fail_driver(cd_readmongo_job *job, int status, const char *what,
     cd_readmongo__job_fail(job, status, failure_reason(status));
 }
 
-/* Appends the cursor's documents, comma-separated, to out, handing out to
- * the loop whenever it passes stream_chunk (finds only: a by-id answer is
- * one document).  Returns the count; sets *truncated when the next
+/* Writes out's bytes as the next piece of job's streamed answer, beginning
+ * it on the first, and empties out; then gives the loop a turn, so one
+ * large answer does not hold up the worker's other clients.  A failed
+ * write means the client is gone: the job is cancelled. */
+static void write_piece(cd_readmongo_job *job, cd_buf *out)
+{
+    if (!job->begun) {
+        cd_response_begin(job->req, 200, "application/json");
+        job->begun = 1;
+    }
+    if (cd_response_write(job->req, out->p, out->len) < 0)
+        job->cancelled = 1;
+    job->handed += out->len;
+    out->len = 0;
+    cd_fiber_sleep(0);
+}
+
+/* Appends the cursor's documents, comma-separated, to out, writing out as
+ * a piece of a streamed answer whenever it passes stream_chunk (finds
+ * only: a by-id answer is one document).  Returns the count; sets *truncated when the next
  * document would pass max_response_size (counting what was handed); fails
  * the job and returns -1 on a document it cannot render; stops early when
  * the loop cancelled the job. */
@@ -289,7 +254,7 @@ static long long render_docs(cd_readmongo_job *job, mongoc_cursor_t *cur, cd_buf
 
     const cd_readmongo_conf *c = job->st->conf;
 
-    while (!atomic_load(&job->cancelled) && mongoc_cursor_next(cur, &doc)) {
+    while (!job->cancelled && mongoc_cursor_next(cur, &doc)) {
         size_t before = out->len;
         if (n > 0)
             cd_buf_append(out, ",", 1);
@@ -307,8 +272,9 @@ static long long render_docs(cd_readmongo_job *job, mongoc_cursor_t *cur, cd_buf
             break;
         }
         n++;
-        if (job->q.kind != CD_RM_GET && (long long)out->len >= c->stream_chunk && !out->oom)
-            hand_piece(job, out); /* out of memory: it stays in out, whole */
+        if (job->q.kind != CD_RM_GET && job->req && (long long)out->len >= c->stream_chunk &&
+            !out->oom)
+            write_piece(job, out); /* out of memory: it stays in out, whole */
     }
     return n;
 }
@@ -318,13 +284,13 @@ static int refuse_early(cd_readmongo_job *job, long long started)
 {
     if (started - job->queued_at_ms > job->st->conf->queue_timeout_ms) {
         cd_readmongo__job_fail(job, 503,
-                               "the service is overloaded: the query waited too long for a thread");
+                               "the service is overloaded: the query waited too long in the queue");
         return 1;
     }
     /* A job queued before a query found the database unreachable would only
      * wait out the same timeout again: answer it now.  Jobs queued after
      * that failure still try, so the service notices when it is back. */
-    long long down_at = atomic_load(&job->st->unreachable_at);
+    long long down_at = job->st->unreachable_at;
     if (down_at && job->queued_at_ms < down_at) {
         cd_readmongo__job_fail(job, 503, failure_reason(503));
         return 1;
@@ -348,7 +314,8 @@ static void append_num(cd_buf *out, const char *key, long long v)
     cd_buf_append(out, p, (size_t)(e - p));
 }
 
-/* Runs the find and renders the answer into job.  out is the caller's. */
+/* Runs the find and renders its answer into out: status 200 with the body
+ * in out, or the job failed (job_fail). */
 static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long started, cd_buf *out)
 {
     const cd_readmongo_conf *c = job->st->conf;
@@ -373,9 +340,10 @@ static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long sta
         job_fail_driver(job, cd_readmongo__error_status(&berr, timed_out), "find", &berr);
         goto out;
     }
-    if (atomic_exchange(&job->st->unreachable_at, 0) != 0)
+    if (job->st->unreachable_at) {
+        job->st->unreachable_at = 0;
         cd_notice("%s: database reachable again", job->st->svc->name);
-
+    }
     if (job->q.kind == CD_RM_GET) {
         if (n == 0) {
             cd_readmongo__job_fail(job, 404, "no document with this _id");
@@ -391,63 +359,240 @@ static void find(cd_readmongo_job *job, mongoc_collection_t *coll, long long sta
         }
     }
     job->status = 200;
-    free(job->body);
-    job->body_len = out->len;
-    job->body = out->p;
-    job->body_cap = out->cap;
-    out->p = NULL;
 out:
     mongoc_cursor_destroy(cur);
 }
 
-void cd_readmongo__run(cd_pool_work *work)
+/* Answers job's request: a 200 with out's bytes, or the job's error body.
+ * A streamed answer gets the rest of its body and its end, or, when the
+ * query failed after it began, is dropped (the client sees an unfinished
+ * body, never a false complete 200).  While the service is being
+ * destroyed, requests are dropped: their connections are closed. */
+static void answer(cd_readmongo_job *job, cd_buf *out)
 {
-    cd_readmongo_job *job = (cd_readmongo_job *)((char *)work - offsetof(cd_readmongo_job, work));
-    cd_readmongo_state *st = job->st;
-    bson_error_t berr;
-    /* The loop's spare buffer, when it gave one: rendered into, it comes
-     * back as the body and goes back to the spares (readmongo.c). */
-    cd_buf out = {.p = job->buf, .cap = job->buf_cap};
-    long long started = cd_readmongo__now_ms();
-    conn *c;
-    int temp;
+    cd_request *req = job->req;
 
-    job->buf = NULL;
-    job->buf_cap = 0;
-    if (refuse_early(job, started) || !(c = thread_conn(st, &berr))) {
-        if (!job->body)
-            job_fail_driver(job, 503, "creating the client pool", &berr);
-        cd_buf_free(&out);
+    if (!req)
         return;
+    job->req = NULL;
+    if (job->st->closing) {
+        cd_request_drop(req);
+    } else if (job->begun) {
+        if (job->status != 200 && !job->cancelled) {
+            cd_warn("%s: streamed answer on collection '%s' aborted: the query failed with %d "
+                    "after the answer began",
+                    job->st->svc->name, job->q.coll, job->status);
+            cd_request_drop(req);
+            return;
+        }
+        if (!job->cancelled && out->len)
+            cd_response_write(req, out->p, out->len);
+        cd_response_end(req);
+    } else if (job->status == 200) {
+        cd_request_respond(req, 200, "application/json", out->p, out->len);
+    } else {
+        cd_request_respond(req, job->status, "application/json", job->body, job->body_len);
     }
-    mongoc_collection_t *coll = collection(st, c, job->q.coll, &temp);
-    find(job, coll, started, &out);
-    cd_buf_free(&out);
-    if (temp)
-        mongoc_collection_destroy(coll);
 }
 
-/* A worker that starts while the database is down reports itself degraded
- * (readiness) from the start, not from its first query: one ping, marking
- * the outage and logging it once, as a failed query does.  A success
+/* The check at start: a ping.  A database that is down marks the outage
+ * (readiness says so) and logs it once, as a failed query does; a success
  * changes nothing (the mark is 0 at start). */
-void cd_readmongo__probe(cd_pool_work *work)
+static void probe(cd_readmongo_fiber *fb)
 {
-    cd_readmongo_state *st = (cd_readmongo_state *)((char *)work - offsetof(cd_readmongo_state, probe));
+    cd_readmongo_state *st = fb->st;
     bson_error_t berr;
-    conn *c = thread_conn(st, &berr);
     int status = 503;
 
-    if (c) {
+    if (fb->client || (fb->client = make_client(st, &berr))) {
         bson_t ping = BSON_INITIALIZER;
         BSON_APPEND_INT32(&ping, "ping", 1);
-        if (mongoc_client_command_simple(c->client, "admin", &ping, NULL, NULL, &berr))
+        if (mongoc_client_command_simple(fb->client, "admin", &ping, NULL, NULL, &berr))
             status = 0;
         else
             status = cd_readmongo__error_status(&berr, 0);
         bson_destroy(&ping);
     }
-    if (status == 503 && atomic_exchange(&st->unreachable_at, cd_readmongo__now_ms()) == 0)
+    if (status == 503 && !st->closing && !mark_unreachable(st))
         cd_warn("%s: database unreachable at start: %s (domain %u, code %u)", st->svc->name,
                 berr.message, berr.domain, berr.code);
+}
+
+/* Rendering buffers are kept between answers up to this size. */
+#define CD_RM_KEEP_MAX (64 * 1024)
+
+static void run_job(cd_readmongo_fiber *fb, cd_readmongo_job *job)
+{
+    cd_readmongo_state *st = fb->st;
+    long long started = cd_readmongo__now_ms();
+    bson_error_t berr;
+    int temp;
+
+    fb->out.len = 0;
+    fb->out.oom = 0;
+    if (!job->req) {
+        probe(fb);
+        return;
+    }
+    if (refuse_early(job, started))
+        goto done;
+    if (!fb->client && !(fb->client = make_client(st, &berr))) {
+        job_fail_driver(job, 503, "creating the client", &berr);
+        goto done;
+    }
+    mongoc_collection_t *coll = collection(fb, job->q.coll, &temp);
+    find(job, coll, started, &fb->out);
+    if (temp)
+        mongoc_collection_destroy(coll);
+done:
+    answer(job, &fb->out);
+    if (fb->out.cap > CD_RM_KEEP_MAX)
+        cd_buf_free(&fb->out);
+}
+
+/* ---- the fibers and their queue ---- */
+
+static cd_readmongo_job *dequeue(cd_readmongo_state *st)
+{
+    cd_readmongo_job *job = st->head;
+
+    if (job) {
+        if (!(st->head = job->next))
+            st->tail = NULL;
+        job->next = NULL;
+        st->queued--;
+    }
+    return job;
+}
+
+/* A query fiber's life: take a job, run and answer it, take the next; park
+ * (cd_fiber_yield) while none waits; end once the service is closing. */
+static void fiber_main(void *arg)
+{
+    cd_readmongo_fiber *fb = arg;
+    cd_readmongo_state *st = fb->st;
+
+    for (;;) {
+        cd_readmongo_job *job = dequeue(st);
+        if (!job) {
+            if (st->closing)
+                break;
+            fb->parked = 1;
+            cd_fiber_yield();
+            fb->parked = 0;
+            continue;
+        }
+        fb->job = job;
+        st->busy++;
+        run_job(fb, job);
+        st->busy--;
+        fb->job = NULL;
+        cd_readmongo__job_free(job);
+    }
+    /* The client's last words (endSessions) are cut short when the stop
+     * cancelled the fiber's waits. */
+    for (size_t i = 0; fb->colls && i < st->conf->ncollections; i++)
+        if (fb->colls[i])
+            mongoc_collection_destroy(fb->colls[i]);
+    if (fb->client)
+        mongoc_client_destroy(fb->client);
+    fb->client = NULL;
+}
+
+/* Just before the loop blocks: parked fibers take the queued jobs.  (Not
+ * from handle itself, which may run on a fiber's stack: a fiber answering
+ * a request can make the HTTP layer dispatch the next pipelined one.) */
+static void kick_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    cd_readmongo_state *st = (cd_readmongo_state *)((char *)w - offsetof(cd_readmongo_state, kick));
+
+    (void)revents;
+    for (size_t i = 0; i < st->nfibers && st->head; i++)
+        if (st->fibers[i].parked)
+            cd_fiber_resume(st->fibers[i].f);
+    ev_prepare_stop(loop, w);
+}
+
+int cd_readmongo__submit(cd_readmongo_state *st, cd_readmongo_job *job)
+{
+    /* Jobs that parked fibers take at the end of this iteration are not
+     * waiting: queue_size counts the ones beyond them. */
+    if (st->queued >= (size_t)st->conf->queue_size + (st->nfibers - st->busy))
+        return -EAGAIN;
+    job->next = NULL;
+    if (st->tail)
+        st->tail->next = job;
+    else
+        st->head = job;
+    st->tail = job;
+    st->queued++;
+    if (st->busy < st->nfibers)
+        ev_prepare_start(st->svc->loop, &st->kick);
+    return 0;
+}
+
+size_t cd_readmongo__outstanding(const cd_readmongo_state *st)
+{
+    return st->queued + st->busy;
+}
+
+int cd_readmongo__fibers_start(cd_readmongo_state *st)
+{
+    size_t n = (size_t)st->conf->threads;
+
+    ev_prepare_init(&st->kick, kick_cb);
+    if (!(st->fibers = calloc(n, sizeof *st->fibers)))
+        return -ENOMEM;
+    st->nfibers = n;
+    for (size_t i = 0; i < n; i++) {
+        cd_readmongo_fiber *fb = &st->fibers[i];
+        fb->st = st;
+        fb->parked = 1; /* not started yet: the first resume starts it */
+        fb->colls = calloc(st->conf->ncollections ? st->conf->ncollections : 1, sizeof *fb->colls);
+        if (!fb->colls || !(fb->f = cd_fiber_new(st->svc->loop, 0, fiber_main, fb)))
+            return -ENOMEM;
+    }
+    /* The check at start is the first job. */
+    cd_readmongo_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return -ENOMEM;
+    job->st = st;
+    job->queued_at_ms = cd_readmongo__now_ms();
+    bson_init(&job->q.filter);
+    bson_init(&job->q.opts);
+    cd_readmongo__submit(st, job);
+    return 0;
+}
+
+void cd_readmongo__fibers_stop(cd_readmongo_state *st)
+{
+    cd_readmongo_job *job;
+
+    if (!st->fibers)
+        return;
+    st->closing = 1;
+    ev_prepare_stop(st->svc->loop, &st->kick);
+    /* Queued jobs were never started: their requests are dropped. */
+    while ((job = dequeue(st))) {
+        if (job->req)
+            cd_request_drop(job->req);
+        cd_readmongo__job_free(job);
+    }
+    /* A fiber with a job has its waits cut short: the driver fails at once,
+     * the job's request is dropped, and the fiber ends; a parked one is
+     * resumed to end. */
+    for (size_t i = 0; i < st->nfibers; i++) {
+        cd_readmongo_fiber *fb = &st->fibers[i];
+        if (fb->f) {
+            cd_fiber_cancel(fb->f);
+            if (!cd_fiber_resume(fb->f))
+                cd_warn("%s: a query fiber did not end", st->svc->name);
+            cd_fiber_free(fb->f);
+        }
+        free(fb->colls);
+        cd_buf_free(&fb->out);
+    }
+    free(st->fibers);
+    st->fibers = NULL;
+    st->nfibers = 0;
 }

@@ -7,42 +7,34 @@
  *   GET /readmongo/{coll}?filter=&projection=&sort=&limit=&skip=
  *   GET /readmongo/{coll}/{id}[?projection=]
  *
- * The driver blocks, so the loop never calls it.  handle() has the request
- * checked completely on the loop thread (allowlist, JSON parameters, refused
- * operators, limits: cd_readmongo__check_request in readmongo_query.c, which
- * returns a query or a refusal and never answers) and answers
- * 400/403/404/414 at once; only a valid query becomes a job on the
- * service's bounded thread pool (clusterd/pool.h; 503 when its queue is full).
- * A few threads per worker run the jobs (exec.c) and the pool hands each
- * finished job back to the loop thread, which answers it in job_done.
- * handle() and job_done are the only places that answer a request, and only
- * the loop thread ever touches a cd_request.
+ * handle() has the request checked completely (allowlist, JSON parameters,
+ * refused operators, limits: cd_readmongo__check_request in
+ * readmongo_query.c, which returns a query or a refusal and never answers)
+ * and answers 400/403/404/414 at once; only a valid query becomes a job,
+ * queued for the service's query fibers (exec.c: 503 when the queue is
+ * full).  A fiber runs the query through mongo-c-driver on the loop thread,
+ * the driver's sockets waiting on the loop (stream.c), and answers the
+ * request itself.  handle() and the fibers are the only places that answer
+ * a request.
  *
  * A result that fits in stream_chunk bytes (64k by default) is answered
- * whole (cd_request_respond), as before: its status is known before a byte
- * leaves, and a whole body is what the HTTP layer's ETag hashes, so a
- * section with `etag = on` answers a repeated query with 304.  A larger one
- * streams (cd_response_begin/write/end): the query thread hands each
- * stream_chunk of rendered JSON to the loop (exec.c), which begins a 200 on
- * the first piece, writes the pieces in order and, in job_done, the rest
- * (the envelope's count and "truncated") and ends it.  The bytes are the
- * whole answer's, cut in pieces; streamed answers carry no ETag.  A query
- * that fails after the stream began cannot turn into a 5xx any more, so
- * the request is dropped (cd_request_drop): the client sees an unfinished
- * chunked body (or a short close-delimited one), never a false complete
- * 200, and the log says so once.  A client that goes away makes writes
- * fail: the job is marked cancelled and its thread stops reading the
- * cursor.  max_response_size still bounds every answer, streamed or not.
- *
- * Answers are rendered into buffers the loop hands out and takes back
- * (st->spare: at most `threads` of them, each 4-16 KiB, kept only once the
- * service has answered): a small answer costs no allocation on the query
- * thread and no free on the loop of a block from another thread's arena
- * (which takes that arena's lock, contended by the thread's own mallocs).
+ * whole (cd_request_respond): its status is known before a byte leaves, and
+ * a whole body is what the HTTP layer's ETag hashes, so a section with
+ * `etag = on` answers a repeated query with 304.  A larger one streams
+ * (cd_response_begin/write/end): the fiber writes each stream_chunk of
+ * rendered JSON as it goes, then the rest (the envelope's count and
+ * "truncated") and ends it.  The bytes are the whole answer's, cut in
+ * pieces; streamed answers carry no ETag.  A query that fails after the
+ * stream began cannot turn into a 5xx any more, so the request is dropped
+ * (cd_request_drop): the client sees an unfinished chunked body (or a short
+ * close-delimited one), never a false complete 200, and the log says so
+ * once.  A client that goes away makes writes fail and the fiber stops
+ * reading the cursor.  max_response_size still bounds every answer,
+ * streamed or not.
  *
  * Process-wide driver state: mongoc_init is called in init (a worker is a
  * freshly exec'd process with no threads yet) and mongoc_cleanup in the last
- * destroy, after every query thread has been joined.  Several readmongo
+ * destroy, after every query fiber has ended.  Several readmongo
  * sections may share one worker, hence the reference count below, which
  * only the loop thread touches.
  */
@@ -70,101 +62,6 @@ static void respond_error(cd_request *req, int status, const char *msg)
     int len = cd_json_error(body, sizeof body, status, msg);
 
     cd_request_respond(req, status, "application/json", body, len < 0 ? 0 : (size_t)len);
-}
-
-/* Writes the job's pending pieces (loop thread), beginning its streamed
- * answer on the first.  Once the client is gone the job is cancelled (its
- * thread stops reading the cursor) and pieces are dropped. */
-static void write_pieces(cd_readmongo_job *job)
-{
-    cd_readmongo_piece *pieces = cd_readmongo__take_pieces(job);
-
-    for (cd_readmongo_piece *p = pieces; p && !atomic_load(&job->cancelled); p = p->next) {
-        if (!job->begun) {
-            cd_response_begin(job->req, 200, "application/json");
-            job->begun = 1;
-        }
-        if (cd_response_write(job->req, p->data, p->len) < 0)
-            atomic_store(&job->cancelled, 1);
-    }
-    cd_readmongo__pieces_free(pieces);
-}
-
-/* The query threads have handed pieces over (loop thread). */
-static void stream_cb(struct ev_loop *loop, ev_async *a, int revents)
-{
-    cd_readmongo_state *st = (cd_readmongo_state *)((char *)a - offsetof(cd_readmongo_state, stream_async));
-    cd_readmongo_job *job;
-
-    (void)loop;
-    (void)revents;
-    while ((job = cd_readmongo__next_ready(st)))
-        write_pieces(job);
-}
-
-/* The end of a streamed answer: the rest of the body (the envelope's
- * close), or, when the query failed after the answer began, an abort (the
- * client sees an unfinished body, never a false complete 200). */
-static void finish_stream(cd_readmongo_job *job)
-{
-    if (job->status != 200 && !atomic_load(&job->cancelled)) {
-        cd_warn("%s: streamed answer on collection '%s' aborted: the query failed with %d "
-                "after the answer began",
-                job->st->svc->name, job->q.coll, job->status);
-        cd_request_drop(job->req);
-        return;
-    }
-    if (!atomic_load(&job->cancelled) && job->body_len)
-        cd_response_write(job->req, job->body, job->body_len);
-    cd_response_end(job->req);
-}
-
-/* Keeps *buf (a rendering buffer of cap bytes, 0 when it is none) for a
- * later job when there is room; *buf is NULL if kept.  Loop thread. */
-static void keep_spare(cd_readmongo_state *st, char **buf, size_t cap)
-{
-    if (!*buf || cap < CD_RM_SPARE_INITIAL || cap > CD_RM_SPARE_MAX ||
-        st->nspare >= (size_t)st->conf->threads)
-        return;
-    st->spare[st->nspare] = *buf;
-    st->spare_cap[st->nspare++] = cap;
-    *buf = NULL;
-}
-
-/* A rendering buffer for a new job: a spare, or a new one made here on the
- * loop thread (so the block comes back to the arena that frees it). */
-static void give_buffer(cd_readmongo_state *st, cd_readmongo_job *job)
-{
-    if (st->nspare) {
-        st->nspare--;
-        job->buf = st->spare[st->nspare];
-        job->buf_cap = st->spare_cap[st->nspare];
-    } else if ((job->buf = malloc(CD_RM_SPARE_INITIAL))) {
-        job->buf_cap = CD_RM_SPARE_INITIAL;
-    }
-}
-
-/* The pool's done function: answers the job (loop thread), or drops its
- * request when the pool is being destroyed (see rm_destroy).  A job that
- * streamed has its last pieces written, then its rest; any other is
- * answered whole, as one body (and so gets an ETag where the route has
- * them). */
-static void job_done(cd_pool_work *work, int status)
-{
-    cd_readmongo_job *job = (cd_readmongo_job *)((char *)work - offsetof(cd_readmongo_job, work));
-
-    if (status != 0) {
-        cd_readmongo__pieces_free(cd_readmongo__take_pieces(job));
-        cd_request_drop(job->req);
-    } else if (job->streamed) {
-        write_pieces(job);
-        finish_stream(job);
-    } else {
-        cd_request_respond(job->req, job->status, "application/json", job->body, job->body_len);
-    }
-    keep_spare(job->st, &job->body, job->body_cap);
-    keep_spare(job->st, &job->buf, job->buf_cap);
-    cd_readmongo__job_free(job);
 }
 
 static void respond_index(cd_readmongo_state *st, cd_request *req)
@@ -214,8 +111,7 @@ static void rm_handle(cd_service *svc, cd_request *req)
     job->st = st;
     job->req = req;
     job->queued_at_ms = cd_readmongo__now_ms();
-    give_buffer(st, job);
-    if (cd_pool_submit(st->pool, &job->work, cd_readmongo__run, job_done) < 0) {
+    if (cd_readmongo__submit(st, job) < 0) {
         cd_readmongo__job_free(job);
         respond_error(req, 503, "the service is overloaded: its query queue is full");
     }
@@ -231,38 +127,13 @@ void cd_readmongo__log_cb(mongoc_log_level_t level, const char *domain, const ch
         cd_debug("mongoc %s: %s", domain, message); /* e.g. endSessions at exit */
 }
 
-/* Frees everything init built; the pool (its threads joined) first.  What
- * the loop<->thread handoff cost over the worker's life goes to the log
- * (issue 13: bench/readmongo_ctx.py reads it). */
+/* Frees everything init built: the fibers end first (their clients with
+ * them), then what they used. */
 static void state_free(cd_readmongo_state *st)
 {
-    cd_pool_counts n;
-
-    if (st->pool) {
-        cd_pool_get_counts(st->pool, &n);
-        if (n.submitted)
-            cd_info("%s: handoff: %llu jobs in %llu batches, %llu threads woken by the loop and "
-                    "%llu by threads, %llu completion wake-ups for %llu completion runs",
-                    st->svc->name, n.submitted, n.batches, n.loop_wakeups, n.chain_wakeups,
-                    n.done_wakeups, n.done_batches);
-    }
-    cd_pool_destroy(st->pool); /* the threads' clients go back as they end */
-    if (st->conn_key_made)
-        pthread_key_delete(st->conn_key);
-    for (size_t i = 0; i < st->nspare; i++)
-        free(st->spare[i]);
-    free(st->spare);
-    free(st->spare_cap);
-    if (st->stream_started) {
-        ev_ref(st->svc->loop); /* undo init's unref before stopping */
-        ev_async_stop(st->svc->loop, &st->stream_async);
-    }
-    pthread_mutex_destroy(&st->stream_lock);
-    if (st->clients)
-        mongoc_client_pool_destroy(st->clients);
+    cd_readmongo__fibers_stop(st);
     if (st->uri)
         mongoc_uri_destroy(st->uri);
-    pthread_mutex_destroy(&st->client_lock);
     free(st);
 }
 
@@ -285,19 +156,10 @@ static mongoc_uri_t *make_uri(const cd_readmongo_conf *c, char *err, size_t errl
     return uri;
 }
 
-/* The check at start leaves its finding in st->unreachable_at: nothing to
- * do on the loop (nor when the pool is destroyed first). */
-static void probe_done(cd_pool_work *work, int status)
-{
-    (void)work;
-    (void)status;
-}
-
 static int rm_init(cd_service *svc, char *err, size_t errlen)
 {
     const cd_readmongo_conf *c = svc->conf;
     cd_readmongo_state *st = NULL;
-    int rc;
 
     if (mongoc_users++ == 0) {
         mongoc_init();
@@ -309,37 +171,17 @@ static int rm_init(cd_service *svc, char *err, size_t errlen)
     }
     st->svc = svc;
     st->conf = c;
-    pthread_mutex_init(&st->client_lock, NULL);
-    pthread_mutex_init(&st->stream_lock, NULL);
-    /* Pieces of streamed answers; the pool keeps the loop alive while
-     * jobs are out, so this watcher does not. */
-    ev_async_init(&st->stream_async, stream_cb);
-    ev_async_start(svc->loop, &st->stream_async);
-    ev_unref(svc->loop);
-    st->stream_started = 1;
     if (!(st->uri = make_uri(c, err, errlen)))
         goto fail;
-    st->spare = calloc((size_t)c->threads, sizeof *st->spare);
-    st->spare_cap = calloc((size_t)c->threads, sizeof *st->spare_cap);
-    if (!st->spare || !st->spare_cap || pthread_key_create(&st->conn_key, cd_readmongo__conn_free)) {
+    /* The fibers start on the loop's first turn, the check at start
+     * (a ping: readiness knows about a database that is down from the
+     * start) being their first job; init does not wait for it. */
+    if (cd_readmongo__fibers_start(st) < 0) {
         snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    st->conn_key_made = 1;
-    rc = cd_pool_new(svc->loop, (size_t)c->threads, (size_t)c->queue_size, &st->pool);
-    if (rc == -ENOMEM) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    } else if (rc < 0) {
-        snprintf(err, errlen, "pthread_create() failed: %s (errno %d)", strerror(-rc), -rc);
         goto fail;
     }
     svc->state = st;
-    /* Readiness knows about a database that is down from the start; the
-     * check runs on a query thread, init does not wait for it. */
-    if (cd_pool_submit(st->pool, &st->probe, cd_readmongo__probe, probe_done) < 0)
-        cd_debug("%s: no check of the database at start (queue full)", svc->name);
-    cd_info("%s: %lld query threads, database '%s', %zu collections, server selection %lldms, "
+    cd_info("%s: %lld query fibers, database '%s', %zu collections, server selection %lldms, "
             "socket %lldms, maxTimeMS %lld",
             svc->name, c->threads, c->database, c->ncollections,
             c->server_selection_timeout_ms, c->socket_timeout_ms, c->max_time_ms);
@@ -361,16 +203,17 @@ fail:
 static void rm_stop(cd_service *svc)
 {
     cd_readmongo_state *st = svc->state;
-    size_t out = cd_pool_outstanding(st->pool);
+    size_t out = cd_readmongo__outstanding(st);
 
     if (out)
         cd_debug("%s: stopping with %zu queries in flight", svc->name, out);
 }
 
-/* The loop has stopped: the query threads finish the job in hand (bounded
- * by the timeouts) and are joined; jobs not answered are freed without
- * answering (cd_request_drop).  Their connections are closed already (the
- * worker closes all before destroy), so nobody would read an answer. */
+/* The loop has stopped: queued jobs are dropped, and a fiber with a job in
+ * hand has its waits cut short, so the driver fails at once and the
+ * request is dropped (cd_request_drop).  Their connections are closed
+ * already (the worker closes all before destroy), so nobody would read an
+ * answer. */
 static void rm_destroy(cd_service *svc)
 {
     cd_readmongo_state *st = svc->state;
@@ -387,7 +230,7 @@ static const char *rm_degraded(cd_service *svc)
 {
     cd_readmongo_state *st = svc->state;
 
-    return st && atomic_load(&st->unreachable_at) ? "database unreachable" : NULL;
+    return st && st->unreachable_at ? "database unreachable" : NULL;
 }
 
 const cd_service_type cd_service_readmongo = {

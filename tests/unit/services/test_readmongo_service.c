@@ -1,11 +1,11 @@
 /*
  * test_readmongo_service.c - the readmongo service itself (readmongo.c with
- * exec.c and its clusterd/pool.h pool) behind a real HTTP context, with no
+ * exec.c, its query fibers, and stream.c) behind a real HTTP context, with no
  * database: the URI points at a loopback port nobody listens on.  What it
  * shows without MongoDB: the answers given on the loop thread (index,
  * refusals) byte for byte, a full query queue answering 503 at once, jobs
- * coming back from the query threads as answers, and a destroy while a job
- * is in a thread's hands and another may be queued (no request touched
+ * coming back from the query fibers as answers, and a destroy while a job
+ * is in a fiber's hands and another is queued (no request touched
  * after its connection is gone; ASan would say).  The database paths themselves are
  * tests/integration/test_readmongo.c's, against FerretDB.
  *
@@ -188,10 +188,10 @@ Test(readmongo_service, the_index_and_refusals_are_answered_on_the_loop_thread)
         close(c[i].fd);
 }
 
-/* The check of the database at init (readmongo.c) holds the thread for
+/* The check of the database at init (exec.c) holds the fiber for
  * server_selection_timeout; once it has failed, a job queued before it
  * failed is answered at once.  The tests that count what the thread holds
- * let it finish first, so the next job is the one in the thread's hands. */
+ * let it finish first, so the next job is the one in the fiber's hands. */
 static void wait_for_the_check_at_init(void)
 {
     long long until = now_ms() + 5000;
@@ -210,8 +210,8 @@ Test(readmongo_service, a_full_queue_answers_503_at_once_and_jobs_come_back_as_a
     client c[4];
     int nfull = 0, ndown = 0;
 
-    /* One thread, one queue place: of four queries at once, at most two are
-     * taken (one in the thread's hands, one queued); the others are refused
+    /* One fiber, one queue place: of four queries at once, at most two are
+     * taken (one in the fiber's hands, one queued); the others are refused
      * at once.  The taken ones fail server selection (nobody listens). */
     wait_for_the_check_at_init();
     for (int i = 0; i < 4; i++)
@@ -234,13 +234,17 @@ Test(readmongo_service, destroy_with_jobs_out_answers_nothing)
 {
     client c[2];
 
-    wait_for_the_check_at_init();
+    /* The port now accepts connections and never answers: the check at
+     * start (the fiber's first job, not begun yet) connects and waits for
+     * the server's hello, so the fiber is out when the requests come. */
+    cr_assert_eq(listen(dead_fd, 8), 0);
     connect_and_send(&c[0], "/readmongo/users");
     connect_and_send(&c[1], "/readmongo/orders");
-    /* Dispatch both requests; the first job goes to the thread, which waits
-     * in server selection; the other may be queued.  Destroy drops what it
-     * cancels (cd_request_drop): the ASan build's LeakSanitizer fails this
-     * test if a request stays allocated. */
+    /* Dispatch both requests; the first job is queued behind the check,
+     * the other finds the queue full.  Destroy drops the queued job and cuts
+     * the fiber's wait short (cd_request_drop for what it held): the ASan
+     * build's LeakSanitizer fails this test if a request, a job or the
+     * driver's client stays allocated. */
     for (int i = 0; i < 20; i++)
         ev_run(loop, EVRUN_NOWAIT);
     /* What was answered at once (a full queue), before the stop. */

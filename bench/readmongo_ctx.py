@@ -149,7 +149,7 @@ def main():
     ap.add_argument("--clusterd", required=True)
     ap.add_argument("--mongoc-loop")
     ap.add_argument("--uri", required=True)
-    ap.add_argument("--threads", type=int, default=4, help="query threads per worker")
+    ap.add_argument("--threads", type=int, default=4, help="readmongo concurrency (query fibers) per worker")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--limit", type=int, default=5)
@@ -167,7 +167,7 @@ def main():
         f.write(f"[cluster]\nlisten = 127.0.0.1:{port}\nworkers = {a.workers}\nkeepalive_timeout = 75s\n"
                 f"pidfile = {tmp}/pid\n\n"
                 f"[readmongo]\ntype = readmongo\nroute = /readmongo\nuri = {a.uri}\ndatabase = {db}\n"
-                f"collections = users, orders, products\nthreads = {a.threads}\n"
+                f"collections = users, orders, products\nconcurrency = {a.threads}\n"
                 + "".join(x.strip() + "\n" for x in a.extra.split(";") if x.strip()))
     master = subprocess.Popen([a.clusterd, "-c", conf], stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(tmp, "log"), "w"))

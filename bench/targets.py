@@ -106,7 +106,7 @@ class Clusterd(Target):
         if mongo:
             lines += ["[readmongo]", "type = readmongo", "route = /readmongo", f"uri = {mongo['uri']}",
                       f"database = {mongo['db']}", "collections = users, orders, products",
-                      f"threads = {mongo['threads_per_worker']}", ""]
+                      f"concurrency = {mongo['threads_per_worker']}", ""]
         with open(path, "w") as f:
             f.write("\n".join(lines))
 

@@ -23,7 +23,7 @@ void *cd_readmongo__conf_new(void)
 
     if (!c)
         return NULL;
-    c->threads = 2;
+    c->concurrency = 2;
     c->queue_size = 64;
     c->queue_timeout_ms = 2000;
     c->default_limit = 20;
@@ -122,7 +122,9 @@ const cd_conf_key cd_readmongo__keys[] = {
     CD_CONF_KEY("uri", CD_KEY_STRP, cd_readmongo_conf, uri, 0, 0),
     CD_CONF_KEY_FUNC_AT("database", set_database, cd_readmongo_conf, database),
     CD_CONF_KEY_FUNC("collections", set_collections),
-    CD_CONF_KEY("threads", CD_KEY_INT, cd_readmongo_conf, threads, 1, 64),
+    CD_CONF_KEY("concurrency", CD_KEY_INT, cd_readmongo_conf, concurrency, 1, 64),
+    /* Its name until the queries ran in threads (issue 13); still read. */
+    CD_CONF_KEY("threads", CD_KEY_INT, cd_readmongo_conf, concurrency, 1, 64),
     CD_CONF_KEY("queue_size", CD_KEY_INT, cd_readmongo_conf, queue_size, 1, 100000),
     CD_CONF_KEY("queue_timeout", CD_KEY_MS, cd_readmongo_conf, queue_timeout_ms, 1, MS_MAX),
     CD_CONF_KEY("default_limit", CD_KEY_INT, cd_readmongo_conf, default_limit, 1, 100000),

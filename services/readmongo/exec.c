@@ -2,7 +2,7 @@
  * exec.c - the readmongo service's query fibers (worker process, loop
  * thread): run one checked query against MongoDB and answer it.
  *
- * Each worker has `threads` query fibers (clusterd/fiber.h), each with its
+ * Each worker has `concurrency` query fibers (clusterd/fiber.h), each with its
  * own single-threaded mongoc_client_t whose sockets are stream.c's: the
  * driver's blocking calls run on the loop thread and every wait in them
  * (connect, the reply, the driver's own monitoring) parks the fiber on the
@@ -35,10 +35,10 @@
  * budget"...); the driver's message, which names hosts and ports, goes to
  * the log only.
  *
- * A client is made on its fiber's first job, in a short-lived thread the
- * fiber awaits (make_client): for a mongodb+srv:// URI the driver resolves
- * DNS SRV and TXT records while making it, which the loop must not wait
- * on.
+ * A client is made on its fiber's first job.  For a mongodb+srv:// URI the
+ * driver resolves DNS SRV and TXT records while making it, which the loop
+ * must not wait on, so that one is made in a short-lived thread the fiber
+ * awaits (make_client_srv).
  */
 #include "services/readmongo/exec.h"
 
@@ -87,10 +87,13 @@ void cd_readmongo__job_free(cd_readmongo_job *job)
 
 /* ---- the driver client, made off the loop ---- */
 
+/* A client made in a thread (a mongodb+srv:// URI: see the top).  The
+ * thread has its own copy of the URI: a fiber whose wait is cut short by a
+ * stop leaves it running, and the service's URI is freed. */
 typedef struct client_make {
     atomic_int refs; /* the fiber's and the thread's */
     int efd;
-    const mongoc_uri_t *uri;
+    mongoc_uri_t *uri;
     mongoc_client_t *client;
     bson_error_t err;
 } client_make;
@@ -100,6 +103,7 @@ static void client_make_unref(client_make *m)
     if (atomic_fetch_sub(&m->refs, 1) == 1) {
         if (m->client)
             mongoc_client_destroy(m->client); /* made after the fiber gave up */
+        mongoc_uri_destroy(m->uri);
         close(m->efd);
         free(m);
     }
@@ -118,23 +122,23 @@ static void *client_make_run(void *arg)
     return NULL;
 }
 
-/* A single-threaded client for the fiber, with stream.c's sockets; NULL
- * with *berr.  The uri outlives the wait: st owns it and frees it only
- * after every fiber has ended. */
-static mongoc_client_t *make_client(cd_readmongo_state *st, bson_error_t *berr)
+/* Makes a client for a mongodb+srv:// URI in a thread the fiber awaits
+ * (server_selection_timeout bounds the wait).  NULL with *berr. */
+static mongoc_client_t *make_client_srv(cd_readmongo_state *st, bson_error_t *berr)
 {
     client_make *m = calloc(1, sizeof *m);
     pthread_attr_t attr;
     pthread_t t;
     mongoc_client_t *client = NULL;
 
-    memset(berr, 0, sizeof *berr);
-    if (!m || (m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+    if (!m || (m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        !(m->uri = mongoc_uri_copy(st->uri))) {
+        if (m && m->efd > 0)
+            close(m->efd);
         free(m);
         bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "out of memory");
         return NULL;
     }
-    m->uri = st->uri;
     atomic_init(&m->refs, 2);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -148,16 +152,32 @@ static mongoc_client_t *make_client(cd_readmongo_state *st, bson_error_t *berr)
     }
     if (!cd_fiber_wait_fd(m->efd, EV_READ, st->conf->server_selection_timeout_ms)) {
         bson_set_error(berr, MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_SERVER_SELECTION_FAILURE,
-                       "making the client timed out (DNS)");
+                       "resolving the mongodb+srv URI timed out");
     } else if (!m->client) {
         *berr = m->err;
     } else {
         client = m->client;
         m->client = NULL;
+    }
+    client_make_unref(m);
+    return client;
+}
+
+/* A single-threaded client for the fiber, with stream.c's sockets; NULL
+ * with *berr.  For a mongodb:// URI making it does no I/O. */
+static mongoc_client_t *make_client(cd_readmongo_state *st, bson_error_t *berr)
+{
+    mongoc_client_t *client;
+
+    memset(berr, 0, sizeof *berr);
+    if (mongoc_uri_get_srv_hostname(st->uri))
+        client = make_client_srv(st, berr);
+    else
+        client = mongoc_client_new_from_uri_with_error(st->uri, berr);
+    if (client) {
         mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
         mongoc_client_set_stream_initiator(client, cd_readmongo__stream_initiator, NULL);
     }
-    client_make_unref(m);
     return client;
 }
 
@@ -538,7 +558,7 @@ size_t cd_readmongo__outstanding(const cd_readmongo_state *st)
 
 int cd_readmongo__fibers_start(cd_readmongo_state *st)
 {
-    size_t n = (size_t)st->conf->threads;
+    size_t n = (size_t)st->conf->concurrency;
 
     ev_prepare_init(&st->kick, kick_cb);
     if (!(st->fibers = calloc(n, sizeof *st->fibers)))

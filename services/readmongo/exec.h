@@ -54,7 +54,7 @@ typedef struct cd_readmongo_state {
     const cd_readmongo_conf *conf;
     mongoc_uri_t *uri; /* the config's URI with our timeouts applied */
 
-    cd_readmongo_fiber *fibers; /* conf->threads of them */
+    cd_readmongo_fiber *fibers; /* conf->concurrency of them */
     size_t nfibers;
     /* Jobs waiting for a fiber, oldest first; at most conf->queue_size. */
     cd_readmongo_job *head, *tail;

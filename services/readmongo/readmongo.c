@@ -183,7 +183,7 @@ static int rm_init(cd_service *svc, char *err, size_t errlen)
     svc->state = st;
     cd_info("%s: %lld query fibers, database '%s', %zu collections, server selection %lldms, "
             "socket %lldms, maxTimeMS %lld",
-            svc->name, c->threads, c->database, c->ncollections,
+            svc->name, c->concurrency, c->database, c->ncollections,
             c->server_selection_timeout_ms, c->socket_timeout_ms, c->max_time_ms);
     return 0;
 

@@ -10,14 +10,14 @@
  *   readmongo_query.c pure checks: a request (subpath and query string) into
  *                     a checked query or a refusal; driver errors into
  *                     HTTP statuses
- *   exec.c            what the query threads run: the find, and rendering
+ *   exec.c            the query fibers: the find, and rendering
  *                     its answer (exec.h: the per-worker state and the job)
  *   readmongo_json.c  BSON into compact relaxed Extended JSON
  *
  * The thread pool itself is clusterd/pool.h.  Nothing declared here touches
  * the network, a thread or the loop, so all of it runs (and is tested) in
  * any process; in production it runs in a worker, on the loop thread
- * (request checks) or on the service's query threads (error mapping, JSON).
+ * (request checks, and the query fibers: error mapping, JSON).
  *
  * The double-underscore names are internal to services/readmongo/.
  */
@@ -38,7 +38,7 @@ typedef struct cd_readmongo_conf {
                             * URI's database, or "demo" */
     char **collections;    /* the allowlist, ncollections names */
     size_t ncollections;
-    long long threads;     /* query threads per worker */
+    long long concurrency; /* queries in flight per worker: its query fibers */
     long long queue_size;  /* jobs waiting for a thread, at most */
     long long queue_timeout_ms; /* a job that waited longer gets 503 */
     long long default_limit;

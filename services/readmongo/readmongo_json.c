@@ -1,6 +1,6 @@
 /*
  * readmongo_json.c - BSON to relaxed Extended JSON v2, compact (worker,
- * query threads).
+ * query fibers).
  *
  * libbson's bson_as_relaxed_extended_json was 22% of a worker's CPU on
  * readmongo requests (it grows its string by small appends and formats every

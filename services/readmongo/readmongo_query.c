@@ -3,7 +3,7 @@
  * what a client sent before anything reaches the database, and mapping
  * driver errors to HTTP statuses.  Runs in worker processes: the request
  * checks on the loop thread (they are cheap and bounded by the size caps),
- * the error mapping on the query threads.  No I/O, no logging, no globals.
+ * the error mapping in the query fibers.  No I/O, no logging, no globals.
  *
  * cd_readmongo__check_request takes the request's parts (subpath, raw query
  * string), not the request: it returns a query or a refusal (status and

@@ -56,7 +56,7 @@ Test(readmongo_conf, keys_with_units)
 
     cr_assert_eq(set(c, "uri", "mongodb://db.example:27018/shop?appname=x"), 0);
     cr_assert_eq(set(c, "collections", "a"), 0);
-    cr_assert_eq(set(c, "threads", "4"), 0);
+    cr_assert_eq(set(c, "concurrency", "4"), 0);
     cr_assert_eq(set(c, "queue_size", "10"), 0);
     cr_assert_eq(set(c, "queue_timeout", "750ms"), 0);
     cr_assert_eq(set(c, "max_time", "3s"), 0);
@@ -67,7 +67,9 @@ Test(readmongo_conf, keys_with_units)
     cr_assert_eq(set(c, "stream_chunk", "16k"), 0);
     cr_assert_eq(check(c, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(c->database, "shop", "the URI's database when `database` is absent");
-    cr_assert_eq(c->threads, 4);
+    cr_assert_eq(c->concurrency, 4);
+    cr_assert_eq(set(c, "threads", "3"), 0, "the old name of concurrency is still read");
+    cr_assert_eq(c->concurrency, 3);
     cr_assert_eq(c->queue_timeout_ms, 750);
     cr_assert_eq(c->max_time_ms, 3000);
     cr_assert_eq(c->socket_timeout_ms, 4000, "default socket timeout follows max_time");
@@ -98,8 +100,9 @@ Test(readmongo_conf, refuses_bad_values)
     cd_readmongo_conf *c = t->conf_new();
 
     cr_assert_eq(set(c, "no_such_key", "1"), -2);
-    cr_assert_eq(set(c, "threads", "0"), -1);
-    cr_assert_eq(set(c, "threads", "lots"), -1);
+    cr_assert_eq(set(c, "concurrency", "0"), -1);
+    cr_assert_eq(set(c, "concurrency", "lots"), -1);
+    cr_assert_eq(set(c, "threads", "65"), -1);
     cr_assert_eq(set(c, "queue_size", "-1"), -1);
     cr_assert_eq(set(c, "max_time", "soon"), -1);
     cr_assert_eq(set(c, "max_filter_size", "2g"), -1);

@@ -77,7 +77,7 @@ static void setup(void)
     snprintf(uri, sizeof uri, "mongodb://127.0.0.1:%d/", dead_port());
     set("uri", uri);
     set("collections", "users, orders");
-    set("threads", "1");
+    set("concurrency", "1");
     set("queue_size", "1");
     set("server_selection_timeout", "300ms");
     cr_assert_eq(cd_service_readmongo.conf_check(rmconf, err, sizeof err), 0, "%s", err);

@@ -276,3 +276,21 @@ void cd_fiber_cancel(cd_fiber *f)
         cd_fiber_resume(f);
     }
 }
+
+/* usleep(3) that parks a fiber instead of blocking the loop.  mongo-c-driver
+ * 1.23's single-threaded server selection sleeps with usleep when a server
+ * must be rescanned sooner than minHeartbeatFrequencyMS (500 ms) after the
+ * last scan (mongoc-topology.c, e.g. a server that failed a query just after
+ * a good scan); in readmongo that call runs on a fiber, on the loop thread.
+ * The binary exports its symbols (the service modules link against them),
+ * so this definition is the one the driver's PLT reaches, and any other
+ * library's.  Off a fiber it is the usual sleep. */
+int usleep(useconds_t usec)
+{
+    if (running) {
+        cd_fiber_sleep((long long)(usec + 999) / 1000);
+        return 0;
+    }
+    struct timespec ts = {.tv_sec = usec / 1000000, .tv_nsec = (long)(usec % 1000000) * 1000};
+    return nanosleep(&ts, NULL); /* as glibc's: -1 with EINTR when a signal came */
+}

@@ -62,6 +62,10 @@ int cd_fiber_wait_fd(int fd, int events, long long timeout_ms);
 /* Parks the running fiber for ms milliseconds (off a fiber: sleeps). */
 void cd_fiber_sleep(long long ms);
 
+/* The process's usleep(3) is clusterd's (core/fiber.c): on a fiber it is
+ * cd_fiber_sleep, so a library that sleeps (mongo-c-driver's server
+ * selection does) parks the fiber, not the loop; elsewhere it sleeps. */
+
 /* Cuts f's waits short, for good: a wait in progress ends now as timed out
  * (f runs until it next waits, yields or ends), and every later wait of f
  * times out at once.  For a stop that cannot wait for the network.  From

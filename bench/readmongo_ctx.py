@@ -24,9 +24,8 @@ CPU per request: utime+stime (/proc/PID/stat of the workers; rusage of the
 mongoc loop) over requests.  With --perf, system calls per request too
 (perf stat -e raw_syscalls:sys_enter on the workers' threads, or on the
 mongoc loop), which the machine's load barely moves (this VM has no
-hardware counters, so no instructions).  Last, each worker's own count of
-the handoff (jobs, batches, wake-ups) from its log line at exit.  Prints one line per run and the min-max and
-median per target.
+hardware counters, so no instructions).  Prints one line per run and the
+min-max and median per target.
 """
 import argparse
 import json
@@ -208,11 +207,6 @@ def main():
             master.wait(20)
         except subprocess.TimeoutExpired:
             master.kill()
-    # Each worker logs its pool's handoff counts when it stops (readmongo.c).
-    with open(os.path.join(tmp, "log"), errors="replace") as f:
-        for line in f:
-            if "handoff:" in line:
-                print(line.strip()[-200:])
 
 
 if __name__ == "__main__":

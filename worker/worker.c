@@ -257,8 +257,8 @@ int cd_worker_main(int slot, unsigned generation)
     start_serving(w);
     if (cd_ipc_send(w->chan_fd, CD_MSG_READY, NULL, 0) < 0) {
         /* Orphaned while booting: leave as an orphan does, without waiting
-         * for the services' threads (readmongo's check of the database at
-         * init can hold one for server_selection_timeout). */
+         * for the services' threads or their database checks (readmongo's
+         * at init can take server_selection_timeout). */
         cd_warn("master is gone before READY; exiting");
         w->orphan = 1;
     } else {
@@ -268,8 +268,8 @@ int cd_worker_main(int slot, unsigned generation)
     code = 0;
     if (w->orphan) {
         /* The master is gone: nobody to report to, and no time to wait for
-         * the services' threads (a readmongo query can sit in server
-         * selection for seconds) or their clients.  The access log keeps
+         * the services' threads (a pool job can run for seconds) or their
+         * clients.  The access log keeps
          * its lines; the kernel closes everything else. */
         if (w->access_log_open)
             cd_accesslog_close(&w->access_log);

@@ -12,6 +12,7 @@
 
 #include "clusterd/buf.h"
 #include "clusterd/conf.h"
+#include "clusterd/fiber.h"
 #include "clusterd/json.h"
 #include "clusterd/log.h"
 #include "clusterd/pool.h"

@@ -240,6 +240,9 @@ int cd_fiber_wait_fd(int fd, int events, long long timeout_ms)
     ev_io_set(&f->io, fd, events);
     ev_io_start(f->loop, &f->io);
     if (timeout_ms >= 0) {
+        /* From now, not from the loop's last poll: the fiber may have run
+         * for a while since (the driver parsing a reply, rendering). */
+        ev_now_update(f->loop);
         ev_timer_set(&f->timer, (double)timeout_ms / 1000., 0.);
         ev_timer_start(f->loop, &f->timer);
     }
@@ -259,6 +262,7 @@ void cd_fiber_sleep(long long ms)
             ;
         return;
     }
+    ev_now_update(f->loop);
     ev_timer_set(&f->timer, (double)(ms < 0 ? 0 : ms) / 1000., 0.);
     ev_timer_start(f->loop, &f->timer);
     switch_out(f, 0);

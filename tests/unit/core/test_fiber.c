@@ -754,3 +754,48 @@ Test(fiber, a_fiber_makes_and_frees_its_own_watchers)
     close(sv[1]);
     ev_loop_destroy(loop);
 }
+
+/* ---- usleep(3) is the process's own (core/fiber.c) ---- */
+
+static void fn_usleep(void *arg)
+{
+    sleeper *s = arg;
+    long long t0 = now_ms();
+
+    usleep((useconds_t)(s->ms * 1000));
+    s->took = now_ms() - t0;
+    s->done = 1;
+}
+
+/* mongo-c-driver sleeps with usleep in its server selection; on a fiber
+ * that parks the fiber (the loop's other timers tick meanwhile) instead of
+ * blocking the loop; off a fiber it sleeps as usual. */
+Test(fiber, usleep_on_a_fiber_parks_it_and_off_a_fiber_sleeps)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    sleeper s = {.ms = 150};
+    ev_timer other;
+    int ticks = 0;
+
+    cd_fiber *f = cd_fiber_new(loop, 0, fn_usleep, &s);
+    cr_assert_not_null(f);
+    cr_assert_eq(cd_fiber_resume(f), 0, "usleep on a fiber blocked instead of parking it");
+    ev_timer_init(&other, count_cb, 0.01, 0.01);
+    other.data = &ticks;
+    ev_timer_start(loop, &other);
+    ev_unref(loop);
+    run(loop);
+    ev_ref(loop);
+    ev_timer_stop(loop, &other);
+    cd_fiber_free(f);
+    ev_loop_destroy(loop);
+    cr_assert(s.done);
+    cr_assert_geq(s.took, 150 - SLACK_EARLY_MS, "a 150 ms usleep took %lld ms", s.took);
+    cr_assert_leq(s.took, 150 + SLACK_LATE_MS, "a 150 ms usleep took %lld ms", s.took);
+    cr_assert_geq(ticks, 3, "a 10 ms timer ticked %d times during the fiber's usleep", ticks);
+
+    long long t0 = now_ms();
+    cr_assert_eq(usleep(50 * 1000), 0);
+    long long took = now_ms() - t0;
+    cr_assert_geq(took, 50 - SLACK_EARLY_MS, "usleep(50ms) off a fiber took %lld ms", took);
+}

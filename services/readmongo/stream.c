@@ -142,7 +142,12 @@ static ssize_t ls_readv(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t iovcnt, 
         }
         if (errno == EINTR)
             continue;
-        if ((errno != EAGAIN && errno != EWOULDBLOCK) || total >= min_bytes)
+        /* Nothing yet: wait for something even when min_bytes is 0 (the
+         * driver's TLS layer reads that way, and its socket stream waits
+         * too; returning would make it spin on the loop), unless the
+         * caller said not to wait (timeout 0: the TLS handshake). */
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) ||
+            (total >= min_bytes && (total > 0 || deadline == 0)))
             break;
         if (!await(ls, EV_READ, deadline))
             break;

@@ -602,18 +602,16 @@ Test(readmongo_net, late_reply_is_waited_for_over_tls)
 }
 
 /* While a reply over TLS is late, the loop serves its other clients: the
- * query fiber must wait on the loop, not spin.  KNOWN BUG, disabled until
- * stream.c is fixed: OpenSSL's BIO (mongoc_stream_tls_openssl_bio_read)
- * reads the socket with min_bytes 0, and ls_readv then returns at once
- * (0, EAGAIN) instead of waiting for a byte as the driver's own socket
- * stream does; OpenSSL 3's BIO_read reports that as 0 with retry, and
- * _mongoc_stream_tls_openssl_readv loops on it until the data comes or
- * socket_timeout passes.  strace of the worker during a 400 ms late reply:
- * 30330 readv() = -1 EAGAIN in 430 ms and no epoll_wait; the same query
- * without TLS: one EAGAIN, then epoll_wait.  Observed here: /dummy waits
- * for the thaw (764 and 780 ms in two runs).  The test: the server
- * frozen for 800 ms with a TLS query waiting; /dummy asked 100 ms in must answer in < 300 ms; the
- * query still gets its 200 after the thaw. */
+ * query fiber must wait on the loop, not spin.  Regression (session 22,
+ * found by this test): OpenSSL's BIO (mongoc_stream_tls_openssl_bio_read)
+ * reads the socket with min_bytes 0, and ls_readv returned at once (0,
+ * EAGAIN) instead of waiting for a byte as the driver's own socket stream
+ * does; OpenSSL 3's BIO_read reports that as 0 with retry, and
+ * _mongoc_stream_tls_openssl_readv looped on it until the data came or
+ * socket_timeout passed (strace: 30330 readv() = -1 EAGAIN in 430 ms and
+ * no epoll_wait; /dummy waited 764 and 780 ms).  The test: the server
+ * frozen for 800 ms with a TLS query waiting; /dummy asked 100 ms in must
+ * answer in < 300 ms; the query still gets its 200 after the thaw. */
 /* Thaws the database 700 ms after the /dummy request starts (800 ms
  * after the freeze), whatever /dummy does meanwhile. */
 static void *thaw_run(void *arg)
@@ -624,7 +622,7 @@ static void *thaw_run(void *arg)
     return NULL;
 }
 
-Test(readmongo_net, late_tls_reply_never_holds_the_loop, .disabled = true)
+Test(readmongo_net, late_tls_reply_never_holds_the_loop)
 {
     char good[256];
     snprintf(good, sizeof good, "mongodb://127.0.0.1:%d/?tls=true&tlsCAFile=%s/ca.pem",

@@ -20,6 +20,7 @@ PKGS=(build-essential cmake pkg-config libev-dev libmongoc-dev libbson-dev libna
       libcurl4-openssl-dev           # the events service's HTTP hooks (services/events/hookclient.c)
       clang-14 libclang-rt-14-dev    # libFuzzer targets (scripts/fuzz.sh)
       wrk                            # load for the chaos tests (tests/integration/test_chaos.c)
+      openssl                        # a throwaway CA for readmongo's TLS test (tests/integration/test_readmongo_net.c)
       redis-server                   # the Redis of test_redis.c (started by the test on a free loopback port:
                                      # the packaged service on 6379 is neither needed nor used)
       libhiredis-dev libmsgpack-dev  # the events service's Redis adapter (hiredis over libev, msgpack-c)

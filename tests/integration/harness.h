@@ -86,6 +86,17 @@ th_loop_result th_client_result(pid_t pid, int rfd);
  * (NUL-terminated).  Returns its exit code, or -1. */
 int th_run(const char *const argv[], char *out, size_t cap);
 
+/* harness_mongo.c.  The source tree ($CLUSTERD_SRC, else "."). */
+const char *th_src_dir(void);
+/* SIGSTOPs pid and waits (bounded) until every one of its threads is
+ * stopped: kill() returns before a busy Go thread (FerretDB's) has taken
+ * the signal, and it could still answer a query meanwhile.  0, or -1 when
+ * it did not stop. */
+int th_freeze(pid_t pid);
+/* A suite's main() that needs FerretDB: exits 77 saying why when
+ * scripts/ferretdb.sh check says it cannot be had, else runs criterion. */
+int th_main_with_ferretdb(int argc, char *argv[]);
+
 /* Runs `node $CLUSTERD_SRC/tests/socketio/SCRIPT args...` (args NULL-terminated,
  * at most 13) in its own process group, output in logdir/node-SCRIPT.log
  * (printed to stderr at the end); the group is SIGKILLed at timeout_ms and

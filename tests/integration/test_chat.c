@@ -25,17 +25,12 @@ static void fini(void)
 
 TestSuite(chat, .fini = fini, .timeout = 180);
 
-static const char *src_dir(void)
-{
-    return getenv("CLUSTERD_SRC") ? getenv("CLUSTERD_SRC") : ".";
-}
-
 /* examples/chat/chat.ini as a th_start format: its port "%d", its root
  * absolute (malloc'd). */
 static char *chat_conf(void)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/examples/chat/chat.ini", src_dir());
+    snprintf(path, sizeof path, "%s/examples/chat/chat.ini", th_src_dir());
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f, "cannot open %s", path);
     size_t cap = 1 << 16, len = 0;
@@ -47,7 +42,7 @@ static char *chat_conf(void)
         if (strncmp(line, "listen = ", 9) == 0)
             snprintf(line, sizeof line, "listen = 127.0.0.1:%%d\n");
         else if (strncmp(line, "root = ", 7) == 0)
-            snprintf(line, sizeof line, "root = %.900s/conf/www\n", src_dir());
+            snprintf(line, sizeof line, "root = %.900s/conf/www\n", th_src_dir());
         size_t n = strlen(line);
         cr_assert_lt(len + n, cap);
         memcpy(out + len, line, n + 1);

@@ -45,17 +45,11 @@ typedef struct fixture {
 
 static fixture fx;
 
-static const char *src_dir(void)
-{
-    const char *s = getenv("CLUSTERD_SRC");
-    return s && s[0] ? s : ".";
-}
-
 /* Runs scripts/ferretdb.sh with args; returns its exit status or -1. */
 static int ferretdb_sh(const char *cmd, const char *dir, const char *port)
 {
     char script[512];
-    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", src_dir());
+    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", th_src_dir());
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -94,42 +88,6 @@ static pid_t db_pid(void)
         buf[0] = '\0';
     fclose(f);
     return (pid_t)atoi(buf);
-}
-
-/* SIGSTOPs pid and waits (bounded) until every one of its threads is
- * stopped: kill() returns before a busy Go thread has taken the signal, and
- * it could still answer a query meanwhile. */
-static void freeze(pid_t pid)
-{
-    char dir[64];
-    cr_assert_eq(kill(pid, SIGSTOP), 0);
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    for (int tries = 0; tries < 200; tries++) {
-        int running = 0;
-        DIR *d = opendir(dir);
-        cr_assert(d, "%s", dir);
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.')
-                continue;
-            char path[400], buf[512];
-            snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-            FILE *f = fopen(path, "r");
-            if (!f)
-                continue;
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            fclose(f);
-            buf[n] = '\0';
-            const char *p = strrchr(buf, ')'); /* "pid (comm) S ..." */
-            if (p && p[1] == ' ' && p[2] != 'T' && p[2] != 't')
-                running++;
-        }
-        closedir(d);
-        if (!running)
-            return;
-        usleep(10 * 1000);
-    }
-    cr_assert_fail("pid %d did not stop", (int)pid);
 }
 
 /* ---- seeding, through the real driver ---- */
@@ -717,7 +675,7 @@ Test(readmongo, refused_requests_never_reach_the_database)
     /* The same with the live database frozen: no refusal waits on it. */
     pid_t pid = db_pid();
     cr_assert_gt(pid, 0);
-    freeze(pid);
+    cr_assert_eq(th_freeze(pid), 0, "the database did not stop");
     t0 = th_now_ms();
     get_json(&r, "/readmongo", "items", "filter", "{\"$where\":\"1\"}", NULL);
     expect_status(&r, 400, "$where, database frozen");
@@ -797,7 +755,7 @@ Test(readmongo, database_frozen_then_killed_then_back)
 
     pid_t pid = db_pid();
     cr_assert_gt(pid, 0);
-    freeze(pid);
+    cr_assert_eq(th_freeze(pid), 0, "the database did not stop");
 
     /* Pending readmongo requests on the only worker... */
     memset(p, 0, sizeof p);
@@ -1029,29 +987,7 @@ Test(readmongo, large_results_close_delimited_on_http10)
 
 /* ---- main: the suite, or why it is skipped ---- */
 
-#define EXIT_SKIP 77 /* ctest's SKIP_RETURN_CODE for the integration tests */
-
-/* Whether FerretDB cannot be had here (ferretdb.sh check exits 3, its reason
- * in why); any other failure of the check is left to the tests to show. */
-static int ferretdb_unavailable(char *why, size_t cap)
-{
-    char script[512];
-    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", src_dir());
-    const char *argv[] = {"/bin/bash", script, "check", NULL};
-    return th_run(argv, why, cap) == 3;
-}
-
 int main(int argc, char *argv[])
 {
-    static char why[4096];
-    if (ferretdb_unavailable(why, sizeof why)) {
-        printf("SKIPPED: readmongo's integration tests need FerretDB, and:\n%s", why);
-        return EXIT_SKIP;
-    }
-    struct criterion_test_set *tests = criterion_initialize();
-    int result = 0;
-    if (criterion_handle_args(argc, argv, true))
-        result = !criterion_run_all_tests(tests);
-    criterion_finalize(tests);
-    return result;
+    return th_main_with_ferretdb(argc, argv);
 }

@@ -59,12 +59,6 @@ typedef struct fixture {
 
 static fixture fx;
 
-static const char *src_dir(void)
-{
-    const char *s = getenv("CLUSTERD_SRC");
-    return s && s[0] ? s : ".";
-}
-
 /* Runs a shell command line; its exit status (output in out), or -1. */
 static int sh(char *out, size_t cap, const char *fmt, ...)
 {
@@ -116,7 +110,7 @@ static void db_start(void)
     static char out[8192];
     char script[600];
 
-    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", src_dir());
+    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", th_src_dir());
     const char *install[] = {"/bin/bash", script, "install", NULL};
     cr_assert_eq(th_run(install, out, sizeof out), 0, "ferretdb.sh install: %s", out);
     const char *bin[] = {"/bin/bash", script, "bin", NULL};
@@ -523,42 +517,6 @@ Test(readmongo_net, silent_server_never_holds_the_loop)
     expect_same_worker(w);
 }
 
-/* SIGSTOPs pid and waits (bounded) until every one of its threads is
- * stopped (test_readmongo.c's freeze: kill() returns before a busy Go
- * thread has taken the signal). */
-static void freeze(pid_t pid)
-{
-    char dir[64];
-    cr_assert_eq(kill(pid, SIGSTOP), 0);
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    for (int tries = 0; tries < 200; tries++) {
-        int running = 0;
-        DIR *d = opendir(dir);
-        cr_assert(d, "%s", dir);
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.')
-                continue;
-            char path[400], buf[512];
-            snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-            FILE *f = fopen(path, "r");
-            if (!f)
-                continue;
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            fclose(f);
-            buf[n] = '\0';
-            const char *p = strrchr(buf, ')'); /* "pid (comm) S ..." */
-            if (p && p[1] == ' ' && p[2] != 'T' && p[2] != 't')
-                running++;
-        }
-        closedir(d);
-        if (!running)
-            return;
-        usleep(10 * 1000);
-    }
-    cr_assert_fail("pid %d did not stop", (int)pid);
-}
-
 /* A reply that is late (the server frozen for 400 ms, well inside the 2 s
  * socket_timeout) is waited for, on an established connection: 200.  The
  * read then finds no data at first, so stream.c's readv has to wait on
@@ -573,7 +531,7 @@ static void late_reply(const char *route, const char *what)
     char path[128];
     snprintf(path, sizeof path, "%s/items?sort=%%7B%%22n%%22%%3A1%%7D", route);
     p.path = path;
-    freeze(fx.db_pid);
+    cr_assert_eq(th_freeze(fx.db_pid), 0, "the database did not stop");
     cr_assert_eq(pthread_create(&p.t, NULL, pending_run, &p), 0);
     usleep(400 * 1000);
     kill(fx.db_pid, SIGCONT);
@@ -632,7 +590,7 @@ Test(readmongo_net, late_tls_reply_never_holds_the_loop)
     pending p;
     memset(&p, 0, sizeof p);
     p.path = "/readmongo/items";
-    freeze(fx.db_pid);
+    cr_assert_eq(th_freeze(fx.db_pid), 0, "the database did not stop");
     cr_assert_eq(pthread_create(&p.t, NULL, pending_run, &p), 0);
     usleep(100 * 1000);
     pthread_t thaw;
@@ -683,28 +641,7 @@ Test(readmongo_net, failed_scans_back_to_back_never_hold_the_loop)
 
 /* ---- main: the suite, or why it is skipped ---- */
 
-#define EXIT_SKIP 77
-
-static int ferretdb_unavailable(char *why, size_t cap)
-{
-    char script[512];
-    snprintf(script, sizeof script, "%s/scripts/ferretdb.sh", src_dir());
-    const char *argv[] = {"/bin/bash", script, "check", NULL};
-    return th_run(argv, why, cap) == 3;
-}
-
 int main(int argc, char *argv[])
 {
-    static char why[4096];
-    if (ferretdb_unavailable(why, sizeof why)) {
-        printf("SKIPPED: readmongo's integration tests need FerretDB, and:\n%s", why);
-        return EXIT_SKIP;
-    }
-    struct criterion_test_set *tests = criterion_initialize();
-    int result = 0;
-    if (criterion_handle_args(argc, argv, true))
-        result = !criterion_run_all_tests(tests);
-    criterion_finalize(tests);
-    return result;
+    return th_main_with_ferretdb(argc, argv);
 }
-

@@ -39,11 +39,6 @@ static void fini(void)
 
 TestSuite(sio_reference, .fini = fini, .timeout = 300);
 
-static const char *src_dir(void)
-{
-    return getenv("CLUSTERD_SRC") ? getenv("CLUSTERD_SRC") : ".";
-}
-
 /* The whole of path, malloc'd and NUL-terminated. */
 static char *slurp(const char *path)
 {
@@ -94,7 +89,7 @@ static void write_file(const char *path, const char *text)
 static char *known_failures(int *n)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/tests/sio-protocol/known-failures.txt", src_dir());
+    snprintf(path, sizeof path, "%s/tests/sio-protocol/known-failures.txt", th_src_dir());
     char *text = slurp(path);
     size_t cap = strlen(text) * 2 + 16;
     char *re = malloc(cap);
@@ -126,7 +121,7 @@ static char *known_failures(int *n)
 static void stage_suite(const char *dir, int port)
 {
     char path[600];
-    const char *src = src_dir();
+    const char *src = th_src_dir();
     snprintf(path, sizeof path, "%s/tests/sio-protocol/node_modules/mocha", src);
     struct stat sb;
     if (stat(path, &sb) != 0)
@@ -174,7 +169,7 @@ static int mocha(const char *dir, const char *re, int invert)
 Test(sio_reference, the_protocol_suite_passes_on_four_workers_but_for_its_listed_tests)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/examples/sio-reference/sio-reference.ini", src_dir());
+    snprintf(path, sizeof path, "%s/examples/sio-reference/sio-reference.ini", th_src_dir());
     char *ini = slurp(path);
     cr_assert_null(strchr(ini, '%'), "the example config must hold no '%%' (it is used as a format)");
     char *conf = replace_once(ini, "listen = 127.0.0.1:3000", "listen = 127.0.0.1:%d");
@@ -195,7 +190,7 @@ Test(sio_reference, the_protocol_suite_passes_on_four_workers_but_for_its_listed
 Test(sio_reference, socket_io_client_gets_auth_echoes_and_acks_with_binary_over_both_transports)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/examples/sio-reference/sio-reference.ini", src_dir());
+    snprintf(path, sizeof path, "%s/examples/sio-reference/sio-reference.ini", th_src_dir());
     char *ini = slurp(path);
     char *conf = replace_once(ini, "listen = 127.0.0.1:3000", "listen = 127.0.0.1:%d");
     cr_assert_eq(th_start(&srv, 4, "/healthz", NULL, conf), 0);

@@ -65,6 +65,7 @@ Test(ops, metrics_count_known_requests_across_workers)
     for (int i = 0; i < 3; i++) {
         th_response r;
         th_http(&r, srv.port, "GET", "/nowhere", NULL, 2000);
+        th_response_free(&r);
         th_http(&r, srv.port, "GET", "/dummy?delay_ms=nope", NULL, 2000);
         th_response_free(&r);
     }

@@ -310,7 +310,7 @@ def write_report(data, path_md):
         qs = "; ".join(f"`{q['collection']}` filter `{q['filter']}` limit {q['limit']}" for q in mg["queries"])
         L.append(f"readmongo: FerretDB {mg.get('version', '')} (SQLite backend) on loopback, seeded by cd-seed "
                  f"({mg['docs']} users); queries: {qs}. Concurrency {p['mongo_conns']}: wrk connections, "
-                 f"mongoc loop threads, and clusterd query threads in all ({mg['threads_per_worker']} per worker); "
+                 f"mongoc loop threads, and clusterd query fibers in all ({mg['threads_per_worker']} per worker); "
                  "Node uses the driver's default pool.\n")
     L.append(f"![chart](latest.png)\n\nRaw per-round numbers: latest.json ({m['nproc']} CPUs). "
              "How to run and read it: bench/README.md.\n")

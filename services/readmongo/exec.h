@@ -68,7 +68,7 @@ typedef struct cd_readmongo_state {
     long long unreachable_at;
 } cd_readmongo_state;
 
-/* Makes the query fibers and queues the check at start (a ping, so that
+/* fibers.c.  Makes the query fibers and queues the check at start (a ping, so that
  * degraded() names an outage before any query has met it).  0 or -ENOMEM. */
 int cd_readmongo__fibers_start(cd_readmongo_state *st);
 /* Queues job for a fiber: 0, or -EAGAIN when queue_size jobs wait already
@@ -79,6 +79,11 @@ size_t cd_readmongo__outstanding(const cd_readmongo_state *st);
 /* Ends every fiber: jobs still out fail at once and their requests are
  * dropped (destroy: the loop no longer runs). */
 void cd_readmongo__fibers_stop(cd_readmongo_state *st);
+
+/* exec.c: runs job on fb (its client made on the first) and answers its
+ * request; and what a fiber made, released when it ends. */
+void cd_readmongo__run_job(cd_readmongo_fiber *fb, cd_readmongo_job *job);
+void cd_readmongo__fiber_release(cd_readmongo_fiber *fb);
 
 /* stream.c: the driver's sockets, waiting on the loop (for
  * mongoc_client_set_stream_initiator). */

@@ -1,23 +1,26 @@
 /*
  * readmongo.h - internals of the readmongo service shared between its files,
  * its unit tests and its fuzz targets.  The service (clusterd-readmongo.so)
- * is five files, one job each:
+ * is seven files, one job each:
  *
- *   readmongo.c       the service vtable: init/handle/stop/destroy, answering
- *                     requests on the worker's loop thread
+ *   readmongo.c       the service vtable: init/handle/stop/destroy; handle
+ *                     checks a request and answers a refusal or queues a job
  *   conf.c            the [readmongo] keys as a table, defaults, cross-key
  *                     checks (master and workers)
  *   readmongo_query.c pure checks: a request (subpath and query string) into
  *                     a checked query or a refusal; driver errors into
  *                     HTTP statuses
- *   exec.c            the query fibers: the find, and rendering
- *                     its answer (exec.h: the per-worker state and the job)
+ *   fibers.c          the query fibers on the worker's loop and their queue
+ *   exec.c            what a fiber does with a job: the find, rendering its
+ *                     answer, answering (exec.h: the per-worker state and
+ *                     the job)
+ *   stream.c          the driver's sockets, whose waits are the loop's
  *   readmongo_json.c  BSON into compact relaxed Extended JSON
  *
- * The thread pool itself is clusterd/pool.h.  Nothing declared here touches
- * the network, a thread or the loop, so all of it runs (and is tested) in
- * any process; in production it runs in a worker, on the loop thread
- * (request checks, and the query fibers: error mapping, JSON).
+ * Nothing declared here touches the network or the loop, so all of it runs
+ * (and is tested) in any process; in production it runs in a worker, on
+ * the loop thread (request checks, and the query fibers: error mapping,
+ * JSON).
  *
  * The double-underscore names are internal to services/readmongo/.
  */

@@ -174,6 +174,10 @@ int cd_fiber_resume(cd_fiber *f)
 {
     if (f->ended)
         return 1;
+    /* A fiber in a wait is resumed by the wait's end (or cd_fiber_cancel),
+     * never from outside: it would run on with its watchers still started. */
+    if (ev_is_active(&f->io) || ev_is_active(&f->timer))
+        return 0;
     if (running) /* resumed only from the loop's stack */
         abort();
     running = f;

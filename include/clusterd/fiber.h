@@ -43,7 +43,9 @@ cd_fiber *cd_fiber_new(struct ev_loop *loop, size_t stack_size, cd_fiber_fn fn, 
 void cd_fiber_free(cd_fiber *f);
 
 /* Runs f until it waits, yields or ends; returns 1 when it has ended.
- * From the loop's stack only (not from inside a fiber). */
+ * From the loop's stack only (not from inside a fiber).  A fiber in a
+ * wait (cd_fiber_wait_fd, cd_fiber_sleep) is not resumed: its wait's end
+ * does that; the call returns 0. */
 int cd_fiber_resume(cd_fiber *f);
 
 /* The fiber running now, or NULL on the loop's own stack. */

@@ -43,6 +43,7 @@ static void fiber_main(void *arg)
     cd_readmongo_fiber *fb = arg;
     cd_readmongo_state *st = fb->st;
 
+    fb->parked = 0; /* started by kick_cb: running, and soon waiting on I/O */
     for (;;) {
         cd_readmongo_job *job = dequeue(st);
         if (!job) {

@@ -799,3 +799,33 @@ Test(fiber, usleep_on_a_fiber_parks_it_and_off_a_fiber_sleeps)
     long long took = now_ms() - t0;
     cr_assert_geq(took, 50 - SLACK_EARLY_MS, "usleep(50ms) off a fiber took %lld ms", took);
 }
+
+/* A fiber in a wait is resumed only by its wait's end: a resume from
+ * outside returns 0 and leaves the wait as it was (readmongo's queue once
+ * resumed a fiber it wrongly took for parked while the fiber waited on a
+ * socket: the fiber ran on and started its watcher twice, and libev
+ * aborted the worker). */
+Test(fiber, resume_of_a_waiting_fiber_does_nothing)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    int sv[2];
+    waiter w = {.events = EV_READ, .timeout_ms = 5000};
+
+    pair(sv);
+    w.fd = sv[0];
+    cd_fiber *f = cd_fiber_new(loop, 0, fn_wait, &w);
+    cr_assert_not_null(f);
+    cr_assert_eq(cd_fiber_resume(f), 0, "the fiber did not park in its wait");
+    cr_assert_eq(cd_fiber_resume(f), 0, "a waiting fiber was resumed from outside");
+    cr_assert_not(w.done, "the wait ended without its fd being ready");
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    run(loop);
+    cr_assert(w.done);
+    cr_assert_eq(w.result, EV_READ);
+    cr_assert_eq(w.got, 'x');
+    cr_assert_eq(cd_fiber_resume(f), 1);
+    cd_fiber_free(f);
+    close(sv[0]);
+    close(sv[1]);
+    ev_loop_destroy(loop);
+}

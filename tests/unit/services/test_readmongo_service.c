@@ -265,3 +265,42 @@ Test(readmongo_service, destroy_with_jobs_out_answers_nothing)
         close(c[i].fd);
     }
 }
+
+/* A request that comes while the check at start is still waiting on the
+ * database (a server that accepts and never answers) goes to a parked
+ * fiber; the busy one's wait runs its course.  (readmongo's queue once took
+ * a fiber that had never parked for a parked one and resumed it in the
+ * middle of its wait; with the wait moving between descriptors, as a
+ * replica-set scan's does, libev then aborted the worker: "ev_io_start
+ * called with corrupted watcher", seen under load in
+ * readmongo_net/two_hosts_one_silent.  Here the wait stays on one
+ * descriptor, where that resume did no visible harm: fiber/
+ * resume_of_a_waiting_fiber_does_nothing is the test that fails without
+ * the fix.) */
+Test(readmongo_service, a_request_during_the_check_at_start_waits_its_turn)
+{
+    client c[1];
+    char err[256];
+
+    /* Two fibers: one busy with the check, one parked for the request. */
+    cd_service_readmongo.destroy(&svc);
+    set("concurrency", "2");
+    cr_assert_eq(cd_service_readmongo.init(&svc, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(listen(dead_fd, 8), 0);
+    long long t0 = now_ms();
+    for (int i = 0; i < 5; i++) /* the first fiber starts its check and waits */
+        ev_run(loop, EVRUN_NOWAIT);
+    connect_and_send(&c[0], "/readmongo/users?limit=1");
+    /* The check runs its course (server selection, 300 ms); a check whose
+     * wait was cut short by the request would end at once. */
+    while (!cd_service_readmongo.degraded(&svc) && now_ms() - t0 < 5000) {
+        ev_run(loop, EVRUN_NOWAIT);
+        poll(NULL, 0, 2);
+    }
+    long long check_ms = now_ms() - t0;
+    cr_assert(cd_service_readmongo.degraded(&svc), "the check at start never ended");
+    cr_assert_geq(check_ms, 150, "the check ended after %lld ms: its wait was cut short", check_ms);
+    pump(c, 1);
+    cr_assert_eq(status_of(&c[0]), 503, "%s", c[0].got);
+    close(c[0].fd);
+}

@@ -20,7 +20,11 @@
 #include <errno.h>
 #include <ev.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <ucontext.h>
@@ -283,6 +287,82 @@ void cd_fiber_cancel(cd_fiber *f)
         f->ready = 0;
         cd_fiber_resume(f);
     }
+}
+
+/* ---- cd_fiber_run_blocking ----
+ *
+ * The fiber waits on an eventfd the thread writes once work has returned.
+ * Who owns arg afterwards is settled by one exchange on `state`: the thread
+ * sets DONE after its write, the fiber sets GIVEN_UP when its wait ended
+ * without the write; whichever comes second knows what the first did.  The
+ * record itself is freed by the last of the two to let go (refs). */
+enum { RB_RUNNING, RB_DONE, RB_GIVEN_UP };
+
+typedef struct run_blocking {
+    atomic_int refs;
+    atomic_int state;
+    int efd;
+    void (*work)(void *);
+    void (*abandon)(void *);
+    void *arg;
+} run_blocking;
+
+static void rb_unref(run_blocking *rb)
+{
+    if (atomic_fetch_sub(&rb->refs, 1) == 1) {
+        close(rb->efd);
+        free(rb);
+    }
+}
+
+static void *rb_thread(void *p)
+{
+    run_blocking *rb = p;
+    uint64_t one = 1;
+
+    rb->work(rb->arg);
+    if (write(rb->efd, &one, sizeof one) < 0) {
+        /* cannot fail: the counter is far from its limit */
+    }
+    if (atomic_exchange(&rb->state, RB_DONE) == RB_GIVEN_UP)
+        rb->abandon(rb->arg);
+    rb_unref(rb);
+    return NULL;
+}
+
+int cd_fiber_run_blocking(void (*work)(void *arg), void (*abandon)(void *arg), void *arg,
+                          long long timeout_ms)
+{
+    run_blocking *rb = calloc(1, sizeof *rb);
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
+
+    if (!rb)
+        return -1;
+    if ((rb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        free(rb);
+        return -1;
+    }
+    rb->work = work;
+    rb->abandon = abandon;
+    rb->arg = arg;
+    atomic_init(&rb->refs, 2);
+    atomic_init(&rb->state, RB_RUNNING);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, rb_thread, rb);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        close(rb->efd);
+        free(rb);
+        errno = rc;
+        return -1;
+    }
+    int done = cd_fiber_wait_fd(rb->efd, EV_READ, timeout_ms) != 0 ||
+               atomic_exchange(&rb->state, RB_GIVEN_UP) == RB_DONE;
+    rb_unref(rb);
+    return done;
 }
 
 /* usleep(3) that parks a fiber instead of blocking the loop.  mongo-c-driver

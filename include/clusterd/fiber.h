@@ -64,6 +64,18 @@ int cd_fiber_wait_fd(int fd, int events, long long timeout_ms);
 /* Parks the running fiber for ms milliseconds (off a fiber: sleeps). */
 void cd_fiber_sleep(long long ms);
 
+/* Runs work(arg) on a short-lived thread of its own while the running
+ * fiber waits, at most timeout_ms (< 0: no limit): for a library call that
+ * blocks on something other than a descriptor the fiber could wait on
+ * (getaddrinfo, a driver's DNS lookups).  Returns 1 once work has returned
+ * (arg holds its results, and is the caller's again); 0 when the time ran
+ * out or the fiber was cancelled first: arg then belongs to the thread,
+ * which calls abandon(arg) after work returns, to free what work made and
+ * arg itself; -1 when no thread could start (errno; arg is the caller's,
+ * work did not run).  Off a fiber it waits in poll(2). */
+int cd_fiber_run_blocking(void (*work)(void *arg), void (*abandon)(void *arg), void *arg,
+                          long long timeout_ms);
+
 /* The process's usleep(3) is clusterd's (core/fiber.c): on a fiber it is
  * cd_fiber_sleep, so a library that sleeps (mongo-c-driver's server
  * selection does) parks the fiber, not the loop; elsewhere it sleeps. */

@@ -34,18 +34,14 @@
  * A client is made on its fiber's first job.  For a mongodb+srv:// URI the
  * driver resolves DNS SRV and TXT records while making it, which the loop
  * must not wait on, so that one is made in a short-lived thread the fiber
- * awaits (make_client_srv).
+ * awaits (make_client_srv, cd_fiber_run_blocking).
  */
 #include "services/readmongo/exec.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "clusterd/buf.h"
 #include "clusterd/json.h"
@@ -87,75 +83,58 @@ void cd_readmongo__job_free(cd_readmongo_job *job)
  * thread has its own copy of the URI: a fiber whose wait is cut short by a
  * stop leaves it running, and the service's URI is freed. */
 typedef struct client_make {
-    atomic_int refs; /* the fiber's and the thread's */
-    int efd;
     mongoc_uri_t *uri;
     mongoc_client_t *client;
     bson_error_t err;
 } client_make;
 
-static void client_make_unref(client_make *m)
-{
-    if (atomic_fetch_sub(&m->refs, 1) == 1) {
-        if (m->client)
-            mongoc_client_destroy(m->client); /* made after the fiber gave up */
-        mongoc_uri_destroy(m->uri);
-        close(m->efd);
-        free(m);
-    }
-}
-
-static void *client_make_run(void *arg)
+static void client_make_run(void *arg)
 {
     client_make *m = arg;
-    uint64_t one = 1;
 
     m->client = mongoc_client_new_from_uri_with_error(m->uri, &m->err);
-    if (write(m->efd, &one, sizeof one) < 0) {
-        /* cannot fail: the counter is far from its limit */
-    }
-    client_make_unref(m);
-    return NULL;
+}
+
+static void client_make_free(void *arg)
+{
+    client_make *m = arg;
+
+    if (m->client)
+        mongoc_client_destroy(m->client);
+    mongoc_uri_destroy(m->uri);
+    free(m);
 }
 
 /* Makes a client for a mongodb+srv:// URI in a thread the fiber awaits
- * (server_selection_timeout bounds the wait).  NULL with *berr. */
+ * (cd_fiber_run_blocking; server_selection_timeout bounds the wait).  NULL
+ * with *berr. */
 static mongoc_client_t *make_client_srv(cd_readmongo_state *st, bson_error_t *berr)
 {
     client_make *m = calloc(1, sizeof *m);
-    pthread_attr_t attr;
-    pthread_t t;
     mongoc_client_t *client = NULL;
+    int rc;
 
-    if (!m || (m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
-        !(m->uri = mongoc_uri_copy(st->uri))) {
-        if (m && m->efd > 0)
-            close(m->efd);
+    if (!m || !(m->uri = mongoc_uri_copy(st->uri))) {
         free(m);
         bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "out of memory");
         return NULL;
     }
-    atomic_init(&m->refs, 2);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &attr, client_make_run, m);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        atomic_store(&m->refs, 1);
-        client_make_unref(m);
+    rc = cd_fiber_run_blocking(client_make_run, client_make_free, m,
+                               st->conf->server_selection_timeout_ms);
+    if (rc < 0) {
+        client_make_free(m);
         bson_set_error(berr, MONGOC_ERROR_CLIENT, 0, "no thread to make the client");
         return NULL;
     }
-    if (!cd_fiber_wait_fd(m->efd, EV_READ, st->conf->server_selection_timeout_ms)) {
+    if (rc == 0) { /* m is the thread's now */
         bson_set_error(berr, MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_SERVER_SELECTION_FAILURE,
                        "resolving the mongodb+srv URI timed out");
-    } else if (!m->client) {
-        *berr = m->err;
-    } else {
-        client = m->client;
-        m->client = NULL;
+        return NULL;
     }
-    client_make_unref(m);
+    if (!(client = m->client))
+        *berr = m->err;
+    m->client = NULL;
+    client_make_free(m);
     return client;
 }
 

@@ -15,9 +15,9 @@
  *
  * The initiator connects as the driver's own would (mongoc-client.c's
  * mongoc_client_connect), without its waits:
- * - a host name is looked up by getaddrinfo in a short-lived thread, which
- *   the fiber awaits on an eventfd (bounded by connectTimeoutMS); a literal
- *   address needs none;
+ * - a host name is looked up by getaddrinfo in a short-lived thread the
+ *   fiber awaits (cd_fiber_run_blocking, bounded by connectTimeoutMS); a
+ *   literal address needs none;
  * - connect(2) is non-blocking, awaited for writability within
  *   connectTimeoutMS, address after address;
  * - TLS is the driver's own stream on top (mongoc_stream_tls_new_with_hostname
@@ -33,18 +33,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -335,8 +331,6 @@ static mongoc_stream_t *loop_stream_new(int fd)
 /* ---- name lookup in a thread ---- */
 
 typedef struct lookup {
-    atomic_int refs; /* the fiber's and the thread's */
-    int efd;         /* written once the answer is in */
     char host[BSON_HOST_NAME_MAX + 1];
     char port[8];
     int family;
@@ -344,41 +338,33 @@ typedef struct lookup {
     struct addrinfo *res;
 } lookup;
 
-static void lookup_unref(lookup *l)
+static void lookup_free(void *arg)
 {
-    if (atomic_fetch_sub(&l->refs, 1) == 1) {
-        if (l->res)
-            freeaddrinfo(l->res);
-        close(l->efd);
-        free(l);
-    }
+    lookup *l = arg;
+
+    if (l->res)
+        freeaddrinfo(l->res);
+    free(l);
 }
 
-static void *lookup_run(void *arg)
+static void lookup_run(void *arg)
 {
     lookup *l = arg;
     struct addrinfo hints = {.ai_family = l->family, .ai_socktype = SOCK_STREAM};
 
     l->rc = getaddrinfo(l->host, l->port, &hints, &l->res);
-    uint64_t one = 1;
-    if (write(l->efd, &one, sizeof one) < 0) {
-        /* an eventfd write cannot fail with a counter this small */
-    }
-    lookup_unref(l);
-    return NULL;
 }
 
-/* The addresses of host, or NULL with *error: looked up off the loop. */
+/* The addresses of host, looked up off the loop (cd_fiber_run_blocking);
+ * NULL with *error.  The caller frees *keep (lookup_free). */
 static struct addrinfo *resolve(const mongoc_host_list_t *host, long long timeout_ms,
                                 lookup **keep, bson_error_t *error)
 {
     lookup *l = calloc(1, sizeof *l);
-    pthread_attr_t attr;
-    pthread_t t;
+    int rc;
 
     *keep = NULL;
-    if (!l || (l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        free(l);
+    if (!l) {
         bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_NAME_RESOLUTION,
                        "Failed to resolve '%s': out of resources", host->host);
         return NULL;
@@ -386,28 +372,17 @@ static struct addrinfo *resolve(const mongoc_host_list_t *host, long long timeou
     snprintf(l->host, sizeof l->host, "%s", host->host);
     snprintf(l->port, sizeof l->port, "%u", host->port);
     l->family = host->family == AF_INET6 ? AF_INET6 : host->family == AF_INET ? AF_INET : AF_UNSPEC;
-    atomic_init(&l->refs, 2);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &attr, lookup_run, l);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        atomic_store(&l->refs, 1);
-        lookup_unref(l);
+    if ((rc = cd_fiber_run_blocking(lookup_run, lookup_free, l, timeout_ms)) <= 0) {
+        if (rc < 0)
+            free(l);
         bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_NAME_RESOLUTION,
-                       "Failed to resolve '%s': no thread", host->host);
-        return NULL;
-    }
-    if (!cd_fiber_wait_fd(l->efd, EV_READ, timeout_ms)) {
-        lookup_unref(l); /* the thread frees it when it is done */
-        bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_NAME_RESOLUTION,
-                       "Failed to resolve '%s': timed out", host->host);
+                       "Failed to resolve '%s': %s", host->host, rc < 0 ? "no thread" : "timed out");
         return NULL;
     }
     if (l->rc != 0) {
         bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_NAME_RESOLUTION,
                        "Failed to resolve '%s': %s", host->host, gai_strerror(l->rc));
-        lookup_unref(l);
+        lookup_free(l);
         return NULL;
     }
     *keep = l;
@@ -471,7 +446,7 @@ static int connect_host(const mongoc_uri_t *uri, const mongoc_host_list_t *host,
                 return -1;
             for (; ai && fd < 0 && cd_readmongo__now_ms() < deadline; ai = ai->ai_next)
                 fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline);
-            lookup_unref(l);
+            lookup_free(l);
         }
     }
     if (fd < 0)

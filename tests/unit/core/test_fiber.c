@@ -18,6 +18,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ev.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -828,4 +830,88 @@ Test(fiber, resume_of_a_waiting_fiber_does_nothing)
     close(sv[0]);
     close(sv[1]);
     ev_loop_destroy(loop);
+}
+
+/* ---- cd_fiber_run_blocking ---- */
+
+typedef struct blocking {
+    long long sleep_ms;  /* what work does: sleep, then set value */
+    int value;
+    atomic_int abandoned; /* set by abandon (on the thread) */
+} blocking;
+
+static void blocking_work(void *arg)
+{
+    blocking *b = arg;
+    struct timespec ts = {.tv_sec = b->sleep_ms / 1000, .tv_nsec = (b->sleep_ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+    b->value = 42;
+}
+
+static void blocking_abandon(void *arg)
+{
+    atomic_store(&((blocking *)arg)->abandoned, 1);
+}
+
+typedef struct runner {
+    blocking *b;
+    long long timeout_ms;
+    int rc, done;
+    long long took;
+} runner;
+
+static void fn_run_blocking(void *arg)
+{
+    runner *r = arg;
+    long long t0 = now_ms();
+
+    r->rc = cd_fiber_run_blocking(blocking_work, blocking_abandon, r->b, r->timeout_ms);
+    r->took = now_ms() - t0;
+    r->done = 1;
+}
+
+/* The fiber parks while work runs on a thread (the loop's timers tick), and
+ * gets work's result; cut short, it returns 0 at its timeout and the thread
+ * hands arg to abandon once work is done. */
+Test(fiber, run_blocking_parks_the_fiber_and_gives_back_or_abandons)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    blocking b = {.sleep_ms = 100};
+    runner r = {.b = &b, .timeout_ms = 5000};
+    ev_timer other;
+    int ticks = 0;
+
+    cd_fiber *f = cd_fiber_new(loop, 0, fn_run_blocking, &r);
+    cr_assert_not_null(f);
+    cr_assert_eq(cd_fiber_resume(f), 0, "the fiber did not park while work ran");
+    ev_timer_init(&other, count_cb, 0.01, 0.01);
+    other.data = &ticks;
+    ev_timer_start(loop, &other);
+    ev_unref(loop);
+    run(loop);
+    ev_ref(loop);
+    ev_timer_stop(loop, &other);
+    cd_fiber_free(f);
+    cr_assert(r.done);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_eq(b.value, 42, "work's result is not in arg");
+    cr_assert_geq(ticks, 3, "a 10 ms timer ticked %d times while work ran", ticks);
+    cr_assert_not(atomic_load(&b.abandoned), "abandon ran for a finished wait");
+
+    static blocking late = {.sleep_ms = 300}; /* outlives the test body for the thread */
+    runner r2 = {.b = &late, .timeout_ms = 50};
+    f = cd_fiber_new(loop, 0, fn_run_blocking, &r2);
+    cr_assert_not_null(f);
+    cr_assert_eq(cd_fiber_resume(f), 0);
+    run(loop);
+    cd_fiber_free(f);
+    ev_loop_destroy(loop);
+    cr_assert(r2.done);
+    cr_assert_eq(r2.rc, 0, "a wait past its timeout did not give up");
+    cr_assert_lt(r2.took, 50 + SLACK_LATE_MS, "gave up after %lld ms", r2.took);
+    for (int i = 0; i < 200 && !atomic_load(&late.abandoned); i++)
+        poll(NULL, 0, 10);
+    cr_assert(atomic_load(&late.abandoned), "the thread never handed arg to abandon");
+    cr_assert_eq(late.value, 42);
 }
